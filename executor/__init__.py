@@ -1,0 +1,72 @@
+"""The executor: validates plan graphs and runs them, every step as soon as its inputs are ready.
+
+Layering: `planner` -> `executor` -> `tools`. Nothing here imports `planner` or any LLM library.
+"""
+
+from executor.backends import Backend, LocalBackend
+from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, RunFailedError, StepTimeoutError
+from executor.events import (
+    EventBus,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepAdded,
+    StepCancelled,
+    StepFailed,
+    StepReady,
+    StepRestored,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    event_from_dict,
+)
+from executor.graph import PlanGraph, validate_plan
+from executor.plan import OnFailure, Plan, RetryPolicy, Step, WorkflowFileError
+from executor.result import RunResult, RunStatus, StepResult, StepStatus
+from executor.scheduler import Executor, Recovery, Run, RunClosedError, StepFailure
+from executor.workflow import Limits, Parallel, Workflow, load_workflow
+
+__all__ = [
+    "Backend",
+    "EventBus",
+    "Executor",
+    "Limits",
+    "LocalBackend",
+    "OnFailure",
+    "Parallel",
+    "Plan",
+    "PlanError",
+    "PlanGraph",
+    "PlanProblem",
+    "Recovery",
+    "ReferenceResolutionError",
+    "RetryPolicy",
+    "Run",
+    "RunClosedError",
+    "RunEvent",
+    "RunFailedError",
+    "RunFinished",
+    "RunResult",
+    "RunStarted",
+    "RunStatus",
+    "Step",
+    "StepAdded",
+    "StepCancelled",
+    "StepFailed",
+    "StepFailure",
+    "StepReady",
+    "StepRestored",
+    "StepResult",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+    "StepStatus",
+    "StepSucceeded",
+    "StepTimeoutError",
+    "Workflow",
+    "WorkflowFileError",
+    "event_from_dict",
+    "load_workflow",
+    "validate_plan",
+]

@@ -1,0 +1,67 @@
+"""Errors raised by the executor. The whole tree is drawn in `tools.errors`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tools.errors import RuntimeFailure, SetupError, ToolError
+
+if TYPE_CHECKING:
+    from executor.result import RunResult
+
+__all__ = [
+    "PlanError",
+    "PlanProblem",
+    "ReferenceResolutionError",
+    "RunFailedError",
+    "StepTimeoutError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanProblem:
+    """One thing wrong with a plan. `step_id` is None for plan-wide problems (a cycle)."""
+
+    step_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PlanError(SetupError):
+    """A plan is invalid. Lists every problem found, each naming the step at fault and the fix.
+
+    The message is compact on purpose: the planner feeds it back to the model to repair its plan.
+    """
+
+    def __init__(self, problems: list[PlanProblem]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            text = f"invalid plan: {problems[0].message}"
+        else:
+            text = f"invalid plan, {len(problems)} problems:\n" + "\n".join(f"- {p.message}" for p in problems)
+        super().__init__(text)
+
+    @property
+    def step_ids(self) -> set[str]:
+        return {p.step_id for p in self.problems if p.step_id is not None}
+
+
+class StepTimeoutError(ToolError):
+    """A step attempt ran longer than its `timeout_s`. Retryable."""
+
+
+class ReferenceResolutionError(ToolError):
+    """A `${...}` reference could not be resolved when the step was about to run. Permanent."""
+
+    permanent = True
+
+
+class RunFailedError(RuntimeFailure):
+    """A run ended without success; `result` holds every step's outcome."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        super().__init__(f"run `{result.run_id}` {result.status}: {result.error or 'see the step results'}")

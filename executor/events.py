@@ -1,0 +1,256 @@
+"""Typed events: the single source of truth for what happened in a run.
+
+The executor emits one event for everything it decides. Tracing, the run store,
+the CLI's live view and the chat stream all consume these events and nothing else.
+
+Events are frozen slotted dataclasses (cheap to create on the hot path); `to_dict`
+and `event_from_dict` give their JSON form, with `kind` naming the class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "EVENT_TYPES",
+    "EventBus",
+    "RunEvent",
+    "RunFinished",
+    "RunStarted",
+    "StepAdded",
+    "StepCancelled",
+    "StepFailed",
+    "StepReady",
+    "StepRestored",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+    "StepSucceeded",
+    "Subscriber",
+    "event_from_dict",
+]
+
+log = logging.getLogger("planweave.events")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEvent:
+    """Base of every event. `at` is wall-clock time (`time.time()`)."""
+
+    kind: ClassVar[str] = "event"
+    run_id: str
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(RunEvent):
+    kind: ClassVar[str] = "run_started"
+    goal: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepAdded(RunEvent):
+    """A validated step joined the run's graph (from the plan, a workflow or the planner)."""
+
+    kind: ClassVar[str] = "step_added"
+    step_id: str
+    tool: str
+    step: dict[str, Any]
+    """The step's definition as saved in a plan file."""
+    deps: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRestored(RunEvent):
+    """A step's output came from a recorded earlier run (resume): it is not run again."""
+
+    kind: ClassVar[str] = "step_restored"
+    step_id: str
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepReady(RunEvent):
+    """Every input of the step is available; it starts as soon as a concurrency slot is free."""
+
+    kind: ClassVar[str] = "step_ready"
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted(RunEvent):
+    kind: ClassVar[str] = "step_started"
+    step_id: str
+    tool: str
+    attempt: int
+    args: dict[str, Any] = field(default_factory=dict)
+    """Arguments with every reference resolved."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRetrying(RunEvent):
+    kind: ClassVar[str] = "step_retrying"
+    step_id: str
+    attempt: int
+    """The attempt that failed."""
+    delay_s: float
+    error: str
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSucceeded(RunEvent):
+    kind: ClassVar[str] = "step_succeeded"
+    step_id: str
+    output: Any
+    attempts: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepFailed(RunEvent):
+    kind: ClassVar[str] = "step_failed"
+    step_id: str
+    error: str
+    error_type: str
+    attempts: int
+    on_failure: str
+    """The step's failure policy: `fail`, `continue` or `replan`."""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSkipped(RunEvent):
+    kind: ClassVar[str] = "step_skipped"
+    step_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepCancelled(RunEvent):
+    kind: ClassVar[str] = "step_cancelled"
+    step_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(RunEvent):
+    kind: ClassVar[str] = "run_finished"
+    status: str
+    duration_s: float
+    error: str | None = None
+
+
+EVENT_TYPES: dict[str, type[RunEvent]] = {
+    cls.kind: cls
+    for cls in (
+        RunStarted,
+        StepAdded,
+        StepRestored,
+        StepReady,
+        StepStarted,
+        StepRetrying,
+        StepSucceeded,
+        StepFailed,
+        StepSkipped,
+        StepCancelled,
+        RunFinished,
+    )
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> RunEvent:
+    """Rebuild an event from `to_dict` output (the run store reads events back with this)."""
+    payload = dict(data)
+    kind = payload.pop("kind")
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind `{kind}`; known: {', '.join(EVENT_TYPES)}")
+    return cls(**payload)
+
+
+Subscriber = Callable[[RunEvent], object]
+"""A function called with every event, in order, on the event loop. Keep it quick."""
+
+_CLOSED = object()
+
+
+class EventBus:
+    """Fans events out to subscribers and to any number of async iterators."""
+
+    __slots__ = ("_subscribers", "_queues", "_history", "_closed", "active")
+
+    def __init__(self, subscribers: list[Subscriber] | None = None, *, keep_history: bool = True) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._queues: list[asyncio.Queue[object]] = []
+        self._history: list[RunEvent] | None = [] if keep_history else None
+        self._closed = False
+        self.active = bool(self._subscribers) or keep_history
+        """False when nobody listens: the executor then skips building events at all."""
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call `fn` with every later event; returns a function that unsubscribes."""
+        self._subscribers.append(fn)
+        self.active = True
+
+        def unsubscribe() -> None:
+            if fn in self._subscribers:
+                self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    @property
+    def history(self) -> list[RunEvent]:
+        return list(self._history or [])
+
+    def emit(self, event: RunEvent) -> None:
+        if self._history is not None:
+            self._history.append(event)
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception:  # a broken observer must never break the run
+                log.exception("event subscriber %r failed on %s", fn, event.kind)
+        for q in self._queues:
+            q.put_nowait(event)
+
+    def close(self) -> None:
+        """End every iterator after the events already queued."""
+        self._closed = True
+        for q in self._queues:
+            q.put_nowait(_CLOSED)
+        self._queues.clear()
+
+    async def iterate(self, *, replay: bool = True) -> AsyncIterator[RunEvent]:
+        """Events as they happen (after replaying earlier ones when `replay`), until the run ends."""
+        q: asyncio.Queue[object] = asyncio.Queue()
+        if replay and self._history is not None:
+            for ev in self._history:
+                q.put_nowait(ev)
+        if self._closed:
+            q.put_nowait(_CLOSED)
+        else:
+            self._queues.append(q)
+        self.active = True
+        try:
+            while True:
+                item = await q.get()
+                if item is _CLOSED:
+                    return
+                assert isinstance(item, RunEvent)
+                yield item
+        finally:
+            if q in self._queues:
+                self._queues.remove(q)

@@ -1,0 +1,354 @@
+"""Building and validating the plan graph.
+
+`PlanGraph` turns steps into a `networkx.DiGraph` (an edge `a -> b` means `b` needs
+`a`), checking everything that can be checked before anything runs and
+reporting every problem at once in one `PlanError`. Steps can be added in
+batches (the streaming planner does); each batch is checked against the live
+graph.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+from pydantic import ValidationError
+
+from executor.errors import PlanError, PlanProblem
+from executor.plan import Plan, Step
+from executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_refs, has_refs, parse
+from tools.base import Tool, ToolRegistry, format_validation_error
+
+__all__ = ["CompiledStep", "GROUP_TOOL", "PlanGraph", "compile_condition", "validate_plan"]
+
+GROUP_TOOL = "parallel_group"
+"""Internal tool of a parallel group's join step: collects its members' outputs into a dict."""
+
+
+@dataclass(slots=True)
+class CompiledStep:
+    """A validated step with everything the scheduler needs precomputed."""
+
+    step: Step
+    tool: Tool
+    deps: frozenset[str]
+    """Step ids this step needs: `depends_on` plus every referenced step."""
+    args_dynamic: bool
+    """False when the arguments hold no reference, so they are used as they are."""
+    condition: tuple[str, tuple[Ref, ...]] | None = None
+    """`when` rewritten as an expression over variables `_r0`, `_r1`, ... bound to references."""
+    for_each: Ref | None = None
+    dependents: list[str] = field(default_factory=list)
+
+
+def compile_condition(expr: str) -> tuple[str, tuple[Ref, ...]]:
+    """Rewrite `${...}` references in an expression as variables `_r0`, `_r1`, ... (with the refs)."""
+    parts = parse(expr)
+    refs: list[Ref] = []
+    text: list[str] = []
+    for part in parts:
+        if isinstance(part, Ref):
+            text.append(f" _r{len(refs)} ")
+            refs.append(part)
+        else:
+            text.append(part)
+    return "".join(text).strip(), tuple(refs)
+
+
+class PlanGraph:
+    """The validated, growing graph of a run's steps."""
+
+    def __init__(self, tools: ToolRegistry, *, inputs: Mapping[str, Any] | None = None) -> None:
+        self.tools = tools
+        self.inputs = inputs
+        self.graph: nx.DiGraph[str] = nx.DiGraph()
+        self.steps: dict[str, CompiledStep] = {}
+        self._handler_tools: dict[int, Tool] = {}
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in self.steps
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    # --- validation --------------------------------------------------------------------------
+
+    def add(self, steps: Iterable[Step]) -> list[CompiledStep]:
+        """Validate `steps` against the graph and add them; raises `PlanError` listing every problem."""
+        batch = list(steps)
+        compiled, problems = self._compile(batch)
+        if problems:
+            raise PlanError(problems)
+        for c in compiled:
+            sid = c.step.id
+            self.steps[sid] = c
+            self.graph.add_node(sid)
+            for dep in c.deps:
+                self.graph.add_edge(dep, sid)
+                self.steps[dep].dependents.append(sid)
+        return compiled
+
+    def check(self, steps: Iterable[Step]) -> list[PlanProblem]:
+        """Every problem `steps` would have if added now (empty when they are valid)."""
+        return self._compile(list(steps))[1]
+
+    def _tool_for(self, step: Step) -> Tool | None:
+        if step.handler is not None:
+            key = id(step.handler)
+            t = self._handler_tools.get(key)
+            if t is None:
+                name = getattr(step.handler, "__name__", step.id)
+                t = Tool.from_function(step.handler, name=name if name.isidentifier() else step.id)
+                self._handler_tools[key] = t
+            return t
+        assert step.tool is not None
+        return self.tools.get(step.tool) if step.tool in self.tools else None
+
+    def _compile(self, batch: list[Step]) -> tuple[list[CompiledStep], list[PlanProblem]]:
+        problems: list[PlanProblem] = []
+        new_ids: dict[str, int] = {}
+        for pos, step in enumerate(batch, 1):
+            if step.id in self.steps:
+                problems.append(
+                    PlanProblem(step.id, f"step `{step.id}` already exists in the run; give the new step another id.")
+                )
+            elif step.id in new_ids:
+                problems.append(
+                    PlanProblem(
+                        step.id,
+                        f"duplicate step id `{step.id}` (steps {new_ids[step.id]} and {pos}); "
+                        "give each step a unique id.",
+                    )
+                )
+            elif step.id in RESERVED_ROOTS:
+                problems.append(
+                    PlanProblem(step.id, f"step id `{step.id}` is reserved for references; choose another id.")
+                )
+            else:
+                new_ids[step.id] = pos
+        known = set(self.steps) | set(new_ids)
+        batch_by_id = {s.id: s for s in batch}
+
+        compiled: list[CompiledStep] = []
+        batch_deps: dict[str, set[str]] = {}
+        for step in batch:
+            sid = step.id
+            tool = self._tool_for(step)
+            if tool is None:
+                suggestions = self.tools.suggest(step.tool or "")
+                hint = (
+                    f"did you mean {' or '.join(f'`{s}`' for s in suggestions)}?"
+                    if suggestions
+                    else f"available tools: {', '.join(f'`{n}`' for n in self.tools.names()[:20])}."
+                )
+                problems.append(PlanProblem(sid, f"step `{sid}` uses unknown tool `{step.tool}`; {hint}"))
+
+            deps: set[str] = set()
+            for dep in step.depends_on:
+                if dep == sid:
+                    problems.append(
+                        PlanProblem(sid, f"step `{sid}` depends on itself; remove `{sid}` from its `depends_on`.")
+                    )
+                elif dep not in known:
+                    problems.append(
+                        PlanProblem(
+                            sid,
+                            f"step `{sid}` depends on `{dep}`, which is not in the plan; "
+                            "add that step or remove the dependency.",
+                        )
+                    )
+                else:
+                    deps.add(dep)
+
+            refs: list[tuple[str, Ref]] = []  # (where, ref)
+            try:
+                refs += [("args", r) for r in find_refs(step.args)]
+            except RefSyntaxError as exc:
+                problems.append(PlanProblem(sid, f"step `{sid}` `args`: {exc}."))
+            condition = None
+            if step.when is not None:
+                try:
+                    condition = compile_condition(step.when)
+                    ast.parse(condition[0] or "None", mode="eval")
+                    refs += [("when", r) for r in condition[1]]
+                except RefSyntaxError as exc:
+                    problems.append(PlanProblem(sid, f"step `{sid}` `when`: {exc}."))
+                except SyntaxError as exc:
+                    problems.append(
+                        PlanProblem(
+                            sid,
+                            f"step `{sid}` has an invalid `when` condition `{step.when}` ({exc.msg}); "
+                            "write an expression such as `${check.count} > 0`.",
+                        )
+                    )
+            for_each: Ref | None = None
+            if step.for_each is not None:
+                try:
+                    parts = parse(step.for_each)
+                except RefSyntaxError as exc:
+                    parts = ()
+                    problems.append(PlanProblem(sid, f"step `{sid}` `for_each`: {exc}."))
+                if len(parts) == 1 and isinstance(parts[0], Ref) and parts[0].root != "item":
+                    for_each = parts[0]
+                    refs.append(("for_each", for_each))
+                elif parts:
+                    problems.append(
+                        PlanProblem(
+                            sid,
+                            f"step `{sid}` `for_each` must be a single reference to a list, "
+                            f"such as `${{search.results}}`, not `{step.for_each}`.",
+                        )
+                    )
+
+            for where, ref in refs:
+                root = ref.root
+                if root == "item":
+                    if step.for_each is None:
+                        problems.append(
+                            PlanProblem(
+                                sid,
+                                f"step `{sid}` uses `{ref}` but has no `for_each`; "
+                                "`${item}` only exists in steps that run `for_each`.",
+                            )
+                        )
+                    continue
+                if root == "goal":
+                    if ref.path:
+                        problems.append(PlanProblem(sid, f"step `{sid}`: `{ref}`: the goal is text and has no fields."))
+                    continue
+                if root == "inputs":
+                    if self.inputs is not None and ref.path and ref.path[0] not in self.inputs:
+                        names = ", ".join(f"`{k}`" for k in self.inputs) or "none"
+                        problems.append(
+                            PlanProblem(
+                                sid,
+                                f"step `{sid}` references `{ref}`, but the run has no input "
+                                f"`{ref.path[0]}` (inputs: {names}).",
+                            )
+                        )
+                    continue
+                if root == sid:
+                    problems.append(
+                        PlanProblem(sid, f"step `{sid}` references its own output `{ref}`; a step cannot use its own output.")
+                    )
+                    continue
+                if root not in known:
+                    problems.append(
+                        PlanProblem(
+                            sid,
+                            f"step `{sid}` references `{ref}`, but there is no step `{root}`; "
+                            "add that step or fix the reference.",
+                        )
+                    )
+                    continue
+                deps.add(root)
+                if not ref.path:
+                    continue
+                if root in self.steps:
+                    producer_step, producer = self.steps[root].step, self.steps[root].tool
+                else:
+                    producer_step = batch_by_id[root]
+                    producer = self._tool_for(producer_step)
+                # A `for_each` step outputs a list of its tool's outputs: the schema does not apply.
+                if producer is None or producer_step.for_each is not None:
+                    continue
+                why = check_path(producer.output_schema, ref.path, root)
+                if why is not None:
+                    problems.append(
+                        PlanProblem(
+                            sid,
+                            f"step `{sid}` references `{ref}`, which cannot exist: {why} "
+                            f"(tool `{producer.name}`); fix the field path.",
+                        )
+                    )
+
+            batch_deps[sid] = deps
+            if tool is not None:
+                problems += self._check_args(step, tool)
+
+            if tool is not None:
+                compiled.append(
+                    CompiledStep(
+                        step=step,
+                        tool=tool,
+                        deps=frozenset(deps),
+                        args_dynamic=has_refs(step.args),
+                        condition=condition,
+                        for_each=for_each,
+                    )
+                )
+
+        problems += self._cycles(batch_deps)
+        return compiled, problems
+
+    def _check_args(self, step: Step, tool: Tool) -> list[PlanProblem]:
+        dynamic = {k for k, v in step.args.items() if has_refs(v)}
+        static = {k: v for k, v in step.args.items() if k not in dynamic}
+        try:
+            tool.args_model.model_validate(static)
+            return []
+        except ValidationError as exc:
+            errors = [e for e in exc.errors(include_url=False) if not (e["loc"] and e["loc"][0] in dynamic)]
+            if not errors:
+                return []
+            filtered = ValidationError.from_exception_data(exc.title, errors)  # type: ignore[arg-type]
+            return [
+                PlanProblem(
+                    step.id,
+                    f"step `{step.id}` arguments do not match tool `{tool.name}`: {format_validation_error(filtered)}.",
+                )
+            ]
+
+    def _cycles(self, deps_by_step: Mapping[str, set[str]]) -> list[PlanProblem]:
+        # Earlier batches only point back to earlier steps, so a new cycle lies within this batch.
+        needs: nx.DiGraph[str] = nx.DiGraph()  # edge a -> b: `a` needs `b`
+        needs.add_nodes_from(deps_by_step)
+        needs.add_edges_from((sid, dep) for sid, deps in deps_by_step.items() for dep in deps if dep in deps_by_step)
+        if nx.is_directed_acyclic_graph(needs):
+            return []
+        problems = []
+        for component in nx.strongly_connected_components(needs):
+            if len(component) < 2:
+                continue
+            edges = nx.find_cycle(needs.subgraph(component))
+            path = [u for u, _ in edges] + [edges[0][0]]
+            problems.append(
+                PlanProblem(
+                    path[0],
+                    f"dependency cycle `{' -> '.join(path)}` (each step needs the next); "
+                    "remove one of these dependencies or references.",
+                )
+            )
+        return problems
+
+    # --- graph queries -----------------------------------------------------------------------
+
+    def topological_order(self) -> list[str]:
+        return list(nx.topological_sort(self.graph))
+
+    def critical_path(self, weight: Mapping[str, float] | None = None) -> tuple[list[str], float]:
+        """The longest chain of dependent steps and its total weight (default weight 1 per step)."""
+        if not self.steps:
+            return [], 0.0
+        w = weight or {}
+        g: nx.DiGraph[str] = nx.DiGraph()
+        g.add_nodes_from(self.graph.nodes)
+        # Put each node's weight on its incoming edges, plus a virtual source for the first node.
+        for u, v in self.graph.edges:
+            g.add_edge(u, v, w=w.get(v, 1.0))
+        for n in self.graph.nodes:
+            g.add_edge("\x00source", n, w=w.get(n, 1.0))
+        path = nx.dag_longest_path(g, weight="w")
+        length = float(nx.dag_longest_path_length(g, weight="w"))
+        return [p for p in path if p != "\x00source"], length
+
+
+def validate_plan(
+    plan: Plan | Iterable[Step], tools: ToolRegistry, *, inputs: Mapping[str, Any] | None = None
+) -> None:
+    """Raise `PlanError` listing every problem in `plan`, or return None when it is valid."""
+    steps = plan.steps if isinstance(plan, Plan) else list(plan)
+    PlanGraph(tools, inputs=inputs).add(steps)

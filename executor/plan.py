@@ -1,0 +1,278 @@
+"""The plan model: steps, retry policies, plans, and their JSON/YAML forms.
+
+A plan is a list of `Step`s. Each step calls one tool (or, in a hand-written
+workflow, a Python handler) with arguments that may reference other steps'
+outputs with `${step_id.path}` (see `executor.refs`). Plans round-trip losslessly
+through JSON and YAML, so a saved plan is a workflow definition that can be
+version-controlled and re-run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from tools.errors import PlanweaveError, SetupError
+from tools.base import format_validation_error
+
+__all__ = [
+    "OnFailure",
+    "Plan",
+    "RetryPolicy",
+    "Step",
+    "WorkflowFileError",
+    "load_handler",
+]
+
+OnFailure = Literal["fail", "continue", "replan"]
+"""What a step's final failure does to the run.
+
+- `fail`: the run fails; running steps are cancelled and the rest marked cancelled.
+- `continue`: the step is marked failed, steps that need it are skipped, the rest go on.
+- `replan`: like `continue`, and the failure is handed to the planner to plan around it.
+"""
+
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+
+
+class WorkflowFileError(SetupError):
+    """A plan or workflow file cannot be read or parsed."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        super().__init__(message)
+
+
+class RetryPolicy(BaseModel):
+    """When and how often a failing step is tried again.
+
+    The delay before attempt n+1 is `initial_delay_s * backoff_factor**(n-1)`,
+    capped at `max_delay_s`, then spread by +-`jitter` (a fraction of the delay).
+    `retry_on` names the exception classes worth retrying (matched against the
+    error's class and its bases); by default every error except permanent ones
+    (bad arguments, policy refusals, bad references) is retried.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(1, ge=1, le=100, description="Total tries, the first included.")
+    initial_delay_s: float = Field(0.5, ge=0, le=3600)
+    backoff_factor: float = Field(2.0, ge=1, le=100)
+    max_delay_s: float = Field(30.0, ge=0, le=3600)
+    jitter: float = Field(0.1, ge=0, le=1)
+    retry_on: list[str] | None = Field(None, description="Exception class names to retry; None: all but permanent.")
+
+    @classmethod
+    def exponential(
+        cls,
+        max_attempts: int = 3,
+        initial_delay_s: float = 0.5,
+        backoff_factor: float = 2.0,
+        max_delay_s: float = 30.0,
+        jitter: float = 0.1,
+        retry_on: list[str] | None = None,
+    ) -> RetryPolicy:
+        return cls(
+            max_attempts=max_attempts,
+            initial_delay_s=initial_delay_s,
+            backoff_factor=backoff_factor,
+            max_delay_s=max_delay_s,
+            jitter=jitter,
+            retry_on=retry_on,
+        )
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        base = min(self.initial_delay_s * self.backoff_factor ** (attempt - 1), self.max_delay_s)
+        if self.jitter and base:
+            spread = base * self.jitter
+            base += (rng or random).uniform(-spread, spread)
+        return max(0.0, base)
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether `error` is worth another attempt under this policy (attempt count aside)."""
+        if getattr(error, "permanent", False):
+            return False
+        if self.retry_on is None:
+            return True
+        names = {cls.__name__ for cls in type(error).__mro__}
+        return any(name in names for name in self.retry_on)
+
+
+def load_handler(spec: str) -> Callable[..., Any]:
+    """Import `module.path:function` (the YAML form of a Python handler)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise WorkflowFileError(f"handler `{spec}` is not of the form `module.path:function`.")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise WorkflowFileError(
+            f"handler `{spec}` cannot be imported ({exc}); check the module is importable "
+            "(on `sys.path`) and defines that function."
+        ) from exc
+    if not callable(obj):
+        raise WorkflowFileError(f"handler `{spec}` is not callable.")
+    return obj  # type: ignore[no-any-return]
+
+
+def _handler_spec(fn: Callable[..., Any]) -> str | None:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    return f"{module}:{qualname}"
+
+
+class Step(BaseModel):
+    """One node of a plan: a tool call (or a Python handler) with its inputs and policies."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique short slug, e.g. `fetch_docs`.")
+    tool: str | None = Field(None, description="Name of a registered tool.")
+    handler: Callable[..., Any] | None = Field(
+        None, description="A Python function to call instead of a tool (hand-written workflows)."
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments; may hold `${...}` references.")
+    depends_on: list[str] = Field(default_factory=list, description="Extra steps that must succeed first.")
+    description: str = ""
+    when: str | None = Field(None, description="Condition on earlier outputs; false skips the step.")
+    for_each: str | None = Field(None, description="A `${...}` list reference: run once per item, in parallel.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float | None = Field(None, gt=0, description="Per-attempt time limit in seconds.")
+    on_failure: OnFailure = "fail"
+
+    @field_validator("handler", mode="before")
+    @classmethod
+    def _import_handler(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return load_handler(value)
+        return value
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _one_dependency(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _retry_shorthand(cls, value: Any) -> Any:
+        # `retry: 3` in YAML means "up to 3 attempts with the default backoff".
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"max_attempts": value}
+        return value
+
+    @model_validator(mode="after")
+    def _tool_or_handler(self) -> Step:
+        if (self.tool is None) == (self.handler is None):
+            raise ValueError(
+                "give a step exactly one of `tool` (a registered tool name) or `handler` (a Python function)"
+            )
+        return self
+
+    @field_serializer("handler", when_used="unless-none")
+    def _serialize_handler(self, fn: Callable[..., Any] | None) -> str | None:
+        if fn is None:
+            return None
+        spec = _handler_spec(fn)
+        if spec is None:
+            raise PlanweaveError(
+                f"step `{self.id}`: handler `{getattr(fn, '__qualname__', fn)}` cannot be saved; "
+                "define it at module level in an importable module to save this plan."
+            )
+        return spec
+
+    @property
+    def action(self) -> str:
+        """The tool name, or the handler's name, for display."""
+        if self.tool is not None:
+            return self.tool
+        return getattr(self.handler, "__name__", "handler")
+
+
+class Plan(BaseModel):
+    """An ordered list of steps. Order is for reading only: dependencies decide what runs when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step] = Field(default_factory=list)
+
+    # --- JSON / YAML -------------------------------------------------------------------------
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data, defaults left out so saved files stay short."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        for step in data.get("steps", []):
+            if step.get("handler", 0) is None:  # pydantic keeps serialized None defaults
+                del step["handler"]
+        return data
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_data(), indent=indent, ensure_ascii=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_data(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_data(cls, data: Any, *, source: str = "plan") -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise WorkflowFileError(f"{source} is not a valid {cls.__name__.lower()}: {format_validation_error(exc)}") from exc
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "plan") -> Self:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkflowFileError(f"{source} is not valid JSON: {exc}") from exc
+        return cls.from_data(data, source=source)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "plan") -> Self:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WorkflowFileError(f"{source} is not valid YAML: {exc}") from exc
+        return cls.from_data(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a `.json`, `.yaml` or `.yml` file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise WorkflowFileError(f"cannot read `{p}`: {exc.strerror or exc}", p) from exc
+        if p.suffix.lower() == ".json":
+            return cls.from_json(text, source=f"`{p}`")
+        if p.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(text, source=f"`{p}`")
+        raise WorkflowFileError(f"`{p}`: unknown file type; use .json, .yaml or .yml", p)
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        text = self.to_json() if p.suffix.lower() == ".json" else self.to_yaml()
+        p.write_text(text, encoding="utf-8")
+
+    @classmethod
+    def of(cls, steps: Iterable[Step | dict[str, Any]]) -> Plan:
+        return cls(steps=[s if isinstance(s, Step) else Step.model_validate(s) for s in steps])

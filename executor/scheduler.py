@@ -1,0 +1,826 @@
+"""The scheduler: runs a plan graph, starting every step the moment its inputs are ready.
+
+There is no superstep barrier: when a step finishes, each dependent whose last
+missing input it was starts at once, whatever else is still running. Steps are
+tasks in one `asyncio.TaskGroup` per run, so no task outlives its run.
+
+    executor = Executor(tools=[search, summarize], max_concurrency=8, tool_limits={"http_get": 4})
+    result = await executor.run(plan, inputs={"topic": "rust"})
+
+    async with executor.start(goal="...") as run:      # a live run: add steps while it runs
+        run.add_steps([...])
+        async for event in run.events(): ...
+        run.close()                                     # no more steps: finish when all are done
+    result = run.result
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import time
+import types
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from executor.backends import Backend, LocalBackend
+from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, StepTimeoutError
+from executor.events import (
+    EventBus,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepAdded,
+    StepCancelled,
+    StepFailed,
+    StepReady,
+    StepRestored,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    Subscriber,
+)
+from executor.graph import CompiledStep, PlanGraph
+from executor.plan import Plan, Step
+from executor.refs import PathError, Ref, pick, resolve
+from executor.result import RunResult, RunStatus, StepResult, StepStatus
+from tools.base import Tool, ToolContext, ToolRegistry
+from tools.errors import RuntimeFailure, ToolError
+from tools.safe_eval import evaluate
+
+__all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
+
+_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+
+class RunClosedError(RuntimeFailure):
+    """Steps were added to a run that is closed or finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    """What a workflow's failure handler is told about a failed attempt."""
+
+    step_id: str
+    tool: str
+    error: BaseException
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """A failure handler's decision: `Recovery.retry()`, `Recovery.fail()` or `Recovery.proceed()`."""
+
+    action: Literal["retry", "fail", "continue"]
+    delay_s: float | None = None
+    max_attempts: int = 3
+
+    @classmethod
+    def retry(cls, *, delay_s: float | None = None, max_attempts: int = 3) -> Recovery:
+        """Try the step again (after `delay_s`, or the step's backoff), up to `max_attempts` in all."""
+        return cls("retry", delay_s, max_attempts)
+
+    @classmethod
+    def fail(cls) -> Recovery:
+        """Fail the step and the whole run."""
+        return cls("fail")
+
+    @classmethod
+    def proceed(cls) -> Recovery:
+        """Mark the step failed, skip what needs it, and let the rest of the run go on."""
+        return cls("continue")
+
+
+FailureHandler = Callable[[StepFailure], "Recovery | Awaitable[Recovery]"]
+
+
+class _Node:
+    """Mutable runtime state of one step (slotted: there may be tens of thousands)."""
+
+    __slots__ = (
+        "c",
+        "status",
+        "output",
+        "error",
+        "error_type",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "waiting",
+        "task",
+        "restored",
+        "policy",
+        "item_outputs",
+    )
+
+    def __init__(self, c: CompiledStep) -> None:
+        self.c = c
+        self.status: StepStatus = "pending"
+        self.output: Any = None
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.attempts = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.waiting = 0
+        self.task: asyncio.Task[None] | None = None
+        self.restored = False
+        self.policy = c.step.on_failure
+        self.item_outputs: dict[int, Any] | None = None
+
+
+class _Slots:
+    """Acquire the global and the per-tool concurrency slots (either may be absent)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: asyncio.Semaphore | None, b: asyncio.Semaphore | None) -> None:
+        self.a, self.b = a, b
+
+    async def __aenter__(self) -> None:
+        if self.a is not None:
+            await self.a.acquire()
+        if self.b is not None:
+            try:
+                await self.b.acquire()
+            except BaseException:
+                if self.a is not None:
+                    self.a.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.b is not None:
+            self.b.release()
+        if self.a is not None:
+            self.a.release()
+
+
+class Executor:
+    """Runs plans with a set of tools. Reusable across runs; one instance can run many at once.
+
+    Args:
+        tools: tools or typed functions (wrapped with `@tool`), or a `ToolRegistry`.
+        max_concurrency: most steps running at once in a run (None: no limit).
+        tool_limits: most concurrent calls per tool name, e.g. `{"http_get": 4}`.
+        backend: where tool calls run (default: `LocalBackend`).
+        failure_handler: called on every failed attempt; returns a `Recovery` that overrides
+            the step's retry policy (the eight-factor guide's `on_failure`).
+        seed: seeds retry jitter, for reproducible delays.
+    """
+
+    def __init__(
+        self,
+        tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        max_concurrency: int | None = None,
+        tool_limits: Mapping[str, int] | None = None,
+        backend: Backend | None = None,
+        failure_handler: FailureHandler | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        for name, limit in (tool_limits or {}).items():
+            if limit < 1:
+                raise ValueError(f"tool_limits[{name!r}] must be at least 1, not {limit}")
+        self.max_concurrency = max_concurrency
+        self.tool_limits = dict(tool_limits or {})
+        self.backend = backend or LocalBackend()
+        self.failure_handler = failure_handler
+        self.seed = seed
+
+    def start(
+        self,
+        plan: Plan | Iterable[Step] | None = None,
+        *,
+        goal: str = "",
+        inputs: Mapping[str, Any] | None = None,
+        completed: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        subscribers: Iterable[Subscriber] = (),
+        deadline_s: float | None = None,
+        max_steps: int | None = None,
+        replans_handled: bool = False,
+        keep_events: bool = True,
+    ) -> Run:
+        """Create a run (validating `plan` now). Use it as `async with executor.start(...) as run:`.
+
+        `completed` maps step ids to recorded outputs: those steps are not run again (resume).
+        """
+        return Run(
+            self,
+            plan,
+            goal=goal,
+            inputs=inputs,
+            completed=completed,
+            run_id=run_id,
+            subscribers=subscribers,
+            deadline_s=deadline_s,
+            max_steps=max_steps,
+            replans_handled=replans_handled,
+            keep_events=keep_events,
+        )
+
+    async def run(self, plan: Plan | Iterable[Step], **kwargs: Any) -> RunResult:
+        """Run a complete plan and return its result (keyword arguments as for `start`)."""
+        async with self.start(plan, **kwargs) as run:
+            run.close()
+        return run.result
+
+    def run_sync(self, plan: Plan | Iterable[Step], **kwargs: Any) -> RunResult:
+        """`run` for scripts and notebooks without an event loop of their own."""
+
+        async def main() -> RunResult:
+            try:
+                return await self.run(plan, **kwargs)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(main())
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Run:
+    """One execution of a growing plan graph. Create with `Executor.start`."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        plan: Plan | Iterable[Step] | None,
+        *,
+        goal: str,
+        inputs: Mapping[str, Any] | None,
+        completed: Mapping[str, Any] | None,
+        run_id: str | None,
+        subscribers: Iterable[Subscriber],
+        deadline_s: float | None,
+        max_steps: int | None,
+        replans_handled: bool,
+        keep_events: bool,
+    ) -> None:
+        self.executor = executor
+        self.id = run_id or uuid.uuid4().hex[:16]
+        self.goal = goal
+        self.inputs: dict[str, Any] = dict(inputs or {})
+        self.deadline_s = deadline_s
+        self.max_steps = max_steps
+        self.replans_handled = replans_handled
+        self.graph = PlanGraph(executor.tools, inputs=self.inputs)
+        self._bus = EventBus(list(subscribers), keep_history=keep_events)
+        self._nodes: dict[str, _Node] = {}
+        self._outputs: dict[str, Any] = {}
+        self.outputs: Mapping[str, Any] = types.MappingProxyType(self._outputs)
+        """Outputs of the steps that have succeeded so far (read-only, live)."""
+        self._restore: dict[str, Any] = dict(completed or {})
+        self._unfinished = 0
+        self._closed = False
+        self._finished = False
+        self._status: RunStatus = "running"
+        self._error: str | None = None
+        self._replans: list[str] = []
+        self._settling: deque[_Node] = deque()
+        self._draining = False
+        self._rng = random.Random(executor.seed)
+        self._global_sem = asyncio.Semaphore(executor.max_concurrency) if executor.max_concurrency else None
+        self._tool_sems = {name: asyncio.Semaphore(n) for name, n in executor.tool_limits.items()}
+        self._tg: asyncio.TaskGroup | None = None
+        self._done: asyncio.Event | None = None
+        self._deadline_handle: asyncio.TimerHandle | None = None
+        self.started_at = 0.0
+        self.finished_at = 0.0
+        self._result: RunResult | None = None
+        self._initial: list[CompiledStep] = []
+        if plan is not None:
+            steps = plan.steps if isinstance(plan, Plan) else list(plan)
+            self._check_max_steps(len(steps))
+            self._initial = self.graph.add(steps)
+
+    # --- public API ----------------------------------------------------------------------------
+
+    @property
+    def status(self) -> RunStatus:
+        return self._status
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def result(self) -> RunResult:
+        """The final result; available once the run has finished."""
+        if self._result is None:
+            raise RuntimeError(f"run `{self.id}` has not finished; await `run.wait()` first")
+        return self._result
+
+    def step_status(self, step_id: str) -> StepStatus:
+        return self._nodes[step_id].status
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call `fn` with every later event. Returns a function that unsubscribes."""
+        return self._bus.subscribe(fn)
+
+    def events(self, *, replay: bool = True) -> AsyncIterator[RunEvent]:
+        """Async iterator over the run's events (earlier ones replayed first), ending with the run."""
+        return self._bus.iterate(replay=replay)
+
+    @property
+    def history(self) -> list[RunEvent]:
+        return self._bus.history
+
+    def add_steps(self, steps: Iterable[Step | dict[str, Any]]) -> list[str]:
+        """Validate steps against the live graph and schedule them; raises `PlanError` on any problem.
+
+        A step whose inputs are all available starts at once. Returns the added ids.
+        """
+        if self._closed:
+            raise RunClosedError(
+                f"run `{self.id}` is {'finished' if self._finished else 'closed'}; "
+                "add steps before calling `close()`."
+            )
+        batch = [s if isinstance(s, Step) else Step.model_validate(s) for s in steps]
+        self._check_max_steps(len(batch))
+        compiled = self.graph.add(batch)
+        if self._tg is None:
+            self._initial.extend(compiled)
+        else:
+            self._schedule(compiled)
+        return [c.step.id for c in compiled]
+
+    def check_steps(self, steps: Iterable[Step]) -> list[PlanProblem]:
+        """Problems `steps` would have if added now, without adding them."""
+        return self.graph.check(steps)
+
+    def close(self) -> None:
+        """No more steps will be added: the run finishes when every step is final."""
+        self._closed = True
+        if self._tg is not None and self._unfinished == 0 and not self._finished:
+            self._finish()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Cancel running steps, mark every other unfinished step cancelled, and end the run."""
+        self._abort("cancelled", reason)
+
+    async def wait(self) -> RunResult:
+        """Wait until the run has finished (call `close()` first, or it waits for more steps)."""
+        if self._done is None:
+            raise RuntimeError("the run has not started; use `async with executor.start(...) as run:`")
+        await self._done.wait()
+        return self.result
+
+    async def __aenter__(self) -> Run:
+        if self._tg is not None:
+            raise RuntimeError(f"run `{self.id}` was already started")
+        self._done = asyncio.Event()
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self.started_at = time.time()
+        self._t0 = time.perf_counter()
+        if self._bus.active:
+            self._bus.emit(RunStarted(run_id=self.id, goal=self.goal, inputs=self.inputs, at=self.started_at))
+        if self.deadline_s is not None:
+            self._deadline_handle = asyncio.get_running_loop().call_later(self.deadline_s, self._on_deadline)
+        initial, self._initial = self._initial, []
+        self._schedule(initial)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        assert self._tg is not None and self._done is not None
+        try:
+            if exc is not None:
+                self._abort("cancelled", f"the code driving the run raised {type(exc).__name__}: {exc}")
+            else:
+                self.close()
+            await self._done.wait()
+        except BaseException:
+            # Cancelled while waiting (e.g. Ctrl-C): cancel the steps, then let the cancellation through.
+            self._abort("cancelled", "the run was interrupted")
+            raise
+        finally:
+            await self._tg.__aexit__(None, None, None)
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def _check_max_steps(self, n: int) -> None:
+        if self.max_steps is not None and len(self.graph) + n > self.max_steps:
+            raise PlanError(
+                [
+                    PlanProblem(
+                        None,
+                        f"the run allows at most {self.max_steps} steps and would have "
+                        f"{len(self.graph) + n}; plan fewer steps or raise `max_steps`.",
+                    )
+                ]
+            )
+
+    def _schedule(self, compiled: list[CompiledStep]) -> None:
+        new = []
+        for c in compiled:
+            node = _Node(c)
+            self._nodes[c.step.id] = node
+            new.append(node)
+        self._unfinished += len(new)
+        if self._bus.active:
+            for node in new:
+                s = node.c.step
+                self._bus.emit(
+                    StepAdded(
+                        run_id=self.id,
+                        step_id=s.id,
+                        tool=s.action,
+                        step=s.model_dump(mode="json", exclude_defaults=True, exclude={"handler"}),
+                        deps=sorted(node.c.deps),
+                    )
+                )
+        if self._closed and not new:
+            return
+        # Restored outputs first, so the counts below see them as succeeded.
+        for node in new:
+            sid = node.c.step.id
+            if sid in self._restore:
+                node.restored = True
+                node.attempts = 0
+                self._succeed(node, self._restore.pop(sid), emit_restored=True)
+        nodes = self._nodes
+        for node in new:
+            if node.status == "pending":
+                node.waiting = sum(1 for d in node.c.deps if nodes[d].status != "succeeded")
+        for node in new:
+            if node.status != "pending":
+                continue
+            blocked = [d for d in node.c.deps if nodes[d].status in ("failed", "skipped", "cancelled")]
+            if blocked:
+                self._skip(node, self._needs_reason(blocked[0]))
+            elif node.waiting == 0:
+                self._ready(node)
+        self._drain()
+
+    def _needs_reason(self, dep: str) -> str:
+        state = self._nodes[dep].status
+        verb = {"failed": "failed", "skipped": "was skipped", "cancelled": "was cancelled"}[state]
+        return f"needs `{dep}`, which {verb}"
+
+    def _ready(self, node: _Node) -> None:
+        c = node.c
+        if c.condition is not None:
+            expr, refs = c.condition
+            try:
+                names = {f"_r{i}": self._lookup(r, None) for i, r in enumerate(refs)}
+                ok = bool(evaluate(expr, names))
+            except Exception as exc:
+                self._fail(node, exc)
+                return
+            if not ok:
+                self._skip(node, f"condition `{c.step.when}` is false")
+                return
+        node.status = "ready"
+        if self._bus.active:
+            self._bus.emit(StepReady(run_id=self.id, step_id=c.step.id))
+        assert self._tg is not None
+        node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{c.step.id}")
+
+    def _lookup(self, ref: Ref, item: Any) -> Any:
+        root = ref.root
+        try:
+            if root in self._outputs:
+                value = self._outputs[root]
+            elif root == "inputs":
+                return pick(self.inputs, ref.path, Ref("inputs"))
+            elif root == "goal":
+                return self.goal
+            elif root == "item":
+                value = item
+            else:
+                raise PathError(f"step `{root}` has no output")
+            return pick(value, ref.path, ref) if ref.path else value
+        except PathError as exc:
+            raise ReferenceResolutionError(f"cannot resolve `{ref}`: {exc}") from None
+
+    async def _execute(self, node: _Node) -> None:
+        c = node.c
+        step = c.step
+        sid = step.id
+        try:
+            while True:
+                node.attempts += 1
+                attempt = node.attempts
+                try:
+                    if c.for_each is not None:
+                        output = await self._run_for_each(node, attempt)
+                    else:
+                        async with _Slots(self._global_sem, self._tool_sems.get(c.tool.name)):
+                            output = await self._attempt(node, attempt, None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if node.status in _FINAL:  # the run was aborted meanwhile
+                        return
+                    try:
+                        delay = await self._decide(node, exc, attempt)
+                    except Exception as handler_exc:  # a broken failure handler fails the step
+                        delay, exc = None, handler_exc
+                    if delay is None:
+                        self._fail(node, exc)
+                        return
+                    if self._bus.active:
+                        self._bus.emit(
+                            StepRetrying(
+                                run_id=self.id,
+                                step_id=sid,
+                                attempt=attempt,
+                                delay_s=delay,
+                                error=str(exc),
+                                error_type=type(exc).__name__,
+                            )
+                        )
+                    await asyncio.sleep(delay)
+                    continue
+                if node.status not in _FINAL:
+                    self._succeed(node, output)
+                    self._drain()
+                return
+        except asyncio.CancelledError:
+            # Only `_abort` cancels step tasks, and it has already marked the step cancelled;
+            # this covers a cancellation from anywhere else.
+            if node.status not in _FINAL:
+                self._cancel_node(node, "the run was cancelled")
+                self._drain()
+            raise
+
+    async def _attempt(self, node: _Node, attempt: int, item: tuple[int, Any] | None) -> Any:
+        c = node.c
+        step = c.step
+        if node.started_at is None:
+            node.started_at = time.time()
+            node.status = "running"
+        item_value = item[1] if item is not None else None
+        args = resolve(step.args, lambda r: self._lookup(r, item_value)) if c.args_dynamic else step.args
+        if self._bus.active and item is None:
+            self._bus.emit(StepStarted(run_id=self.id, step_id=step.id, tool=c.tool.name, attempt=attempt, args=args))
+        ctx = ToolContext(
+            run_id=self.id,
+            step_id=step.id,
+            attempt=attempt,
+            goal=self.goal,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            item=item_value,
+        )
+        if step.timeout_s is None:
+            return await self.executor.backend.invoke(c.tool, args, ctx)
+        try:
+            async with asyncio.timeout(step.timeout_s):
+                return await self.executor.backend.invoke(c.tool, args, ctx)
+        except TimeoutError:
+            raise StepTimeoutError(
+                f"step `{step.id}` timed out after {step.timeout_s:g}s (attempt {attempt}); "
+                "raise its `timeout_s` or make the tool faster.",
+                tool=c.tool.name,
+                step_id=step.id,
+                attempt=attempt,
+            ) from None
+
+    async def _run_for_each(self, node: _Node, attempt: int) -> list[Any]:
+        c = node.c
+        assert c.for_each is not None
+        items = self._lookup(c.for_each, None)
+        if not isinstance(items, list):
+            raise ReferenceResolutionError(
+                f"step `{c.step.id}` `for_each` needs a list, but `{c.for_each}` is a {type(items).__name__}; "
+                "point it at a list output.",
+                step_id=c.step.id,
+            )
+        if node.item_outputs is None:
+            node.item_outputs = {}
+        done = node.item_outputs
+        if self._bus.active:
+            self._bus.emit(
+                StepStarted(
+                    run_id=self.id,
+                    step_id=c.step.id,
+                    tool=c.tool.name,
+                    attempt=attempt,
+                    args={"for_each": len(items), **c.step.args},
+                )
+            )
+        if node.started_at is None:
+            node.started_at = time.time()
+            node.status = "running"
+
+        async def one(i: int, value: Any) -> None:
+            async with _Slots(self._global_sem, self._tool_sems.get(c.tool.name)):
+                done[i] = await self._attempt(node, attempt, (i, value))
+
+        # Items that succeeded in an earlier attempt are kept; only the failed ones run again.
+        async with asyncio.TaskGroup() as tg:
+            for i, value in enumerate(items):
+                if i not in done:
+                    tg.create_task(one(i, value))
+        return [done[i] for i in range(len(items))]
+
+    async def _decide(self, node: _Node, exc: BaseException, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop trying."""
+        if isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
+        policy = node.c.step.retry
+        handler = self.executor.failure_handler
+        if handler is not None:
+            decision = handler(StepFailure(node.c.step.id, node.c.tool.name, exc, attempt))
+            if inspect.isawaitable(decision):
+                decision = await decision
+            assert isinstance(decision, Recovery)
+            if decision.action == "retry" and attempt < decision.max_attempts:
+                return decision.delay_s if decision.delay_s is not None else policy.delay(attempt, self._rng)
+            if decision.action != "retry":
+                node.policy = "continue" if decision.action == "continue" else "fail"
+            return None
+        if attempt < policy.max_attempts and policy.retries(exc):
+            return policy.delay(attempt, self._rng)
+        return None
+
+    # --- final states ------------------------------------------------------------------------
+
+    def _succeed(self, node: _Node, output: Any, *, emit_restored: bool = False) -> None:
+        sid = node.c.step.id
+        node.status = "succeeded"
+        node.output = output
+        node.finished_at = time.time()
+        self._outputs[sid] = output
+        if self._bus.active:
+            if emit_restored:
+                self._bus.emit(StepRestored(run_id=self.id, step_id=sid, output=output))
+            else:
+                started = node.started_at or node.finished_at
+                self._bus.emit(
+                    StepSucceeded(
+                        run_id=self.id,
+                        step_id=sid,
+                        output=output,
+                        attempts=node.attempts,
+                        duration_s=node.finished_at - started,
+                    )
+                )
+        self._settling.append(node)
+
+    def _fail(self, node: _Node, exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
+        sid = node.c.step.id
+        node.status = "failed"
+        node.error = str(exc) or type(exc).__name__
+        node.error_type = type(exc).__name__
+        node.finished_at = time.time()
+        if self._bus.active:
+            self._bus.emit(
+                StepFailed(
+                    run_id=self.id,
+                    step_id=sid,
+                    error=node.error,
+                    error_type=node.error_type,
+                    attempts=node.attempts,
+                    on_failure=node.policy,
+                    duration_s=node.finished_at - (node.started_at or node.finished_at),
+                )
+            )
+        self._settling.append(node)
+        if node.policy == "replan":
+            self._replans.append(sid)
+        if node.policy == "fail":
+            self._abort("failed", f"step `{sid}` failed: {node.error}")
+        self._drain()
+
+    def _skip(self, node: _Node, reason: str) -> None:
+        node.status = "skipped"
+        node.error = reason
+        node.finished_at = time.time()
+        if self._bus.active:
+            self._bus.emit(StepSkipped(run_id=self.id, step_id=node.c.step.id, reason=reason))
+        self._settling.append(node)
+
+    def _cancel_node(self, node: _Node, reason: str) -> None:
+        node.status = "cancelled"
+        node.error = reason
+        node.finished_at = time.time()
+        if self._bus.active:
+            self._bus.emit(StepCancelled(run_id=self.id, step_id=node.c.step.id, reason=reason))
+        self._settling.append(node)
+
+    def _drain(self) -> None:
+        """Propagate final states to dependents, iteratively (a 10,000-step chain must not recurse)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            nodes = self._nodes
+            while self._settling:
+                node = self._settling.popleft()
+                self._unfinished -= 1
+                ok = node.status == "succeeded"
+                for dep_id in node.c.dependents:
+                    d = nodes.get(dep_id)
+                    if d is None or d.status != "pending":
+                        continue
+                    if ok:
+                        d.waiting -= 1
+                        if d.waiting == 0:
+                            self._ready(d)
+                    else:
+                        self._skip(d, self._needs_reason(node.c.step.id))
+        finally:
+            self._draining = False
+        if self._closed and self._unfinished == 0 and not self._finished and self._tg is not None:
+            self._finish()
+
+    def _abort(self, status: RunStatus, error: str) -> None:
+        if self._finished:
+            return
+        if self._status == "running":
+            self._status = status
+            self._error = error
+        self._closed = True
+        reason = error if status == "failed" else "the run was cancelled"
+        current = asyncio.current_task()
+        for node in list(self._nodes.values()):
+            if node.status in _FINAL:
+                continue
+            # Marked now, not when the task unwinds: a task cancelled before its first step never runs.
+            self._cancel_node(node, reason)
+            if node.task is not None and node.task is not current:
+                node.task.cancel()
+        self._drain()
+        if self._unfinished == 0 and not self._finished and self._tg is not None:
+            self._finish()
+
+    def _on_deadline(self) -> None:
+        self._abort("failed", f"the run passed its deadline of {self.deadline_s:g}s; raise `deadline_s` or plan less")
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._closed = True
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+        if self._status == "running":
+            unhandled = [] if self.replans_handled else self._replans
+            if unhandled:
+                self._status = "failed"
+                self._error = (
+                    f"step{'s' if len(unhandled) > 1 else ''} {', '.join(f'`{s}`' for s in unhandled)} failed "
+                    "with `on_failure: replan`, and no planner handled it"
+                )
+            else:
+                self._status = "succeeded"
+        self.finished_at = time.time()
+        steps = {}
+        for sid, n in self._nodes.items():
+            steps[sid] = StepResult.model_construct(
+                id=sid,
+                tool=n.c.tool.name,
+                status=n.status,
+                output=n.output,
+                error=n.error,
+                error_type=n.error_type,
+                attempts=n.attempts,
+                started_at=n.started_at,
+                finished_at=n.finished_at,
+                restored=n.restored,
+            )
+        self._result = RunResult.model_construct(
+            run_id=self.id,
+            status=self._status,
+            goal=self.goal,
+            inputs=self.inputs,
+            steps=steps,
+            error=self._error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            replan_requests=list(self._replans),
+        )
+        if self._bus.active:
+            self._bus.emit(
+                RunFinished(
+                    run_id=self.id,
+                    status=self._status,
+                    duration_s=time.perf_counter() - self._t0,
+                    error=self._error,
+                )
+            )
+        self._bus.close()
+        assert self._done is not None
+        self._done.set()

@@ -1,0 +1,45 @@
+"""Test utilities for planweave and for users testing their own agents.
+
+:class:`FakeModelServer` is an OpenAI-compatible chat-completions server that
+answers with scripted :class:`Reply` objects over real HTTP on 127.0.0.1.
+This package only depends on the standard library and pydantic (importing it
+does not import litellm, openai or instructor).
+
+Example::
+
+    from planner.testing import FakeModelServer, Reply
+
+    with FakeModelServer([Reply.json_obj({"steps": []}), Reply.rate_limited(2)]) as server:
+        run_my_agent(api_base=server.base_url)
+        assert len(server.chat_requests) == 2
+"""
+
+from planner.testing.fake_server import (
+    FakeModelServer,
+    RecordedRequest,
+    ReplyHandler,
+    ReplyLike,
+)
+from planner.testing.replies import (
+    DEFAULT_MALFORMED_BODY,
+    HttpError,
+    JsonPath,
+    Reply,
+    ToolCall,
+    json_spans,
+    tokenize,
+)
+
+__all__ = [
+    "DEFAULT_MALFORMED_BODY",
+    "FakeModelServer",
+    "HttpError",
+    "JsonPath",
+    "RecordedRequest",
+    "Reply",
+    "ReplyHandler",
+    "ReplyLike",
+    "ToolCall",
+    "json_spans",
+    "tokenize",
+]

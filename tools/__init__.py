@@ -1,0 +1,31 @@
+"""Tools: what planweave steps call. The bottom layer: imports nothing from `executor` or `planner`."""
+
+from tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
+from tools.errors import (
+    PlanweaveError,
+    RuntimeFailure,
+    SetupError,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolError,
+    ToolNotFoundError,
+    ToolOutputError,
+    ToolRefusedError,
+)
+
+__all__ = [
+    "PlanweaveError",
+    "RuntimeFailure",
+    "SetupError",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolNotFoundError",
+    "ToolOutputError",
+    "ToolRefusedError",
+    "ToolRegistry",
+    "format_validation_error",
+    "tool",
+]

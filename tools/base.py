@@ -1,0 +1,338 @@
+"""Tools: typed Python functions the executor can call by name.
+
+    @tool
+    def add(a: float, b: float) -> float:
+        '''Add two numbers.'''
+        return a + b
+
+`add` is now a `Tool` with a name, a description (the docstring), a pydantic
+argument model and JSON schema derived from the signature, and an output schema
+derived from the return annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from tools.errors import (
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolNotFoundError,
+    ToolOutputError,
+)
+
+__all__ = ["Tool", "ToolContext", "ToolRegistry", "tool", "format_validation_error"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool may know about the run calling it.
+
+    A tool receives it by declaring a parameter annotated `ToolContext`; that
+    parameter is injected by the executor and is not part of the argument schema.
+    """
+
+    run_id: str = ""
+    step_id: str = ""
+    attempt: int = 1
+    goal: str = ""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    """Outputs of the steps finished so far, by step id (read-only view)."""
+    item: Any = None
+    """The current item when the step runs `for_each`."""
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Compact one-line-per-problem rendering of a pydantic error, for humans and LLMs."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        if err["type"] == "missing":
+            parts.append(f"`{loc}` is required")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"`{loc}` is not an argument of this tool")
+        else:
+            parts.append(f"`{loc}`: {err['msg']} (got {_short(err.get('input'))})")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google- or Sphinx-style docstring into a description and per-parameter help."""
+    doc = inspect.cleandoc(doc or "")
+    params: dict[str, str] = {}
+    lines = doc.splitlines()
+    desc_lines: list[str] = []
+    in_args = False
+    current: str | None = None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.lower() in ("args:", "arguments:", "parameters:", "params:"):
+            in_args = True
+            continue
+        sphinx = re.match(r":param\s+(\w+):\s*(.*)", stripped)
+        if sphinx:
+            params[sphinx.group(1)] = sphinx.group(2)
+            continue
+        if in_args:
+            m = re.match(r"(\w+)\s*(\([^)]*\))?\s*:\s*(.*)", stripped)
+            if m and not line.startswith(" " * 8):
+                current = m.group(1)
+                params[current] = m.group(3)
+            elif stripped and current and line.startswith(" "):
+                params[current] += " " + stripped
+            elif not stripped:
+                current = None
+            else:
+                in_args = False
+                desc_lines.append(line)
+            continue
+        if re.match(r"(returns?|raises|yields|examples?):$", stripped.lower()):
+            in_args = False
+            current = None
+            desc_lines.append("\x00")  # stop collecting the description here
+            continue
+        desc_lines.append(line)
+    description = "\n".join(desc_lines).split("\x00")[0].strip()
+    return description, params
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable the executor can run by name, with validated arguments.
+
+    Build one with the `@tool` decorator or `Tool.from_function`.
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    args_model: type[BaseModel]
+    is_async: bool
+    context_param: str | None = None
+    output_schema: dict[str, Any] | None = None
+    blocking: bool = True
+    """Sync tools run in a worker thread when True (the default), so they cannot stall other steps.
+    Set False for trivial CPU-only functions to call them directly on the event loop."""
+    _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        blocking: bool = True,
+    ) -> Tool:
+        """Derive a tool from a typed function (sync or async)."""
+        if isinstance(fn, Tool):
+            return fn
+        if not callable(fn):
+            raise ToolDefinitionError(f"`{fn!r}` is not callable; pass a function to `tool`.")
+        tool_name = name or getattr(fn, "__name__", "")
+        if not _NAME_RE.match(tool_name):
+            raise ToolDefinitionError(
+                f"`{tool_name}` is not a valid tool name; use letters, digits, `_`, `-` or `.`, "
+                "starting with a letter or `_`, at most 64 characters (pass `name=`)."
+            )
+        doc_desc, doc_params = _doc_parts(fn.__doc__ or "")
+        try:
+            hints = get_type_hints(fn, include_extras=True)
+        except Exception as exc:  # unresolvable forward references
+            raise ToolDefinitionError(f"tool `{tool_name}`: cannot resolve its type hints ({exc}).") from exc
+        sig = inspect.signature(fn)
+        fields: dict[str, Any] = {}
+        context_param: str | None = None
+        for pname, param in sig.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ToolDefinitionError(
+                    f"tool `{tool_name}`: `*{pname}`/`**{pname}` parameters are not supported; "
+                    "declare each argument with a name and a type."
+                )
+            if param.kind is param.POSITIONAL_ONLY:
+                raise ToolDefinitionError(
+                    f"tool `{tool_name}`: parameter `{pname}` is positional-only; tools are called with keywords."
+                )
+            annotation = hints.get(pname, inspect.Parameter.empty)
+            if annotation is ToolContext:
+                context_param = pname
+                continue
+            if annotation is inspect.Parameter.empty:
+                raise ToolDefinitionError(
+                    f"tool `{tool_name}`: parameter `{pname}` has no type annotation; "
+                    f"add one, e.g. `{pname}: str`."
+                )
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            help_text = doc_params.get(pname)
+            fields[pname] = (annotation, Field(default, description=help_text) if help_text else default)
+        model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", tool_name)) + "Args"
+        args_model = create_model(  # type: ignore[call-overload]
+            model_name, __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False), **fields
+        )
+        output_schema: dict[str, Any] | None = None
+        ret = hints.get("return", inspect.Parameter.empty)
+        if ret not in (inspect.Parameter.empty, Any):
+            try:
+                if inspect.iscoroutinefunction(fn) and getattr(ret, "__origin__", None) is Awaitable:
+                    ret = ret.__args__[0]
+                output_schema = TypeAdapter(ret).json_schema(mode="serialization")
+            except Exception:
+                output_schema = None  # an output type pydantic cannot describe: references stay unchecked
+        return cls(
+            name=tool_name,
+            description=(description or doc_desc or tool_name).strip(),
+            fn=fn,
+            args_model=args_model,
+            is_async=inspect.iscoroutinefunction(fn),
+            context_param=context_param,
+            output_schema=output_schema,
+            blocking=blocking,
+            _arg_names=tuple(fields),
+        )
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the tool's arguments."""
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def describe(self) -> dict[str, Any]:
+        """Name, description and argument schema: what a planner shows a model."""
+        return {"name": self.name, "description": self.description, "parameters": self.json_schema}
+
+    def validate_args(self, args: Mapping[str, Any]) -> BaseModel:
+        """Validate `args` against the schema, raising `ToolArgumentsError` naming every problem."""
+        try:
+            return self.args_model.model_validate(args)
+        except ValidationError as exc:
+            raise ToolArgumentsError(
+                f"arguments for tool `{self.name}` are invalid: {format_validation_error(exc)}.",
+                tool=self.name,
+            ) from exc
+
+    def bind(self, args: Mapping[str, Any], context: ToolContext | None = None) -> dict[str, Any]:
+        """Validated keyword arguments ready to pass to `fn` (context injected when declared)."""
+        model = self.validate_args(args)
+        kwargs = {name: getattr(model, name) for name in self._arg_names}
+        if self.context_param is not None:
+            kwargs[self.context_param] = context if context is not None else ToolContext()
+        return kwargs
+
+    def to_output(self, value: Any) -> Any:
+        """Convert a return value to JSON-compatible data (models become dicts)."""
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        try:
+            return to_jsonable_python(value)
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            raise ToolOutputError(
+                f"tool `{self.name}` returned a `{type(value).__name__}`, which is not JSON-serialisable; "
+                "return JSON data, a pydantic model or a dataclass.",
+                tool=self.name,
+            ) from exc
+
+    async def acall(self, args: Mapping[str, Any], context: ToolContext | None = None) -> Any:
+        """Validate, call and convert the output; sync functions run in the calling thread."""
+        kwargs = self.bind(args, context)
+        if self.is_async:
+            return self.to_output(await self.fn(**kwargs))
+        return self.to_output(self.fn(**kwargs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly, unvalidated (handy in tests)."""
+        return self.fn(*args, **kwargs)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, blocking: bool = True
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    blocking: bool = True,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a typed function into a `Tool`: `@tool` or `@tool(name="...", blocking=False)`."""
+    if fn is not None:
+        return Tool.from_function(fn)
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return Tool.from_function(f, name=name, description=description, blocking=blocking)
+
+    return wrap
+
+
+class ToolRegistry:
+    """Tools by name. Accepts tools or plain typed functions (wrapped with `@tool`)."""
+
+    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.register(t)
+
+    def register(self, item: Tool | Callable[..., Any], *, replace: bool = False) -> Tool:
+        t = item if isinstance(item, Tool) else Tool.from_function(item)
+        if t.name in self._tools and not replace and self._tools[t.name] is not t:
+            raise ToolDefinitionError(
+                f"a tool named `{t.name}` is already registered; rename one or pass `replace=True`."
+            )
+        self._tools[t.name] = t
+        return t
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise ToolNotFoundError(name, self.suggest(name)) from None
+
+    def suggest(self, name: str) -> list[str]:
+        return difflib.get_close_matches(name, list(self._tools), n=3, cutoff=0.7)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """Every tool's name, description and argument schema, sorted by name."""
+        return [self._tools[n].describe() for n in self.names()]
+
+    def merged(self, other: Iterable[Tool | Callable[..., Any]]) -> ToolRegistry:
+        """A new registry with this one's tools plus `other` (which may replace same-named tools)."""
+        new = ToolRegistry(self._tools.values())
+        for t in other:
+            new.register(t, replace=True)
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __repr__(self) -> str:
+        return f"ToolRegistry({self.names()!r})"

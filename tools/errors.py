@@ -1,0 +1,114 @@
+"""The planweave error tree.
+
+Every error planweave raises on purpose derives from `PlanweaveError`. The tree is
+drawn once, here; each class lives in the lowest layer that raises it, so that
+dependencies keep pointing one way (planner -> executor -> tools).
+
+    PlanweaveError                      base of everything below
+    ├── SetupError                      raised while *building*: nothing has run yet
+    │   ├── ToolDefinitionError         a function cannot become a tool (tools)
+    │   ├── ToolNotFoundError           a name is not in the registry (tools)
+    │   ├── PlanError                   a plan is invalid; lists every problem (executor)
+    │   ├── WorkflowFileError           a workflow/plan file cannot be read (executor)
+    │   └── ConfigError                 a setting is missing or wrong (planner)
+    └── RuntimeFailure                  raised while *running*
+        ├── ToolError                   a tool call failed (tools); retryable unless permanent
+        │   ├── ToolArgumentsError      arguments do not match the tool's schema (permanent)
+        │   ├── ToolRefusedError        the tool refused on policy, e.g. a private address (permanent)
+        │   ├── ToolOutputError         the tool returned something not JSON-serialisable (permanent)
+        │   └── StepTimeoutError        the step ran past its `timeout_s` (executor)
+        ├── ReferenceResolutionError    a `${...}` reference could not be resolved at run time (executor)
+        ├── RunFailedError              a run ended failed; carries the result (executor)
+        ├── PlanningError               the planner could not get a valid plan (planner)
+        ├── LLMError                    a model call failed for good (planner)
+        └── BudgetExceededError         a run hit one of its budgets (planner)
+
+Errors carry fields (`step_id`, `tool`, `attempt`) as well as a message, and the
+message always names the thing at fault and how to fix it: the LLM planner reads
+these messages to repair its plans.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PlanweaveError",
+    "SetupError",
+    "RuntimeFailure",
+    "ToolDefinitionError",
+    "ToolNotFoundError",
+    "ToolError",
+    "ToolArgumentsError",
+    "ToolRefusedError",
+    "ToolOutputError",
+]
+
+
+class PlanweaveError(Exception):
+    """Base class of every error planweave raises on purpose."""
+
+
+class SetupError(PlanweaveError):
+    """Something is wrong with what was built or configured; nothing has run yet."""
+
+
+class RuntimeFailure(PlanweaveError):
+    """Something failed while a run was in progress."""
+
+
+class ToolDefinitionError(SetupError):
+    """A Python function cannot be turned into a tool (for example a parameter without a type)."""
+
+
+class ToolNotFoundError(SetupError, LookupError):
+    """A tool name is not registered."""
+
+    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+        self.name = name
+        self.suggestions = suggestions or []
+        hint = f" Did you mean {', '.join(f'`{s}`' for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown tool `{name}`.{hint} Register it, or use one of the registered tools.")
+
+
+class ToolError(RuntimeFailure):
+    """A tool call failed.
+
+    `permanent` errors are never retried: trying again with the same arguments
+    cannot help. Tools raise `ToolError(..., permanent=True)` for such cases;
+    any other exception a tool raises is treated as transient.
+    """
+
+    permanent: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool: str | None = None,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        permanent: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.step_id = step_id
+        self.attempt = attempt
+        if permanent is not None:
+            self.permanent = permanent
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments given to a tool do not match its argument schema."""
+
+    permanent = True
+
+
+class ToolRefusedError(ToolError):
+    """A tool refused to act on policy (private address, path outside the workspace, ...)."""
+
+    permanent = True
+
+
+class ToolOutputError(ToolError):
+    """A tool returned a value that cannot be serialised to JSON."""
+
+    permanent = True

@@ -1,0 +1,533 @@
+"""Evaluate small Python-syntax expressions without `eval`.
+
+    >>> evaluate("price * (1 + vat)", {"price": 100, "vat": 0.25})
+    125.0
+    >>> evaluate("fetch.status == 200 and 'error' not in fetch.text", {"fetch": {"status": 200, "text": "ok"}})
+    True
+
+The expression is parsed with `ast.parse` and every node is interpreted here, so
+only the constructs listed below can ever run; nothing reaches `eval`, `exec` or
+a compiled code object. The executor uses this for step conditions (`when`),
+with `names` bound to step outputs, and the `calculator` tool uses it with no
+names at all.
+
+Supported:
+
+- literals: int, float, str, `True`, `False`, `None`; list, tuple, dict and set displays
+- arithmetic `+ - * / // % **`, unary `-`, `+` and `not`
+- comparisons, chained ones too (`0 < x <= 10`), `in` / `not in`, `is None` / `is not None`
+- `and`, `or`, and the conditional `a if cond else b`
+- names from `names`, then the constants `pi` and `e`
+- subscripts and slices (`x[0]`, `x['key']`, `x[1:3]`), and `x.key` as a shorthand for `x['key']` on dicts
+- calls to abs, min, max, round, len, sum, int, float, str, bool, sqrt, floor, ceil,
+  log (`log(x)` natural, `log(x, base)`), exp, sin, cos, tan
+
+Anything else (other calls, methods, lambdas, comprehensions, f-strings, bitwise
+operators, attributes of non-dicts, any name or attribute starting with `__`)
+raises `SafeEvalError`, as does every run-time failure (division by zero, a
+missing key, a type mismatch). Results are bounded so that `9**9**9` or
+`'a' * 10**9` fail at once instead of exhausting memory: integers up to
+`MAX_INT_BITS` bits, strings and lists up to `MAX_ITEMS` items.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import math
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, NoReturn
+
+from tools.errors import ToolError
+
+__all__ = ["MAX_EXPRESSION_CHARS", "MAX_INT_BITS", "MAX_ITEMS", "SafeEvalError", "evaluate"]
+
+MAX_EXPRESSION_CHARS: Final = 10_000
+"""Longest expression accepted, in characters."""
+MAX_INT_BITS: Final = 10_000
+"""Largest integer `*` and `**` may produce (about 3,000 decimal digits, still printable)."""
+MAX_ITEMS: Final = 1_000_000
+"""Largest string (characters) or list/tuple (items, nested ones counted too) `*` and `+` may produce."""
+
+
+class SafeEvalError(ToolError):
+    """An expression cannot be evaluated: bad syntax, a construct outside the safe subset,
+    or a run-time failure such as division by zero. Always permanent: the same
+    expression fails the same way every time.
+
+    `expression` holds the whole expression; the message quotes the part at fault.
+    """
+
+    permanent = True
+
+    def __init__(self, message: str, *, expression: str, tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.expression = expression
+
+
+def _log(x: Any, base: Any = None) -> float:
+    # math.log(x, None) is a TypeError, so the one-argument form needs its own call.
+    return math.log(x) if base is None else math.log(x, base)
+
+
+def _sum(values: Iterable[Any], start: Any = 0) -> Any:
+    # Builtin sum also concatenates lists (`sum(lists, [])`), which could build
+    # arbitrarily large results; numbers only keeps it bounded.
+    items = list(values)
+    for item in (*items, start):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise TypeError(f"sum adds numbers only, got a `{type(item).__name__}`")
+    return sum(items, start)
+
+
+_FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "round": round,
+    "len": len,
+    "sum": _sum,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "sqrt": math.sqrt,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "log": _log,
+    "exp": math.exp,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+}
+_CONSTANTS: Final[dict[str, float]] = {"pi": math.pi, "e": math.e}
+
+_ALLOWED: Final = (
+    "expressions may use literals, `+ - * / // % **`, comparisons, `and`/`or`/`not`, "
+    "`a if cond else b`, names, `x[i]`, `x.key` on dicts, and the functions "
+    + ", ".join(_FUNCTIONS)
+)
+
+_BINARY: Final[dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]]] = {
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+    ast.FloorDiv: ("//", operator.floordiv),
+    ast.Mod: ("%", operator.mod),
+    ast.Pow: ("**", operator.pow),
+}
+_UNSUPPORTED_BINARY: Final[dict[type[ast.operator], str]] = {
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.MatMult: "@",
+}
+_COMPARE: Final[dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
+    ast.Eq: ("==", operator.eq),
+    ast.NotEq: ("!=", operator.ne),
+    ast.Lt: ("<", operator.lt),
+    ast.LtE: ("<=", operator.le),
+    ast.Gt: (">", operator.gt),
+    ast.GtE: (">=", operator.ge),
+    ast.In: ("in", lambda a, b: a in b),
+    ast.NotIn: ("not in", lambda a, b: a not in b),
+    ast.Is: ("is", operator.is_),
+    ast.IsNot: ("is not", operator.is_not),
+}
+_UNSUPPORTED_NODES: Final[dict[type[ast.AST], str]] = {
+    ast.Lambda: "`lambda` functions are",
+    ast.ListComp: "list comprehensions are",
+    ast.SetComp: "set comprehensions are",
+    ast.DictComp: "dict comprehensions are",
+    ast.GeneratorExp: "generator expressions are",
+    ast.NamedExpr: "assignment expressions (`:=`) are",
+    ast.JoinedStr: "f-strings are",
+    ast.Await: "`await` is",
+    ast.Yield: "`yield` is",
+    ast.YieldFrom: "`yield from` is",
+    ast.Starred: "`*` unpacking is",
+    ast.Slice: "slices outside `[...]` are",
+}
+
+
+def evaluate(expression: str, names: Mapping[str, Any] | None = None) -> Any:
+    """Evaluate `expression` safely and return its value.
+
+    Args:
+        expression: A Python expression in the subset described in this module's
+            docstring, e.g. `"fetch.status == 200 and len(items) > 0"`.
+        names: Values the expression may refer to by name. They shadow the
+            constants `pi` and `e`; function names stay callable either way.
+
+    Raises:
+        SafeEvalError: for a syntax error, a construct outside the subset, an
+            unknown name, or a run-time failure; the message quotes the part at fault.
+    """
+    source = expression.strip()
+    tree = _parse(source)
+    try:
+        return _Evaluator(source, names or {}).eval(tree)
+    except RecursionError:
+        raise SafeEvalError(
+            f"`{_clip(source)}` is nested too deeply to evaluate; split it into simpler expressions.",
+            expression=source,
+        ) from None
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(source: str) -> ast.expr:
+    """Parse once per distinct expression: the executor re-checks the same `when` often."""
+    if not source:
+        raise SafeEvalError("the expression is empty; write one such as `x > 0`.", expression=source)
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise SafeEvalError(
+            f"the expression is {len(source):,} characters long; the limit is {MAX_EXPRESSION_CHARS:,}.",
+            expression=source,
+        )
+    try:
+        return ast.parse(source, mode="eval").body
+    except SyntaxError as exc:
+        where = f"column {exc.offset}" if exc.offset else "an unknown position"
+        if exc.lineno and "\n" in source:
+            where = f"line {exc.lineno}, {where}"
+        raise SafeEvalError(
+            f"`{_clip(source)}` is not a valid expression: {exc.msg} at {where}.", expression=source
+        ) from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        raise SafeEvalError(f"`{_clip(source)}` cannot be parsed: {exc or 'too deeply nested'}.", expression=source) from None
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _listing(items: Iterable[Any], limit: int = 20) -> str:
+    shown = [f"`{item}`" for item in items]
+    if not shown:
+        return "(none)"
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
+def _weight(value: Any, budget: int) -> int:
+    """Items in `value`, nested ones included (a shared list counts every time it appears).
+
+    Stops counting once past `budget`, so the cost is bounded by the budget.
+    """
+    total = 0
+    stack = [value]
+    while stack and total <= budget:
+        item = stack.pop()
+        if isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += len(item)
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            total += len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return total
+
+
+class _Evaluator:
+    """One evaluation: the source (to quote the part at fault) and the names in scope."""
+
+    __slots__ = ("source", "names")
+
+    def __init__(self, source: str, names: Mapping[str, Any]) -> None:
+        self.source = source
+        self.names = names
+
+    # -- helpers -------------------------------------------------------------
+
+    def fail(self, message: str) -> NoReturn:
+        raise SafeEvalError(message, expression=self.source)
+
+    def seg(self, node: ast.AST) -> str:
+        text = ast.get_source_segment(self.source, node) or ast.unparse(node)
+        return _clip(" ".join(text.split()))
+
+    def eval(self, node: ast.AST) -> Any:
+        handler = _HANDLERS.get(type(node))
+        if handler is None:
+            what = _UNSUPPORTED_NODES.get(type(node), f"`{type(node).__name__}` expressions are")
+            self.fail(f"{what} not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+        return handler(self, node)
+
+    # -- leaves --------------------------------------------------------------
+
+    def constant(self, node: ast.Constant) -> Any:
+        value = node.value
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        kind = {complex: "complex number", bytes: "bytes"}.get(type(value), type(value).__name__)
+        self.fail(f"{kind} literals such as `{self.seg(node)}` are not supported; use numbers, strings, True, False or None.")
+
+    def name(self, node: ast.Name) -> Any:
+        name = node.id
+        if name.startswith("__"):
+            self.fail(f"`{name}`: names starting with `__` are not allowed; {_ALLOWED}.")
+        if name in self.names:
+            return self.names[name]
+        if name in _CONSTANTS:
+            return _CONSTANTS[name]
+        if name in _FUNCTIONS:
+            self.fail(f"`{name}` is a function; call it, e.g. `{name}(x)`.")
+        if name in ("true", "false", "null", "none"):
+            self.fail(f"unknown name `{name}`; write `True`, `False` or `None` (Python spelling).")
+        available = sorted({*self.names, *_CONSTANTS})
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        self.fail(f"unknown name `{name}` in `{self.seg(node)}`; available names: {_listing(available)}.{hint}")
+
+    # -- operators -----------------------------------------------------------
+
+    def unary(self, node: ast.UnaryOp) -> Any:
+        if isinstance(node.op, ast.Invert):
+            self.fail(f"the `~` operator is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+        operand = self.eval(node.operand)
+        if isinstance(node.op, ast.Not):
+            return not operand
+        symbol, op = ("-", operator.neg) if isinstance(node.op, ast.USub) else ("+", operator.pos)
+        try:
+            return op(operand)
+        except TypeError:
+            self.fail(f"cannot apply unary `{symbol}` to a `{_type(operand)}` in `{self.seg(node)}`.")
+
+    def binary(self, node: ast.BinOp) -> Any:
+        entry = _BINARY.get(type(node.op))
+        if entry is None:
+            symbol = _UNSUPPORTED_BINARY.get(type(node.op), type(node.op).__name__)
+            self.fail(
+                f"the `{symbol}` operator is not supported (in `{self.seg(node)}`); "
+                "arithmetic uses `+ - * / // % **`."
+            )
+        symbol, op = entry
+        left = self.eval(node.left)
+        right = self.eval(node.right)
+        self.check_size(node, left, right)
+        try:
+            result = op(left, right)
+        except ZeroDivisionError:
+            self.fail(f"division by zero in `{self.seg(node)}`.")
+        except OverflowError:
+            self.fail(f"the result of `{self.seg(node)}` is too large to represent.")
+        except TypeError:
+            self.fail(
+                f"cannot apply `{symbol}` to a `{_type(left)}` and a `{_type(right)}` in `{self.seg(node)}`."
+            )
+        except (ArithmeticError, ValueError) as exc:
+            self.fail(f"`{self.seg(node)}` failed: {exc}.")
+        if isinstance(result, complex):
+            self.fail(f"`{self.seg(node)}` gives a complex number; only real numbers are supported.")
+        return result
+
+    def check_size(self, node: ast.BinOp, left: Any, right: Any) -> None:
+        """Refuse operations whose result would be huge, before computing them."""
+        op = node.op
+        ints = isinstance(left, int) and isinstance(right, int)
+        if isinstance(op, ast.Pow) and ints and right > 0 and abs(left) > 1:
+            if right.bit_length() > 64:
+                self.fail(f"the result of `{self.seg(node)}` would be astronomically large; integers are limited to {MAX_INT_BITS:,} bits.")
+            bits = right * math.log2(abs(left))
+            if bits > MAX_INT_BITS:
+                digits = right * math.log10(abs(left))
+                self.fail(
+                    f"the result of `{self.seg(node)}` would have about {digits:,.0f} digits; "
+                    f"the limit is about {int(MAX_INT_BITS * math.log10(2)):,} digits."
+                )
+        elif isinstance(op, ast.Mult):
+            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                self.fail(f"the result of `{self.seg(node)}` would exceed {MAX_INT_BITS:,} bits.")
+            sequence, count = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and count > 1:
+                size = _weight(sequence, MAX_ITEMS) * count
+                if size > MAX_ITEMS:
+                    self.fail(
+                        f"`{self.seg(node)}` would build a {_type(sequence)} of about {size:,} items; "
+                        f"the limit is {MAX_ITEMS:,}."
+                    )
+        elif isinstance(op, ast.Add) and isinstance(left, (str, list, tuple)) and type(left) is type(right):
+            size = _weight(left, MAX_ITEMS) + _weight(right, MAX_ITEMS)
+            if size > MAX_ITEMS:
+                self.fail(f"`{self.seg(node)}` would build a {_type(left)} of {size:,} items; the limit is {MAX_ITEMS:,}.")
+        elif isinstance(op, ast.Mod) and isinstance(left, str):
+            # printf-style formatting can pad to any width (`'%099999999d' % 1`).
+            self.fail(f"string formatting with `%` is not supported (in `{self.seg(node)}`); join strings with `+` and `str(...)`.")
+
+    def boolean(self, node: ast.BoolOp) -> Any:
+        # Python semantics: short-circuit and return the deciding operand.
+        want = isinstance(node.op, ast.Or)
+        value: Any = None
+        for operand in node.values:
+            value = self.eval(operand)
+            if bool(value) is want:
+                return value
+        return value
+
+    def compare(self, node: ast.Compare) -> Any:
+        left_node: ast.expr = node.left
+        left = self.eval(left_node)
+        result: Any = True
+        for op, right_node in zip(node.ops, node.comparators):
+            symbol, func = _COMPARE[type(op)]
+            if isinstance(op, (ast.Is, ast.IsNot)) and not (_is_none(right_node) or _is_none(left_node)):
+                self.fail(
+                    f"`{symbol}` only compares with `None` (in `{self.seg(node)}`); use `==` or `!=` to compare values."
+                )
+            right = self.eval(right_node)
+            try:
+                result = func(left, right)
+            except TypeError:
+                if isinstance(op, (ast.In, ast.NotIn)):
+                    self.fail(
+                        f"`{symbol}` needs a string, list, tuple, set or dict on its right, "
+                        f"not a `{_type(right)}` (in `{self.seg(node)}`)."
+                    )
+                self.fail(f"cannot compare a `{_type(left)}` with a `{_type(right)}` using `{symbol}` in `{self.seg(node)}`.")
+            if not result:
+                return result
+            left, left_node = right, right_node
+        return result
+
+    def conditional(self, node: ast.IfExp) -> Any:
+        return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
+
+    # -- containers and access -------------------------------------------------
+
+    def list_(self, node: ast.List) -> list[Any]:
+        return [self.eval(item) for item in node.elts]
+
+    def tuple_(self, node: ast.Tuple) -> tuple[Any, ...]:
+        return tuple(self.eval(item) for item in node.elts)
+
+    def set_(self, node: ast.Set) -> set[Any]:
+        items = [self.eval(item) for item in node.elts]
+        try:
+            return set(items)
+        except TypeError as exc:
+            self.fail(f"`{self.seg(node)}`: set items must be hashable ({exc}).")
+
+    def dict_(self, node: ast.Dict) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        for key_node, value_node in zip(node.keys, node.values):
+            if key_node is None:
+                self.fail(f"`**` unpacking is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+            key = self.eval(key_node)
+            value = self.eval(value_node)
+            try:
+                result[key] = value
+            except TypeError as exc:
+                self.fail(f"`{self.seg(key_node)}` cannot be a dict key ({exc}).")
+        return result
+
+    def subscript(self, node: ast.Subscript) -> Any:
+        container = self.eval(node.value)
+        if isinstance(node.slice, ast.Slice):
+            return self.slice(node, container, node.slice)
+        key = self.eval(node.slice)
+        if isinstance(container, Mapping):
+            try:
+                return container[key]
+            except KeyError:
+                self.fail(
+                    f"key {key!r} is not in `{self.seg(node.value)}` (in `{self.seg(node)}`); "
+                    f"available keys: {_listing(repr(k) for k in container)}."
+                )
+            except TypeError as exc:
+                self.fail(f"`{self.seg(node)}`: {exc}.")
+        if isinstance(container, Sequence):
+            if isinstance(key, bool) or not isinstance(key, int):
+                self.fail(
+                    f"a `{_type(container)}` index must be an integer, not a `{_type(key)}` (in `{self.seg(node)}`)."
+                )
+            try:
+                return container[key]
+            except IndexError:
+                self.fail(
+                    f"index {key} is out of range in `{self.seg(node)}`: "
+                    f"`{self.seg(node.value)}` has {len(container)} items."
+                )
+        self.fail(
+            f"cannot index a `{_type(container)}` (in `{self.seg(node)}`); "
+            "only dicts, lists, tuples and strings can be indexed."
+        )
+
+    def slice(self, node: ast.Subscript, container: Any, spec: ast.Slice) -> Any:
+        if isinstance(container, Mapping) or not isinstance(container, Sequence):
+            self.fail(f"cannot slice a `{_type(container)}` (in `{self.seg(node)}`); only lists, tuples and strings can be sliced.")
+        bounds = [None if part is None else self.eval(part) for part in (spec.lower, spec.upper, spec.step)]
+        for bound in bounds:
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                self.fail(f"slice bounds must be integers, not `{_type(bound)}` (in `{self.seg(node)}`).")
+        if bounds[2] == 0:
+            self.fail(f"the slice step cannot be zero (in `{self.seg(node)}`).")
+        return container[slice(*bounds)]
+
+    def attribute(self, node: ast.Attribute) -> Any:
+        attr = node.attr
+        if attr.startswith("__"):
+            self.fail(f"`{self.seg(node)}`: attributes starting with `__` are not allowed; {_ALLOWED}.")
+        value = self.eval(node.value)
+        if isinstance(value, Mapping):
+            if attr in value:
+                return value[attr]
+            self.fail(
+                f"`{self.seg(node.value)}` has no key `{attr}` (in `{self.seg(node)}`); "
+                f"available keys: {_listing(value)}."
+            )
+        self.fail(
+            f"`{self.seg(node)}`: attribute access works only on dicts (`x.key` means `x['key']`), "
+            f"and `{self.seg(node.value)}` is a `{_type(value)}`."
+        )
+
+    def call(self, node: ast.Call) -> Any:
+        func = node.func
+        if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
+            self.fail(f"calling `{self.seg(func)}` is not allowed; the available functions are {', '.join(_FUNCTIONS)}.")
+        if node.keywords:
+            self.fail(f"keyword arguments are not supported (in `{self.seg(node)}`); pass arguments by position, e.g. `round(x, 2)`.")
+        args = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                self.fail(f"`*` unpacking is not supported (in `{self.seg(node)}`); pass arguments one by one.")
+            args.append(self.eval(arg))
+        try:
+            return _FUNCTIONS[func.id](*args)
+        except ZeroDivisionError:
+            self.fail(f"division by zero in `{self.seg(node)}`.")
+        except OverflowError:
+            self.fail(f"the result of `{self.seg(node)}` is too large to represent.")
+        except (TypeError, ValueError) as exc:
+            self.fail(f"`{self.seg(node)}` failed: {exc}.")
+
+
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+_HANDLERS: Final[dict[type[ast.AST], Callable[[_Evaluator, Any], Any]]] = {
+    ast.Constant: _Evaluator.constant,
+    ast.Name: _Evaluator.name,
+    ast.UnaryOp: _Evaluator.unary,
+    ast.BinOp: _Evaluator.binary,
+    ast.BoolOp: _Evaluator.boolean,
+    ast.Compare: _Evaluator.compare,
+    ast.IfExp: _Evaluator.conditional,
+    ast.List: _Evaluator.list_,
+    ast.Tuple: _Evaluator.tuple_,
+    ast.Set: _Evaluator.set_,
+    ast.Dict: _Evaluator.dict_,
+    ast.Subscript: _Evaluator.subscript,
+    ast.Attribute: _Evaluator.attribute,
+    ast.Call: _Evaluator.call,
+}

@@ -192,14 +192,26 @@ def _parse(source: str) -> ast.expr:
     try:
         return ast.parse(source, mode="eval").body
     except SyntaxError as exc:
-        where = f"column {exc.offset}" if exc.offset else "an unknown position"
-        if exc.lineno and "\n" in source:
-            where = f"line {exc.lineno}, {where}"
+        lines = source.splitlines() or [""]
+        lineno = min(max(exc.lineno or 1, 1), len(lines))
+        line, column = lines[lineno - 1], exc.offset or 0
+        if 1 <= column <= len(line):
+            where = f"column {column} (`{_clip(line[column - 1 :], 20)}`)"
+        else:  # Python reports errors at the end of the input as column 0 or len + 1
+            where = "the end of the expression" if lineno == len(lines) else f"the end of line {lineno}"
+            lineno = 1
+        if len(lines) > 1 and lineno > 1:
+            where = f"line {lineno}, {where}"
         raise SafeEvalError(
             f"`{_clip(source)}` is not a valid expression: {exc.msg} at {where}.", expression=source
         ) from None
-    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
-        raise SafeEvalError(f"`{_clip(source)}` cannot be parsed: {exc or 'too deeply nested'}.", expression=source) from None
+    except RecursionError:
+        raise SafeEvalError(
+            f"`{_clip(source)}` is nested too deeply to evaluate; split it into simpler expressions.",
+            expression=source,
+        ) from None
+    except ValueError as exc:  # e.g. a NUL character
+        raise SafeEvalError(f"`{_clip(source)}` cannot be parsed: {exc}.", expression=source) from None
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -208,6 +220,17 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def _type(value: Any) -> str:
     return "None" if value is None else type(value).__name__
+
+
+def _a(value: Any) -> str:
+    """`value`'s type with its article, for messages: "an `int`", "a `str`"."""
+    name = _type(value)
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} `{name}`"
+
+
+def _sized(value: Any, size: int) -> str:
+    unit = "characters" if isinstance(value, str) else "items, nested ones included"
+    return f"{_a(value)} of about {size:,} {unit}"
 
 
 def _listing(items: Iterable[Any], limit: int = 20) -> str:
@@ -287,7 +310,8 @@ class _Evaluator:
         available = sorted({*self.names, *_CONSTANTS})
         close = difflib.get_close_matches(name, available, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
-        self.fail(f"unknown name `{name}` in `{self.seg(node)}`; available names: {_listing(available)}.{hint}")
+        where = f" in `{_clip(self.source)}`" if self.source != name else ""
+        self.fail(f"unknown name `{name}`{where}; available names: {_listing(available)}.{hint}")
 
     # -- operators -----------------------------------------------------------
 
@@ -301,7 +325,7 @@ class _Evaluator:
         try:
             return op(operand)
         except TypeError:
-            self.fail(f"cannot apply unary `{symbol}` to a `{_type(operand)}` in `{self.seg(node)}`.")
+            self.fail(f"cannot apply unary `{symbol}` to {_a(operand)} in `{self.seg(node)}`.")
 
     def binary(self, node: ast.BinOp) -> Any:
         entry = _BINARY.get(type(node.op))
@@ -323,7 +347,7 @@ class _Evaluator:
             self.fail(f"the result of `{self.seg(node)}` is too large to represent.")
         except TypeError:
             self.fail(
-                f"cannot apply `{symbol}` to a `{_type(left)}` and a `{_type(right)}` in `{self.seg(node)}`."
+                f"cannot apply `{symbol}` to {_a(left)} and {_a(right)} in `{self.seg(node)}`."
             )
         except (ArithmeticError, ValueError) as exc:
             self.fail(f"`{self.seg(node)}` failed: {exc}.")
@@ -352,14 +376,11 @@ class _Evaluator:
             if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and count > 1:
                 size = _weight(sequence, MAX_ITEMS) * count
                 if size > MAX_ITEMS:
-                    self.fail(
-                        f"`{self.seg(node)}` would build a {_type(sequence)} of about {size:,} items; "
-                        f"the limit is {MAX_ITEMS:,}."
-                    )
+                    self.fail(f"`{self.seg(node)}` would build {_sized(sequence, size)}; the limit is {MAX_ITEMS:,}.")
         elif isinstance(op, ast.Add) and isinstance(left, (str, list, tuple)) and type(left) is type(right):
             size = _weight(left, MAX_ITEMS) + _weight(right, MAX_ITEMS)
             if size > MAX_ITEMS:
-                self.fail(f"`{self.seg(node)}` would build a {_type(left)} of {size:,} items; the limit is {MAX_ITEMS:,}.")
+                self.fail(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
         elif isinstance(op, ast.Mod) and isinstance(left, str):
             # printf-style formatting can pad to any width (`'%099999999d' % 1`).
             self.fail(f"string formatting with `%` is not supported (in `{self.seg(node)}`); join strings with `+` and `str(...)`.")
@@ -391,9 +412,9 @@ class _Evaluator:
                 if isinstance(op, (ast.In, ast.NotIn)):
                     self.fail(
                         f"`{symbol}` needs a string, list, tuple, set or dict on its right, "
-                        f"not a `{_type(right)}` (in `{self.seg(node)}`)."
+                        f"not {_a(right)} (in `{self.seg(node)}`)."
                     )
-                self.fail(f"cannot compare a `{_type(left)}` with a `{_type(right)}` using `{symbol}` in `{self.seg(node)}`.")
+                self.fail(f"cannot compare {_a(left)} with {_a(right)} using `{symbol}` in `{self.seg(node)}`.")
             if not result:
                 return result
             left, left_node = right, right_node
@@ -448,7 +469,7 @@ class _Evaluator:
         if isinstance(container, Sequence):
             if isinstance(key, bool) or not isinstance(key, int):
                 self.fail(
-                    f"a `{_type(container)}` index must be an integer, not a `{_type(key)}` (in `{self.seg(node)}`)."
+                    f"{_a(container)} index must be an integer, not {_a(key)} (in `{self.seg(node)}`)."
                 )
             try:
                 return container[key]
@@ -458,17 +479,17 @@ class _Evaluator:
                     f"`{self.seg(node.value)}` has {len(container)} items."
                 )
         self.fail(
-            f"cannot index a `{_type(container)}` (in `{self.seg(node)}`); "
+            f"cannot index {_a(container)} (in `{self.seg(node)}`); "
             "only dicts, lists, tuples and strings can be indexed."
         )
 
     def slice(self, node: ast.Subscript, container: Any, spec: ast.Slice) -> Any:
         if isinstance(container, Mapping) or not isinstance(container, Sequence):
-            self.fail(f"cannot slice a `{_type(container)}` (in `{self.seg(node)}`); only lists, tuples and strings can be sliced.")
+            self.fail(f"cannot slice {_a(container)} (in `{self.seg(node)}`); only lists, tuples and strings can be sliced.")
         bounds = [None if part is None else self.eval(part) for part in (spec.lower, spec.upper, spec.step)]
         for bound in bounds:
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
-                self.fail(f"slice bounds must be integers, not `{_type(bound)}` (in `{self.seg(node)}`).")
+                self.fail(f"slice bounds must be integers, not {_a(bound)} (in `{self.seg(node)}`).")
         if bounds[2] == 0:
             self.fail(f"the slice step cannot be zero (in `{self.seg(node)}`).")
         return container[slice(*bounds)]
@@ -487,7 +508,7 @@ class _Evaluator:
             )
         self.fail(
             f"`{self.seg(node)}`: attribute access works only on dicts (`x.key` means `x['key']`), "
-            f"and `{self.seg(node.value)}` is a `{_type(value)}`."
+            f"and `{self.seg(node.value)}` is {_a(value)}."
         )
 
     def call(self, node: ast.Call) -> Any:

@@ -14,12 +14,8 @@ Example::
         assert len(server.chat_requests) == 2
 """
 
-from planner.testing.fake_server import (
-    FakeModelServer,
-    RecordedRequest,
-    ReplyHandler,
-    ReplyLike,
-)
+from planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
+from planner.testing.records import RecordedRequest
 from planner.testing.replies import (
     DEFAULT_MALFORMED_BODY,
     HttpError,

@@ -34,22 +34,20 @@ encoding, so a dropped stream surfaces in clients as an incomplete body.
 from __future__ import annotations
 
 import json
-import socket
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
 from planner.testing._render import (
     completion_body,
     resolve_emission,
     stream_events,
     usage_dict,
 )
+from planner.testing.records import CHAT_PATH, MODELS_PATH, RecordedRequest
 from planner.testing.replies import Reply
 
 __all__ = ["FakeModelServer", "RecordedRequest", "ReplyHandler", "ReplyLike"]
@@ -57,18 +55,7 @@ __all__ = ["FakeModelServer", "RecordedRequest", "ReplyHandler", "ReplyLike"]
 #: What a reply queue entry or handler result may be: a ``str`` is ``Reply.text``.
 ReplyLike = Reply | str
 #: Signature of a dynamic reply handler.
-ReplyHandler = Callable[["RecordedRequest"], ReplyLike]
-
-_CHAT_PATH = "/v1/chat/completions"
-_MODELS_PATH = "/v1/models"
-
-
-class _Stopped(Exception):
-    """Raised inside a request thread when the server is shutting down."""
-
-
-class _Dropped(Exception):
-    """Raised to close the connection on purpose (scripted fault)."""
+ReplyHandler = Callable[[RecordedRequest], ReplyLike]
 
 
 def _as_reply(value: ReplyLike) -> Reply:
@@ -77,285 +64,6 @@ def _as_reply(value: ReplyLike) -> Reply:
     if isinstance(value, str):
         return Reply.text(value)
     raise TypeError(f"expected a Reply or str, got {type(value).__name__}")
-
-
-@dataclass(eq=False)
-class RecordedRequest:
-    """One HTTP request received by the server, and how it was answered.
-
-    Request fields are set before any handler sees the request.  Response
-    fields are updated by the serving thread while it responds; the times
-    are recorded *just before* the corresponding bytes are written, so once a
-    client has read the last byte, ``last_byte_monotonic`` is final.  Use
-    :meth:`wait_finished` to wait until the server is done with the request.
-
-    ``headers`` keys are lower-cased.  ``body`` is the parsed JSON body
-    (``None`` if absent or not valid JSON).  ``first_byte_monotonic`` /
-    ``last_byte_monotonic`` are :func:`time.monotonic` values of the first and
-    last response bytes (``None`` if nothing was sent).
-    """
-
-    number: int
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    raw_body: bytes
-    body: Any
-    received_monotonic: float
-    received_time: float
-    reply: Reply | None = None
-    status: int | None = None
-    first_byte_monotonic: float | None = None
-    last_byte_monotonic: float | None = None
-    chunks_sent: int = 0
-    completed: bool = False
-    client_disconnected: bool = False
-    _finished: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def is_chat(self) -> bool:
-        """True for ``POST /v1/chat/completions``."""
-        return self.method == "POST" and self.path == _CHAT_PATH
-
-    @property
-    def json(self) -> dict[str, Any]:
-        """The body if it is a JSON object, else an empty dict."""
-        return self.body if isinstance(self.body, dict) else {}
-
-    @property
-    def model(self) -> str | None:
-        """The requested ``model``."""
-        value = self.json.get("model")
-        return value if isinstance(value, str) else None
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The request ``messages`` (empty list if absent)."""
-        value = self.json.get("messages")
-        return value if isinstance(value, list) else []
-
-    @property
-    def stream(self) -> bool:
-        """Whether the request asked for a streamed response."""
-        return bool(self.json.get("stream"))
-
-    @property
-    def tools(self) -> list[dict[str, Any]]:
-        """The request ``tools`` (empty list if absent)."""
-        value = self.json.get("tools")
-        return value if isinstance(value, list) else []
-
-    @property
-    def tool_choice(self) -> Any:
-        """The request ``tool_choice`` (``None`` if absent)."""
-        return self.json.get("tool_choice")
-
-    @property
-    def last_user_text(self) -> str:
-        """Text of the last ``user`` message ("" if none)."""
-        for message in reversed(self.messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, str):
-                    return content
-                if isinstance(content, list):
-                    return "".join(
-                        part.get("text", "")
-                        for part in content
-                        if isinstance(part, dict) and isinstance(part.get("text"), str)
-                    )
-                return ""
-        return ""
-
-    @property
-    def finished(self) -> bool:
-        """True once the server has finished responding to this request."""
-        return self._finished.is_set()
-
-    def wait_finished(self, timeout: float | None = 5.0) -> bool:
-        """Wait until the server has finished responding; return ``finished``."""
-        return self._finished.wait(timeout)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that tracks its connections and threads."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: FakeModelServer) -> None:
-        self.owner = owner
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
-        super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"fake-model-server-conn-{client_address[1]}",
-            daemon=True,
-        )
-        with self._lock:
-            self._connections.add(request)
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._lock:
-                self._connections.discard(request)
-                self._conn_threads.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Client disconnects are normal in tests; report anything else.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, _Stopped)):
-            return
-        super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        """Shut down every open client connection (wakes blocked readers)."""
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def join_threads(self, timeout: float) -> None:
-        """Wait for connection threads to exit (at most ``timeout`` in total)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            threads = list(self._conn_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    """Serves one connection; all behaviour lives in :class:`FakeModelServer`."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeModelServer/1.0"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.server.owner.verbose:
-            super().log_message(format, *args)
-
-    def do_GET(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def do_POST(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def do_PUT(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def do_DELETE(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def do_PATCH(self) -> None:
-        self.server.owner._dispatch(self)
-
-
-class _Responder:
-    """Writes one response on a handler, recording timing on the request."""
-
-    def __init__(
-        self, handler: _RequestHandler, record: RecordedRequest, stop: threading.Event
-    ) -> None:
-        self.handler = handler
-        self.record = record
-        self.stop = stop
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep, but wake up (and abort) if the server is stopping."""
-        if seconds > 0 and self.stop.wait(seconds):
-            raise _Stopped
-        if self.stop.is_set():
-            raise _Stopped
-
-    def sleep_until(self, deadline: float) -> None:
-        """Sleep until the :func:`time.monotonic` ``deadline``."""
-        self.sleep(deadline - time.monotonic())
-
-    def write(self, data: bytes) -> None:
-        """Write raw bytes, recording first/last byte times."""
-        now = time.monotonic()
-        if self.record.first_byte_monotonic is None:
-            self.record.first_byte_monotonic = now
-        self.record.last_byte_monotonic = now
-        try:
-            self.handler.wfile.write(data)
-        except OSError:
-            self.record.client_disconnected = True
-            self.record.completed = False
-            raise
-
-    def send_head(self, status: int, headers: Mapping[str, str]) -> None:
-        """Send the status line and headers (plus ``Server``, ``Date``, ``x-request-id``)."""
-        self.record.status = status
-        handler = self.handler
-        phrase = handler.responses.get(status, ("",))[0]
-        lines = [
-            f"{handler.protocol_version} {status} {phrase}",
-            f"Server: {handler.version_string()}",
-            f"Date: {handler.date_time_string()}",
-            f"x-request-id: req_fake_{self.record.number}",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-
-    def send_body(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Send a complete response with a ``Content-Length`` body."""
-        all_headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
-        all_headers.update(headers or {})
-        self.send_head(status, all_headers)
-        self.record.completed = True
-        self.write(body)
-
-    def send_json(
-        self, status: int, value: Any, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Send ``value`` as a JSON response."""
-        self.send_body(status, json.dumps(value).encode(), headers=headers)
-
-    def send_error_json(self, status: int, message: str, type_: str, code: str | None) -> None:
-        """Send an OpenAI-shaped error (exactly these fields, no defaults)."""
-        error = {"message": message, "type": type_, "param": None, "code": code}
-        self.send_json(status, {"error": error})
-
-    def write_chunk(self, data: bytes) -> None:
-        """Write one HTTP/1.1 chunk of a chunked body."""
-        self.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def write_event(self, data: str) -> None:
-        """Write one SSE ``data:`` event as one chunk."""
-        self.write_chunk(f"data: {data}\n\n".encode())
-        self.record.chunks_sent += 1
 
 
 class FakeModelServer:
@@ -403,7 +111,7 @@ class FakeModelServer:
         self._requests: list[RecordedRequest] = []
         self._handler_errors: list[BaseException] = []
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._started = False
 
@@ -414,7 +122,7 @@ class FakeModelServer:
         if self._started:
             raise RuntimeError("FakeModelServer can only be started once")
         self._started = True
-        self._httpd = _HTTPServer((self._host, self._port), self)
+        self._httpd = HTTPServer((self._host, self._port), self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -539,7 +247,7 @@ class FakeModelServer:
 
     # ---------------------------------------------------------------- serving
 
-    def _record(self, handler: _RequestHandler) -> RecordedRequest:
+    def _record(self, handler: RequestHandler) -> RecordedRequest:
         received_monotonic, received_time = time.monotonic(), time.time()
         raw = self._read_body(handler)
         body: Any = None
@@ -566,7 +274,7 @@ class FakeModelServer:
         return record
 
     @staticmethod
-    def _read_body(handler: _RequestHandler) -> bytes:
+    def _read_body(handler: RequestHandler) -> bytes:
         if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
             parts: list[bytes] = []
             while True:
@@ -581,12 +289,12 @@ class FakeModelServer:
         length = int(handler.headers.get("Content-Length") or 0)
         return handler.rfile.read(length) if length > 0 else b""
 
-    def _dispatch(self, handler: _RequestHandler) -> None:
+    def _dispatch(self, handler: RequestHandler) -> None:
         record = self._record(handler)
-        out = _Responder(handler, record, self._stopping)
+        out = Responder(handler, record, self._stopping)
         try:
             self._route(record, out)
-        except (_Stopped, _Dropped, OSError):
+        except (Stopped, Dropped, OSError):
             handler.close_connection = True
         except Exception as exc:  # noqa: BLE001 - a bug in a reply/handler: report it
             with self._lock:
@@ -601,14 +309,14 @@ class FakeModelServer:
         finally:
             record._finished.set()
 
-    def _route(self, record: RecordedRequest, out: _Responder) -> None:
+    def _route(self, record: RecordedRequest, out: Responder) -> None:
         path = record.path.rstrip("/")
         invalid = "invalid_request_error"
-        if path == _MODELS_PATH or path.startswith(_MODELS_PATH + "/"):
-            model_id = path[len(_MODELS_PATH) + 1 :]
+        if path == MODELS_PATH or path.startswith(MODELS_PATH + "/"):
+            model_id = path[len(MODELS_PATH) + 1 :]
             if record.method != "GET":
                 out.send_error_json(405, f"Method {record.method} not allowed.", invalid, None)
-            elif path == _MODELS_PATH:
+            elif path == MODELS_PATH:
                 models = [self._model_obj(m) for m in self.models]
                 out.send_json(200, {"object": "list", "data": models})
             elif model_id in self.models:
@@ -616,7 +324,7 @@ class FakeModelServer:
             else:
                 message = f"The model '{model_id}' does not exist"
                 out.send_error_json(404, message, invalid, "model_not_found")
-        elif path == _CHAT_PATH:
+        elif path == CHAT_PATH:
             if record.method != "POST":
                 out.send_error_json(405, f"Method {record.method} not allowed.", invalid, None)
             elif not isinstance(record.body, dict):
@@ -637,7 +345,7 @@ class FakeModelServer:
             "owned_by": "planweave-fake",
         }
 
-    def _next_reply(self, record: RecordedRequest, out: _Responder) -> Reply | None:
+    def _next_reply(self, record: RecordedRequest, out: Responder) -> Reply | None:
         with self._lock:
             queued = self._queue.popleft() if self._queue else None
         if queued is not None:
@@ -664,14 +372,14 @@ class FakeModelServer:
             )
             return None
 
-    def _chat(self, record: RecordedRequest, out: _Responder) -> None:
+    def _chat(self, record: RecordedRequest, out: Responder) -> None:
         reply = self._next_reply(record, out)
         if reply is None:
             return
         record.reply = reply
         out.sleep(reply.delay_s)
         if reply.disconnect:
-            raise _Dropped
+            raise Dropped
         headers = dict(reply.headers)
         if reply.error is not None:
             headers.update(reply.error.error_headers())
@@ -705,7 +413,7 @@ class FakeModelServer:
                 headers["Content-Length"] = str(len(payload))
                 out.send_head(200, headers)
                 out.write(payload[: len(payload) // 2])
-                raise _Dropped
+                raise Dropped
             out.send_body(200, payload, headers=headers)
             return
 
@@ -736,7 +444,7 @@ class FakeModelServer:
         drop_after = reply.drop_after_chunks
         for event in events:
             if drop_after is not None and record.chunks_sent >= drop_after:
-                raise _Dropped
+                raise Dropped
             if event.due_token is not None:
                 pace = event.due_token / rate if rate is not None else 0.0
                 out.sleep_until(start + pace + paused)
@@ -745,11 +453,11 @@ class FakeModelServer:
                 out.sleep(event.pause_s)
                 paused += event.pause_s
         if drop_after is not None and record.chunks_sent >= drop_after:
-            raise _Dropped
+            raise Dropped
         self._finish_stream(out)
 
     @staticmethod
-    def _finish_stream(out: _Responder) -> None:
+    def _finish_stream(out: Responder) -> None:
         out.record.completed = True
         out.write_chunk(b"data: [DONE]\n\n")
         out.write(b"0\r\n\r\n")

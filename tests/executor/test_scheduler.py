@@ -1,0 +1,469 @@
+"""The scheduler: readiness without barriers, limits, retries, timeouts, failure policies, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from executor import (
+    Executor,
+    PlanError,
+    Recovery,
+    RunClosedError,
+    RunEvent,
+    Step,
+    StepFailure,
+    StepRetrying,
+)
+from tools import ToolContext, ToolError, tool
+
+FINAL_KINDS = {"step_succeeded", "step_failed", "step_skipped", "step_cancelled", "step_restored"}
+
+
+@tool
+async def sleep(seconds: float, value: Any = None) -> Any:
+    """Sleep, then return `value`."""
+    await asyncio.sleep(seconds)
+    return value
+
+
+@tool
+async def echo(value: Any) -> Any:
+    return value
+
+
+@tool
+def block(seconds: float) -> float:
+    """A blocking sync tool: must run in a worker thread."""
+    time.sleep(seconds)
+    return seconds
+
+
+class Flaky:
+    """Fails `failures` times, then returns 'ok'. Counts calls."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionError) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.error = error
+
+    def as_tool(self) -> Any:
+        @tool(name="flaky")
+        async def flaky() -> str:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self.error(f"boom {self.calls}")
+            return "ok"
+
+        return flaky
+
+
+def step(id: str, tool: str = "echo", **kw: Any) -> Step:  # noqa: A002
+    kw.setdefault("args", {"value": id} if tool == "echo" else {})
+    return Step(id=id, tool=tool, **kw)
+
+
+def finals(events: list[RunEvent]) -> Counter[str]:
+    return Counter(getattr(e, "step_id") for e in events if e.kind in FINAL_KINDS)
+
+
+async def test_outputs_flow_through_references_and_context() -> None:
+    ex = Executor([echo])
+    result = await ex.run(
+        [
+            step("a", args={"value": {"items": [1, 2, 3]}}),
+            step("b", args={"value": "${a.items}"}),
+            step("c", args={"value": "n=${a.items.2} goal=${goal} q=${inputs.q}"}),
+        ],
+        goal="G",
+        inputs={"q": "Q"},
+    )
+    assert result.status == "succeeded"
+    assert result.output("b") == [1, 2, 3]
+    assert result.output("c") == "n=3 goal=G q=Q"
+    assert result.steps["b"].attempts == 1 and result.steps["b"].duration_s is not None
+
+
+async def test_no_superstep_barrier() -> None:
+    """A slow branch never delays an unrelated fast branch."""
+    ex = Executor([sleep])
+    steps = [step("slow", "sleep", args={"seconds": 0.4})]
+    prev = None
+    for i in range(5):
+        steps.append(step(f"f{i}", "sleep", args={"seconds": 0.01}, depends_on=[prev] if prev else []))
+        prev = f"f{i}"
+    steps.append(step("after_slow", "sleep", args={"seconds": 0}, depends_on=["slow"]))
+    result = await ex.run(steps)
+    fast_end = result.steps["f4"].finished_at
+    slow_end = result.steps["slow"].finished_at
+    assert fast_end is not None and slow_end is not None
+    assert fast_end < slow_end - 0.2
+    # And the dependent of the slow step starts right after it, not after some global round.
+    assert result.steps["after_slow"].started_at - slow_end < 0.05  # type: ignore[operator]
+
+
+async def test_parallel_steps_overlap() -> None:
+    ex = Executor([sleep])
+    t0 = time.perf_counter()
+    result = await ex.run([step(f"s{i}", "sleep", args={"seconds": 0.2}) for i in range(20)])
+    assert result.ok and time.perf_counter() - t0 < 1.0  # 20 x 0.2 s run side by side, not 4 s
+
+
+async def test_blocking_sync_tool_does_not_stall_the_loop() -> None:
+    ex = Executor([block, sleep])
+    result = await ex.run(
+        [step("b", "block", args={"seconds": 0.5})]
+        + [step(f"a{i}", "sleep", args={"seconds": 0.01}, depends_on=[f"a{i-1}"] if i else []) for i in range(5)]
+    )
+    assert result.steps["a4"].finished_at < result.steps["b"].finished_at - 0.3  # type: ignore[operator]
+    await ex.aclose()
+
+
+async def test_concurrency_limits_global_and_per_tool() -> None:
+    running: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+
+    def tracked(name: str) -> Any:
+        @tool(name=name)
+        async def t() -> None:
+            running[name] += 1
+            running["all"] += 1
+            peak[name] = max(peak[name], running[name])
+            peak["all"] = max(peak["all"], running["all"])
+            await asyncio.sleep(0.02)
+            running[name] -= 1
+            running["all"] -= 1
+
+        return t
+
+    ex = Executor([tracked("http_get"), tracked("other")], max_concurrency=5, tool_limits={"http_get": 2})
+    result = await ex.run(
+        [step(f"h{i}", "http_get", args={}) for i in range(10)] + [step(f"o{i}", "other", args={}) for i in range(10)]
+    )
+    assert result.ok
+    assert peak["http_get"] == 2
+    assert peak["all"] == 5
+
+
+async def test_retry_with_backoff_records_delays() -> None:
+    flaky = Flaky(2)
+    events: list[RunEvent] = []
+    ex = Executor([flaky.as_tool()])
+    policy = {"max_attempts": 3, "initial_delay_s": 0.05, "backoff_factor": 2, "jitter": 0}
+    t0 = time.perf_counter()
+    result = await ex.run([Step(id="f", tool="flaky", retry=policy)], subscribers=[events.append])
+    elapsed = time.perf_counter() - t0
+    assert result.ok and result.steps["f"].attempts == 3 and flaky.calls == 3
+    retries = [e for e in events if isinstance(e, StepRetrying)]
+    assert [(e.attempt, e.delay_s, e.error) for e in retries] == [(1, 0.05, "boom 1"), (2, 0.1, "boom 2")]
+    assert elapsed >= 0.15
+
+
+async def test_retries_run_out_and_filter_by_error_type() -> None:
+    flaky = Flaky(5)
+    result = await Executor([flaky.as_tool()]).run(
+        [Step(id="f", tool="flaky", retry={"max_attempts": 3, "initial_delay_s": 0, "jitter": 0}, on_failure="continue")]
+    )
+    assert result.steps["f"].status == "failed" and flaky.calls == 3
+    assert result.steps["f"].error == "boom 3" and result.steps["f"].error_type == "ConnectionError"
+    only_timeouts = Flaky(5, ValueError)
+    result = await Executor([only_timeouts.as_tool()]).run(
+        [Step(id="f", tool="flaky", retry={"max_attempts": 3, "retry_on": ["TimeoutError"]}, on_failure="continue")]
+    )
+    assert only_timeouts.calls == 1
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    calls = 0
+
+    @tool
+    async def refuse() -> None:
+        nonlocal calls
+        calls += 1
+        raise ToolError("no", permanent=True)
+
+    result = await Executor([refuse]).run([Step(id="r", tool="refuse", retry=5)])
+    assert calls == 1 and result.steps["r"].attempts == 1 and result.status == "failed"
+
+
+async def test_runtime_argument_error_names_the_field() -> None:
+    result = await Executor([echo, sleep]).run(
+        [step("a", args={"value": "text"}), Step(id="s", tool="sleep", args={"seconds": "${a}"}, retry=5)]
+    )
+    s = result.steps["s"]
+    assert s.status == "failed" and s.attempts == 1 and s.error_type == "ToolArgumentsError"
+    assert "`seconds`: Input should be a valid number" in (s.error or "")
+
+
+async def test_timeout_is_retryable() -> None:
+    result = await Executor([sleep]).run(
+        [Step(id="t", tool="sleep", args={"seconds": 5}, timeout_s=0.05, retry={"max_attempts": 2, "initial_delay_s": 0})]
+    )
+    t = result.steps["t"]
+    assert t.status == "failed" and t.attempts == 2 and t.error_type == "StepTimeoutError"
+    assert t.error == "step `t` timed out after 0.05s (attempt 2); raise its `timeout_s` or make the tool faster."
+
+
+async def test_on_failure_fail_cancels_the_rest() -> None:
+    events: list[RunEvent] = []
+
+    @tool
+    async def crash() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("disk on fire")
+
+    result = await Executor([crash, sleep]).run(
+        [
+            Step(id="c", tool="crash"),
+            step("long", "sleep", args={"seconds": 10}),
+            step("after", "sleep", args={"seconds": 0}, depends_on=["long"]),
+        ],
+        subscribers=[events.append],
+    )
+    assert result.status == "failed"
+    assert result.error == "step `c` failed: disk on fire"
+    assert {k: s.status for k, s in result.steps.items()} == {"c": "failed", "long": "cancelled", "after": "cancelled"}
+    assert result.duration_s < 2
+    assert all(n == 1 for n in finals(events).values()) and len(finals(events)) == 3
+
+
+async def test_on_failure_continue_skips_dependents_only() -> None:
+    @tool
+    async def crash() -> None:
+        raise RuntimeError("nope")
+
+    result = await Executor([crash, echo]).run(
+        [
+            Step(id="c", tool="crash", on_failure="continue"),
+            step("needs_c", args={"value": "${c}"}),
+            step("needs_needs_c", args={"value": "${needs_c}"}),
+            step("independent"),
+        ]
+    )
+    assert result.status == "succeeded"
+    assert result.steps["c"].status == "failed"
+    assert result.steps["needs_c"].status == "skipped"
+    assert result.steps["needs_c"].error == "needs `c`, which failed"
+    assert result.steps["needs_needs_c"].error == "needs `needs_c`, which was skipped"
+    assert result.output("independent") == "independent"
+
+
+async def test_on_failure_replan_is_reported() -> None:
+    @tool
+    async def crash() -> None:
+        raise RuntimeError("nope")
+
+    steps = [Step(id="c", tool="crash", on_failure="replan"), step("x")]
+    result = await Executor([crash, echo]).run(steps)
+    assert result.status == "failed" and result.replan_requests == ["c"]
+    assert "`c` failed with `on_failure: replan`" in (result.error or "")
+    handled = await Executor([crash, echo]).run(steps, replans_handled=True)
+    assert handled.status == "succeeded" and handled.replan_requests == ["c"]
+
+
+async def test_when_condition_skips_step_and_its_dependents() -> None:
+    result = await Executor([echo]).run(
+        [
+            step("n", args={"value": 3}),
+            step("big", when="${n} > 10"),
+            step("small", when="${n} <= 10 and ${n} != 0"),
+            step("uses_big", args={"value": "${big}"}),
+        ]
+    )
+    assert result.steps["big"].status == "skipped" and result.steps["big"].error == "condition `${n} > 10` is false"
+    assert result.steps["uses_big"].status == "skipped"
+    assert result.steps["small"].status == "succeeded"
+    assert result.status == "succeeded"
+
+
+async def test_for_each_runs_items_in_parallel_and_retries_only_failed_items() -> None:
+    seen: Counter[int] = Counter()
+
+    @tool
+    async def square(x: int) -> int:
+        seen[x] += 1
+        await asyncio.sleep(0.1)
+        if x == 3 and seen[x] == 1:
+            raise ConnectionError("transient")
+        return x * x
+
+    t0 = time.perf_counter()
+    result = await Executor([square, echo]).run(
+        [
+            step("nums", args={"value": [1, 2, 3, 4]}),
+            Step(id="sq", tool="square", args={"x": "${item}"}, for_each="${nums}", retry={"max_attempts": 2, "initial_delay_s": 0}),
+        ]
+    )
+    assert result.output("sq") == [1, 4, 9, 16]
+    assert seen == Counter({1: 1, 2: 1, 3: 2, 4: 1})
+    assert time.perf_counter() - t0 < 0.35
+
+
+async def test_for_each_needs_a_list() -> None:
+    result = await Executor([echo]).run(
+        [step("v", args={"value": 5}), Step(id="e", tool="echo", args={"value": "${item}"}, for_each="${v}")]
+    )
+    assert result.steps["e"].status == "failed"
+    assert "`for_each` needs a list, but `${v}` is a int" in (result.steps["e"].error or "")
+
+
+async def test_live_run_accepts_steps_while_running() -> None:
+    ex = Executor([sleep, echo])
+    async with ex.start([step("first", "sleep", args={"seconds": 0.01, "value": 7})], goal="g") as run:
+        await asyncio.sleep(0.1)
+        assert run.step_status("first") == "succeeded"
+        t = time.time()
+        run.add_steps([step("second", args={"value": "${first}"})])
+        await asyncio.sleep(0.01)
+        assert run.step_status("second") == "succeeded"
+        with pytest.raises(PlanError, match="there is no step `ghost`"):
+            run.add_steps([step("third", args={"value": "${ghost}"})])
+        run.close()
+        with pytest.raises(RunClosedError):
+            run.add_steps([step("late")])
+    result = run.result
+    assert result.output("second") == 7
+    assert result.steps["second"].started_at - t < 0.05  # type: ignore[operator]
+    assert "third" not in result.steps
+
+
+async def test_cancel_marks_every_step_final_exactly_once() -> None:
+    ex = Executor([sleep])
+    events: list[RunEvent] = []
+    async with ex.start(
+        [step(f"s{i}", "sleep", args={"seconds": 5}) for i in range(3)]
+        + [step("later", "sleep", args={"seconds": 0}, depends_on=["s0"])],
+        subscribers=[events.append],
+    ) as run:
+        await asyncio.sleep(0.05)
+        run.cancel("user pressed stop")
+    assert run.result.status == "cancelled"
+    assert set(s.status for s in run.result.steps.values()) == {"cancelled"}
+    assert finals(events) == Counter({"s0": 1, "s1": 1, "s2": 1, "later": 1})
+    assert events[-1].kind == "run_finished"
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("planweave-step")]
+
+
+async def test_exception_in_driving_code_cancels_the_run() -> None:
+    ex = Executor([sleep])
+    with pytest.raises(KeyError):
+        async with ex.start([step("s", "sleep", args={"seconds": 5})]) as run:
+            await asyncio.sleep(0.01)
+            raise KeyError("oops")
+    assert run.result.status == "cancelled" and run.result.steps["s"].status == "cancelled"
+
+
+async def test_outer_task_cancellation_cancels_steps() -> None:
+    ex = Executor([sleep])
+    started = asyncio.Event()
+
+    async def main() -> None:
+        async with ex.start([step("s", "sleep", args={"seconds": 5})]) as run:
+            started.set()
+            holder.append(run)
+
+    holder: list[Any] = []
+    task = asyncio.create_task(main())
+    await started.wait()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert holder[0].result.status == "cancelled"
+
+
+async def test_events_async_iterator_sees_the_whole_run() -> None:
+    ex = Executor([echo])
+    async with ex.start([step("a"), step("b", args={"value": "${a}"})]) as run:
+        run.close()  # no more steps: the iterator ends when the run does
+        kinds = []
+        async for ev in run.events():
+            kinds.append((ev.kind, getattr(ev, "step_id", None)))
+    assert kinds[0] == ("run_started", None)
+    assert kinds[-1] == ("run_finished", None)
+    assert kinds.index(("step_succeeded", "a")) < kinds.index(("step_started", "b"))
+    assert ("step_added", "a") in kinds and ("step_ready", "b") in kinds
+
+
+async def test_resume_from_recorded_state_does_not_rerun() -> None:
+    calls: Counter[str] = Counter()
+
+    @tool
+    async def count(name: str, prev: Any = None) -> str:
+        calls[name] += 1
+        return f"{name}<{prev}>"
+
+    steps = [
+        Step(id="a", tool="count", args={"name": "a"}),
+        Step(id="b", tool="count", args={"name": "b", "prev": "${a}"}),
+        Step(id="c", tool="count", args={"name": "c", "prev": "${b}"}),
+    ]
+    result = await Executor([count]).run(steps, completed={"a": "A!", "b": "B!"})
+    assert calls == Counter({"c": 1})
+    assert result.output("c") == "c<B!>"
+    assert result.steps["a"].restored and result.steps["a"].status == "succeeded"
+
+
+async def test_deadline_fails_the_run() -> None:
+    result = await Executor([sleep]).run([step("s", "sleep", args={"seconds": 5})], deadline_s=0.05)
+    assert result.status == "failed" and "deadline of 0.05s" in (result.error or "")
+    assert result.steps["s"].status == "cancelled"
+
+
+async def test_max_steps_is_checked_before_running() -> None:
+    with pytest.raises(PlanError, match="the run allows at most 2 steps and would have 3"):
+        Executor([echo]).start([step("a"), step("b"), step("c")], max_steps=2)
+
+
+async def test_failure_handler_decides_between_retry_and_fail() -> None:
+    flaky = Flaky(2)
+    decisions: list[tuple[str, int]] = []
+
+    def handle(failure: StepFailure) -> Recovery:
+        decisions.append((type(failure.error).__name__, failure.attempt))
+        if isinstance(failure.error, ConnectionError):
+            return Recovery.retry(delay_s=0, max_attempts=5)
+        return Recovery.fail()
+
+    result = await Executor([flaky.as_tool()], failure_handler=handle).run([Step(id="f", tool="flaky")])
+    assert result.ok and decisions == [("ConnectionError", 1), ("ConnectionError", 2)]
+
+    bad = Flaky(9, ValueError)
+    result = await Executor([bad.as_tool()], failure_handler=handle).run(
+        [Step(id="f", tool="flaky", on_failure="continue")]
+    )
+    assert result.status == "failed" and bad.calls == 1  # Recovery.fail overrides `continue`
+
+
+async def test_tool_context_is_injected() -> None:
+    @tool
+    async def whoami(ctx: ToolContext, suffix: str) -> str:
+        return f"{ctx.run_id}:{ctx.step_id}:{ctx.attempt}:{ctx.goal}:{sorted(ctx.outputs)}{suffix}"
+
+    result = await Executor([whoami, echo]).run(
+        [step("a"), Step(id="w", tool="whoami", args={"suffix": "!"}, depends_on=["a"])], goal="G", run_id="r1"
+    )
+    assert result.output("w") == "r1:w:1:G:['a']!"
+
+
+async def test_non_serialisable_output_fails_clearly() -> None:
+    @tool
+    async def lock() -> Any:
+        return threading.Lock()
+
+    result = await Executor([lock]).run([Step(id="l", tool="lock", retry=3)])
+    assert result.steps["l"].attempts == 1
+    assert result.steps["l"].error_type == "ToolOutputError"
+
+
+async def test_run_sync_and_raise_for_status() -> None:
+    def go() -> Any:
+        return Executor([echo]).run_sync([step("a")])
+
+    result = await asyncio.to_thread(go)
+    assert result.raise_for_status().output("a") == "a"

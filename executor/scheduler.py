@@ -58,6 +58,10 @@ __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
 _FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 
 
+_NO_CONTEXT = ToolContext()
+"""Passed to tools that do not ask for a context (building one per call costs more than the call)."""
+
+
 class RunClosedError(RuntimeFailure):
     """Steps were added to a run that is closed or finished."""
 
@@ -293,6 +297,8 @@ class Run:
         self._error: str | None = None
         self._replans: list[str] = []
         self._settling: deque[_Node] = deque()
+        self._handoff: _Node | None = None
+        self._handoff_task: asyncio.Task[None] | None = None
         self._draining = False
         self._rng = random.Random(executor.seed)
         self._global_sem = asyncio.Semaphore(executor.max_concurrency) if executor.max_concurrency else None
@@ -493,8 +499,13 @@ class Run:
         node.status = "ready"
         if self._bus.active:
             self._bus.emit(StepReady(run_id=self.id, step_id=c.step.id))
-        assert self._tg is not None
-        node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{c.step.id}")
+        if self._handoff_task is not None and self._handoff is None:
+            # The step task that made this one ready runs it next, saving a task creation.
+            self._handoff = node
+            node.task = self._handoff_task
+        else:
+            assert self._tg is not None
+            node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{c.step.id}")
 
     def _lookup(self, ref: Ref, item: Any) -> Any:
         root = ref.root
@@ -513,7 +524,26 @@ class Run:
         except PathError as exc:
             raise ReferenceResolutionError(f"cannot resolve `{ref}`: {exc}") from None
 
-    async def _execute(self, node: _Node) -> None:
+    async def _execute(self, first: _Node) -> None:
+        node: _Node | None = first
+        while node is not None:
+            if node.status not in _FINAL:
+                await self._execute_one(node)
+            node, self._handoff = self._handoff, None
+
+    def _settle_here(self, node: _Node, output: Any = None, exc: BaseException | None = None) -> None:
+        """Record the outcome of `node`, run from its own task, which may take over one dependent."""
+        self._handoff_task = node.task
+        try:
+            if exc is None:
+                self._succeed(node, output)
+                self._drain()
+            else:
+                self._fail(node, exc)
+        finally:
+            self._handoff_task = None
+
+    async def _execute_one(self, node: _Node) -> None:
         c = node.c
         step = c.step
         sid = step.id
@@ -537,7 +567,7 @@ class Run:
                     except Exception as handler_exc:  # a broken failure handler fails the step
                         delay, exc = None, handler_exc
                     if delay is None:
-                        self._fail(node, exc)
+                        self._settle_here(node, exc=exc)
                         return
                     if self._bus.active:
                         self._bus.emit(
@@ -553,8 +583,7 @@ class Run:
                     await asyncio.sleep(delay)
                     continue
                 if node.status not in _FINAL:
-                    self._succeed(node, output)
-                    self._drain()
+                    self._settle_here(node, output)
                 return
         except asyncio.CancelledError:
             # Only `_abort` cancels step tasks, and it has already marked the step cancelled;
@@ -574,14 +603,18 @@ class Run:
         args = resolve(step.args, lambda r: self._lookup(r, item_value)) if c.args_dynamic else step.args
         if self._bus.active and item is None:
             self._bus.emit(StepStarted(run_id=self.id, step_id=step.id, tool=c.tool.name, attempt=attempt, args=args))
-        ctx = ToolContext(
-            run_id=self.id,
-            step_id=step.id,
-            attempt=attempt,
-            goal=self.goal,
-            inputs=self.inputs,
-            outputs=self.outputs,
-            item=item_value,
+        ctx = (
+            ToolContext(
+                run_id=self.id,
+                step_id=step.id,
+                attempt=attempt,
+                goal=self.goal,
+                inputs=self.inputs,
+                outputs=self.outputs,
+                item=item_value,
+            )
+            if c.tool.context_param is not None
+            else _NO_CONTEXT
         )
         if step.timeout_s is None:
             return await self.executor.backend.invoke(c.tool, args, ctx)
@@ -789,7 +822,7 @@ class Run:
         self.finished_at = time.time()
         steps = {}
         for sid, n in self._nodes.items():
-            steps[sid] = StepResult.model_construct(
+            steps[sid] = StepResult(
                 id=sid,
                 tool=n.c.tool.name,
                 status=n.status,

@@ -235,7 +235,7 @@ def make_http_get(
                     ) from None
                 if next_url.scheme not in ("http", "https"):
                     raise ToolRefusedError(
-                        f"`{url}` redirected to `{next_url}`, which uses the `{next_url.scheme}` scheme; "
+                        f"`{url}` redirected to `{location}`, which uses the `{next_url.scheme}` scheme; "
                         "http_get only follows `http` and `https` URLs.",
                         tool=_TOOL,
                     )

@@ -51,6 +51,23 @@ TOOL_KW: dict[str, Any] = (
     {} if importlib.util.find_spec("mcp") is not None else {"_skip_mcp_handler": True}
 )
 
+# pydantic 2.14 warns (UserWarning) when litellm lazily builds its response
+# models on the first call: "Item 'summary' on TypedDict class
+# 'ChatCompletionReasoningItem' is using the `ReadOnly` qualifier ...".
+# Under -W error litellm re-raises it as APIConnectionError.
+litellm_warnings = pytest.mark.filterwarnings(
+    "ignore:Item .* on TypedDict class .* is using the `ReadOnly` qualifier:UserWarning"
+)
+# litellm's streaming handler getattr()s every name in dir(choice) of a chunk
+# that carries usage (stream_options.include_usage), which trips pydantic's
+# PydanticDeprecatedSince211 "Accessing the 'model_computed_fields' (and
+# 'model_fields') attribute on the instance is deprecated"; under -W error the
+# stream dies with MidStreamFallbackError.
+litellm_usage_warnings = pytest.mark.filterwarnings(
+    "ignore:Accessing the 'model_(computed_)?fields' attribute on the instance"
+    ":pydantic.warnings.PydanticDeprecatedSince211"
+)
+
 
 class Step(BaseModel):
     id: str
@@ -379,7 +396,7 @@ def test_stream_tool_call_delta_format(server: FakeModelServer, http: httpx.Clie
         pieces.append(delta_call["function"]["arguments"])
     assert "".join(pieces) == json.dumps(PLAN)
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
-    assert lines[-1][1] == "data: [DONE]"
+    assert [line for _, line in lines if line][-1] == "data: [DONE]"
 
 
 def test_stream_content_then_parallel_tool_calls(
@@ -646,7 +663,8 @@ def test_openai_client_sync(server: FakeModelServer) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key="sk-fake", max_retries=0) as client:
         completion = client.chat.completions.create(model="fake-model", messages=USER)  # type: ignore[arg-type]
         assert completion.choices[0].message.content == "plain"
-        assert completion.usage is not None and completion.usage.total_tokens == 4
+        assert completion.usage is not None
+        assert completion.usage.total_tokens == 3 + len(tokenize("plain"))
 
         stream = client.chat.completions.create(
             model="fake-model", messages=USER, stream=True,  # type: ignore[arg-type]
@@ -698,6 +716,8 @@ def litellm_kwargs(server: FakeModelServer) -> dict[str, Any]:
     }
 
 
+@litellm_warnings
+@litellm_usage_warnings
 async def test_litellm_text(server: FakeModelServer) -> None:
     server.enqueue("hello from litellm", "streamed hello", "streamed hello")
     response = await litellm.acompletion(messages=USER, **litellm_kwargs(server))
@@ -720,6 +740,7 @@ async def test_litellm_text(server: FakeModelServer) -> None:
     assert last is not None and last.usage.completion_tokens == len(tokenize("streamed hello"))
 
 
+@litellm_warnings
 async def test_litellm_stream_tool_calls(server: FakeModelServer) -> None:
     server.enqueue(Reply.json_obj(PLAN))
     stream = await litellm.acompletion(
@@ -737,6 +758,7 @@ async def test_litellm_stream_tool_calls(server: FakeModelServer) -> None:
     assert finish == "tool_calls"
 
 
+@litellm_warnings
 async def test_litellm_errors(server: FakeModelServer) -> None:
     server.enqueue(Reply.rate_limited(retry_after=1), Reply.http_error(401), "unused")
     with pytest.raises(litellm.RateLimitError):
@@ -749,6 +771,7 @@ async def test_litellm_errors(server: FakeModelServer) -> None:
 # --------------------------------------------------------------------- instructor
 
 
+@litellm_warnings
 async def test_instructor_litellm_tools_mode(server: FakeModelServer) -> None:
     client = instructor.from_litellm(litellm.acompletion)
     assert client.mode == instructor.Mode.TOOLS
@@ -756,12 +779,13 @@ async def test_instructor_litellm_tools_mode(server: FakeModelServer) -> None:
     plan = await client.create(
         response_model=Plan, messages=USER, max_retries=0, **litellm_kwargs(server), **TOOL_KW
     )
-    assert plan == Plan.model_validate(PLAN)
+    assert plan.model_dump() == PLAN  # (plan carries instructor's private _raw_response)
     request = server.last_request
     assert request.tool_choice == {"type": "function", "function": {"name": "Plan"}}
     assert [t["function"]["name"] for t in request.tools] == ["Plan"]
 
 
+@litellm_warnings
 async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModelServer) -> None:
     client = instructor.from_litellm(litellm.acompletion)
     server.enqueue(Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 0.5))
@@ -775,7 +799,7 @@ async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModel
     assert request.stream
     assert request.tool_choice == {"type": "function", "function": {"name": "PartialPlan"}}
     final = partials[-1][1]
-    assert Plan.model_validate(final.model_dump()) == Plan.model_validate(PLAN)
+    assert final.model_dump() == PLAN
     assert len(partials) > 5
     # The first complete step is visible while the model is still "thinking".
     seen = next(t for t, p in partials if p.steps and p.steps[0].action == "search flights")
@@ -783,6 +807,7 @@ async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModel
     assert all(len(p.steps or []) <= 1 for t, p in partials if t <= seen)
 
 
+@litellm_warnings
 async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer) -> None:
     client = instructor.from_litellm(litellm.acompletion)
     # create_iterable asks for a tool named Iterable<Model> wrapping a "tasks" list.
@@ -801,7 +826,7 @@ async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer
     plan = await json_client.create(
         response_model=Plan, messages=USER, max_retries=0, **litellm_kwargs(server)
     )
-    assert plan == Plan.model_validate(PLAN)
+    assert plan.model_dump() == PLAN
     assert server.last_request.json["response_format"] == {"type": "json_object"}
     assert not server.last_request.tools
     partials = [
@@ -810,4 +835,4 @@ async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer
             response_model=Plan, messages=USER, max_retries=0, **litellm_kwargs(server)
         )
     ]
-    assert Plan.model_validate(partials[-1].model_dump()) == plan
+    assert partials[-1].model_dump() == PLAN

@@ -3,8 +3,9 @@
 The executor emits one event for everything it decides. Tracing, the run store,
 the CLI's live view and the chat stream all consume these events and nothing else.
 
-Events are frozen slotted dataclasses (cheap to create on the hot path); `to_dict`
-and `event_from_dict` give their JSON form, with `kind` naming the class.
+Events are slotted dataclasses, cheap to create on the hot path (not frozen: that
+triples their cost); treat them as read-only. `to_dict` and `event_from_dict` give
+their JSON form, with `kind` naming the class.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from executor.plan import Step
 
 __all__ = [
     "EVENT_TYPES",
@@ -39,7 +42,7 @@ __all__ = [
 log = logging.getLogger("planweave.events")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunEvent:
     """Base of every event. `at` is wall-clock time (`time.time()`)."""
 
@@ -49,30 +52,32 @@ class RunEvent:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(data.get("step"), Step):
+            data["step"] = data["step"].model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
         data["kind"] = self.kind
         return data
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunStarted(RunEvent):
     kind: ClassVar[str] = "run_started"
     goal: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepAdded(RunEvent):
     """A validated step joined the run's graph (from the plan, a workflow or the planner)."""
 
     kind: ClassVar[str] = "step_added"
     step_id: str
     tool: str
-    step: dict[str, Any]
-    """The step's definition as saved in a plan file."""
+    step: Step | dict[str, Any]
+    """The step (a `Step`; a dict as saved in a plan file once read back from JSON)."""
     deps: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepRestored(RunEvent):
     """A step's output came from a recorded earlier run (resume): it is not run again."""
 
@@ -81,7 +86,7 @@ class StepRestored(RunEvent):
     output: Any = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepReady(RunEvent):
     """Every input of the step is available; it starts as soon as a concurrency slot is free."""
 
@@ -89,7 +94,7 @@ class StepReady(RunEvent):
     step_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepStarted(RunEvent):
     kind: ClassVar[str] = "step_started"
     step_id: str
@@ -99,7 +104,7 @@ class StepStarted(RunEvent):
     """Arguments with every reference resolved."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepRetrying(RunEvent):
     kind: ClassVar[str] = "step_retrying"
     step_id: str
@@ -110,7 +115,7 @@ class StepRetrying(RunEvent):
     error_type: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepSucceeded(RunEvent):
     kind: ClassVar[str] = "step_succeeded"
     step_id: str
@@ -119,7 +124,7 @@ class StepSucceeded(RunEvent):
     duration_s: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepFailed(RunEvent):
     kind: ClassVar[str] = "step_failed"
     step_id: str
@@ -131,21 +136,21 @@ class StepFailed(RunEvent):
     duration_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepSkipped(RunEvent):
     kind: ClassVar[str] = "step_skipped"
     step_id: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepCancelled(RunEvent):
     kind: ClassVar[str] = "step_cancelled"
     step_id: str
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunFinished(RunEvent):
     kind: ClassVar[str] = "run_finished"
     status: str

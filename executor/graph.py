@@ -262,6 +262,7 @@ class PlanGraph:
                 deps.add(root)
                 if not ref.path:
                     continue
+                producer: Tool | None
                 if root in self.steps:
                     producer_step, producer = self.steps[root].step, self.steps[root].tool
                 else:

@@ -451,7 +451,7 @@ class Run:
                         run_id=self.id,
                         step_id=s.id,
                         tool=s.action,
-                        step=s.model_dump(mode="json", exclude_defaults=True, exclude={"handler"}),
+                        step=s,
                         deps=sorted(node.c.deps),
                     )
                 )

@@ -103,7 +103,7 @@ class Limits(BaseModel):
     tool_limits: dict[str, int] = Field(default_factory=dict)
 
 
-class Workflow(Plan):  # type: ignore[misc]
+class Workflow(Plan):
     """A named, hand-written plan: steps (and parallel groups), inputs, success criteria, limits."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -112,7 +112,7 @@ class Workflow(Plan):  # type: ignore[misc]
     description: str = ""
     version: str = "1"
     inputs: dict[str, Any] = Field(default_factory=dict, description="Default inputs, overridable per run.")
-    steps: list[Step | Parallel] = Field(default_factory=list)  # type: ignore[assignment]
+    steps: list[Step | Parallel] = Field(default_factory=list)  # type: ignore[assignment]  # widens Plan.steps
     success: list[str] = Field(
         default_factory=list, description="Expressions over the final outputs that must all hold."
     )

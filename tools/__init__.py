@@ -1,6 +1,7 @@
 """Tools: what planweave steps call. The bottom layer: imports nothing from `executor` or `planner`."""
 
 from tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
+from tools.builtin import builtin_tools
 from tools.errors import (
     PlanweaveError,
     RuntimeFailure,
@@ -26,6 +27,7 @@ __all__ = [
     "ToolOutputError",
     "ToolRefusedError",
     "ToolRegistry",
+    "builtin_tools",
     "format_validation_error",
     "tool",
 ]

@@ -146,7 +146,7 @@ class Tool:
             return fn
         if not callable(fn):
             raise ToolDefinitionError(f"`{fn!r}` is not callable; pass a function to `tool`.")
-        tool_name = name or getattr(fn, "__name__", "")
+        tool_name: str = name or str(getattr(fn, "__name__", ""))
         if not _NAME_RE.match(tool_name):
             raise ToolDefinitionError(
                 f"`{tool_name}` is not a valid tool name; use letters, digits, `_`, `-` or `.`, "
@@ -183,7 +183,7 @@ class Tool:
             help_text = doc_params.get(pname)
             fields[pname] = (annotation, Field(default, description=help_text) if help_text else default)
         model_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]", tool_name)) + "Args"
-        args_model = create_model(  # type: ignore[call-overload]
+        args_model = create_model(
             model_name, __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False), **fields
         )
         output_schema: dict[str, Any] | None = None

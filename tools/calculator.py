@@ -16,11 +16,11 @@ def calculator(expression: str) -> int | float:
 
     Python syntax: `+ - * / // % **` and parentheses with the usual precedence
     (`**` binds tightest and is right-associative, `/` always gives a float,
-    `//` and `%` round towards minus infinity). Functions: abs, min, max, round,
-    sum, len, int, float, sqrt, floor, ceil, exp, log(x) (natural), log(x, base),
-    and sin, cos, tan (radians). Constants: pi, e. Lists may be passed to
-    functions, as in `sum([1, 2, 3])`. Integers are exact and stay integers;
-    very large results (over about 3,000 digits) are refused.
+    `//` rounds down, `%` takes the sign of the divisor). Functions: abs, min,
+    max, round, sum, len, int, float, sqrt, floor, ceil, exp, log(x) (natural),
+    log(x, base), and sin, cos, tan (radians). Constants: pi, e. Lists may be
+    passed to functions, as in `sum([1, 2, 3])`. Integers are exact and stay
+    integers; very large results (over about 3,000 digits) are refused.
 
     Args:
         expression: The expression, e.g. `(3 + 4) * 2 ** 3` or `round(log(1000, 10) / 7, 3)`.
@@ -42,7 +42,8 @@ def calculator(expression: str) -> int | float:
         if isinstance(result, float) and not math.isfinite(result):
             # inf and nan are not valid JSON, and are never the answer the plan wanted.
             raise SafeEvalError(
-                f"`{expression}` does not give a finite number (got {result}); check for overflow or an undefined operation.",
+                f"`{expression}` does not give a finite number (got {result}); "
+                "check for overflow or an undefined operation.",
                 expression=expression,
             )
     except SafeEvalError as exc:

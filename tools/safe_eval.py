@@ -293,7 +293,10 @@ class _Evaluator:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         kind = {complex: "complex number", bytes: "bytes"}.get(type(value), type(value).__name__)
-        self.fail(f"{kind} literals such as `{self.seg(node)}` are not supported; use numbers, strings, True, False or None.")
+        self.fail(
+            f"{kind} literals such as `{self.seg(node)}` are not supported; "
+            "use numbers, strings, True, False or None."
+        )
 
     def name(self, node: ast.Name) -> Any:
         name = node.id
@@ -361,7 +364,10 @@ class _Evaluator:
         ints = isinstance(left, int) and isinstance(right, int)
         if isinstance(op, ast.Pow) and ints and right > 0 and abs(left) > 1:
             if right.bit_length() > 64:
-                self.fail(f"the result of `{self.seg(node)}` would be astronomically large; integers are limited to {MAX_INT_BITS:,} bits.")
+                self.fail(
+                    f"the result of `{self.seg(node)}` would be astronomically large; "
+                    f"integers are limited to {MAX_INT_BITS:,} bits."
+                )
             bits = right * math.log2(abs(left))
             if bits > MAX_INT_BITS:
                 digits = right * math.log10(abs(left))
@@ -383,7 +389,10 @@ class _Evaluator:
                 self.fail(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
         elif isinstance(op, ast.Mod) and isinstance(left, str):
             # printf-style formatting can pad to any width (`'%099999999d' % 1`).
-            self.fail(f"string formatting with `%` is not supported (in `{self.seg(node)}`); join strings with `+` and `str(...)`.")
+            self.fail(
+                f"string formatting with `%` is not supported (in `{self.seg(node)}`); "
+                "join strings with `+` and `str(...)`."
+            )
 
     def boolean(self, node: ast.BoolOp) -> Any:
         # Python semantics: short-circuit and return the deciding operand.
@@ -485,7 +494,9 @@ class _Evaluator:
 
     def slice(self, node: ast.Subscript, container: Any, spec: ast.Slice) -> Any:
         if isinstance(container, Mapping) or not isinstance(container, Sequence):
-            self.fail(f"cannot slice {_a(container)} (in `{self.seg(node)}`); only lists, tuples and strings can be sliced.")
+            self.fail(
+                f"cannot slice {_a(container)} (in `{self.seg(node)}`); only lists, tuples and strings can be sliced."
+            )
         bounds = [None if part is None else self.eval(part) for part in (spec.lower, spec.upper, spec.step)]
         for bound in bounds:
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
@@ -514,9 +525,14 @@ class _Evaluator:
     def call(self, node: ast.Call) -> Any:
         func = node.func
         if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
-            self.fail(f"calling `{self.seg(func)}` is not allowed; the available functions are {', '.join(_FUNCTIONS)}.")
+            self.fail(
+                f"calling `{self.seg(func)}` is not allowed; the available functions are {', '.join(_FUNCTIONS)}."
+            )
         if node.keywords:
-            self.fail(f"keyword arguments are not supported (in `{self.seg(node)}`); pass arguments by position, e.g. `round(x, 2)`.")
+            self.fail(
+                f"keyword arguments are not supported (in `{self.seg(node)}`); "
+                "pass arguments by position, e.g. `round(x, 2)`."
+            )
         args = []
         for arg in node.args:
             if isinstance(arg, ast.Starred):

@@ -71,7 +71,8 @@ async def test_ints_stay_ints_and_floats_stay_floats() -> None:
         ("2 > 1", "`2 > 1` is a comparison (True), not a number; the calculator returns numbers "
                   "(put comparisons in a step's `when` condition instead)."),
         ("'a' + 'b'", "`'a' + 'b'` evaluates to a `str`, not a number; the calculator returns numbers only."),
-        ("1e308 * 10", "`1e308 * 10` does not give a finite number (got inf); check for overflow or an undefined operation."),
+        ("1e308 * 10", "`1e308 * 10` does not give a finite number (got inf); "
+                       "check for overflow or an undefined operation."),
     ],
 )
 async def test_errors_are_permanent_and_name_the_tool(expression: str, message: str) -> None:
@@ -133,3 +134,9 @@ async def test_arguments_are_validated() -> None:
 def test_constants() -> None:
     assert calculator.fn("pi") == math.pi
     assert calculator.fn("e") == math.e
+
+
+def test_public_names() -> None:
+    import tools.calculator
+
+    assert sorted(tools.calculator.__all__) == ['calculator']

@@ -318,7 +318,8 @@ async def test_error_statuses(base: str, fetch: Tool, status: int, permanent: bo
     with pytest.raises(ToolError) as info:
         await fetch.acall({"url": url})
     phrase = httpx.codes.get_reason_phrase(status)
-    assert str(info.value) == f"GET `{url}` returned HTTP {status} {phrase}: {hint} Body: 'error body {status} with spaces'"
+    body = f"'error body {status} with spaces'"  # whitespace collapsed
+    assert str(info.value) == f"GET `{url}` returned HTTP {status} {phrase}: {hint} Body: {body}"
     assert info.value.permanent is permanent
     assert info.value.tool == "http_get"
     assert not isinstance(info.value, ToolRefusedError)
@@ -583,3 +584,9 @@ async def test_refuses_other_schemes_and_bad_urls(url: str, error: type[ToolErro
         await http_get.acall({"url": url})
     assert str(info.value) == message
     assert info.value.permanent
+
+
+def test_public_names() -> None:
+    import tools.http
+
+    assert sorted(tools.http.__all__) == ['HttpResponse', 'MAX_REDIRECTS', 'blocked_reason', 'http_get', 'make_http_get']

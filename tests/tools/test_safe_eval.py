@@ -138,12 +138,16 @@ def test_error_is_a_permanent_tool_error() -> None:
         ("[1, 2][5]", "index 5 is out of range in `[1, 2][5]`: `[1, 2]` has 2 items."),
         ("{'a': 1}['b']", "key 'b' is not in `{'a': 1}` (in `{'a': 1}['b']`); available keys: `'a'`."),
         ("{'a': 1}.b", "`{'a': 1}` has no key `b` (in `{'a': 1}.b`); available keys: `a`."),
-        ("(1).real", "`(1).real`: attribute access works only on dicts (`x.key` means `x['key']`), and `1` is an `int`."),
+        ("(1).real",
+         "`(1).real`: attribute access works only on dicts (`x.key` means `x['key']`), and `1` is an `int`."),
         ("x is 1", "`is` only compares with `None` (in `x is 1`); use `==` or `!=` to compare values."),
         ("(-8) ** 0.5", "`(-8) ** 0.5` gives a complex number; only real numbers are supported."),
         ("1 << 3", "the `<<` operator is not supported (in `1 << 3`); arithmetic uses `+ - * / // % **`."),
-        ("'%s' % 1", "string formatting with `%` is not supported (in `'%s' % 1`); join strings with `+` and `str(...)`."),
-        ("round(2.5, ndigits=1)", "keyword arguments are not supported (in `round(2.5, ndigits=1)`); pass arguments by position, e.g. `round(x, 2)`."),
+        ("'%s' % 1",
+         "string formatting with `%` is not supported (in `'%s' % 1`); join strings with `+` and `str(...)`."),
+        ("round(2.5, ndigits=1)",
+         "keyword arguments are not supported (in `round(2.5, ndigits=1)`); "
+         "pass arguments by position, e.g. `round(x, 2)`."),
         ("sum([[1]], [])", "`sum([[1]], [])` failed: sum adds numbers only, got a `list`."),
         ("1j", "complex number literals such as `1j` are not supported; use numbers, strings, True, False or None."),
     ],
@@ -169,7 +173,8 @@ def test_unknown_name_lists_names_and_suggests() -> None:
         ("__import__('os').system('true')", "calling `__import__('os').system` is not allowed"),
         ("__import__('os')", "calling `__import__` is not allowed; the available functions are abs, min"),
         ("__builtins__", "`__builtins__`: names starting with `__` are not allowed"),
-        ("().__class__.__bases__[0].__subclasses__()", "calling `().__class__.__bases__[0].__subclasses__` is not allowed"),
+        ("().__class__.__bases__[0].__subclasses__()",
+         "calling `().__class__.__bases__[0].__subclasses__` is not allowed"),
         ("().__class__", "attributes starting with `__` are not allowed"),
         ("fetch.__class__", "attributes starting with `__` are not allowed"),
         ("eval('1')", "calling `eval` is not allowed"),
@@ -264,3 +269,9 @@ def test_fast_enough_for_conditions() -> None:
     for _ in range(2_000):
         evaluate("a.b > 3 and c[0] == 'x'", names)
     assert time.perf_counter() - started < 0.5
+
+
+def test_public_names() -> None:
+    import tools.safe_eval
+
+    assert sorted(tools.safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'evaluate']

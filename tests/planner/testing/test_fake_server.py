@@ -606,26 +606,34 @@ def test_handler_and_queue_priority(http: httpx.Client) -> None:
 
 
 def test_many_concurrent_requests() -> None:
-    with FakeModelServer(handler=lambda r: Reply.text(r.last_user_text, ttft_s=0.1)) as srv:
-        def one(i: int) -> tuple[str, str]:
-            with httpx.Client(timeout=10) as client:
-                body = {"model": "m", "messages": [{"role": "user", "content": f"req {i}"}]}
-                if i % 2:
-                    body["stream"] = True
-                    with client.stream("POST", f"{srv.base_url}/chat/completions", json=body) as r:
-                        text = streamed_content(payloads([(0.0, ln) for ln in r.iter_lines()]))
-                else:
-                    text = client.post(f"{srv.base_url}/chat/completions", json=body).json()[
-                        "choices"
-                    ][0]["message"]["content"]
-            return f"req {i}", text
+    count = 48
+    # Every handler call waits until all `count` requests are in flight at once:
+    # this only succeeds if the server really serves them concurrently.
+    barrier = threading.Barrier(count)
 
-        start = time.monotonic()
-        with ThreadPoolExecutor(32) as pool:
-            results = list(pool.map(one, range(64)))
+    def handler(request: RecordedRequest) -> Reply:
+        barrier.wait(timeout=10)
+        return Reply.text(request.last_user_text)
+
+    limits = httpx.Limits(max_connections=count)
+    with FakeModelServer(handler=handler) as srv, httpx.Client(timeout=20, limits=limits) as client:
+
+        def one(i: int) -> tuple[str, str]:
+            body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": f"req {i}"}]}
+            url = f"{srv.base_url}/chat/completions"
+            if i % 2:
+                body["stream"] = True
+                with client.stream("POST", url, json=body) as response:
+                    lines = [(0.0, line) for line in response.iter_lines()]
+                return f"req {i}", streamed_content(payloads(lines))
+            message = client.post(url, json=body).json()["choices"][0]["message"]
+            return f"req {i}", message["content"]
+
+        with ThreadPoolExecutor(count) as pool:
+            results = list(pool.map(one, range(count)))
         assert all(expected == got for expected, got in results)
-        assert time.monotonic() - start < 3.0  # concurrent, not 64 x 0.1 s
-        assert len(srv.wait_for_requests(64)) == 64
+        assert len(srv.wait_for_requests(count)) == count
+        assert not srv.handler_errors
 
 
 def test_stop_aborts_slow_responses(http: httpx.Client) -> None:
@@ -788,7 +796,7 @@ async def test_instructor_litellm_tools_mode(server: FakeModelServer) -> None:
 @litellm_warnings
 async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModelServer) -> None:
     client = instructor.from_litellm(litellm.acompletion)
-    server.enqueue(Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 0.5))
+    server.enqueue(Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 0.6))
     partials: list[tuple[float, Any]] = []
     async for partial in client.create_partial(
         response_model=Plan, messages=USER, max_retries=0, **litellm_kwargs(server), **TOOL_KW
@@ -803,7 +811,7 @@ async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModel
     assert len(partials) > 5
     # The first complete step is visible while the model is still "thinking".
     seen = next(t for t, p in partials if p.steps and p.steps[0].action == "search flights")
-    assert end - seen >= 0.45
+    assert end - seen >= 0.35  # pause is 0.6 s; generous for loaded machines
     assert all(len(p.steps or []) <= 1 for t, p in partials if t <= seen)
 
 

@@ -1,0 +1,56 @@
+"""Every example the README shows is a file, and this runs it."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executor import load_workflow
+from tools.builtin import builtin_tools
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def test_quickstart_example_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="__main__")
+    assert capsys.readouterr().out.strip() == "succeeded 4 WORDS: PLANS RUN IN PARALLEL"
+
+
+async def test_trip_budget_workflow(tmp_path: Path) -> None:
+    wf = load_workflow(EXAMPLES / "workflows" / "trip_budget.yaml")
+    result = await wf.run(builtin_tools(workspace=tmp_path), inputs={"nights": 7})
+    assert result.status == "succeeded", result.error
+    assert result.output("total") == 7 * 120 + 8 * 45 + 2 * 190
+    assert result.output("long_trip_discount") == pytest.approx(result.output("total") * 0.9)
+    assert (tmp_path / "trip_budget.md").read_text().startswith("Trip of 7 nights")
+    short = await wf.run(builtin_tools(workspace=tmp_path), inputs={"nights": 2})
+    assert short.steps["long_trip_discount"].status == "skipped"
+
+
+async def test_document_analysis_workflow() -> None:
+    wf = load_workflow(EXAMPLES / "workflows" / "document_analysis.py")
+    result = await wf.run()
+    assert result.status == "succeeded", result.error
+    assert result.output("analysis")["sentiment"]["label"] == "positive"
+    assert result.output("entities") == ["Langfuse", "Planweave"]
+    assert result.output("report").startswith("topics: planweave")
+    # The sentiment and entity steps ran side by side, after nothing but the inputs.
+    assert result.steps["sentiment"].started_at < result.steps["entities"].finished_at  # type: ignore[operator]
+
+
+def test_exec_command_runs_a_workflow_in_a_subprocess(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "exec", str(EXAMPLES / "workflows" / "trip_budget.yaml"),
+         "--workspace", str(tmp_path), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    data = json.loads(proc.stdout)
+    assert data["status"] == "succeeded" and data["steps"]["total"]["output"] == 1085

@@ -339,6 +339,10 @@ class Run:
     def step_status(self, step_id: str) -> StepStatus:
         return self._nodes[step_id].status
 
+    def step_error(self, step_id: str) -> str | None:
+        """Why a step failed, was skipped or was cancelled (None otherwise)."""
+        return self._nodes[step_id].error
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call `fn` with every later event. Returns a function that unsubscribes."""
         return self._bus.subscribe(fn)

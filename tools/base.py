@@ -32,7 +32,7 @@ from tools.errors import (
 
 __all__ = ["Tool", "ToolContext", "ToolRegistry", "tool", "format_validation_error"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")  # what OpenAI and Anthropic accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,11 @@ def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
     current: str | None = None
     for line in lines:
         stripped = line.strip()
+        if re.match(r"(returns?|raises|yields|examples?|notes?):$", stripped.lower()):
+            in_args = False
+            current = None
+            desc_lines.append("\x00")  # stop collecting the description here
+            continue
         if stripped.lower() in ("args:", "arguments:", "parameters:", "params:"):
             in_args = True
             continue
@@ -113,7 +118,7 @@ def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
     return description, params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tool:
     """A callable the executor can run by name, with validated arguments.
 
@@ -149,7 +154,7 @@ class Tool:
         tool_name: str = name or str(getattr(fn, "__name__", ""))
         if not _NAME_RE.match(tool_name):
             raise ToolDefinitionError(
-                f"`{tool_name}` is not a valid tool name; use letters, digits, `_`, `-` or `.`, "
+                f"`{tool_name}` is not a valid tool name; use letters, digits, `_` or `-`, "
                 "starting with a letter or `_`, at most 64 characters (pass `name=`)."
             )
         doc_desc, doc_params = _doc_parts(fn.__doc__ or "")

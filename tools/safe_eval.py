@@ -5,11 +5,12 @@
     >>> evaluate("fetch.status == 200 and 'error' not in fetch.text", {"fetch": {"status": 200, "text": "ok"}})
     True
 
-The expression is parsed with `ast.parse` and every node is interpreted here, so
-only the constructs listed below can ever run; nothing reaches `eval`, `exec` or
-a compiled code object. The executor uses this for step conditions (`when`),
-with `names` bound to step outputs, and the `calculator` tool uses it with no
-names at all.
+The expression is parsed with `ast.parse`, checked whole, and every node is
+interpreted here, so only the constructs listed below can ever run; nothing
+reaches `eval`, `exec` or a compiled code object. The executor uses this for
+step conditions (`when`), with `names` bound to step outputs, and the
+`calculator` tool uses it with no names at all. `check` validates an expression
+without evaluating it, for use while a plan is built.
 
 Supported:
 
@@ -42,7 +43,7 @@ from typing import Any, Final, NoReturn
 
 from tools.errors import ToolError
 
-__all__ = ["MAX_EXPRESSION_CHARS", "MAX_INT_BITS", "MAX_ITEMS", "SafeEvalError", "evaluate"]
+__all__ = ["MAX_EXPRESSION_CHARS", "MAX_INT_BITS", "MAX_ITEMS", "SafeEvalError", "check", "evaluate"]
 
 MAX_EXPRESSION_CHARS: Final = 10_000
 """Longest expression accepted, in characters."""
@@ -179,9 +180,33 @@ def evaluate(expression: str, names: Mapping[str, Any] | None = None) -> Any:
         ) from None
 
 
+def check(expression: str, names: Iterable[str] | None = None) -> None:
+    """Check `expression` without evaluating it, so mistakes surface while a plan is built.
+
+    Args:
+        expression: The expression, as it will be passed to `evaluate`.
+        names: The names that will be available. When given, any other name
+            (except the constants) is an error too; when None, names are not checked.
+
+    Raises:
+        SafeEvalError: for a syntax error or a construct outside the subset,
+            anywhere in the expression (also in branches that would not run), or
+            for an unknown name; the same messages `evaluate` would give.
+    """
+    source = expression.strip()
+    tree = _parse(source)
+    if names is None:
+        return
+    checker = _Evaluator(source, dict.fromkeys(names))
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in called:
+            checker.name(node)  # returns for a known name, raises the unknown-name message otherwise
+
+
 @functools.lru_cache(maxsize=512)
 def _parse(source: str) -> ast.expr:
-    """Parse once per distinct expression: the executor re-checks the same `when` often."""
+    """Parse and validate once per distinct expression: the executor re-checks the same `when` often."""
     if not source:
         raise SafeEvalError("the expression is empty; write one such as `x > 0`.", expression=source)
     if len(source) > MAX_EXPRESSION_CHARS:
@@ -190,7 +215,7 @@ def _parse(source: str) -> ast.expr:
             expression=source,
         )
     try:
-        return ast.parse(source, mode="eval").body
+        tree = ast.parse(source, mode="eval").body
     except SyntaxError as exc:
         lines = source.splitlines() or [""]
         lineno = min(max(exc.lineno or 1, 1), len(lines))
@@ -212,6 +237,8 @@ def _parse(source: str) -> ast.expr:
         ) from None
     except ValueError as exc:  # e.g. a NUL character
         raise SafeEvalError(f"`{_clip(source)}` cannot be parsed: {exc}.", expression=source) from None
+    _Evaluator(source, {}).validate(tree)
+    return tree
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -262,7 +289,12 @@ def _weight(value: Any, budget: int) -> int:
 
 
 class _Evaluator:
-    """One evaluation: the source (to quote the part at fault) and the names in scope."""
+    """One evaluation: the source (to quote the part at fault) and the names in scope.
+
+    `validate` runs once per distinct expression (from the cached `_parse`) and
+    refuses every construct outside the subset; the evaluation methods then only
+    meet trees it accepted, so they deal with values, not with syntax.
+    """
 
     __slots__ = ("source", "names")
 
@@ -279,29 +311,80 @@ class _Evaluator:
         text = ast.get_source_segment(self.source, node) or ast.unparse(node)
         return _clip(" ".join(text.split()))
 
-    def eval(self, node: ast.AST) -> Any:
-        handler = _HANDLERS.get(type(node))
-        if handler is None:
+    # -- validation (structure only, before any value exists) -------------------
+
+    def validate(self, tree: ast.expr) -> None:
+        """Refuse anything outside the subset, anywhere, even in a branch that would not run."""
+        stack: list[ast.expr] = [tree]  # explicit stack: deep trees must not recurse
+        while stack:
+            stack.extend(reversed(self.validate_node(stack.pop())))
+
+    def validate_node(self, node: ast.expr) -> list[ast.expr]:
+        """Check `node` itself and return the sub-expressions still to check."""
+        if isinstance(node, ast.Subscript):
+            part = node.slice
+            if isinstance(part, ast.Slice):  # a slice is only valid here, inside `[...]`
+                return [node.value, *(p for p in (part.lower, part.upper, part.step) if p is not None)]
+            return [node.value, part]
+        if type(node) not in _HANDLERS:
             what = _UNSUPPORTED_NODES.get(type(node), f"`{type(node).__name__}` expressions are")
             self.fail(f"{what} not supported (in `{self.seg(node)}`); {_ALLOWED}.")
-        return handler(self, node)
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if not (value is None or isinstance(value, (bool, int, float, str))):
+                kind = {complex: "complex number", bytes: "bytes"}.get(type(value), type(value).__name__)
+                self.fail(
+                    f"{kind} literals such as `{self.seg(node)}` are not supported; "
+                    "use numbers, strings, True, False or None."
+                )
+        elif isinstance(node, ast.Name) and node.id.startswith("__"):
+            self.fail(f"`{node.id}`: names starting with `__` are not allowed; {_ALLOWED}.")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("__"):
+            self.fail(f"`{self.seg(node)}`: attributes starting with `__` are not allowed; {_ALLOWED}.")
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
+            self.fail(f"the `~` operator is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+        elif isinstance(node, ast.BinOp) and type(node.op) not in _BINARY:
+            symbol = _UNSUPPORTED_BINARY.get(type(node.op), type(node.op).__name__)
+            self.fail(
+                f"the `{symbol}` operator is not supported (in `{self.seg(node)}`); "
+                "arithmetic uses `+ - * / // % **`."
+            )
+        elif isinstance(node, ast.Compare):
+            lefts = [node.left, *node.comparators]
+            for op, left, right in zip(node.ops, lefts, node.comparators):
+                if isinstance(op, (ast.Is, ast.IsNot)) and not (_is_none(left) or _is_none(right)):
+                    self.fail(
+                        f"`{_COMPARE[type(op)][0]}` only compares with `None` (in `{self.seg(node)}`); "
+                        "use `==` or `!=` to compare values."
+                    )
+        elif isinstance(node, ast.Dict) and any(key is None for key in node.keys):
+            self.fail(f"`**` unpacking is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
+                self.fail(
+                    f"calling `{self.seg(func)}` is not allowed; the available functions are {', '.join(_FUNCTIONS)}."
+                )
+            if node.keywords:
+                self.fail(
+                    f"keyword arguments are not supported (in `{self.seg(node)}`); "
+                    "pass arguments by position, e.g. `round(x, 2)`."
+                )
+            if any(isinstance(arg, ast.Starred) for arg in node.args):
+                self.fail(f"`*` unpacking is not supported (in `{self.seg(node)}`); pass arguments one by one.")
+            return list(node.args)  # not `func`: a function name is not a value
+        return [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)]
 
-    # -- leaves --------------------------------------------------------------
+    # -- evaluation ------------------------------------------------------------
+
+    def eval(self, node: ast.AST) -> Any:
+        return _HANDLERS[type(node)](self, node)
 
     def constant(self, node: ast.Constant) -> Any:
-        value = node.value
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
-        kind = {complex: "complex number", bytes: "bytes"}.get(type(value), type(value).__name__)
-        self.fail(
-            f"{kind} literals such as `{self.seg(node)}` are not supported; "
-            "use numbers, strings, True, False or None."
-        )
+        return node.value
 
     def name(self, node: ast.Name) -> Any:
         name = node.id
-        if name.startswith("__"):
-            self.fail(f"`{name}`: names starting with `__` are not allowed; {_ALLOWED}.")
         if name in self.names:
             return self.names[name]
         if name in _CONSTANTS:
@@ -316,11 +399,7 @@ class _Evaluator:
         where = f" in `{_clip(self.source)}`" if self.source != name else ""
         self.fail(f"unknown name `{name}`{where}; available names: {_listing(available)}.{hint}")
 
-    # -- operators -----------------------------------------------------------
-
     def unary(self, node: ast.UnaryOp) -> Any:
-        if isinstance(node.op, ast.Invert):
-            self.fail(f"the `~` operator is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
         operand = self.eval(node.operand)
         if isinstance(node.op, ast.Not):
             return not operand
@@ -331,14 +410,7 @@ class _Evaluator:
             self.fail(f"cannot apply unary `{symbol}` to {_a(operand)} in `{self.seg(node)}`.")
 
     def binary(self, node: ast.BinOp) -> Any:
-        entry = _BINARY.get(type(node.op))
-        if entry is None:
-            symbol = _UNSUPPORTED_BINARY.get(type(node.op), type(node.op).__name__)
-            self.fail(
-                f"the `{symbol}` operator is not supported (in `{self.seg(node)}`); "
-                "arithmetic uses `+ - * / // % **`."
-            )
-        symbol, op = entry
+        symbol, op = _BINARY[type(node.op)]
         left = self.eval(node.left)
         right = self.eval(node.right)
         self.check_size(node, left, right)
@@ -349,9 +421,7 @@ class _Evaluator:
         except OverflowError:
             self.fail(f"the result of `{self.seg(node)}` is too large to represent.")
         except TypeError:
-            self.fail(
-                f"cannot apply `{symbol}` to {_a(left)} and {_a(right)} in `{self.seg(node)}`."
-            )
+            self.fail(f"cannot apply `{symbol}` to {_a(left)} and {_a(right)} in `{self.seg(node)}`.")
         except (ArithmeticError, ValueError) as exc:
             self.fail(f"`{self.seg(node)}` failed: {exc}.")
         if isinstance(result, complex):
@@ -405,15 +475,10 @@ class _Evaluator:
         return value
 
     def compare(self, node: ast.Compare) -> Any:
-        left_node: ast.expr = node.left
-        left = self.eval(left_node)
+        left = self.eval(node.left)
         result: Any = True
         for op, right_node in zip(node.ops, node.comparators):
             symbol, func = _COMPARE[type(op)]
-            if isinstance(op, (ast.Is, ast.IsNot)) and not (_is_none(right_node) or _is_none(left_node)):
-                self.fail(
-                    f"`{symbol}` only compares with `None` (in `{self.seg(node)}`); use `==` or `!=` to compare values."
-                )
             right = self.eval(right_node)
             try:
                 result = func(left, right)
@@ -426,7 +491,7 @@ class _Evaluator:
                 self.fail(f"cannot compare {_a(left)} with {_a(right)} using `{symbol}` in `{self.seg(node)}`.")
             if not result:
                 return result
-            left, left_node = right, right_node
+            left = right
         return result
 
     def conditional(self, node: ast.IfExp) -> Any:
@@ -450,8 +515,7 @@ class _Evaluator:
     def dict_(self, node: ast.Dict) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in zip(node.keys, node.values):
-            if key_node is None:
-                self.fail(f"`**` unpacking is not supported (in `{self.seg(node)}`); {_ALLOWED}.")
+            assert key_node is not None  # `**` unpacking was refused by `validate`
             key = self.eval(key_node)
             value = self.eval(value_node)
             try:
@@ -507,8 +571,6 @@ class _Evaluator:
 
     def attribute(self, node: ast.Attribute) -> Any:
         attr = node.attr
-        if attr.startswith("__"):
-            self.fail(f"`{self.seg(node)}`: attributes starting with `__` are not allowed; {_ALLOWED}.")
         value = self.eval(node.value)
         if isinstance(value, Mapping):
             if attr in value:
@@ -523,23 +585,10 @@ class _Evaluator:
         )
 
     def call(self, node: ast.Call) -> Any:
-        func = node.func
-        if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
-            self.fail(
-                f"calling `{self.seg(func)}` is not allowed; the available functions are {', '.join(_FUNCTIONS)}."
-            )
-        if node.keywords:
-            self.fail(
-                f"keyword arguments are not supported (in `{self.seg(node)}`); "
-                "pass arguments by position, e.g. `round(x, 2)`."
-            )
-        args = []
-        for arg in node.args:
-            if isinstance(arg, ast.Starred):
-                self.fail(f"`*` unpacking is not supported (in `{self.seg(node)}`); pass arguments one by one.")
-            args.append(self.eval(arg))
+        assert isinstance(node.func, ast.Name)  # `validate` allows calls to listed functions only
+        args = [self.eval(arg) for arg in node.args]
         try:
-            return _FUNCTIONS[func.id](*args)
+            return _FUNCTIONS[node.func.id](*args)
         except ZeroDivisionError:
             self.fail(f"division by zero in `{self.seg(node)}`.")
         except OverflowError:

@@ -21,7 +21,8 @@ Replies come from a FIFO queue (``replies=`` and :meth:`FakeModelServer.enqueue`
 then from ``handler`` (a callable receiving the :class:`RecordedRequest`).
 When both are exhausted the server answers 500 with
 ``"fake model server: no scripted reply left for request #N"`` where ``N``
-is the 1-based number of the request among all requests received.  If the
+is the 1-based number of the request among all requests received (any path)
+since the start or the last :meth:`FakeModelServer.reset`.  If the
 handler raises, the server answers 500 and keeps the exception in
 :attr:`FakeModelServer.handler_errors`.  See :mod:`planner.testing.replies`
 for reply kinds, the tokenisation rule and the timing model, and

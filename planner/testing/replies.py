@@ -19,19 +19,20 @@ Reply kinds (at most one *payload* kind per reply):
 * **faults** – ``Reply.http_error(429, retry_after=2)`` (OpenAI-shaped error
   body), ``Reply.malformed()`` (status 200, invalid JSON),
   ``Reply.dropped(after_chunks=3)`` (connection closed mid-response, no
-  ``[DONE]``), ``Reply.disconnect()`` (connection closed before any byte),
+  ``[DONE]``), ``Reply.disconnected()`` (connection closed before any byte),
   and ``delay_s`` (wait before sending anything, works with every kind).
 
 Streaming ("tokens")
 --------------------
 The streamed text of a reply (:attr:`Reply.stream_text`) is the content (or
 the serialised JSON) followed by the argument strings of each tool call, in
-order.  Each part is split into tokens by :func:`tokenize`: a token is a run
-of 1-4 word characters or of 1-3 punctuation characters, optionally preceded
-by one space, or else a run of whitespace (roughly BPE-sized pieces: English
-text gives ~1 token per 4 characters).  Every pause offset (see below) is
-also forced to be a token boundary.  Every token is sent as one SSE chunk and
-counts as one completion token.
+order. Each part is split into tokens by :func:`tokenize`: a token is a run of
+1-4 word characters or of 1-3 punctuation characters, optionally preceded by
+one space, or else a run of whitespace. English prose gives about 3.5
+characters per token and JSON about 2.5 (somewhat more tokens than a real BPE
+tokenizer, which makes streams finer-grained). Every pause offset (see below)
+is also forced to be a token boundary. Every token is sent as one SSE chunk
+and counts as one completion token.
 
 Timing
 ------

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from tools.errors import ToolError
-from tools.safe_eval import SafeEvalError, evaluate
+from tools.safe_eval import SafeEvalError, check, evaluate
 
 OUTPUTS: dict[str, Any] = {
     "fetch": {"status": 200, "text": "all good", "items": [1, 2, 3], "meta": {"next": None}},
@@ -106,6 +106,31 @@ def test_short_circuit_skips_the_failing_side() -> None:
     assert evaluate("1 or missing") == 1
     assert evaluate("1 if 1 else 1 / 0") == 1
     assert evaluate("1 > 2 > 1 / 0") is False
+
+
+def test_whole_expression_is_validated_before_evaluating() -> None:
+    # Short-circuiting skips values, not validation: a forbidden construct fails every time.
+    with pytest.raises(SafeEvalError, match="calling `open` is not allowed"):
+        evaluate("0 and open('/etc/passwd')")
+    with pytest.raises(SafeEvalError, match="attributes starting with `__` are not allowed"):
+        evaluate("1 if True else ().__class__")
+
+
+def test_check_validates_without_evaluating() -> None:
+    check("fetch.status == 200 and 1 / 0", ["fetch"])  # division by zero is a run-time matter
+    check("anything + goes")  # names are not checked without `names`
+    with pytest.raises(SafeEvalError, match="calling `eval` is not allowed"):
+        check("count > 1 or eval('1')")
+    with pytest.raises(SafeEvalError, match="is not a valid expression"):
+        check("count >")
+    with pytest.raises(SafeEvalError) as info:
+        check("_r0 > 1 and _r2", ["_r0", "_r1"])
+    assert str(info.value) == (
+        "unknown name `_r2` in `_r0 > 1 and _r2`; available names: `_r0`, `_r1`, `e`, `pi`. Did you mean `_r1`?"
+    )
+    with pytest.raises(SafeEvalError, match="`len` is a function; call it"):
+        check("len", [])
+    check("len(x) > pi", ["x"])  # function names in calls, and constants, are always known
 
 
 def test_error_is_a_permanent_tool_error() -> None:
@@ -274,4 +299,4 @@ def test_fast_enough_for_conditions() -> None:
 def test_public_names() -> None:
     import tools.safe_eval
 
-    assert sorted(tools.safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'evaluate']
+    assert sorted(tools.safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'check', 'evaluate']

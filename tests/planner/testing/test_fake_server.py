@@ -42,7 +42,7 @@ from planner.testing import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-USER = [{"role": "user", "content": "Plan a trip"}]  # 11 chars -> 3 prompt tokens
+USER: list[Any] = [{"role": "user", "content": "Plan a trip"}]  # 11 chars: 3 prompt tokens
 
 # litellm 1.106 imports its MCP gateway (which needs the optional `mcp` package)
 # whenever `tools` is non-empty; `_skip_mcp_handler` is litellm's own switch to
@@ -177,7 +177,7 @@ def test_reply_validation_and_modifiers() -> None:
         Reply.text("abc").with_pause_after("zzz", 1.0)
     with pytest.raises(KeyError):
         Reply.json_obj(PLAN).with_pause_after_json(("nope",), 1.0)
-    assert ToolCall(name="f", arguments={"a": 1}).arguments == '{"a": 1}'  # type: ignore[arg-type]
+    assert ToolCall(name="f", arguments={"a": 1}).arguments == '{"a": 1}'
     assert ToolCall.of("f", {"a": 1}) == ToolCall(name="f", arguments='{"a": 1}')
     reply = Reply.text("one two one two").with_pause_after("two", 0.5, occurrence=2)
     assert reply.pause_after == {15: 0.5}
@@ -267,7 +267,9 @@ def test_text_reply_full_shape(server: FakeModelServer, http: httpx.Client) -> N
     assert body["model"] == "my-model"
     assert body["id"] == "chatcmpl-fake-1"
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": "Hello there, world!", "refusal": None}
+    assert choice["message"] == {
+        "role": "assistant", "content": "Hello there, world!", "refusal": None
+    }
     assert choice["finish_reason"] == "stop"
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
 
@@ -279,7 +281,9 @@ def test_usage_prompt_estimate_and_overrides(server: FakeModelServer, http: http
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "fn", "arguments": "{}"}}],
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "fn", "arguments": "{}"}}
+            ],
         },
     ]
     server.enqueue("x", Reply.text("x", prompt_tokens=100, completion_tokens=7))
@@ -291,7 +295,7 @@ def test_usage_prompt_estimate_and_overrides(server: FakeModelServer, http: http
 def test_json_obj_is_tool_call_or_content(server: FakeModelServer, http: httpx.Client) -> None:
     named = {"type": "function", "function": {"name": "Plan"}}
     server.enqueue(*[Reply.json_obj(PLAN)] * 4)
-    cases = [
+    cases: list[tuple[dict[str, Any], str | None]] = [
         ({"tools": [OTHER_TOOL, PLAN_TOOL], "tool_choice": named}, "Plan"),
         ({"tools": [OTHER_TOOL, PLAN_TOOL], "tool_choice": "auto"}, "Other"),
         ({"tools": [PLAN_TOOL], "tool_choice": "none"}, None),
@@ -321,7 +325,8 @@ def test_explicit_tool_calls_non_streamed(server: FakeModelServer, http: httpx.C
     )
     message = chat(http, server).json()["choices"][0]["message"]
     assert [c["id"] for c in message["tool_calls"]] == ["call_a", "call_fake_1_1"]
-    assert [c["function"]["arguments"] for c in message["tool_calls"]] == ['{"q": "x"}', "{bad json"]
+    arguments = [c["function"]["arguments"] for c in message["tool_calls"]]
+    assert arguments == ['{"q": "x"}', "{bad json"]
 
 
 # ---------------------------------------------------------------------- streamed
@@ -594,7 +599,9 @@ def test_handler_and_queue_priority(http: httpx.Client) -> None:
         return Reply.text(f"echo: {request.last_user_text}")
 
     with FakeModelServer(["queued first"], handler=handler) as srv:
-        ask = lambda text: chat(http, srv, messages=[{"role": "user", "content": text}])  # noqa: E731
+        def ask(text: str) -> httpx.Response:
+            return chat(http, srv, messages=[{"role": "user", "content": text}])
+
         assert ask("a").json()["choices"][0]["message"]["content"] == "queued first"
         assert ask("b").json()["choices"][0]["message"]["content"] == "echo: b"
         failed = ask("explode")
@@ -619,7 +626,8 @@ def test_many_concurrent_requests() -> None:
     with FakeModelServer(handler=handler) as srv, httpx.Client(timeout=20, limits=limits) as client:
 
         def one(i: int) -> tuple[str, str]:
-            body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": f"req {i}"}]}
+            messages = [{"role": "user", "content": f"req {i}"}]
+            body: dict[str, Any] = {"model": "m", "messages": messages}
             url = f"{srv.base_url}/chat/completions"
             if i % 2:
                 body["stream"] = True
@@ -669,13 +677,15 @@ def test_openai_client_sync(server: FakeModelServer) -> None:
         Reply.rate_limited(retry_after=1),
     )
     with openai.OpenAI(base_url=server.base_url, api_key="sk-fake", max_retries=0) as client:
-        completion = client.chat.completions.create(model="fake-model", messages=USER)  # type: ignore[arg-type]
+        completion = client.chat.completions.create(model="fake-model", messages=USER)
         assert completion.choices[0].message.content == "plain"
         assert completion.usage is not None
         assert completion.usage.total_tokens == 3 + len(tokenize("plain"))
 
         stream = client.chat.completions.create(
-            model="fake-model", messages=USER, stream=True,  # type: ignore[arg-type]
+            model="fake-model",
+            messages=USER,
+            stream=True,
             stream_options={"include_usage": True},
         )
         chunks = list(stream)
@@ -684,7 +694,9 @@ def test_openai_client_sync(server: FakeModelServer) -> None:
         )
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
 
-        stream = client.chat.completions.create(model="fake-model", messages=USER, stream=True)  # type: ignore[arg-type]
+        stream = client.chat.completions.create(
+            model="fake-model", messages=USER, stream=True
+        )
         arguments = ""
         for chunk in stream:
             for call in chunk.choices[0].delta.tool_calls or []:
@@ -694,7 +706,7 @@ def test_openai_client_sync(server: FakeModelServer) -> None:
         assert json.loads(arguments) == {"city": "Paris"}
 
         with pytest.raises(openai.RateLimitError) as info:
-            client.chat.completions.create(model="fake-model", messages=USER)  # type: ignore[arg-type]
+            client.chat.completions.create(model="fake-model", messages=USER)
         assert info.value.response.headers["retry-after"] == "1"
         assert info.value.code == "rate_limit_exceeded"
 
@@ -704,7 +716,9 @@ async def test_openai_client_async_dropped_stream(server: FakeModelServer) -> No
     async with openai.AsyncOpenAI(
         base_url=server.base_url, api_key="sk-fake", max_retries=0
     ) as client:
-        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(
+            model="m", messages=USER, stream=True
+        )
         with pytest.raises(httpx.RemoteProtocolError):
             async for _ in stream:
                 pass
@@ -769,9 +783,9 @@ async def test_litellm_stream_tool_calls(server: FakeModelServer) -> None:
 @litellm_warnings
 async def test_litellm_errors(server: FakeModelServer) -> None:
     server.enqueue(Reply.rate_limited(retry_after=1), Reply.http_error(401), "unused")
-    with pytest.raises(litellm.RateLimitError):
+    with pytest.raises(litellm.exceptions.RateLimitError):
         await litellm.acompletion(messages=USER, **litellm_kwargs(server))
-    with pytest.raises(litellm.AuthenticationError):
+    with pytest.raises(litellm.exceptions.AuthenticationError):
         await litellm.acompletion(messages=USER, **litellm_kwargs(server))
     assert server.pending_replies == 1  # no hidden retries with max_retries=0
 
@@ -781,7 +795,7 @@ async def test_litellm_errors(server: FakeModelServer) -> None:
 
 @litellm_warnings
 async def test_instructor_litellm_tools_mode(server: FakeModelServer) -> None:
-    client = instructor.from_litellm(litellm.acompletion)
+    client = instructor.from_litellm(litellm.acompletion, async_client=True)
     assert client.mode == instructor.Mode.TOOLS
     server.enqueue(Reply.json_obj(PLAN))
     plan = await client.create(
@@ -795,7 +809,7 @@ async def test_instructor_litellm_tools_mode(server: FakeModelServer) -> None:
 
 @litellm_warnings
 async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModelServer) -> None:
-    client = instructor.from_litellm(litellm.acompletion)
+    client = instructor.from_litellm(litellm.acompletion, async_client=True)
     server.enqueue(Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 0.6))
     partials: list[tuple[float, Any]] = []
     async for partial in client.create_partial(
@@ -817,7 +831,7 @@ async def test_instructor_litellm_partial_streaming_with_pause(server: FakeModel
 
 @litellm_warnings
 async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer) -> None:
-    client = instructor.from_litellm(litellm.acompletion)
+    client = instructor.from_litellm(litellm.acompletion, async_client=True)
     # create_iterable asks for a tool named Iterable<Model> wrapping a "tasks" list.
     server.enqueue(Reply.json_obj({"tasks": PLAN["steps"]}))
     steps = [
@@ -829,7 +843,9 @@ async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer
     assert [s.id for s in steps] == ["s1", "s2"]
     assert server.last_request.tool_choice["function"]["name"] == "IterableStep"
 
-    json_client = instructor.from_litellm(litellm.acompletion, mode=instructor.Mode.JSON)
+    json_client = instructor.from_litellm(
+        litellm.acompletion, mode=instructor.Mode.JSON, async_client=True
+    )
     server.enqueue(Reply.json_obj(PLAN), Reply.json_obj(PLAN))
     plan = await json_client.create(
         response_model=Plan, messages=USER, max_retries=0, **litellm_kwargs(server)

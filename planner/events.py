@@ -1,0 +1,73 @@
+"""The planner's own events, alongside the executor's (same base, same bus)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from executor.events import EVENT_TYPES, RunEvent
+
+__all__ = ["AnswerDelta", "Decision", "LLMCalled", "PlanRejected", "PlanUpdated", "PlannerFinished"]
+
+
+@dataclass(slots=True, kw_only=True)
+class PlanUpdated(RunEvent):
+    """A planning round produced steps (all of them already submitted to the executor)."""
+
+    kind: ClassVar[str] = "plan_updated"
+    round: int
+    rationale: str
+    step_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class PlanRejected(RunEvent):
+    """The model's plan had problems; it is re-asked with them (`reask` counts from 1)."""
+
+    kind: ClassVar[str] = "plan_rejected"
+    round: int
+    reask: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class LLMCalled(RunEvent):
+    kind: ClassVar[str] = "llm_called"
+    purpose: str
+    model: str
+    prompt: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    latency_s: float = 0.0
+    attempts: int = 1
+    reasks: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Decision(RunEvent):
+    """What the planner decided: `finish`, `replan`, `budget_stop` or `cancel`."""
+
+    kind: ClassVar[str] = "decision"
+    action: str
+    round: int
+    reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class AnswerDelta(RunEvent):
+    kind: ClassVar[str] = "answer_delta"
+    text: str
+
+
+@dataclass(slots=True, kw_only=True)
+class PlannerFinished(RunEvent):
+    kind: ClassVar[str] = "planner_finished"
+    status: str
+    answer: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+for _cls in (PlanUpdated, PlanRejected, LLMCalled, Decision, AnswerDelta, PlannerFinished):
+    EVENT_TYPES[_cls.kind] = _cls

@@ -1,0 +1,177 @@
+"""`planweave/offline`: a small deterministic rule-based model, registered as a litellm provider.
+
+It lets the planner run with no key and no network, through the very same litellm
+and instructor path as a real model. It handles what rules can: arithmetic, URLs,
+workspace files, and goals made of several such parts (planned as parallel
+branches plus a combining step). Anything else gets an honest answer saying it
+needs a real model and how to configure one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from litellm import CustomLLM, ModelResponse, Usage
+from litellm.types.utils import GenericStreamingChunk
+
+__all__ = ["OfflineLLM", "offline_reply"]
+
+CONFIGURE = (
+    "To plan with a real model, set PLANWEAVE_MODEL (for example `openai/gpt-4o-mini` with OPENAI_API_KEY, "
+    "`anthropic/claude-3-5-haiku-latest` with ANTHROPIC_API_KEY, or `ollama/llama3.1` for a local Ollama)."
+)
+NOTE = "(answered by planweave's offline rule-based planner)"
+
+_WORDS = {
+    r"\bplus\b": "+",
+    r"\bminus\b": "-",
+    r"\btimes\b": "*",
+    r"\bmultiplied by\b": "*",
+    r"\bdivided by\b": "/",
+    r"\bto the power of\b": "**",
+    r"\bsquared\b": "**2",
+}
+_EXPR = re.compile(r"(?<![\w.])[-(]*\d[\d.\s]*(?:(?:\*\*|[-+*/%^])\s*[-(]*\s*\d[\d.]*\s*\)*\s*)+")
+_URL = re.compile(r"https?://[^\s'\"<>)]+")
+_FILE = re.compile(r"[\w./-]+\.(?:txt|md|json|csv|yaml|yml|py|log)\b")
+
+
+def _section(prompt: str, title: str) -> str:
+    m = re.search(rf"## {re.escape(title)}\n(.*?)(?:\n## |\Z)", prompt, re.S)
+    return m.group(1).strip() if m else ""
+
+
+def _parts(goal: str) -> list[str]:
+    pieces = re.split(r";|\n|\band then\b|\bthen\b|\balso\b|(?<=[a-z0-9)?]),\s|\band\b(?=\s+(?:what|compute|calculate|fetch|get|read|list|how))", goal, flags=re.I)
+    return [p.strip(" .?!") for p in pieces if p and p.strip(" .?!")]
+
+
+def _expression(text: str) -> str | None:
+    lowered = text.lower()
+    for pattern, op in _WORDS.items():
+        lowered = re.sub(pattern, op, lowered)
+    m = _EXPR.search(lowered)
+    if not m:
+        return None
+    expr = m.group(0).strip().replace("^", "**")
+    return expr if re.search(r"\d", expr) and re.search(r"[-+*/%]", expr) else None
+
+
+def _steps_for(part: str, index: int) -> list[dict[str, Any]]:
+    sid = f"p{index}"
+    urls = _URL.findall(part)
+    if urls:
+        return [{"id": f"{sid}_{i}" if len(urls) > 1 else sid, "tool": "http_get", "args": {"url": u}}
+                for i, u in enumerate(urls, 1)]
+    expr = _expression(part)
+    if expr:
+        return [{"id": sid, "tool": "calculator", "args": {"expression": expr}, "description": part}]
+    low = part.lower()
+    if re.search(r"\blist\b.*\bfiles?\b|\bwhat files\b", low):
+        return [{"id": sid, "tool": "list_files", "args": {"path": ".", "recursive": "recursive" in low}}]
+    files = _FILE.findall(part)
+    if files and re.search(r"\b(read|show|open|print|cat|contents?)\b", low):
+        return [{"id": f"{sid}_{i}" if len(files) > 1 else sid, "tool": "read_file", "args": {"path": f}}
+                for i, f in enumerate(files, 1)]
+    return []
+
+
+def plan_for(goal: str, tools: set[str]) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    unhandled: list[str] = []
+    for i, part in enumerate(_parts(goal), 1):
+        found = [s for s in _steps_for(part, i) if s["tool"] in tools]
+        if found:
+            steps.extend(found)
+        else:
+            unhandled.append(part)
+    if not steps:
+        return {
+            "rationale": "The offline planner has no rule for this goal.",
+            "steps": [],
+            "answer": (
+                f"I cannot plan this goal offline: {goal!r}. The offline planner only handles arithmetic, "
+                f"URLs to fetch and workspace files. {CONFIGURE}"
+            ),
+        }
+    if len(steps) > 1 and "llm" in tools:
+        refs = " | ".join(f"{s['id']}: ${{{s['id']}}}" for s in steps)
+        steps.append({"id": "combine", "tool": "llm", "args": {"prompt": f"Combine the results for: {goal}", "context": refs}})
+    rationale = f"{len(steps)} step(s) from rules; independent parts run in parallel."
+    if unhandled:
+        rationale += f" No rule for: {'; '.join(unhandled)}."
+    return {"rationale": rationale, "steps": steps, "answer": None}
+
+
+def _results(prompt: str) -> list[str]:
+    return [line[2:] for line in _section(prompt, "Results").splitlines() if line.startswith("- ")]
+
+
+def offline_reply(messages: list[dict[str, Any]]) -> str:
+    """The offline model's reply (JSON text) to a planweave prompt."""
+    system = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
+    user = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+    prompt = system + "\n" + user
+    goal = _section(prompt, "Goal")
+    if "Decide whether the goal is answered" in prompt:
+        results = [r for r in _results(prompt) if not r.startswith("`combine`")]
+        body = "; ".join(re.sub(r"^`([\w-]+)` \(([\w_]+), succeeded\): ", r"\1 (\2) = ", r) for r in results) or "no results"
+        return json.dumps({"action": "finish", "answer": f"{body} {NOTE}. {CONFIGURE}", "reason": ""})
+    if "Plan the next steps" in prompt:
+        if _section(prompt, "Already done"):
+            done = [line[2:] for line in _section(prompt, "Already done").splitlines() if line.startswith("- ")]
+            return json.dumps({"rationale": "Everything the rules can do is done.", "steps": [],
+                               "answer": f"{'; '.join(done)} {NOTE}."})
+        tools = set(re.findall(r"^- `([\w.-]+)`:", _section(prompt, "Tools"), re.M))
+        return json.dumps(plan_for(goal, tools))
+    # The `llm` tool or any other free-form request: echo the context, honestly labelled.
+    context = _section(prompt, "Context") or user
+    return f"{context.strip()} {NOTE}"
+
+
+def _usage(messages: list[dict[str, Any]], text: str) -> Usage:
+    prompt_tokens = max(1, sum(len(str(m.get("content", ""))) for m in messages) // 4)
+    completion = max(1, len(text) // 4)
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion)
+
+
+class OfflineLLM(CustomLLM):  # type: ignore[misc]
+    """litellm custom provider `planweave`: `model="planweave/offline"`."""
+
+    def _response(self, model: str, messages: list[dict[str, Any]], model_response: ModelResponse) -> ModelResponse:
+        text = offline_reply(messages)
+        model_response.choices[0].message.content = text  # type: ignore[union-attr]
+        model_response.choices[0].finish_reason = "stop"
+        model_response.model = model
+        model_response.usage = _usage(messages, text)  # type: ignore[attr-defined]
+        model_response.created = int(time.time())
+        return model_response
+
+    def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
+        return self._response(model, messages, kwargs["model_response"])
+
+    async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
+        return self._response(model, messages, kwargs["model_response"])
+
+    def _chunks(self, messages: list[dict[str, Any]]) -> Iterator[GenericStreamingChunk]:
+        text = offline_reply(messages)
+        for i in range(0, len(text), 16):
+            yield {"text": text[i : i + 16], "is_finished": False, "finish_reason": "", "usage": None,
+                   "index": 0, "tool_use": None}
+        u = _usage(messages, text)
+        yield {"text": "", "is_finished": True, "finish_reason": "stop", "index": 0, "tool_use": None,
+               "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                         "total_tokens": u.total_tokens}}
+
+    def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
+        yield from self._chunks(messages)
+
+    async def astreaming(
+        self, model: str, messages: list[Any], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        for chunk in self._chunks(messages):
+            yield chunk

@@ -136,6 +136,29 @@ def summary(samples: list[float], scale: float = 1.0) -> dict[str, Any]:
     return {"min": min(values), "median": statistics.median(values), "samples": values}
 
 
+class GCTimer:
+    """Time spent in the cyclic garbage collector (via `gc.callbacks`), by generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._t = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._t
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GCTimer:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 # --- 1. planweave ------------------------------------------------------------------------------
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -145,19 +168,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-async def time_planweave_once(executor: Executor, steps: list[Step], config: dict[str, Any]) -> tuple[float, float]:
-    """(validate seconds, execute seconds) of one run: the two halves of `await executor.run(steps)`."""
+async def time_planweave_once(
+    executor: Executor, steps: list[Step], config: dict[str, Any]
+) -> tuple[float, float, float]:
+    """(validate, execute, of which in the garbage collector) seconds of one run.
+
+    validate + execute is exactly `await executor.run(steps)`, split in its two halves.
+    """
     events: list[Any] = []
     subscribers = [events.append] if config.get("subscriber") else []
-    t0 = time.perf_counter()
-    run = executor.start(steps, keep_events=config["keep_events"], subscribers=subscribers)
-    t1 = time.perf_counter()
-    async with run:
-        run.close()
-    t2 = time.perf_counter()
+    with GCTimer() as gc_timer:
+        t0 = time.perf_counter()
+        run = executor.start(steps, keep_events=config["keep_events"], subscribers=subscribers)
+        t1 = time.perf_counter()
+        async with run:
+            run.close()
+        t2 = time.perf_counter()
     if run.result.status != "succeeded":
         raise RuntimeError(f"benchmark run failed: {run.result.error}")
-    return t1 - t0, t2 - t1
+    return t1 - t0, t2 - t1, sum(gc_timer.seconds)
 
 
 async def bench_planweave_graph(graph: dict[str, list[str]], repeats: int) -> dict[str, Any]:
@@ -167,19 +196,27 @@ async def bench_planweave_graph(graph: dict[str, list[str]], repeats: int) -> di
     await time_planweave_once(executor, planweave_steps(chain_graph(100)), CONFIGS["keep_events=True"])  # warm-up
     out: dict[str, Any] = {"steps": n, "edges": edge_count(graph), "configs": {}}
     for name, config in CONFIGS.items():
-        validate, execute, total = [], [], []
+        validate, execute, total, in_gc = [], [], [], []
         for _ in range(repeats):
             gc.collect()
-            v, e = await time_planweave_once(executor, steps, config)
+            v, e, g = await time_planweave_once(executor, steps, config)
             validate.append(v)
             execute.append(e)
             total.append(v + e)
+            in_gc.append(g)
         us = 1e6 / n
+        best = total.index(min(total))
         out["configs"][name] = {
             "validate_us_per_step": summary(validate, us),
             "execute_us_per_step": summary(execute, us),
             "total_us_per_step": summary(total, us),
             "total_s": summary(total),
+            # Included in the times above: cyclic-GC pauses during the run (0 when none ran).
+            "gc_us_per_step": {
+                "in_best_run": in_gc[best] * us,
+                "median": statistics.median(in_gc) * us,
+                "samples": [g * us for g in in_gc],
+            },
         }
     await executor.aclose()
     return out
@@ -290,7 +327,7 @@ async def bench_parallel(layers: int, width: int, repeats: int, sync: bool) -> d
     walls, executes = [], []
     for _ in range(repeats):
         gc.collect()
-        v, e = await time_planweave_once(executor, steps, CONFIGS["keep_events=True"])
+        v, e, _ = await time_planweave_once(executor, steps, CONFIGS["keep_events=True"])
         walls.append(v + e)
         executes.append(e)
     await executor.aclose()
@@ -449,11 +486,15 @@ def render(results: dict[str, Any]) -> str:
                     mm(x["validate_us_per_step"]),
                     mm(x["execute_us_per_step"]),
                     mm(x["total_us_per_step"]),
+                    f"{x['gc_us_per_step']['in_best_run']:.1f} ({x['gc_us_per_step']['median']:.1f})",
                     target,
                 ]
             )
-    out.append(table(["graph", "config", "validate", "execute", "total", "target"], rows))
-    out.append("   fanout counts the root: per-step = time / (N + 1).")
+    out.append(table(["graph", "config", "validate", "execute", "total", "of which GC", "target"], rows))
+    out.append(
+        "   fanout counts the root: per-step = time / (N + 1). 'of which GC': cyclic garbage-collector pauses\n"
+        "   during the run (gc.callbacks), included in total; first number for the best run."
+    )
 
     lg = results.get("langgraph")
     if lg:
@@ -523,26 +564,49 @@ def render(results: dict[str, Any]) -> str:
 # --- profiling ---------------------------------------------------------------------------------
 
 
-async def profile_planweave(graph: dict[str, list[str]], config: dict[str, Any], top: int) -> str:
-    """cProfile one run; the table is per step (cProfile itself inflates every call)."""
-    steps = planweave_steps(graph)
-    executor = Executor([noop])
-    await time_planweave_once(executor, steps, config)  # warm-up
-    gc.collect()
-    plain = await time_planweave_once(executor, steps, config)
-    gc.collect()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    profiled = await time_planweave_once(executor, steps, config)
-    profiler.disable()
+async def profile_planweave(graph: dict[str, list[str]], tool_obj: Any, config: dict[str, Any], top: int) -> str:
+    """Where one run's time goes: GC time measured directly, then cProfile with GC disabled.
+
+    cProfile inflates every call (roughly 2-3x overall, more for tiny functions), so read its
+    columns as shares; the unprofiled times above them are the real ones.
+    """
+    steps = planweave_steps(graph, tool_obj.name)
     n = len(steps)
+    backend = LocalBackend(max_threads=256) if not tool_obj.is_async else None
+    executor = Executor([tool_obj], backend=backend)
+    await time_planweave_once(executor, steps, config)  # warm-up
     stream = io.StringIO()
-    stream.write(
-        f"{n} steps; without profiler: validate {plain[0] / n * 1e6:.1f} + execute {plain[1] / n * 1e6:.1f} us/step; "
-        f"under cProfile: validate {profiled[0] / n * 1e6:.1f} + execute {profiled[1] / n * 1e6:.1f} us/step\n"
-    )
-    stats = pstats.Stats(profiler, stream=stream)
-    stats.sort_stats("tottime")
+    for label, gc_on in (("gc enabled", True), ("gc disabled", False)):
+        gc.collect()
+        with GCTimer() as gct:
+            if not gc_on:
+                gc.disable()
+            try:
+                v, e, _ = await time_planweave_once(executor, steps, config)
+            finally:
+                gc.enable()
+        stream.write(
+            f"{n} steps, {label}: validate {v / n * 1e6:.1f} + execute {e / n * 1e6:.1f} = {(v + e) / n * 1e6:.1f} us/step"
+            + (
+                f"; of which in the garbage collector {sum(gct.seconds) / n * 1e6:.1f} us/step "
+                f"(collections gen0/1/2: {gct.collections}, us/step by generation: "
+                f"{', '.join(f'{x / n * 1e6:.1f}' for x in gct.seconds)})"
+                if gc_on
+                else ""
+            )
+            + "\n"
+        )
+    gc.collect()
+    gc.disable()  # keep collector pauses out of the function times below
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        v, e, _ = await time_planweave_once(executor, steps, config)
+        profiler.disable()
+    finally:
+        gc.enable()
+    stream.write(f"under cProfile (gc disabled): validate {v / n * 1e6:.1f} + execute {e / n * 1e6:.1f} us/step\n")
+    stats = pstats.Stats(profiler)
     rows = []
     for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in sorted(
         stats.stats.items(), key=lambda kv: kv[1][2], reverse=True  # type: ignore[attr-defined]
@@ -568,11 +632,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)})")
     p.add_argument(
         "--profile",
-        choices=["chain", "fanout", "layered"],
+        choices=["chain", "fanout", "layered", "parallel", "parallel-threads"],
         default=None,
         help="instead of benchmarking, cProfile one planweave run of this graph and print the hot spots",
     )
     p.add_argument("--profile-config", choices=list(CONFIGS), default="keep_events=True")
+    p.add_argument("--profile-top", type=int, default=30, help="functions to list when profiling")
     return p.parse_args(argv)
 
 
@@ -655,10 +720,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.profile:
         n = args.n or (500 if args.quick else 10_000)
-        graph = {"chain": chain_graph(n), "fanout": fanout_graph(n), "layered": layered_graph(10, 50 if args.quick else 100)}[
-            args.profile
-        ]
-        print(asyncio.run(profile_planweave(graph, CONFIGS[args.profile_config], top=30)))
+        graph, tool_obj = {
+            "chain": lambda: (chain_graph(n), noop),
+            "fanout": lambda: (fanout_graph(n), noop),
+            "layered": lambda: (layered_graph(10, 50 if args.quick else 100), noop),
+            "parallel": lambda: (layered_graph(3, 200), nap),
+            "parallel-threads": lambda: (layered_graph(3, 200), nap_sync),
+        }[args.profile]()
+        print(asyncio.run(profile_planweave(graph, tool_obj, CONFIGS[args.profile_config], top=args.profile_top)))
         return {}
     results = asyncio.run(amain(args))
     print()

@@ -33,7 +33,6 @@ _TRANSIENT = (
     "InternalServerError",
     "ServiceUnavailableError",
     "BadGatewayError",
-    "APIError",
     "MidStreamFallbackError",
 )
 _PERMANENT_HINTS = {
@@ -191,12 +190,13 @@ class LLMClient:
                     raise
                 except Exception as exc:
                     name = type(exc).__name__
-                    transient = name in _TRANSIENT or any(c.__name__ in _TRANSIENT for c in type(exc).__mro__)
+                    mro = {c.__name__ for c in type(exc).__mro__}
+                    status = getattr(exc, "status_code", None)
+                    hint = next((h for k, h in _PERMANENT_HINTS.items() if k in mro), None)
+                    if status in (401, 403):
+                        hint = _PERMANENT_HINTS["AuthenticationError"]
+                    transient = hint is None and (bool(mro & set(_TRANSIENT)) or status in (408, 409, 429, 500, 502, 503, 504))
                     if not transient:
-                        hint = next(
-                            (h for k, h in _PERMANENT_HINTS.items() if any(c.__name__ == k for c in type(exc).__mro__)),
-                            None,
-                        )
                         if hint is None:
                             raise
                         errors.append(f"`{model}`: {hint} ({_short(exc)})")

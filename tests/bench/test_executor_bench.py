@@ -57,6 +57,7 @@ def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
         for config in graph["configs"].values():
             for key in ("validate_us_per_step", "execute_us_per_step", "total_us_per_step", "total_s"):
                 assert_stat(config[key])
+            assert all(g >= 0 for g in config["gc_us_per_step"]["samples"])  # 0 when no collection ran
 
     assert set(data["parallel"]) == {"asyncio.sleep", "time.sleep (threads)"}
     for p in data["parallel"].values():

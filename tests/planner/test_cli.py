@@ -66,6 +66,6 @@ def test_validate_and_tools() -> None:
 
 
 def test_help_does_not_import_heavy_modules() -> None:
-    code = "import sys; sys.argv=['planweave','--help']\nfrom planner import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint('litellm' in sys.modules, 'networkx' in sys.modules)"
+    code = "import sys; sys.argv=['planweave','--help']\nfrom planner import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint('litellm' in sys.modules, 'instructor' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip().endswith("False False"), proc.stdout + proc.stderr

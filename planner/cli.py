@@ -124,6 +124,54 @@ def exec_(
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+@app.command("run")
+def run_(
+    goal: Annotated[str, typer.Argument(help="What you want done, in plain words.")],
+    model: Annotated[
+        Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
+    ] = None,
+    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")] = None,
+    workspace: Annotated[Path, typer.Option(help="Root directory for the file tools.")] = Path("."),
+    max_cost: Annotated[Optional[float], typer.Option(help="Budget: most USD to spend.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="Budget: wall-clock seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
+) -> None:
+    """Plan GOAL with an LLM and run it; print the answer and what it cost."""
+    import asyncio
+
+    from planner.core import Budget, Planner
+
+    if not goal.strip():
+        _fail_usage("the goal is empty; say what you want done, e.g. planweave run \"what is 17 * 23\".")
+    budget = Budget(max_cost_usd=max_cost, max_seconds=max_seconds)
+    planner = Planner(model=model, api_base=api_base, workspace=workspace, budget=budget)
+    result = asyncio.run(planner.run(goal))
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        if not quiet:
+            from executor.result import RunResult
+
+            _render_result(
+                RunResult(
+                    run_id=result.run_id, status="succeeded" if result.ok else "failed", goal=goal,
+                    steps=result.steps, error=result.error, started_at=result.started_at,
+                    finished_at=result.finished_at,
+                ),
+                title=f"plan for: {goal}",
+            )
+        typer.echo(result.answer or "")
+        if not quiet:
+            u = result.usage
+            cost = "unknown" if u.cost_usd is None else f"${u.cost_usd:.4f}"
+            typer.echo(
+                f"{result.status} in {result.duration_s:.2f}s | model {planner.model} | {u.llm_calls} LLM calls, "
+                f"{u.total_tokens} tokens, cost {cost} | run {result.run_id}"
+            )
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
 @app.command("validate")
 def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],

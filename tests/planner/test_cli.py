@@ -69,3 +69,17 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = "import sys; sys.argv=['planweave','--help']\nfrom planner import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint('litellm' in sys.modules, 'instructor' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip().endswith("False False"), proc.stdout + proc.stderr
+
+
+def test_run_offline_goal_in_a_subprocess(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "run", "what is 6 * 7", "--workspace", str(tmp_path), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**__import__("os").environ, "PLANWEAVE_MODEL": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "succeeded" and data["steps"]["p1"]["output"] == 42
+    assert "offline" in data["answer"]
+    empty = cli("run", "   ")
+    assert empty.returncode == 2 and "the goal is empty" in empty.stderr

@@ -170,8 +170,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 async def time_planweave_once(
     executor: Executor, steps: list[Step], config: dict[str, Any]
-) -> tuple[float, float, float]:
-    """(validate, execute, of which in the garbage collector) seconds of one run.
+) -> tuple[float, float, GCTimer]:
+    """(validate seconds, execute seconds, garbage-collector pauses during them) of one run.
 
     validate + execute is exactly `await executor.run(steps)`, split in its two halves.
     """
@@ -186,7 +186,7 @@ async def time_planweave_once(
         t2 = time.perf_counter()
     if run.result.status != "succeeded":
         raise RuntimeError(f"benchmark run failed: {run.result.error}")
-    return t1 - t0, t2 - t1, sum(gc_timer.seconds)
+    return t1 - t0, t2 - t1, gc_timer
 
 
 async def bench_planweave_graph(graph: dict[str, list[str]], repeats: int) -> dict[str, Any]:
@@ -196,14 +196,15 @@ async def bench_planweave_graph(graph: dict[str, list[str]], repeats: int) -> di
     await time_planweave_once(executor, planweave_steps(chain_graph(100)), CONFIGS["keep_events=True"])  # warm-up
     out: dict[str, Any] = {"steps": n, "edges": edge_count(graph), "configs": {}}
     for name, config in CONFIGS.items():
-        validate, execute, total, in_gc = [], [], [], []
+        validate, execute, total, in_gc, collections = [], [], [], [], []
         for _ in range(repeats):
             gc.collect()
             v, e, g = await time_planweave_once(executor, steps, config)
             validate.append(v)
             execute.append(e)
             total.append(v + e)
-            in_gc.append(g)
+            in_gc.append(sum(g.seconds))
+            collections.append(g.collections)
         us = 1e6 / n
         best = total.index(min(total))
         out["configs"][name] = {
@@ -217,6 +218,7 @@ async def bench_planweave_graph(graph: dict[str, list[str]], repeats: int) -> di
                 "median": statistics.median(in_gc) * us,
                 "samples": [g * us for g in in_gc],
             },
+            "gc_collections_by_generation": {"in_best_run": collections[best], "samples": collections},
         }
     await executor.aclose()
     return out
@@ -486,14 +488,16 @@ def render(results: dict[str, Any]) -> str:
                     mm(x["validate_us_per_step"]),
                     mm(x["execute_us_per_step"]),
                     mm(x["total_us_per_step"]),
-                    f"{x['gc_us_per_step']['in_best_run']:.1f} ({x['gc_us_per_step']['median']:.1f})",
+                    f"{x['gc_us_per_step']['in_best_run']:.1f} ({x['gc_us_per_step']['median']:.1f}) "
+                    f"gen2 x{x['gc_collections_by_generation']['in_best_run'][2]}",
                     target,
                 ]
             )
     out.append(table(["graph", "config", "validate", "execute", "total", "of which GC", "target"], rows))
     out.append(
         "   fanout counts the root: per-step = time / (N + 1). 'of which GC': cyclic garbage-collector pauses\n"
-        "   during the run (gc.callbacks), included in total; first number for the best run."
+        "   during the run (gc.callbacks), included in total; first number and the count of full\n"
+        "   (gen2) collections for the best run."
     )
 
     lg = results.get("langgraph")

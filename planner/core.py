@@ -288,6 +288,9 @@ class _PlannerRun:
                 attempts=call.attempts,
                 reasks=call.reasks,
                 error=call.error,
+                started_at=call.started_at,
+                messages=call.messages,
+                output=call.output.model_dump(mode="json") if isinstance(call.output, BaseModel) else call.output,
             )
         )
         try:

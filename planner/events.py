@@ -43,6 +43,11 @@ class LLMCalled(RunEvent):
     attempts: int = 1
     reasks: int = 0
     error: str | None = None
+    started_at: float = 0.0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    """The messages sent (after the last re-ask)."""
+    output: Any = None
+    """What the model returned (text, or the parsed object as a dict)."""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -23,9 +23,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from executor import Executor, PlanError, Run, RunEvent, Step
+from executor.store import FINAL_STATUSES, ResumeState, RunStore, open_store
 from executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from executor.result import StepResult
-from planner.errors import LLMError, PlanningError
+from planner.errors import ConfigError, LLMError, PlanningError
 from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
 from planner.llm import LLMCall, LLMClient, LLMConfig, Usage
 from planner.models import JoinDecision, PlannedStep, PlanUpdate
@@ -140,6 +141,9 @@ class Planner:
         budget: limits of each run (`Budget`).
         max_reasks: how often invalid model output is re-asked before the run fails.
         stream: submit steps while the plan streams (True) or after it is complete (False).
+        store: where runs are recorded for `planweave runs`/`show`/`resume`: a `RunStore`, a path,
+            or None for the default (`$PLANWEAVE_HOME/runs.db`); False turns recording off.
+        name: a label grouping this planner's runs in the monitoring report (default: the goal).
     """
 
     def __init__(
@@ -164,6 +168,8 @@ class Planner:
         max_retries: int = 3,
         retry_delay_s: float = 0.5,
         output_chars: int = 2000,
+        store: RunStore | str | Path | bool | None = None,
+        name: str = "",
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -188,6 +194,17 @@ class Planner:
         self.subscribers = list(subscribers)
         self.stream_plans = stream
         self.output_chars = output_chars
+        self._store_arg = store
+        self._store: RunStore | None = None
+        self.name = name
+
+    @property
+    def store(self) -> RunStore | None:
+        """Where runs are recorded (opened on first use); None when recording is off (`store=False`)."""
+        if self._store is None and self._store_arg is not False:
+            arg = self._store_arg
+            self._store = arg if isinstance(arg, RunStore) else open_store(None if arg in (None, True) else arg)
+        return self._store
 
     @property
     def model(self) -> str:
@@ -206,7 +223,36 @@ class Planner:
         """Plan and run `goal`; returns the answer, every step, usage and cost."""
         if not goal or not goal.strip():
             raise ValueError("the goal is empty; say what you want done")
-        return await _PlannerRun(self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers]).go()
+        return await _PlannerRun(
+            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers]
+        ).go()
+
+    async def resume(
+        self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
+    ) -> PlannerResult:
+        """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C).
+
+        Steps that succeeded are not run again (their recorded outputs are used), steps that
+        were running run again, and the planner continues from the recorded context.
+        """
+        store = self.store
+        if store is None:
+            raise ConfigError("this planner records no runs (`store=False`), so it cannot resume one.")
+        record = store.get_run(run_id)
+        summary = record.summary
+        if summary.kind != "planner":
+            raise ConfigError(
+                f"run `{summary.id}` ran a workflow file, not a goal; resume it with `planweave resume {summary.id}`."
+            )
+        if summary.status in FINAL_STATUSES:
+            raise ConfigError(
+                f"run `{summary.id}` already ended ({summary.status}); nothing to resume. "
+                f"Start a new run with the same goal instead."
+            )
+        state = record.resume_state()
+        return await _PlannerRun(
+            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state
+        ).go()
 
     def run_sync(self, goal: str, **kwargs: Any) -> PlannerResult:
         """`run` for scripts and notebooks."""
@@ -245,8 +291,15 @@ class _PlannerRun:
         inputs: dict[str, Any],
         run_id: str | None,
         subscribers: list[Callable[[RunEvent], object]],
+        resume: ResumeState | None = None,
     ) -> None:
         self.p = planner
+        self.resumed = resume
+        store = planner.store
+        if store is not None:
+            meta = {"model": planner.model, "tools": planner.tools.names()}
+            recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
+            subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         self.goal = goal
         self.inputs = inputs
         self.subscribers = subscribers
@@ -261,6 +314,7 @@ class _PlannerRun:
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,
+            completed=resume.completed if resume else None,
             run_id=run_id,
             subscribers=[self.tracker, *subscribers],
             replans_handled=True,
@@ -394,16 +448,44 @@ class _PlannerRun:
             return f"Stopped before any result: {reason}."
         return f"Stopped early ({reason}). Results so far: " + "; ".join(done)
 
+    def _restore(self) -> bool:
+        """Re-add a resumed run's recorded steps; True when there were any (then the join comes next)."""
+        state = self.resumed
+        if state is None:
+            return False
+        self.round, self.replans = state.rounds, state.replans
+        reused = sum(1 for s in state.steps if s.id in state.completed)
+        self.emit(
+            Decision(
+                run_id=self.run.id,
+                action="resume",
+                round=self.round,
+                reason=f"resumed: {reused} of {len(state.steps)} recorded steps reused, the rest run again",
+            )
+        )
+        if not state.steps:
+            return False
+        for step in state.steps:
+            self.tracker.track(step.id)
+        self.run.add_steps(state.steps)
+        self.round = max(self.round, 1)
+        return True
+
     async def _loop(self) -> str:
         reason: str | None = None
+        restored = self._restore()
         while True:
-            self.round += 1
-            update, ids = await self._plan_round(reason)
-            if not ids:
-                answer = update.answer or "The planner returned no steps and no answer."
-                self.emit(Decision(run_id=self.run.id, action="finish", round=self.round, reason="no steps needed"))
-                self.emit(AnswerDelta(run_id=self.run.id, text=answer))
-                return answer
+            if not restored:
+                self.round += 1
+                update, ids = await self._plan_round(reason)
+                if not ids:
+                    answer = update.answer or "The planner returned no steps and no answer."
+                    self.emit(
+                        Decision(run_id=self.run.id, action="finish", round=self.round, reason="no steps needed")
+                    )
+                    self.emit(AnswerDelta(run_id=self.run.id, text=answer))
+                    return answer
+            restored = False
             await self.tracker.done.wait()
             if self.budget_hit is not None:
                 raise self.budget_hit

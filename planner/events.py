@@ -52,7 +52,7 @@ class LLMCalled(RunEvent):
 
 @dataclass(slots=True, kw_only=True)
 class Decision(RunEvent):
-    """What the planner decided: `finish`, `replan`, `budget_stop` or `cancel`."""
+    """What the planner decided: `finish`, `replan`, `budget_stop`, `cancel` or `resume`."""
 
     kind: ClassVar[str] = "decision"
     action: str

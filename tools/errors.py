@@ -10,6 +10,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   ├── ToolNotFoundError           a name is not in the registry (tools)
     │   ├── PlanError                   a plan is invalid; lists every problem (executor)
     │   ├── WorkflowFileError           a workflow/plan file cannot be read (executor)
+    │   ├── StoreError                  the run store is corrupted, locked or lacks a run (executor)
     │   └── ConfigError                 a setting is missing or wrong (planner)
     └── RuntimeFailure                  raised while *running*
         ├── ToolError                   a tool call failed (tools); retryable unless permanent

@@ -1,0 +1,260 @@
+"""The SQLite run store: recording, queries, export, pruning, resume state, errors, concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor import Executor, Step
+from executor.events import StepSucceeded
+from executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
+from executor.store import RunStore, StoreError, open_store
+from tools import tool
+
+
+@tool
+def echo(text: str) -> str:
+    """Return the text."""
+    return text
+
+
+@tool
+def boom(text: str) -> str:
+    """Always fails."""
+    raise ValueError(f"boom on {text}")
+
+
+def record(store: RunStore, steps: list[Step], *, name: str = "wf", **kw: Any) -> str:
+    rec = store.recorder(kind="workflow", name=name)
+    result = Executor([echo, boom]).run_sync(steps, subscribers=[rec], **kw)
+    assert rec.run_id == result.run_id
+    return result.run_id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteRunStore:
+    s = SQLiteRunStore(tmp_path / "runs.db")
+    yield s
+    s.close()
+
+
+def test_open_store_uses_planweave_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path / "home"))
+    s = open_store()
+    assert s.path == str(tmp_path / "home" / "runs.db")
+    assert Path(s.path).exists()
+    assert sqlite3.connect(s.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_records_every_event_and_summary(store: SQLiteRunStore) -> None:
+    run_id = record(store, [Step(id="a", tool="echo", args={"text": "hi"}), Step(id="b", tool="echo", args={"text": "${a}!"})])
+    summary = store.summary(run_id)
+    assert (summary.status, summary.kind, summary.name, summary.steps) == ("succeeded", "workflow", "wf", 2)
+    assert summary.duration_s is not None and summary.duration_s >= 0
+    kinds = [e["kind"] for e in store.events(run_id)]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("step_succeeded") == 2
+    steps = store.get_run(run_id).steps()
+    assert steps["b"]["output"] == "hi!" and steps["b"]["args"] == {"text": "hi!"}
+    assert steps["b"]["deps"] == ["a"] and steps["b"]["attempts"] == 1
+
+
+def test_large_values_are_stored_once(store: SQLiteRunStore) -> None:
+    big = "x" * (BLOB_THRESHOLD * 4)
+    run_id = record(store, [Step(id="a", tool="echo", args={"text": big}), Step(id="b", tool="echo", args={"text": "${a}"})])
+    raw = [r[0] for r in store._read("SELECT data FROM events WHERE run_id = ?", (run_id,))]
+    assert not any(big in text for text in raw)  # events point at the blob
+    blobs = store._read("SELECT data FROM blobs")
+    assert sum(big in b[0] for b in blobs) == 1  # args of a, output of a, args of b, output of b: one copy
+    assert store.get_run(run_id).steps()["b"]["output"] == big
+
+
+def test_failed_run_keeps_error_and_attempts(store: SQLiteRunStore) -> None:
+    run_id = record(store, [Step(id="a", tool="boom", args={"text": "t"}, retry={"max_attempts": 2, "initial_delay_s": 0.001})])
+    s = store.summary(run_id)
+    assert s.status == "failed" and "boom on t" in (s.error or "")
+    step = store.get_run(run_id).steps()["a"]
+    assert step["status"] == "failed" and step["attempts"] == 2
+    assert step["retries"][0]["error"].endswith("boom on t")
+
+
+def test_list_filters_and_order(store: SQLiteRunStore) -> None:
+    first = record(store, [Step(id="a", tool="echo", args={"text": "1"})], name="alpha")
+    second = record(store, [Step(id="a", tool="boom", args={"text": "2"})], name="beta")
+    assert [r.id for r in store.list_runs()] == [second, first]
+    assert [r.id for r in store.list_runs(status="failed")] == [second]
+    assert [r.id for r in store.list_runs(name="alpha")] == [first]
+    assert [r.id for r in store.list_runs(contains="alp")] == [first]
+    assert [r.id for r in store.list_runs(contains="%")] == []
+    assert store.list_runs(limit=1)[0].id == second
+    assert store.list_runs(since=time.time() + 60) == []
+
+
+def test_unknown_and_prefix_ids(store: SQLiteRunStore) -> None:
+    run_id = record(store, [Step(id="a", tool="echo", args={"text": "1"})])
+    assert store.summary(run_id[:6]).id == run_id
+    with pytest.raises(StoreError) as err:
+        store.summary("nope")
+    assert str(err.value) == (
+        f"no run `nope` in the store `{store.path}`; `planweave runs` lists the recorded runs."
+    )
+
+
+def test_export_is_json(store: SQLiteRunStore) -> None:
+    run_id = record(store, [Step(id="a", tool="echo", args={"text": "1"})])
+    doc = json.loads(json.dumps(store.export(run_id)))
+    assert doc["run"]["id"] == run_id
+    assert [s["id"] for s in doc["steps"]] == ["a"]
+    assert doc["events"][-1]["kind"] == "run_finished"
+
+
+def test_delete_and_prune(store: SQLiteRunStore) -> None:
+    old = record(store, [Step(id="a", tool="echo", args={"text": "y" * 2000})])
+    new = record(store, [Step(id="a", tool="echo", args={"text": "z"})])
+    store._db.execute("UPDATE runs SET created_at = created_at - 86400 * 10 WHERE id = ?", (old,))
+    assert store.prune(86400 * 7) == 1
+    assert [r.id for r in store.list_runs()] == [new]
+    assert store._read("SELECT COUNT(*) FROM blobs")[0][0] == 0  # the old run's blobs went with it
+    store.delete(new)
+    assert store.list_runs() == []
+    assert store._read("SELECT COUNT(*) FROM events")[0][0] == 0
+
+
+def test_prune_keeps_running_runs(store: SQLiteRunStore) -> None:
+    store.begin("live", kind="planner", name="", goal="g", meta={})
+    store._db.execute("UPDATE runs SET created_at = 0")
+    assert store.prune(1) == 0
+    assert store.summary("live").status == "running"
+
+
+def test_dead_process_means_interrupted(store: SQLiteRunStore) -> None:
+    store.begin("dead", kind="planner", name="", goal="g", meta={})
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store._db.execute("UPDATE runs SET pid = ? WHERE id = 'dead'", (int(proc.stdout),))
+    assert store.summary("dead").status == "interrupted"
+    assert [r.id for r in store.list_runs(status="interrupted")] == ["dead"]
+    store.begin("mine", kind="planner", name="", goal="g", meta={})
+    assert store.summary("mine").status == "running"  # this process is alive
+
+
+def test_resume_state(store: SQLiteRunStore) -> None:
+    run_id = record(
+        store,
+        [
+            Step(id="a", tool="echo", args={"text": "1"}),
+            Step(id="b", tool="boom", args={"text": "${a}"}, on_failure="continue"),
+            Step(id="c", tool="echo", args={"text": "${b}"}),
+        ],
+        inputs={"k": 1},
+    )
+    state = store.get_run(run_id).resume_state()
+    assert [s.id for s in state.steps] == ["a", "b", "c"]
+    assert state.completed == {"a": "1"}
+    assert state.inputs == {"k": 1}
+
+
+def test_masking_happens_before_storage(tmp_path: Path) -> None:
+    def mask(value: Any) -> Any:
+        return json.loads(json.dumps(value).replace("sk-secret", "***"))
+
+    s = SQLiteRunStore(tmp_path / "m.db", mask=mask)
+    run_id = record(s, [Step(id="a", tool="echo", args={"text": "key sk-secret"})])
+    raw = Path(s.path).read_bytes() + Path(s.path + "-wal").read_bytes()
+    assert b"sk-secret" not in raw
+    assert s.get_run(run_id).steps()["a"]["output"] == "key ***"
+
+
+def test_corrupted_database_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as err:
+        SQLiteRunStore(path)
+    assert f"`{path}` is corrupted" in str(err.value)
+    assert "move the file aside" in str(err.value)
+    assert path.read_bytes().startswith(b"this is not sqlite")  # nothing overwritten
+
+
+def test_locked_database_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    s = SQLiteRunStore(path, busy_timeout_s=0.1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError) as err:
+            s.begin("x", kind="workflow", name="", goal="", meta={})
+        assert f"`{path}` is locked by another process" in str(err.value)
+    finally:
+        holder.execute("ROLLBACK")
+    s.begin("x", kind="workflow", name="", goal="", meta={})  # usable again once released
+    assert s.summary("x").status == "running"
+
+
+def test_recorder_survives_store_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "runs.db"
+    s = SQLiteRunStore(path, busy_timeout_s=0.05)
+    rec = s.recorder()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = Executor([echo]).run_sync([Step(id="a", tool="echo", args={"text": "1"})], subscribers=[rec])
+    finally:
+        holder.execute("ROLLBACK")
+    assert result.ok  # the run itself went on
+    assert isinstance(rec.failed, StoreError)
+    assert sum("is no longer recorded" in r.message for r in caplog.records) == 1
+
+
+def test_append_without_begin_is_an_error(store: SQLiteRunStore) -> None:
+    with pytest.raises(StoreError, match="was not begun"):
+        store.append(StepSucceeded(run_id="zz", step_id="a", output=1, attempts=1, duration_s=0))
+
+
+def test_stats(store: SQLiteRunStore) -> None:
+    for _ in range(3):
+        record(store, [Step(id="a", tool="echo", args={"text": "1"})], name="good")
+    record(store, [Step(id="a", tool="boom", args={"text": "1"})], name="flaky")
+    record(store, [Step(id="a", tool="echo", args={"text": "1"})], name="flaky")
+    report = {g.name: g for g in store.stats()}
+    assert report["good"].runs == 3 and report["good"].success_rate == 1.0
+    assert report["flaky"].runs == 2 and report["flaky"].success_rate == 0.5
+    assert report["good"].p50_s is not None and report["good"].p95_s >= report["good"].p50_s
+    assert report["good"].slowest_steps[0].step == "a" and report["good"].slowest_steps[0].runs == 3
+    assert report["good"].cost_usd == 0.0
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from executor.sqlite_store import SQLiteRunStore
+    from executor.events import StepSucceeded, RunStarted
+    store = SQLiteRunStore(sys.argv[1])
+    run_id = sys.argv[2]
+    store.begin(run_id, kind="workflow", name=run_id, goal="", meta={})
+    for i in range(int(sys.argv[3])):
+        store.append(StepSucceeded(run_id=run_id, step_id=f"s{i}", output={"i": i}, attempts=1, duration_s=0.0))
+    """
+)
+
+
+def test_two_processes_write_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "runs.db")
+    SQLiteRunStore(path).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, path, name, "400"], env=env) for name in ("p1", "p2")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    s = SQLiteRunStore(path)
+    for name in ("p1", "p2"):
+        events = s.events(name)
+        assert [e["output"]["i"] for e in events] == list(range(400))
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -191,34 +191,91 @@ Subscriber = Callable[[RunEvent], object]
 
 _CLOSED = object()
 
+# Event constructors by kind, taking every field positionally in declaration order. The
+# executor records events as plain tuples `(kind, at, *fields)` when only the history keeps
+# them, and these build the objects (at once for listeners, or when the history is read).
+# tests/executor/test_events.py checks that each matches its class's fields.
+_MAKERS: dict[str, Callable[..., RunEvent]] = {
+    "run_started": lambda run_id, at, goal, inputs: RunStarted(run_id=run_id, at=at, goal=goal, inputs=inputs),
+    "step_restored": lambda run_id, at, step_id, output: StepRestored(
+        run_id=run_id, at=at, step_id=step_id, output=output
+    ),
+    "step_ready": lambda run_id, at, step_id: StepReady(run_id=run_id, at=at, step_id=step_id),
+    "step_started": lambda run_id, at, step_id, tool, attempt, args: StepStarted(
+        run_id=run_id, at=at, step_id=step_id, tool=tool, attempt=attempt, args=args
+    ),
+    "step_retrying": lambda run_id, at, step_id, attempt, delay_s, error, error_type: StepRetrying(
+        run_id=run_id, at=at, step_id=step_id, attempt=attempt, delay_s=delay_s, error=error, error_type=error_type
+    ),
+    "step_succeeded": lambda run_id, at, step_id, output, attempts, duration_s: StepSucceeded(
+        run_id=run_id, at=at, step_id=step_id, output=output, attempts=attempts, duration_s=duration_s
+    ),
+    "step_failed": lambda run_id, at, step_id, error, error_type, attempts, on_failure, duration_s: StepFailed(
+        run_id=run_id,
+        at=at,
+        step_id=step_id,
+        error=error,
+        error_type=error_type,
+        attempts=attempts,
+        on_failure=on_failure,
+        duration_s=duration_s,
+    ),
+    "step_skipped": lambda run_id, at, step_id, reason: StepSkipped(run_id=run_id, at=at, step_id=step_id, reason=reason),
+    "step_cancelled": lambda run_id, at, step_id, reason: StepCancelled(
+        run_id=run_id, at=at, step_id=step_id, reason=reason
+    ),
+    "run_finished": lambda run_id, at, status, duration_s, error: RunFinished(
+        run_id=run_id, at=at, status=status, duration_s=duration_s, error=error
+    ),
+}
+
+_DEFERRED = "*"
+"""Kind of a history entry `(_DEFERRED, at, build)`: `build(run_id, at)` returns the events."""
+
+_Entry = RunEvent | tuple[Any, ...]
+
 
 class EventBus:
-    """Fans events out to subscribers and to any number of async iterators."""
+    """Fans events out to subscribers and to any number of async iterators, and keeps the history.
 
-    __slots__ = ("_subscribers", "_queues", "_history", "_closed", "active")
+    Events are built only when someone needs them: with subscribers or iterators, every event
+    is built and delivered as it happens; with only the history kept, `note` stores a plain
+    tuple (no object for the garbage collector to scan in a large run), and reading `history`
+    or replaying into `iterate` builds the events, with the same fields and timestamps.
+    """
 
-    def __init__(self, subscribers: list[Subscriber] | None = None, *, keep_history: bool = True) -> None:
+    __slots__ = ("_subscribers", "_queues", "_history", "_built", "_closed", "active", "live", "run_id")
+
+    def __init__(
+        self, subscribers: list[Subscriber] | None = None, *, keep_history: bool = True, run_id: str = ""
+    ) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
         self._queues: list[asyncio.Queue[object]] = []
-        self._history: list[RunEvent] | None = [] if keep_history else None
+        self._history: list[_Entry] | None = [] if keep_history else None
+        self._built = 0  # history entries before this index are events already
         self._closed = False
+        self.run_id = run_id
+        """Put in the events built from `note` and `defer`."""
         self.active = bool(self._subscribers) or keep_history
         """False when nobody listens: the executor then skips building events at all."""
+        self.live = bool(self._subscribers)
+        """True when a subscriber or an iterator needs each event as it happens."""
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call `fn` with every later event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
-        self.active = True
+        self.active = self.live = True
 
         def unsubscribe() -> None:
             if fn in self._subscribers:
                 self._subscribers.remove(fn)
+            self.live = bool(self._subscribers or self._queues)
 
         return unsubscribe
 
     @property
     def history(self) -> list[RunEvent]:
-        return list(self._history or [])
+        return list(self._materialize())
 
     def emit(self, event: RunEvent) -> None:
         if self._history is not None:
@@ -231,23 +288,60 @@ class EventBus:
         for q in self._queues:
             q.put_nowait(event)
 
+    def note(self, kind: str, *fields: Any) -> None:
+        """Emit an event of `kind` with `fields` (those after `run_id` and `at`, in declaration order),
+        timestamped now; when only the history keeps it, store it unbuilt."""
+        if self.live:
+            self.emit(_MAKERS[kind](self.run_id, time.time(), *fields))
+        elif self._history is not None:
+            self._history.append((kind, time.time(), *fields))
+
+    def defer(self, build: Callable[[str, float], list[RunEvent]]) -> None:
+        """Emit the events `build(run_id, at)` returns (for example one per step of a batch),
+        calling it only when someone listens now or reads the history later."""
+        if self.live:
+            for event in build(self.run_id, time.time()):
+                self.emit(event)
+        elif self._history is not None:
+            self._history.append((_DEFERRED, time.time(), build))
+
+    def _materialize(self) -> list[RunEvent]:
+        """Build the stored events in place (once) and return the history."""
+        history = self._history
+        if history is None:
+            return []
+        if self._built < len(history):
+            built: list[_Entry] = history[: self._built]
+            for entry in history[self._built :]:
+                if isinstance(entry, RunEvent):
+                    built.append(entry)
+                elif entry[0] == _DEFERRED:
+                    built.extend(entry[2](self.run_id, entry[1]))
+                else:
+                    built.append(_MAKERS[entry[0]](self.run_id, *entry[1:]))
+            history[:] = built
+            self._built = len(history)
+        return history  # type: ignore[return-value]  # every entry is an event now
+
     def close(self) -> None:
         """End every iterator after the events already queued."""
         self._closed = True
         for q in self._queues:
             q.put_nowait(_CLOSED)
         self._queues.clear()
+        self.live = bool(self._subscribers)
 
     async def iterate(self, *, replay: bool = True) -> AsyncIterator[RunEvent]:
         """Events as they happen (after replaying earlier ones when `replay`), until the run ends."""
         q: asyncio.Queue[object] = asyncio.Queue()
-        if replay and self._history is not None:
-            for ev in self._history:
+        if replay:
+            for ev in self._materialize():
                 q.put_nowait(ev)
         if self._closed:
             q.put_nowait(_CLOSED)
         else:
             self._queues.append(q)
+            self.live = True
         self.active = True
         try:
             while True:
@@ -259,3 +353,4 @@ class EventBus:
         finally:
             if q in self._queues:
                 self._queues.remove(q)
+            self.live = bool(self._subscribers or self._queues)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -23,6 +23,8 @@ from executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_
 from tools.base import Tool, ToolRegistry, format_validation_error
 
 __all__ = ["CompiledStep", "GROUP_TOOL", "PlanGraph", "compile_condition", "validate_plan"]
+
+_NO_DEPS: frozenset[str] = frozenset()
 
 GROUP_TOOL = "parallel_group"
 """Internal tool of a parallel group's join step: collects its members' outputs into a dict."""
@@ -41,7 +43,6 @@ class CompiledStep:
     condition: tuple[str, tuple[Ref, ...]] | None = None
     """`when` rewritten as an expression over variables `_r0`, `_r1`, ... bound to references."""
     for_each: Ref | None = None
-    dependents: list[str] = field(default_factory=list)
 
 
 def compile_condition(expr: str) -> tuple[str, tuple[Ref, ...]]:
@@ -68,6 +69,8 @@ class PlanGraph:
         self.steps: dict[str, CompiledStep] = {}
         self._handler_tools: dict[int, Tool] = {}
         self._empty_args_ok: dict[str, bool] = {}
+        self._dep_sets: dict[frozenset[str], frozenset[str]] = {}
+        """One shared frozenset per distinct dependency set (the scheduler keys its joins on them)."""
 
     def __contains__(self, step_id: object) -> bool:
         return step_id in self.steps
@@ -85,10 +88,7 @@ class PlanGraph:
             raise PlanError(problems)
         steps_by_id = self.steps
         for c in compiled:
-            sid = c.step.id
-            steps_by_id[sid] = c
-            for dep in c.deps:
-                steps_by_id[dep].dependents.append(sid)
+            steps_by_id[c.step.id] = c
         self._graph = None
         return compiled
 
@@ -144,11 +144,18 @@ class PlanGraph:
                 )
             else:
                 new_ids[step.id] = pos
-        known = set(self.steps) | set(new_ids)
         batch_by_id = {s.id: s for s in batch}
+        old = self.steps
 
         compiled: list[CompiledStep] = []
-        batch_deps: dict[str, set[str]] = {}
+        batch_deps: dict[str, frozenset[str]] = {}
+        # Set operations, not a loop per edge: a layered plan has tens of thousands of edges.
+        # `earlier` holds the batch's steps seen so far; while every step needs only earlier
+        # steps (or steps of earlier batches) the batch is acyclic, and `_cycles` is skipped.
+        earlier: set[str] = set()
+        in_order = True
+        last_needs: list[str] | None = None  # consecutive steps often need the same steps
+        last_deps = _NO_DEPS
         for step in batch:
             sid = step.id
             tool = self._tool_for(step)
@@ -161,28 +168,27 @@ class PlanGraph:
                 )
                 problems.append(PlanProblem(sid, f"step `{sid}` uses unknown tool `{step.tool}`; {hint}"))
 
-            deps: set[str] = set()
-            for dep in step.depends_on:
-                if dep == sid:
-                    problems.append(
-                        PlanProblem(sid, f"step `{sid}` depends on itself; remove `{sid}` from its `depends_on`.")
-                    )
-                elif dep not in known:
-                    problems.append(
-                        PlanProblem(
-                            sid,
-                            f"step `{sid}` depends on `{dep}`, which is not in the plan; "
-                            "add that step or remove the dependency.",
-                        )
-                    )
+            needs = step.depends_on
+            if not needs:
+                deps = _NO_DEPS
+            elif needs == last_needs and sid not in last_deps:
+                deps = last_deps  # known, and still before this step if they were before the last
+            else:
+                deps = frozenset(needs)
+                if sid in deps or deps.difference(new_ids).difference(old):
+                    deps = self._check_depends_on(step, new_ids, problems)
                 else:
-                    deps.add(dep)
+                    last_needs, last_deps = needs, deps
+                if in_order:
+                    later = deps.difference(earlier)
+                    in_order = not later or not later.difference(old)
 
             refs: list[tuple[str, Ref]] = []  # (where, ref)
-            try:
-                refs += [("args", r) for r in find_refs(step.args)]
-            except RefSyntaxError as exc:
-                problems.append(PlanProblem(sid, f"step `{sid}` `args`: {exc}."))
+            if step.args:
+                try:
+                    refs += [("args", r) for r in find_refs(step.args)]
+                except RefSyntaxError as exc:
+                    problems.append(PlanProblem(sid, f"step `{sid}` `args`: {exc}."))
             condition = None
             if step.when is not None:
                 try:
@@ -218,6 +224,7 @@ class PlanGraph:
                         )
                     )
 
+            ref_deps: set[str] = set()
             for where, ref in refs:
                 root = ref.root
                 if root == "item":
@@ -250,7 +257,7 @@ class PlanGraph:
                         PlanProblem(sid, f"step `{sid}` references its own output `{ref}`; a step cannot use its own output.")
                     )
                     continue
-                if root not in known:
+                if root not in old and root not in new_ids:
                     problems.append(
                         PlanProblem(
                             sid,
@@ -259,12 +266,12 @@ class PlanGraph:
                         )
                     )
                     continue
-                deps.add(root)
+                ref_deps.add(root)
                 if not ref.path:
                     continue
                 producer: Tool | None
-                if root in self.steps:
-                    producer_step, producer = self.steps[root].step, self.steps[root].tool
+                if root in old:
+                    producer_step, producer = old[root].step, old[root].tool
                 else:
                     producer_step = batch_by_id[root]
                     producer = self._tool_for(producer_step)
@@ -281,24 +288,50 @@ class PlanGraph:
                         )
                     )
 
+            if ref_deps - deps:
+                deps = deps.union(ref_deps)
+                if in_order:
+                    later = deps.difference(earlier)
+                    in_order = not later or not later.difference(old)
+            deps = self._dep_sets.setdefault(deps, deps)
             batch_deps[sid] = deps
+            earlier.add(sid)
             if tool is not None:
                 problems += self._check_args(step, tool)
-
-            if tool is not None:
                 compiled.append(
                     CompiledStep(
                         step=step,
                         tool=tool,
-                        deps=frozenset(deps),
-                        args_dynamic=has_refs(step.args),
+                        deps=deps,
+                        args_dynamic=bool(step.args) and has_refs(step.args),
                         condition=condition,
                         for_each=for_each,
                     )
                 )
 
-        problems += self._cycles(batch_deps)
+        if not in_order:
+            problems += self._cycles(batch_deps)
         return compiled, problems
+
+    def _check_depends_on(self, step: Step, new_ids: Mapping[str, int], problems: list[PlanProblem]) -> frozenset[str]:
+        """`step.depends_on` without the ids that are wrong, each reported in order."""
+        sid = step.id
+        deps: set[str] = set()
+        for dep in step.depends_on:
+            if dep == sid:
+                problems.append(PlanProblem(sid, f"step `{sid}` depends on itself; remove `{sid}` from its `depends_on`."))
+            elif dep not in self.steps and dep not in new_ids:
+                problems.append(
+                    PlanProblem(
+                        sid,
+                        f"step `{sid}` depends on `{dep}`, which is not in the plan; "
+                        "add that step or remove the dependency.",
+                    )
+                )
+            else:
+                deps.add(dep)
+        return frozenset(deps)
+
 
     def _check_args(self, step: Step, tool: Tool) -> list[PlanProblem]:
         if not step.args:
@@ -327,9 +360,10 @@ class PlanGraph:
                 )
             ]
 
-    def _cycles(self, deps_by_step: Mapping[str, set[str]]) -> list[PlanProblem]:
+    def _cycles(self, deps_by_step: Mapping[str, frozenset[str]]) -> list[PlanProblem]:
         # Earlier batches only point back to earlier steps, so a new cycle lies within this batch.
-        # A linear Kahn pass settles the common, acyclic case; networkx then describes any cycle.
+        # Only called when some step needs a later step of its batch: a linear Kahn pass
+        # settles that acyclic case; networkx then describes any cycle.
         indegree = {sid: 0 for sid in deps_by_step}
         dependents: dict[str, list[str]] = {}
         for sid, deps in deps_by_step.items():

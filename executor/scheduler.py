@@ -17,6 +17,7 @@ tasks in one `asyncio.TaskGroup` per run, so no task outlives its run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import random
 import time
@@ -29,22 +30,7 @@ from typing import Any, Literal
 
 from executor.backends import Backend, LocalBackend
 from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, StepTimeoutError
-from executor.events import (
-    EventBus,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    StepAdded,
-    StepCancelled,
-    StepFailed,
-    StepReady,
-    StepRestored,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
-    Subscriber,
-)
+from executor.events import EventBus, RunEvent, StepAdded, Subscriber
 from executor.graph import CompiledStep, PlanGraph
 from executor.plan import Plan, Step
 from executor.refs import PathError, Ref, pick, resolve
@@ -115,7 +101,7 @@ class _Node:
         "attempts",
         "started_at",
         "finished_at",
-        "waiting",
+        "joins",
         "task",
         "restored",
         "policy",
@@ -131,11 +117,42 @@ class _Node:
         self.attempts = 0
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.waiting = 0
+        self.joins: list[_Join] | None = None
+        """The joins counting on this step (None when nothing waits for it)."""
         self.task: asyncio.Task[None] | None = None
         self.restored = False
         self.policy = c.step.on_failure
         self.item_outputs: dict[int, Any] | None = None
+
+
+class _Join:
+    """The pending steps that need exactly the same set of steps, counting down together.
+
+    One counter per distinct dependency set rather than one per step: when every step of a
+    layer needs the whole previous layer, a finishing step decrements one counter instead of
+    one per dependent (a 200 x 200 layer transition is 200 decrements, not 40,000).
+    """
+
+    __slots__ = ("waiting", "blocked", "members")
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        """Steps of the set that have not finished yet."""
+        self.blocked: str | None = None
+        """A step of the set that failed, was skipped or was cancelled: the members are skipped."""
+        self.members: list[_Node] = []
+        """Steps waiting for the count to reach zero (emptied when it does or when blocked)."""
+
+
+_BLOCKING = frozenset({"failed", "skipped", "cancelled"})
+
+
+def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) -> list[RunEvent]:
+    """`StepAdded` for each step of a batch (built only when someone reads them)."""
+    return [
+        StepAdded(run_id=run_id, at=at, step_id=c.step.id, tool=c.step.action, step=c.step, deps=sorted(c.deps))
+        for c in compiled
+    ]
 
 
 class _Slots:
@@ -284,8 +301,9 @@ class Run:
         self.max_steps = max_steps
         self.replans_handled = replans_handled
         self.graph = PlanGraph(executor.tools, inputs=self.inputs)
-        self._bus = EventBus(list(subscribers), keep_history=keep_events)
+        self._bus = EventBus(list(subscribers), keep_history=keep_events, run_id=self.id)
         self._nodes: dict[str, _Node] = {}
+        self._joins: dict[frozenset[str], _Join] = {}
         self._outputs: dict[str, Any] = {}
         self.outputs: Mapping[str, Any] = types.MappingProxyType(self._outputs)
         """Outputs of the steps that have succeeded so far (read-only, live)."""
@@ -303,6 +321,7 @@ class Run:
         self._rng = random.Random(executor.seed)
         self._global_sem = asyncio.Semaphore(executor.max_concurrency) if executor.max_concurrency else None
         self._tool_sems = {name: asyncio.Semaphore(n) for name, n in executor.tool_limits.items()}
+        self._unlimited = self._global_sem is None and not self._tool_sems
         self._tg: asyncio.TaskGroup | None = None
         self._done: asyncio.Event | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
@@ -404,7 +423,7 @@ class Run:
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         if self._bus.active:
-            self._bus.emit(RunStarted(run_id=self.id, goal=self.goal, inputs=self.inputs, at=self.started_at))
+            self._bus.note("run_started", self.goal, self.inputs)
         if self.deadline_s is not None:
             self._deadline_handle = asyncio.get_running_loop().call_later(self.deadline_s, self._on_deadline)
         initial, self._initial = self._initial, []
@@ -441,46 +460,62 @@ class Run:
             )
 
     def _schedule(self, compiled: list[CompiledStep]) -> None:
+        nodes = self._nodes
         new = []
         for c in compiled:
             node = _Node(c)
-            self._nodes[c.step.id] = node
+            nodes[c.step.id] = node
             new.append(node)
         self._unfinished += len(new)
-        if self._bus.active:
-            for node in new:
-                s = node.c.step
-                self._bus.emit(
-                    StepAdded(
-                        run_id=self.id,
-                        step_id=s.id,
-                        tool=s.action,
-                        step=s,
-                        deps=sorted(node.c.deps),
-                    )
-                )
+        if self._bus.active and new:
+            self._bus.defer(functools.partial(_added_events, tuple(compiled)))
         if self._closed and not new:
             return
-        # Restored outputs first, so the counts below see them as succeeded.
+        # Restored outputs first, so the joins below see them as succeeded.
+        if self._restore:
+            for node in new:
+                sid = node.c.step.id
+                if sid in self._restore:
+                    node.restored = True
+                    node.attempts = 0
+                    self._succeed(node, self._restore.pop(sid), emit_restored=True)
+        joins = self._joins
         for node in new:
-            sid = node.c.step.id
-            if sid in self._restore:
-                node.restored = True
-                node.attempts = 0
-                self._succeed(node, self._restore.pop(sid), emit_restored=True)
-        nodes = self._nodes
-        for node in new:
-            if node.status == "pending":
-                node.waiting = sum(1 for d in node.c.deps if nodes[d].status != "succeeded")
-        for node in new:
-            if node.status != "pending":
+            if node.status != "pending":  # restored, or settled by something this loop started
                 continue
-            blocked = [d for d in node.c.deps if nodes[d].status in ("failed", "skipped", "cancelled")]
-            if blocked:
-                self._skip(node, self._needs_reason(blocked[0]))
-            elif node.waiting == 0:
+            deps = node.c.deps
+            if not deps:
                 self._ready(node)
+                continue
+            join = joins.get(deps)
+            if join is None:
+                join = joins[deps] = self._new_join(deps)
+            if join.blocked is not None:
+                self._skip(node, self._needs_reason(join.blocked))
+            elif join.waiting == 0:
+                self._ready(node)
+            else:
+                join.members.append(node)
         self._drain()
+
+    def _new_join(self, deps: frozenset[str]) -> _Join:
+        """A join for `deps`, counting the steps of the set that have not finished."""
+        join = _Join()
+        nodes = self._nodes
+        for dep in deps:
+            producer = nodes[dep]
+            status = producer.status
+            if status == "succeeded":
+                continue
+            if status in _BLOCKING:
+                join.blocked = dep
+                return join
+            join.waiting += 1
+            if producer.joins is None:
+                producer.joins = [join]
+            else:
+                producer.joins.append(join)
+        return join
 
     def _needs_reason(self, dep: str) -> str:
         state = self._nodes[dep].status
@@ -502,7 +537,7 @@ class Run:
                 return
         node.status = "ready"
         if self._bus.active:
-            self._bus.emit(StepReady(run_id=self.id, step_id=c.step.id))
+            self._bus.note("step_ready", c.step.id)
         if self._handoff_task is not None and self._handoff is None:
             # The step task that made this one ready runs it next, saving a task creation.
             self._handoff = node
@@ -549,8 +584,7 @@ class Run:
 
     async def _execute_one(self, node: _Node) -> None:
         c = node.c
-        step = c.step
-        sid = step.id
+        sid = c.step.id
         try:
             while True:
                 node.attempts += 1
@@ -558,9 +592,11 @@ class Run:
                 try:
                     if c.for_each is not None:
                         output = await self._run_for_each(node, attempt)
+                    elif self._unlimited:
+                        output = await self._call(node, attempt, None)
                     else:
                         async with _Slots(self._global_sem, self._tool_sems.get(c.tool.name)):
-                            output = await self._attempt(node, attempt, None)
+                            output = await self._call(node, attempt, None)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -574,16 +610,7 @@ class Run:
                         self._settle_here(node, exc=exc)
                         return
                     if self._bus.active:
-                        self._bus.emit(
-                            StepRetrying(
-                                run_id=self.id,
-                                step_id=sid,
-                                attempt=attempt,
-                                delay_s=delay,
-                                error=str(exc),
-                                error_type=type(exc).__name__,
-                            )
-                        )
+                        self._bus.note("step_retrying", sid, attempt, delay, str(exc), type(exc).__name__)
                     await asyncio.sleep(delay)
                     continue
                 if node.status not in _FINAL:
@@ -597,7 +624,11 @@ class Run:
                 self._drain()
             raise
 
-    async def _attempt(self, node: _Node, attempt: int, item: tuple[int, Any] | None) -> Any:
+    def _call(self, node: _Node, attempt: int, item: tuple[int, Any] | None) -> Awaitable[Any]:
+        """Start one attempt: resolve the arguments and return the backend call to await.
+
+        A plain method returning the coroutine, not a coroutine itself: one frame less per step.
+        """
         c = node.c
         step = c.step
         if node.started_at is None:
@@ -605,8 +636,8 @@ class Run:
             node.status = "running"
         item_value = item[1] if item is not None else None
         args = resolve(step.args, lambda r: self._lookup(r, item_value)) if c.args_dynamic else step.args
-        if self._bus.active and item is None:
-            self._bus.emit(StepStarted(run_id=self.id, step_id=step.id, tool=c.tool.name, attempt=attempt, args=args))
+        if item is None and self._bus.active:
+            self._bus.note("step_started", step.id, c.tool.name, attempt, args)
         ctx = (
             ToolContext(
                 run_id=self.id,
@@ -620,16 +651,22 @@ class Run:
             if c.tool.context_param is not None
             else _NO_CONTEXT
         )
+        call = self.executor.backend.invoke(c.tool, args, ctx)
         if step.timeout_s is None:
-            return await self.executor.backend.invoke(c.tool, args, ctx)
+            return call
+        return self._timed(node, attempt, call)
+
+    async def _timed(self, node: _Node, attempt: int, call: Awaitable[Any]) -> Any:
+        step = node.c.step
+        assert step.timeout_s is not None
         try:
             async with asyncio.timeout(step.timeout_s):
-                return await self.executor.backend.invoke(c.tool, args, ctx)
+                return await call
         except TimeoutError:
             raise StepTimeoutError(
                 f"step `{step.id}` timed out after {step.timeout_s:g}s (attempt {attempt}); "
                 "raise its `timeout_s` or make the tool faster.",
-                tool=c.tool.name,
+                tool=node.c.tool.name,
                 step_id=step.id,
                 attempt=attempt,
             ) from None
@@ -648,22 +685,14 @@ class Run:
             node.item_outputs = {}
         done = node.item_outputs
         if self._bus.active:
-            self._bus.emit(
-                StepStarted(
-                    run_id=self.id,
-                    step_id=c.step.id,
-                    tool=c.tool.name,
-                    attempt=attempt,
-                    args={"for_each": len(items), **c.step.args},
-                )
-            )
+            self._bus.note("step_started", c.step.id, c.tool.name, attempt, {"for_each": len(items), **c.step.args})
         if node.started_at is None:
             node.started_at = time.time()
             node.status = "running"
 
         async def one(i: int, value: Any) -> None:
             async with _Slots(self._global_sem, self._tool_sems.get(c.tool.name)):
-                done[i] = await self._attempt(node, attempt, (i, value))
+                done[i] = await self._call(node, attempt, (i, value))
 
         # Items that succeeded in an earlier attempt are kept; only the failed ones run again.
         async with asyncio.TaskGroup() as tg:
@@ -698,22 +727,13 @@ class Run:
         sid = node.c.step.id
         node.status = "succeeded"
         node.output = output
-        node.finished_at = time.time()
+        node.finished_at = now = time.time()
         self._outputs[sid] = output
         if self._bus.active:
             if emit_restored:
-                self._bus.emit(StepRestored(run_id=self.id, step_id=sid, output=output))
+                self._bus.note("step_restored", sid, output)
             else:
-                started = node.started_at or node.finished_at
-                self._bus.emit(
-                    StepSucceeded(
-                        run_id=self.id,
-                        step_id=sid,
-                        output=output,
-                        attempts=node.attempts,
-                        duration_s=node.finished_at - started,
-                    )
-                )
+                self._bus.note("step_succeeded", sid, output, node.attempts, now - (node.started_at or now))
         self._settling.append(node)
 
     def _fail(self, node: _Node, exc: BaseException) -> None:
@@ -723,18 +743,16 @@ class Run:
         node.status = "failed"
         node.error = str(exc) or type(exc).__name__
         node.error_type = type(exc).__name__
-        node.finished_at = time.time()
+        node.finished_at = now = time.time()
         if self._bus.active:
-            self._bus.emit(
-                StepFailed(
-                    run_id=self.id,
-                    step_id=sid,
-                    error=node.error,
-                    error_type=node.error_type,
-                    attempts=node.attempts,
-                    on_failure=node.policy,
-                    duration_s=node.finished_at - (node.started_at or node.finished_at),
-                )
+            self._bus.note(
+                "step_failed",
+                sid,
+                node.error,
+                node.error_type,
+                node.attempts,
+                node.policy,
+                now - (node.started_at or now),
             )
         self._settling.append(node)
         if node.policy == "replan":
@@ -748,7 +766,7 @@ class Run:
         node.error = reason
         node.finished_at = time.time()
         if self._bus.active:
-            self._bus.emit(StepSkipped(run_id=self.id, step_id=node.c.step.id, reason=reason))
+            self._bus.note("step_skipped", node.c.step.id, reason)
         self._settling.append(node)
 
     def _cancel_node(self, node: _Node, reason: str) -> None:
@@ -756,7 +774,7 @@ class Run:
         node.error = reason
         node.finished_at = time.time()
         if self._bus.active:
-            self._bus.emit(StepCancelled(run_id=self.id, step_id=node.c.step.id, reason=reason))
+            self._bus.note("step_cancelled", node.c.step.id, reason)
         self._settling.append(node)
 
     def _drain(self) -> None:
@@ -765,21 +783,32 @@ class Run:
             return
         self._draining = True
         try:
-            nodes = self._nodes
-            while self._settling:
-                node = self._settling.popleft()
+            settling = self._settling
+            while settling:
+                node = settling.popleft()
                 self._unfinished -= 1
-                ok = node.status == "succeeded"
-                for dep_id in node.c.dependents:
-                    d = nodes.get(dep_id)
-                    if d is None or d.status != "pending":
-                        continue
-                    if ok:
-                        d.waiting -= 1
-                        if d.waiting == 0:
-                            self._ready(d)
-                    else:
-                        self._skip(d, self._needs_reason(node.c.step.id))
+                joins = node.joins
+                if joins is None:
+                    continue
+                node.joins = None
+                if node.status == "succeeded":
+                    for join in joins:
+                        join.waiting -= 1
+                        if join.waiting == 0 and join.blocked is None:
+                            members, join.members = join.members, []
+                            for member in members:
+                                if member.status == "pending":
+                                    self._ready(member)
+                else:
+                    sid = node.c.step.id
+                    reason = self._needs_reason(sid)
+                    for join in joins:
+                        if join.blocked is None:
+                            join.blocked = sid
+                        members, join.members = join.members, []
+                        for member in members:
+                            if member.status == "pending":
+                                self._skip(member, reason)
         finally:
             self._draining = False
         if self._closed and self._unfinished == 0 and not self._finished and self._tg is not None:
@@ -850,14 +879,7 @@ class Run:
             replan_requests=list(self._replans),
         )
         if self._bus.active:
-            self._bus.emit(
-                RunFinished(
-                    run_id=self.id,
-                    status=self._status,
-                    duration_s=time.perf_counter() - self._t0,
-                    error=self._error,
-                )
-            )
+            self._bus.note("run_finished", self._status, time.perf_counter() - self._t0, self._error)
         self._bus.close()
         assert self._done is not None
         self._done.set()

@@ -32,6 +32,9 @@ from tools.errors import (
 
 __all__ = ["Tool", "ToolContext", "ToolRegistry", "tool", "format_validation_error"]
 
+_ATOMS = frozenset({type(None), bool, int, float, str, bytes})
+"""Immutable value types: a default of one of these can be shared between calls."""
+
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")  # what OpenAI and Anthropic accept
 
 
@@ -136,6 +139,8 @@ class Tool:
     """Sync tools run in a worker thread when True (the default), so they cannot stall other steps.
     Set False for trivial CPU-only functions to call them directly on the event loop."""
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
+    """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
 
     @classmethod
     def from_function(
@@ -235,11 +240,25 @@ class Tool:
 
     def bind(self, args: Mapping[str, Any], context: ToolContext | None = None) -> dict[str, Any]:
         """Validated keyword arguments ready to pass to `fn` (context injected when declared)."""
-        model = self.validate_args(args)
-        kwargs = {name: getattr(model, name) for name in self._arg_names}
+        if not args and self._no_args is not None:
+            kwargs = dict(self._no_args)  # validating `{}` again would give the same defaults
+        else:
+            model = self.validate_args(args)
+            kwargs = {name: getattr(model, name) for name in self._arg_names}
+            if not args and self._defaults_are_static(kwargs):
+                object.__setattr__(self, "_no_args", dict(kwargs))
         if self.context_param is not None:
             kwargs[self.context_param] = context if context is not None else ToolContext()
         return kwargs
+
+    def _defaults_are_static(self, kwargs: Mapping[str, Any]) -> bool:
+        """True when every default is a plain immutable value (no factory, no validation)."""
+        if self.args_model.model_config.get("validate_default"):
+            return False
+        fields = self.args_model.model_fields
+        return all(type(v) in _ATOMS for v in kwargs.values()) and all(
+            f.default_factory is None and not f.validate_default for f in fields.values()
+        )
 
     def to_output(self, value: Any) -> Any:
         """Convert a return value to JSON-compatible data (models become dicts)."""

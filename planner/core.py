@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from executor import Executor, PlanError, Run, RunEvent, Step
+from executor import Executor, Plan, PlanError, Run, RunEvent, Step
 from executor.store import FINAL_STATUSES, ResumeState, RunStore, open_store
 from executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from executor.result import StepResult
@@ -31,7 +31,7 @@ from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, Pl
 from planner.llm import LLMCall, LLMClient, LLMConfig, Usage
 from planner.models import JoinDecision, PlannedStep, PlanUpdate
 from planner.prompts import PromptLibrary
-from planner.streaming import StepStream
+from planner.streaming import FieldStream, StepStream
 from tools.base import Tool, ToolRegistry, format_validation_error, tool
 
 __all__ = ["Budget", "Planner", "PlannerResult", "PlannerStatus"]
@@ -144,6 +144,7 @@ class Planner:
         store: where runs are recorded for `planweave runs`/`show`/`resume`: a `RunStore`, a path,
             or None for the default (`$PLANWEAVE_HOME/runs.db`); False turns recording off.
         name: a label grouping this planner's runs in the monitoring report (default: the goal).
+        meta: JSON-ready data recorded with each run (the CLI records its options, for `resume`).
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class Planner:
         output_chars: int = 2000,
         store: RunStore | str | Path | bool | None = None,
         name: str = "",
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -197,6 +199,7 @@ class Planner:
         self._store_arg = store
         self._store: RunStore | None = None
         self.name = name
+        self.meta = dict(meta or {})
 
     @property
     def store(self) -> RunStore | None:
@@ -226,6 +229,13 @@ class Planner:
         return await _PlannerRun(
             self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers]
         ).go()
+
+    async def plan(self, goal: str, *, inputs: Mapping[str, Any] | None = None) -> tuple[Plan, PlannerResult]:
+        """Plan `goal` without running anything: the first round's steps, validated, as a `Plan`
+        (save it with `plan.to_yaml()` and run it later with `planweave exec`)."""
+        if not goal or not goal.strip():
+            raise ValueError("the goal is empty; say what you want done")
+        return await _PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
 
     async def resume(
         self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
@@ -292,12 +302,14 @@ class _PlannerRun:
         run_id: str | None,
         subscribers: list[Callable[[RunEvent], object]],
         resume: ResumeState | None = None,
+        record: bool = True,
     ) -> None:
         self.p = planner
         self.resumed = resume
-        store = planner.store
+        store = planner.store if record else None
         if store is not None:
-            meta = {"model": planner.model, "tools": planner.tools.names()}
+            meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
+                    **planner.meta}
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         self.goal = goal
@@ -442,6 +454,24 @@ class _PlannerRun:
         )
         return result
 
+    async def plan_only(self) -> tuple[Plan, PlannerResult]:
+        started = time.time()
+        self.round = 1
+        update, ids = await self._plan_round(None)
+        steps = [self.run.graph.steps[sid] for sid in ids]
+        result = PlannerResult(
+            run_id=self.run.id,
+            goal=self.goal,
+            status="succeeded",
+            answer=update.answer if not ids else None,
+            rounds=1,
+            usage=self.client.usage.model_copy(),
+            prompts=self.prompt_refs,
+            started_at=started,
+            finished_at=time.time(),
+        )
+        return Plan(steps=steps), result
+
     def _best_effort(self, reason: str) -> str:
         done = [f"`{h['id']}`: {h['text']}" for h in self._history() if h["status"] == "succeeded"]
         if not done:
@@ -493,7 +523,6 @@ class _PlannerRun:
             if decision.action == "finish":
                 answer = decision.answer or ""
                 self.emit(Decision(run_id=self.run.id, action="finish", round=self.round, reason=decision.reason))
-                self.emit(AnswerDelta(run_id=self.run.id, text=answer))
                 return answer
             self.replans += 1
             self.emit(Decision(run_id=self.run.id, action="replan", round=self.round, reason=decision.reason))
@@ -502,21 +531,55 @@ class _PlannerRun:
             reason = decision.reason or "the results do not answer the goal yet"
 
     async def _join(self) -> JoinDecision:
-        self._check_usage(before_call=True)
+        """The join decision, streamed: a `finish` answer reaches subscribers as it is written."""
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
         text = prompt.render(goal=self.goal, history=self._history(), replans_left=replans_left)
-        decision = await self.client.structured(
-            [{"role": "system", "content": text}, {"role": "user", "content": "Decide: finish or replan."}],
-            JoinDecision,
-            prompt=prompt.ref,
-            purpose="join",
-            max_reasks=self.p.max_reasks,
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": text},
+            {"role": "user", "content": "Decide: finish or replan."},
+        ]
+        problem = ""
+        for reask in range(self.p.max_reasks + 1):
+            self._check_usage(before_call=True)
+            answer = FieldStream("answer")
+            streamed = False
+            broken = ""
+            try:
+                async for piece in self.client.stream_json(
+                    messages, JoinDecision, prompt=prompt.ref, purpose="join", tool_name="decide"
+                ):
+                    delta = answer.feed(piece)
+                    if delta:
+                        streamed = True
+                        self.emit(AnswerDelta(run_id=self.run.id, text=delta))
+            except LLMError as exc:
+                if "stream broke" not in str(exc):
+                    raise
+                broken = str(exc)
+            self._check_usage()
+            full = answer.text
+            try:
+                if broken:
+                    raise ValueError(broken)
+                decision = JoinDecision.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
+                if decision.action == "finish" and not decision.answer:
+                    decision = decision.model_copy(
+                        update={"answer": self._best_effort("the model gave no answer text")}
+                    )
+                if not streamed and decision.action == "finish":
+                    self.emit(AnswerDelta(run_id=self.run.id, text=decision.answer or ""))
+                return decision
+            except (ValidationError, ValueError) as exc:
+                problem = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            if streamed:
+                self.emit(AnswerDelta(run_id=self.run.id, text="", reset=True))
+            self.emit(PlanRejected(run_id=self.run.id, round=self.round, reask=reask + 1, errors=[problem]))
+            repair = self._prompt("repair").render(errors=f"- the decision is not valid: {problem}", accepted=[], what="decision")
+            messages = [*messages, {"role": "assistant", "content": full}, {"role": "user", "content": repair}]
+        raise PlanningError(
+            f"the model's join decision stayed invalid after {self.p.max_reasks} re-asks: {problem}", [problem]
         )
-        self._check_usage()
-        if decision.action == "finish" and not decision.answer:
-            decision = decision.model_copy(update={"answer": self._best_effort("the model gave no answer text")})
-        return decision
 
     async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
         prompt = self._prompt("plan")

@@ -62,8 +62,12 @@ class Decision(RunEvent):
 
 @dataclass(slots=True, kw_only=True)
 class AnswerDelta(RunEvent):
+    """The next piece of the answer as the model writes it. `reset`: forget the text so far
+    (the model's decision was invalid and is asked again)."""
+
     kind: ClassVar[str] = "answer_delta"
     text: str
+    reset: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

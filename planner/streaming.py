@@ -8,9 +8,10 @@ brace arrives, so the executor can start it while the rest is being written.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-__all__ = ["StepStream"]
+__all__ = ["FieldStream", "StepStream"]
 
 
 class StepStream:
@@ -71,3 +72,67 @@ class StepStream:
             i += 1
         self._pos = i
         return done
+
+
+class FieldStream:
+    """The text of one top-level string field (the join's `answer`) as it streams.
+
+    `feed(text)` returns the newly decoded characters of the field, held back until the
+    `gate` field (`action`) is known to have the value `gate_value` (`finish`): a reply
+    that replans must not stream an answer.
+    """
+
+    def __init__(self, key: str = "answer", *, gate: str = "action", gate_value: str = "finish") -> None:
+        self.text = ""
+        self._start = re.compile(r'(?<!\\)"' + re.escape(key) + r'"\s*:\s*"')
+        self._gate = re.compile(r'(?<!\\)"' + re.escape(gate) + r'"\s*:\s*"([^"\\]*)"')
+        self._gate_value = gate_value
+        self._value_at: int | None = None
+        self.sent = 0
+        """How many decoded characters of the field were returned so far."""
+
+    def feed(self, chunk: str) -> str:
+        self.text += chunk
+        if self._value_at is None:
+            m = self._start.search(self.text)
+            if m is None:
+                return ""
+            self._value_at = m.end()
+        gate = self._gate.search(self.text)
+        if gate is None or gate.group(1) != self._gate_value:
+            return ""
+        decoded = _decode_prefix(self.text[self._value_at :])
+        new = decoded[self.sent :]
+        self.sent = len(decoded)
+        return new
+
+
+def _decode_prefix(raw: str) -> str:
+    """Decode the JSON string body `raw` up to its closing quote, or as far as it is complete."""
+    out = []
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == '"':
+            break
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        if i + 1 >= n:
+            break  # an escape cut by the chunk boundary: wait for the rest
+        if raw[i + 1] == "u":
+            # A surrogate pair is two escapes (12 characters) that decode to one character.
+            high = raw[i + 2 : i + 3].lower() == "d" and raw[i + 3 : i + 4].lower() in ("8", "9", "a", "b")
+            size = 12 if high else 6
+            if i + size > n:
+                break
+            try:
+                out.append(json.loads(f'"{raw[i : i + size]}"'))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                out.append(raw[i : i + size])
+            i += size
+            continue
+        out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(raw[i + 1], raw[i + 1]))
+        i += 2
+    return "".join(out)

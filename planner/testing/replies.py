@@ -183,7 +183,7 @@ class ToolCall(BaseModel):
     mapping.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     arguments: str = "{}"
@@ -220,7 +220,7 @@ class HttpError(BaseModel):
     response body verbatim.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     status: int = Field(ge=400, le=599)
     message: str | None = None
@@ -285,7 +285,7 @@ class Reply(BaseModel):
     response headers.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     content: str | None = None
     structured: dict[str, Any] | list[Any] | None = None

@@ -278,3 +278,37 @@ async def test_offline_model_needs_no_key_and_is_honest(tmp_path: Any) -> None:
     unknown = await Planner(workspace=tmp_path).run("write a sonnet about the sea")
     assert unknown.ok and not unknown.steps
     assert "cannot plan this goal offline" in (unknown.answer or "")
+
+
+async def test_answer_streams_in_pieces(server: FakeModelServer) -> None:
+    text = "The total is 33, which is " + "quite a lot of words to stream " * 4 + "in the end."
+    server.enqueue(
+        plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}),
+        Reply.json_obj({"action": "finish", "answer": text, "reason": ""}, tokens_per_s=2000),
+    )
+    events: list[RunEvent] = []
+    result = await planner(server).run("add", subscribers=[events.append])
+    deltas = [e for e in events if e.kind == "answer_delta"]
+    assert len(deltas) > 3  # streamed, not sent as one piece
+    assert "".join(d.text for d in deltas) == text == result.answer
+    finished = next(i for i, e in enumerate(events) if e.kind == "planner_finished")
+    assert events.index(deltas[-1]) < finished
+
+
+async def test_invalid_join_is_reasked_and_streamed_text_reset(server: FakeModelServer) -> None:
+    server.enqueue(
+        plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}),
+        Reply.json_obj({"action": "finish", "answer": "half an answer", "reason": 7}),
+        finish("The whole answer."),
+    )
+    events: list[RunEvent] = []
+    result = await planner(server).run("add", subscribers=[events.append])
+    assert result.status == "succeeded" and result.answer == "The whole answer."
+    text = ""
+    for e in events:
+        if e.kind == "answer_delta":
+            text = "" if e.reset else text + e.text
+    assert text == "The whole answer."
+    rejected = [e for e in events if e.kind == "plan_rejected"]
+    assert len(rejected) == 1 and "reason" in rejected[0].errors[0]
+    assert "decision could not be used" in server.chat_requests[2].json["messages"][-1]["content"]

@@ -653,16 +653,16 @@ class LangfuseTracer:
 
     def _on_step_started(self, e: Any) -> None:
         state = self._state(e.step_id, e.tool)
-        state.args = e.args
+        previous, state.args = state.args, e.args
         if state.span is None:
             state.started_at = e.at
-            metadata = {"tool": e.tool, "attempt": e.attempt, "deps": state.deps or None, **state.details}
+            metadata = {"tool": e.tool, "deps": state.deps or None, **state.details}
             metadata["queued_s"] = round(max(0.0, e.at - state.added_at), 6)
             state.span = self._start(
                 state.parent, "tool", e.step_id, e.at, input=self._clean(e.args), metadata=self._clean(metadata)
             )
-        else:
-            state.span.update(input=self._clean(e.args), metadata={"attempt": e.attempt})
+        elif e.args != previous:  # a later attempt resolved its arguments differently
+            state.span.update(input=self._clean(e.args))
 
     def _on_step_retrying(self, e: Any) -> None:
         state = self._state(e.step_id)

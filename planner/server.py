@@ -1,0 +1,726 @@
+"""`planweave serve`: the planner behind an OpenAI-compatible HTTP API (FastAPI + uvicorn).
+
+    from planner import Planner
+    from planner.server import ServerConfig, create_app, serve
+
+    serve(Planner(model="openai/gpt-4o-mini"), host="127.0.0.1", port=8000)   # blocks
+    app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
+
+Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is configured):
+
+    GET  /v1/models               the one model, `planweave`, with the model it plans with
+    POST /v1/chat/completions     the conversation becomes a goal; the reply shows the plan and the
+                                  steps as reasoning, then the answer (`stream: true` for SSE chunks)
+    POST /v1/runs                 {"goal": ..., "inputs": {...}}: the run's typed events as SSE
+    GET  /v1/runs, /v1/runs/{id}  the run store: list and export, as JSON
+    GET  /health                  liveness, without a key
+
+Each request is its own planner run (one `Planner` serves them all: it keeps no per-run state),
+recorded in the planner's run store. A client that disconnects cancels its run. Errors of a
+run (failed, over budget) are normal replies saying so; errors of a request use OpenAI's
+`{"error": {"message", "type", "param", "code"}}` shape. See `docs/chat-endpoint.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from contextlib import aclosing
+from typing import Any, Literal
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from executor.events import RunEvent
+from executor.store import StoreError
+from planner.core import Planner, PlannerResult
+from planner.errors import ConfigError
+from planner.events import AnswerDelta
+from tools.errors import PlanweaveError
+
+__all__ = ["ChatMessage", "ChatRequest", "ReasoningFormat", "RunRequest", "ServerConfig", "create_app", "serve"]
+
+log = logging.getLogger("planweave.server")
+
+ReasoningFormat = Literal["think", "field", "off"]
+"""How the plan and step progress reach the chat front end.
+
+- `think`: inside `<think>...</think>` at the start of `content` (Open WebUI and LibreChat fold it away).
+- `field`: as `reasoning_content` deltas beside `content` (DeepSeek's field); `content` is the answer only.
+- `off`: not at all; `content` is the answer only.
+"""
+
+_CANCEL_GRACE_S = 10.0
+"""How long a request that goes away waits for its cancelled run to record itself."""
+
+
+class ServerConfig(BaseModel):
+    """Settings of the HTTP server (the planner's own settings are the `Planner`'s)."""
+
+    api_key: str | None = Field(default_factory=lambda: os.environ.get("PLANWEAVE_API_KEY") or None)
+    """Clients must send `Authorization: Bearer <api_key>`; None: no authentication (loopback only)."""
+    model_id: str = "planweave"
+    """The model name clients choose (`GET /v1/models` lists it)."""
+    reasoning: ReasoningFormat = "think"
+    """Default of how progress is shown; a request may ask for another with `reasoning_format`."""
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    max_messages: int = Field(200, gt=0)
+    max_chars: int = Field(200_000, gt=0)
+    """Most characters of text in one conversation (all messages together)."""
+    max_concurrent_runs: int | None = Field(32, gt=0)
+    """New runs are refused with 429 while this many are running; None: no limit."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to call the API directly (custom front ends); empty: none."""
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+class _ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation. Other fields (`name`, `tool_calls`, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """What planweave reads of a chat-completions request. Sampling fields (`temperature`, `top_p`,
+    `max_tokens`, `tools`, ...) are accepted and ignored: the planner chooses its own calls."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+    reasoning_format: ReasoningFormat | None = None
+    """planweave's extension: override the server's `reasoning` setting for this request."""
+
+
+class RunRequest(BaseModel):
+    """`POST /v1/runs`: a goal (and inputs, referenced by steps as `${inputs.name}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    goal: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class _APIError(Exception):
+    """A request planweave will not serve, answered in OpenAI's error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type_: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.type = status, message, code, param, type_
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+# --- the conversation as a goal ---------------------------------------------------------------
+
+_REASONING_BLOCK = re.compile(
+    r"<(think|thinking|reasoning)>.*?</\1>\s*|<details type=\"reasoning\".*?</details>\s*", re.S
+)
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    texts = []
+    for part in message.content:
+        if part.type not in ("text", "input_text") or part.text is None:
+            raise _APIError(
+                400,
+                f"message {index} has a `{part.type}` part; planweave plans from text only: send the text, "
+                "or describe what the attachment holds.",
+                param=f"messages.{index}.content",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def _goal(messages: Sequence[ChatMessage], config: ServerConfig) -> str:
+    """The last user message is the goal; the earlier turns follow it as context (the planner's
+    prompts show the goal, so the context travels inside it)."""
+    if len(messages) > config.max_messages:
+        raise _APIError(
+            400,
+            f"the conversation has {len(messages)} messages; this server takes at most {config.max_messages} "
+            "(`--max-messages`); start a new conversation.",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    texts = [_text(m, i) for i, m in enumerate(messages)]
+    chars = sum(len(t) for t in texts)
+    if chars > config.max_chars:
+        raise _APIError(
+            400,
+            f"the conversation has {chars} characters; this server takes at most {config.max_chars} "
+            "(`--max-chars`); start a new conversation or shorten it.",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    last = messages[-1]
+    if last.role != "user":
+        raise _APIError(
+            400,
+            f"the last message is from the `{last.role}`; planweave answers the user's last message, "
+            "so end the conversation with a `user` message.",
+            param=f"messages.{len(messages) - 1}.role",
+        )
+    goal = texts[-1].strip()
+    if not goal:
+        raise _APIError(400, "the last user message is empty; say what you want done.", param="messages")
+    earlier = []
+    for m, text in zip(messages[:-1], texts[:-1]):
+        if m.role == "assistant":
+            text = _REASONING_BLOCK.sub("", text)  # our own progress, sent back by the front end
+        text = text.strip()
+        if text:
+            role = "system" if m.role == "developer" else m.role
+            earlier.append(f"- {role}: " + text.replace("\n", "\n  "))
+    if earlier:
+        goal += "\n\nContext, the conversation so far (oldest first):\n" + "\n".join(earlier)
+    return goal
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+class _Runs:
+    """The server's shared state: the planner, the settings, and how many runs are going."""
+
+    def __init__(self, planner: Planner, config: ServerConfig) -> None:
+        self.planner = planner
+        self.config = config
+        self.active = 0
+        self.created = int(time.time())
+
+    def admit(self) -> str:
+        limit = self.config.max_concurrent_runs
+        if limit is not None and self.active >= limit:
+            raise _APIError(
+                429,
+                f"planweave is already running {self.active} runs, its limit (`--max-concurrent-runs`); "
+                "retry in a moment.",
+                code="rate_limit_exceeded",
+                type_="rate_limit_error",
+                headers={"Retry-After": "1"},
+            )
+        return uuid.uuid4().hex[:16]
+
+    async def drive(
+        self, goal: str, run_id: str, inputs: dict[str, Any] | None = None
+    ) -> AsyncGenerator[RunEvent | PlannerResult, None]:
+        """The run's events as they happen, then its result. Closing this early cancels the run and
+        waits (shielded, bounded) until it has recorded itself as cancelled."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        self.active += 1
+        task = asyncio.create_task(
+            self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
+            name=f"planweave-serve-{run_id}",
+        )
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            yield task.result()
+        finally:
+            self.active -= 1
+            if not task.done():
+                task.cancel()
+                with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
+                    await asyncio.wait({task})
+
+
+# --- what a chat front end shows ---------------------------------------------------------------
+
+_Piece = tuple[Literal["reasoning", "answer"], str]
+
+
+def _preview(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _final_text(result: PlannerResult) -> str:
+    if result.status == "failed":
+        return f"The run failed: {result.error or 'no reason was recorded'}"
+    return result.answer or f"The run ended ({result.status}) without an answer."
+
+
+class _Narration:
+    """Turns run events into progress lines (reasoning) and answer text, in order."""
+
+    def __init__(self) -> None:
+        self.streamed = ""
+        """Answer text sent since the last reset."""
+
+    def feed(self, e: RunEvent) -> Iterator[_Piece]:
+        d = e.to_dict() if e.kind != "answer_delta" else {}
+        kind = e.kind
+        if isinstance(e, AnswerDelta):
+            if e.reset and self.streamed:
+                yield "answer", "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
+                self.streamed = ""
+            if e.text:
+                self.streamed += e.text
+                yield "answer", e.text
+        elif kind == "run_started":
+            yield "reasoning", "Planning…\n"
+        elif kind == "step_added":
+            step = d.get("step") or {}
+            what = step.get("description") or f"{d['tool']} {_preview(step.get('args', {}), 120)}"
+            yield "reasoning", f"- planned `{d['step_id']}`: {what}\n"
+        elif kind == "plan_updated":
+            steps = len(d.get("step_ids", []))
+            why = f": {d['rationale']}" if d.get("rationale") else ""
+            if steps:
+                yield "reasoning", f"Round {d['round']} planned, {steps} step{'s' * (steps != 1)}{why}\n"
+            else:
+                yield "reasoning", f"No tools needed{why}\n"
+        elif kind == "plan_rejected":
+            problems = "".join(f"  - {_preview(p, 300)}\n" for p in d.get("errors", []))
+            yield "reasoning", f"The model's reply was invalid; asking again (re-ask {d['reask']}):\n{problems}"
+        elif kind == "step_succeeded":
+            yield "reasoning", f"- `{d['step_id']}` done in {d['duration_s']:.2f}s: {_preview(d['output'])}\n"
+        elif kind == "step_restored":
+            yield "reasoning", f"- `{d['step_id']}` reused from the recorded run\n"
+        elif kind == "step_retrying":
+            yield "reasoning", (
+                f"- `{d['step_id']}` attempt {d['attempt']} failed ({_preview(d['error'])}); "
+                f"retrying in {d['delay_s']:.1f}s\n"
+            )
+        elif kind == "step_failed":
+            yield "reasoning", f"- `{d['step_id']}` failed: {_preview(d['error'], 300)}\n"
+        elif kind in ("step_skipped", "step_cancelled"):
+            reason = f": {d['reason']}" if d.get("reason") else ""
+            yield "reasoning", f"- `{d['step_id']}` {kind.removeprefix('step_')}{reason}\n"
+        elif kind == "decision" and d["action"] in ("replan", "budget_stop", "resume"):
+            label = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}[d["action"]]
+            yield "reasoning", f"{label}: {d['reason']}\n"
+        elif kind == "llm_called" and d.get("error"):
+            yield "reasoning", f"- a model call failed: {_preview(d['error'], 300)}\n"
+
+    def finish(self, final: str) -> Iterator[_Piece]:
+        """Whatever of the final answer has not streamed (a budget stop's summary, a failure)."""
+        if final == self.streamed:
+            return
+        if final.startswith(self.streamed):
+            yield "answer", final[len(self.streamed) :]
+        else:
+            yield "answer", ("\n\n" if self.streamed else "") + final
+        self.streamed = final
+
+
+class _Reply:
+    """Puts narration pieces into chat deltas, in one reasoning format."""
+
+    def __init__(self, fmt: ReasoningFormat) -> None:
+        self.fmt = fmt
+        self.thinking = False
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+
+    def delta(self, kind: str, text: str) -> dict[str, str] | None:
+        if kind == "reasoning" and self.fmt == "off":
+            return None
+        if kind == "reasoning" and self.fmt == "field":
+            self.reasoning.append(text)
+            return {"reasoning_content": text}
+        if self.fmt == "think" and (kind == "reasoning") != self.thinking:
+            opening = ("\n\n" if self.content else "") + "<think>\n"  # a tag starts its own line
+            text = (opening if kind == "reasoning" else "</think>\n\n") + text
+            self.thinking = kind == "reasoning"
+        self.content.append(text)
+        return {"content": text}
+
+    def close(self) -> dict[str, str] | None:
+        return self.delta("answer", "") if self.thinking else None
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
+        if self.fmt == "field":
+            message["reasoning_content"] = "".join(self.reasoning)
+        return message
+
+
+def _usage(result: PlannerResult | None) -> dict[str, int]:
+    tin, tout = (result.usage.input_tokens, result.usage.output_tokens) if result else (0, 0)
+    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+
+
+def _extension(run_id: str, result: PlannerResult | None) -> dict[str, Any]:
+    """planweave's own fields on the last chunk / the completion (clients ignore unknown fields)."""
+    if result is None:
+        return {"run_id": run_id, "status": "failed"}
+    return {"run_id": run_id, "status": result.status, "cost_usd": result.usage.cost_usd,
+            "llm_calls": result.usage.llm_calls}
+
+
+async def _chat_events(
+    runs: _Runs, goal: str, run_id: str, reply: _Reply
+) -> AsyncGenerator[tuple[dict[str, str] | None, PlannerResult | None], None]:
+    """(delta, None) for each piece of the reply, then (None, result); a planweave error that stops
+    the run from starting becomes the reply's text (and the result None)."""
+    narration = _Narration()
+    try:
+        async with aclosing(runs.drive(goal, run_id)) as items:
+            async for item in items:
+                if isinstance(item, PlannerResult):
+                    for kind, text in narration.finish(_final_text(item)):
+                        yield reply.delta(kind, text), None
+                    yield reply.close(), None
+                    yield None, item
+                    return
+                for kind, text in narration.feed(item):
+                    yield reply.delta(kind, text), None
+    except PlanweaveError as exc:
+        yield reply.delta("answer", f"planweave could not run this request: {exc}"), None
+        yield reply.close(), None
+        yield None, None
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
+    """The ASGI app serving `planner`. Run it with any ASGI server, or use `serve`."""
+    config = config or ServerConfig()
+    runs = _Runs(planner, config)
+    planner.store  # open it now: a broken store fails at start, not on the first request  # noqa: B018
+    app = FastAPI(title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False)
+    app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+
+    def model_card() -> dict[str, Any]:
+        return {"id": config.model_id, "object": "model", "created": runs.created, "owned_by": "planweave",
+                "planner_model": planner.model}
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        _check_model(model_id, config, param=None)
+        return model_card()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request) -> Response:
+        _check_model(body.model, config, param="model")
+        if body.n not in (None, 1):
+            raise _APIError(400, f"`n` is {body.n}; planweave writes one reply per request, so use 1.", param="n")
+        goal = _goal(body.messages, config)
+        run_id = runs.admit()
+        reply = _Reply(body.reasoning_format or config.reasoning)
+        base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
+        headers = {"X-Planweave-Run-Id": run_id}
+        if body.stream:
+            usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
+            return EventSourceResponse(
+                _chat_stream(runs, goal, run_id, reply, base, usage_chunk), headers=headers, sep="\n"
+            )
+        result: PlannerResult | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_on_disconnect() -> None:
+                await _wait_disconnect(request)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_on_disconnect)
+            async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+                async for _, final in events:
+                    result = final
+            tg.cancel_scope.cancel()
+        completion = {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": reply.message(), "finish_reason": "stop", "logprobs": None}],
+            "usage": _usage(result),
+            "planweave": _extension(run_id, result),
+        }
+        return JSONResponse(completion, headers=headers)
+
+    @app.post("/v1/runs")
+    async def start_run(body: RunRequest) -> Response:
+        if not body.goal.strip():
+            raise _APIError(400, "the goal is empty; say what you want done.", param="goal")
+        run_id = runs.admit()
+        return EventSourceResponse(
+            _event_stream(runs, body.goal, run_id, body.inputs), headers={"X-Planweave-Run-Id": run_id}, sep="\n"
+        )
+
+    @app.get("/v1/runs")
+    def list_runs(
+        status: str | None = None,
+        kind: str | None = None,
+        contains: str | None = None,
+        limit: int = Query(50, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        store = _store(planner)
+        found = store.list_runs(status=status, kind=kind, contains=contains, limit=limit)
+        return {"object": "list", "data": [{**r.model_dump(mode="json"), "total_tokens": r.total_tokens} for r in found]}
+
+    @app.get("/v1/runs/{run_id}")
+    def show_run(run_id: str) -> Response:
+        store = _store(planner)
+        try:
+            exported = store.export(run_id)
+        except StoreError as exc:
+            raise _APIError(404, str(exc), code="run_not_found", param="run_id") from exc
+        return Response(json.dumps(exported, ensure_ascii=False, default=str), media_type="application/json")
+
+    app.add_middleware(_Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+            expose_headers=["X-Planweave-Run-Id"],
+        )
+    return app
+
+
+def _check_model(model_id: str, config: ServerConfig, *, param: str | None) -> None:
+    if model_id != config.model_id:
+        raise _APIError(
+            404,
+            f"The model `{model_id}` does not exist on this server; use `{config.model_id}` "
+            "(`GET /v1/models` lists it).",
+            code="model_not_found",
+            param=param,
+        )
+
+
+def _store(planner: Planner) -> Any:
+    store = planner.store
+    if store is None:
+        raise _APIError(404, "this server records no runs (its planner has `store=False`).", code="run_not_found")
+    return store
+
+
+async def _chat_stream(
+    runs: _Runs, goal: str, run_id: str, reply: _Reply, base: dict[str, Any], usage_chunk: bool
+) -> AsyncGenerator[str, None]:
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return json.dumps({**base, "object": "chat.completion.chunk", "choices": [choice], **extra})
+
+    yield chunk({"role": "assistant", "content": ""})
+    result: PlannerResult | None = None
+    try:
+        async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+            async for delta, final in events:
+                if delta:
+                    yield chunk(delta)
+                result = final or result
+    except Exception as exc:  # a bug, not a run's failure: tell the client in OpenAI's stream error shape
+        log.exception("chat run `%s` broke", run_id)
+        yield json.dumps({"error": {"message": f"planweave failed: {type(exc).__name__}: {exc}",
+                                    "type": "server_error", "param": None, "code": None}})
+        return
+    extension = _extension(run_id, result)
+    if usage_chunk:
+        yield chunk({}, "stop", planweave=extension)
+        yield json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(result)})
+    else:  # not asked for, but harmless: front ends that read `usage` anywhere show it
+        yield chunk({}, "stop", usage=_usage(result), planweave=extension)
+    yield "[DONE]"
+
+
+async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, Any]) -> AsyncGenerator[str, None]:
+    try:
+        async with aclosing(runs.drive(goal, run_id, inputs)) as items:
+            async for item in items:
+                if isinstance(item, RunEvent):
+                    yield json.dumps(item.to_dict(), ensure_ascii=False, default=str)
+    except Exception as exc:
+        if not isinstance(exc, PlanweaveError):
+            log.exception("run `%s` broke", run_id)
+        yield json.dumps({"kind": "error", "run_id": run_id, "message": f"{type(exc).__name__}: {exc}"})
+
+
+# --- errors in OpenAI's shape ------------------------------------------------------------------
+
+
+async def _api_error(request: Request, exc: _APIError) -> JSONResponse:
+    return exc.response()
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+        return _APIError(400, f"the request body is not valid JSON ({detail}); send a JSON object.").response()
+    problems = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+        problems.append(f"`{loc}`: {e.get('msg')}" if loc else str(e.get("msg")))
+    first = errors[0].get("loc", ()) if errors else ()
+    param = ".".join(str(p) for p in first if p not in ("body", "query", "path")) or None
+    return _APIError(422, "invalid request: " + "; ".join(problems), param=param).response()
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        message = f"Invalid URL ({request.method} {request.url.path}); see `docs/chat-endpoint.md` for the endpoints."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return _APIError(exc.status_code, message, headers=dict(exc.headers or {})).response()
+
+
+class _Guard:
+    """The bearer-key check and the body-size limit, before FastAPI parses anything. Pure ASGI, so
+    streamed responses and the disconnect message pass through untouched."""
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] == "/health":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        problem = self._auth_problem(headers.get("authorization", ""))
+        if problem is not None:
+            await problem.response()(scope, receive, send)
+            return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(int(length)).response()(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._too_large(None).response()(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # then `http.disconnect`, which cancels the run
+
+        await self.app(scope, replay, send)
+
+    def _auth_problem(self, authorization: str) -> _APIError | None:
+        if self.api_key is None:
+            return None
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            message = ("no API key: send `Authorization: Bearer <key>` with the key this server was started with "
+                       "(`PLANWEAVE_API_KEY` or `--api-key`).")
+        elif not hmac.compare_digest(key.strip().encode(), self.api_key.encode()):
+            message = ("the API key is not valid for this server; use the key it was started with "
+                       "(`PLANWEAVE_API_KEY` or `--api-key`).")
+        else:
+            return None
+        return _APIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    def _too_large(self, size: int | None) -> _APIError:
+        what = f"is {size} bytes" if size is not None else "is too large"
+        return _APIError(
+            413,
+            f"the request body {what}; this server accepts at most {self.max_body_bytes} bytes "
+            "(`--max-body-bytes`); send a shorter conversation.",
+            code="request_too_large",
+        )
+
+
+# --- running the server ------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def serve(
+    planner: Planner,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServerConfig | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve `planner` over HTTP until interrupted (Ctrl-C cancels the runs in progress).
+
+    Raises `ConfigError` when `host` is not a loopback address and no API key is configured.
+    """
+    import uvicorn
+
+    config = config or ServerConfig()
+    if not _is_loopback(host) and not config.api_key:
+        raise ConfigError(
+            f"refusing to listen on `{host}` without an API key: anyone who can reach it could run tools "
+            "and spend your model budget. Set `PLANWEAVE_API_KEY` (or pass `--api-key`), or listen on 127.0.0.1."
+        )
+    app = create_app(planner, config)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws="none", timeout_graceful_shutdown=5)

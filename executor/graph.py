@@ -156,9 +156,14 @@ class PlanGraph:
         in_order = True
         last_needs: list[str] | None = None  # consecutive steps often need the same steps
         last_deps = _NO_DEPS
+        tools_by_name: dict[str, Tool] = {}  # registry lookups, once per tool name
         for step in batch:
             sid = step.id
-            tool = self._tool_for(step)
+            tool = tools_by_name.get(step.tool) if step.tool is not None else None
+            if tool is None:
+                tool = self._tool_for(step)
+                if tool is not None and step.tool is not None:
+                    tools_by_name[step.tool] = tool
             if tool is None:
                 suggestions = self.tools.suggest(step.tool or "")
                 hint = (
@@ -288,7 +293,7 @@ class PlanGraph:
                         )
                     )
 
-            if ref_deps - deps:
+            if ref_deps and not ref_deps <= deps:
                 deps = deps.union(ref_deps)
                 if in_order:
                     later = deps.difference(earlier)
@@ -297,7 +302,8 @@ class PlanGraph:
             batch_deps[sid] = deps
             earlier.add(sid)
             if tool is not None:
-                problems += self._check_args(step, tool)
+                if step.args or not self._empty_args_ok.get(tool.name):
+                    problems += self._check_args(step, tool)
                 compiled.append(
                     CompiledStep(
                         step=step,

@@ -169,3 +169,63 @@ def test_plan_error_message_single_and_many() -> None:
         validate_plan(Plan.of([{"id": "x", "tool": "nope"}]), ToolRegistry())
     assert str(info.value) == "invalid plan: step `x` uses unknown tool `nope`; available tools: ."
     assert info.value.step_ids == {"x"}
+
+
+def test_steps_may_need_later_steps_of_their_batch() -> None:
+    g = PlanGraph(TOOLS)
+    g.add(
+        Plan.of(
+            [
+                {"id": "d", "tool": "echo", "args": {"value": "${b} ${c}"}},
+                {"id": "c", "tool": "echo", "args": {"value": 1}, "depends_on": ["b"]},
+                {"id": "b", "tool": "echo", "args": {"value": 1}},
+            ]
+        ).steps
+    )
+    assert g.topological_order() == ["b", "c", "d"]
+
+
+def test_a_cycle_is_reported_with_the_other_problems() -> None:
+    msgs = problems(
+        [
+            {"id": "a", "tool": "echo", "args": {"value": 1}, "depends_on": ["b", "ghost"]},
+            {"id": "b", "tool": "echo", "args": {"value": 1}, "depends_on": ["a"]},
+        ]
+    )
+    assert msgs == [
+        "step `a` depends on `ghost`, which is not in the plan; add that step or remove the dependency.",
+        "dependency cycle `a -> b -> a` (each step needs the next); remove one of these dependencies or references.",
+    ]
+
+
+def test_steps_with_the_same_depends_on_are_each_checked() -> None:
+    assert problems(
+        [
+            {"id": "a", "tool": "echo", "args": {"value": 1}},
+            {"id": "b", "tool": "echo", "args": {"value": 1}, "depends_on": ["a", "ghost"]},
+            {"id": "c", "tool": "echo", "args": {"value": 1}, "depends_on": ["a", "ghost"]},
+            {"id": "d", "tool": "echo", "args": {"value": 1}, "depends_on": ["a", "e"]},
+            {"id": "e", "tool": "echo", "args": {"value": 1}, "depends_on": ["a", "e"]},
+        ]
+    ) == [
+        "step `b` depends on `ghost`, which is not in the plan; add that step or remove the dependency.",
+        "step `c` depends on `ghost`, which is not in the plan; add that step or remove the dependency.",
+        "step `e` depends on itself; remove `e` from its `depends_on`.",
+    ]
+
+
+def test_dependencies_are_depends_on_plus_references() -> None:
+    g = PlanGraph(TOOLS)
+    compiled = g.add(
+        Plan.of(
+            [
+                {"id": "a", "tool": "echo", "args": {"value": 1}},
+                {"id": "b", "tool": "echo", "args": {"value": 1}},
+                {"id": "c", "tool": "echo", "args": {"value": "${b}"}, "depends_on": ["a"]},
+                {"id": "d", "tool": "echo", "args": {"value": 1}, "depends_on": ["a", "b"]},
+            ]
+        ).steps
+    )
+    assert [sorted(c.deps) for c in compiled] == [[], [], ["a", "b"], ["a", "b"]]
+    g.add([Step(id="e", tool="echo", args={"value": "${d}"}, depends_on=["a"])])  # a later batch
+    assert ("a", "e") in g.graph.edges and ("d", "e") in g.graph.edges

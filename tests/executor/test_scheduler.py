@@ -467,3 +467,90 @@ async def test_run_sync_and_raise_for_status() -> None:
 
     result = await asyncio.to_thread(go)
     assert result.raise_for_status().output("a") == "a"
+
+
+# --- steps that need the same set of steps (one shared countdown per set) ------------------------
+
+
+def layers(n: int, width: int, tool: str = "echo", **kw: Any) -> list[Step]:
+    """`n` layers of `width` steps; each step needs every step of the previous layer."""
+    out = []
+    for k in range(n):
+        prev = [f"l{k - 1}_{j}" for j in range(width)] if k else []
+        out += [step(f"l{k}_{j}", tool, depends_on=prev, **kw) for j in range(width)]
+    return out
+
+
+async def test_a_layer_starts_only_when_the_whole_previous_layer_succeeded() -> None:
+    order: list[str] = []
+
+    @tool
+    async def mark(ctx: ToolContext) -> str:
+        order.append(ctx.step_id)
+        await asyncio.sleep(0.001 * (hash(ctx.step_id) % 5))
+        return ctx.step_id
+
+    result = await Executor([mark]).run(layers(3, 6, "mark", args={}))
+    assert result.ok
+    layer_of = [int(sid[1]) for sid in order]
+    assert layer_of == sorted(layer_of)
+
+
+async def test_failed_step_skips_every_step_sharing_its_dependents_set() -> None:
+    @tool
+    async def maybe(ctx: ToolContext) -> str:
+        if ctx.step_id == "l1_2":
+            raise ValueError("no")
+        return ctx.step_id
+
+    result = await Executor([maybe]).run(layers(3, 4, "maybe", args={}, on_failure="continue"))
+    assert result.by_status("failed") == ["l1_2"]
+    assert sorted(result.by_status("skipped")) == [f"l2_{j}" for j in range(4)]
+    assert {result.steps[f"l2_{j}"].error for j in range(4)} == {"needs `l1_2`, which failed"}
+    assert len(result.by_status("succeeded")) == 7
+
+
+async def test_steps_added_later_join_a_set_that_is_pending_finished_or_blocked() -> None:
+    boom = Flaky(99, ValueError).as_tool()
+    ex = Executor([sleep, echo, boom])
+    async with ex.start(
+        [
+            step("slow", "sleep", args={"seconds": 0.1, "value": "S"}),
+            step("fast"),
+            step("bad", "flaky", on_failure="continue"),
+            step("w1", args={"value": "${slow} ${fast}"}),
+        ]
+    ) as run:
+        await asyncio.sleep(0.02)  # `fast` and `bad` are final, `slow` still sleeps
+        run.add_steps([step("w2", args={"value": "${fast} ${slow}"})])  # same set as `w1`, still pending
+        run.add_steps([step("now", args={"value": "${fast}"})])  # a set that is already done
+        run.add_steps([step("never", depends_on=["bad", "fast"])])
+        run.add_steps([step("never2", depends_on=["fast", "bad"])])  # the same, blocked, set
+        assert run.step_status("never") == "skipped" and run.step_status("never2") == "skipped"
+        assert run.step_status("w2") == "pending"
+        await asyncio.sleep(0)
+        assert run.step_status("now") in ("running", "succeeded")
+    result = run.result
+    assert result.output("w1") == "S fast" and result.output("w2") == "fast S"
+    assert result.steps["never2"].error == "needs `bad`, which failed"
+    assert result.steps["w2"].started_at >= result.steps["slow"].finished_at  # type: ignore[operator]
+
+
+async def test_restored_step_counts_once_for_a_dependent_that_also_waits_for_a_running_step() -> None:
+    result = await Executor([sleep, echo]).run(
+        [
+            step("a"),
+            step("b", "sleep", args={"seconds": 0.05, "value": "B"}),
+            step("d", args={"value": "${a} ${b}"}),
+        ],
+        completed={"a": "A"},
+    )
+    assert result.status == "succeeded", result.steps["d"].error
+    assert result.output("d") == "A B"
+
+
+async def test_large_fan_out_and_chain_finish() -> None:
+    steps = [step("root")] + [step(f"s{i}", depends_on=["root"]) for i in range(2000)]
+    steps += [step(f"c{i}", depends_on=[f"c{i - 1}" if i else "s0"]) for i in range(2000)]
+    result = await Executor([echo]).run(steps, keep_events=False)
+    assert result.ok and len(result.by_status("succeeded")) == 4001

@@ -838,6 +838,8 @@ class LangfuseTracer:
             self._status = "cancelled"
 
     def _on_answer_delta(self, e: Any) -> None:
+        if getattr(e, "reset", False):  # the answer is being written again (a re-ask)
+            self._answer.clear()
         self._answer.append(e.text)
 
     def _on_planner_finished(self, e: Any) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "StateStyle",
     "StepState",
     "args_summary",
+    "format_seconds",
     "plan_tree",
     "render_plan",
     "step_state",
@@ -94,7 +95,7 @@ class StepState:
         """`succeeded 0.41s, 2 attempts`: the state in words, for labels."""
         text = self.status
         if self.duration_s is not None:
-            text += f" {_seconds(self.duration_s)}"
+            text += f" {format_seconds(self.duration_s)}"
         if self.attempts is not None and self.attempts > 1:
             text += f", {self.attempts} attempts"
         return text
@@ -106,7 +107,10 @@ States = Mapping[str, Any]
 PlanLike = Plan | PlanGraph | Iterable[Step | Mapping[str, Any]]
 
 
-def _seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
+    """`3.0ms`, `0.42s`, `2m05.0s`."""
+    if s < 0.01:
+        return f"{s * 1000:.1f}ms"
     return f"{s:.2f}s" if s < 60 else f"{int(s // 60)}m{s % 60:04.1f}s"
 
 

@@ -1,0 +1,596 @@
+"""The command line's live view of a run, built from its events and nothing else.
+
+    view = LiveView()                     # a rich console on stderr by default
+    with view:                            # a table updating in place when it is a terminal
+        result = await planner.run(goal, subscribers=[view])
+    print(view.summary_line(model=planner.model))
+
+On a terminal the steps show as a table updating in place (`rich.live.Live`), with the
+planning rounds, the LLM usage and the answer as it streams. Anywhere else (piped, in
+CI, in a log file) there is no live display and no colour: one plain line per notable
+event instead (a step started, retried, succeeded, failed, was skipped or cancelled; a
+plan, a replan; the answer). `quiet=True` prints nothing.
+
+`RunModel` is the state behind the view, usable on its own: feed it events with `apply`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from executor.events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepAdded,
+    StepCancelled,
+    StepFailed,
+    StepReady,
+    StepRestored,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from executor.plan import Step
+from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planner.render import STATE_STYLES, StepState, args_summary, format_seconds
+
+__all__ = ["LiveView", "RoundView", "RunModel", "StepView", "summary_line"]
+
+log = logging.getLogger("planweave.live")
+
+_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+
+def _output_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary_line(
+    *,
+    status: str,
+    duration_s: float,
+    run_id: str,
+    llm_calls: int | None = None,
+    tokens: int | None = None,
+    cost_usd: float | None = None,
+    model: str | None = None,
+    trace_url: str | None = None,
+) -> str:
+    """The closing line of a run, for example
+
+    `succeeded in 2.41s | model openai/gpt-4o-mini | 3 LLM calls, 1840 tokens, cost $0.0012 | run r-1 | trace URL`
+
+    The LLM part is left out when `llm_calls` is None (a workflow run); a cost of None is
+    printed as `unknown`, never as 0.
+    """
+    parts = [f"{status} in {duration_s:.2f}s"]
+    if model:
+        parts.append(f"model {model}")
+    if llm_calls is not None:
+        cost = "unknown" if cost_usd is None else f"${cost_usd:.4f}"
+        parts.append(f"{llm_calls} LLM call{'' if llm_calls == 1 else 's'}, {tokens or 0} tokens, cost {cost}")
+    parts.append(f"run {run_id}")
+    if trace_url:
+        parts.append(f"trace {trace_url}")
+    return " | ".join(parts)
+
+
+@dataclass(slots=True)
+class StepView:
+    """One step as the view knows it. Times are wall-clock (`time.time()`) from the events."""
+
+    id: str
+    tool: str
+    status: str = "pending"
+    """A `StepStatus`: `pending`, `ready`, `running` (also while waiting to retry) or a final state."""
+    deps: list[str] = field(default_factory=list)
+    attempt: int = 0
+    """The attempt running now, or the last one."""
+    max_attempts: int | None = None
+    started_at: float | None = None
+    """When the first attempt started."""
+    finished_at: float | None = None
+    duration_s: float | None = None
+    """As reported by the executor when the step ended."""
+    retry_at: float | None = None
+    """While waiting to retry: when the next attempt is due."""
+    last_error: str | None = None
+    """`ErrorType: message` of the latest failed attempt."""
+    detail: str = ""
+    """Why it was skipped or cancelled, or a short form of its output."""
+    restored: bool = False
+    step: Step | dict[str, Any] | None = None
+
+    def elapsed(self, now: float) -> float | None:
+        if self.duration_s is not None:
+            return self.duration_s
+        if self.started_at is None:
+            return None
+        return (self.finished_at or now) - self.started_at
+
+
+@dataclass(slots=True)
+class RoundView:
+    round: int
+    rationale: str
+    step_ids: list[str]
+    decision: str | None = None
+    reason: str = ""
+
+
+class RunModel:
+    """Everything the events of one run have said so far (`LiveView` catches any error in `apply`)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.goal = ""
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.run_status = "running"
+        """The executor's status (`running` until `RunFinished`)."""
+        self.planner_status: str | None = None
+        self.error: str | None = None
+        self.steps: dict[str, StepView] = {}
+        self.rounds: list[RoundView] = []
+        self.rejections = 0
+        self.llm_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd: float | None = 0.0
+        """None once any call's price is unknown."""
+        self.answer = ""
+        self.planner = False
+        """True once a planner event was seen (the run has LLM calls to report)."""
+        self._duration_s: float | None = None
+
+    @property
+    def status(self) -> str:
+        return self.planner_status or self.run_status
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def duration_s(self, now: float | None = None) -> float:
+        if self._duration_s is not None:
+            return self._duration_s
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or (time.time() if now is None else now)) - self.started_at
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in list(self.steps.values()):
+            out[s.status] = out.get(s.status, 0) + 1
+        return out
+
+    def states(self) -> dict[str, StepState]:
+        """Step states for `planner.render` (to draw the run's graph in its colours)."""
+        return {s.id: StepState(s.status, s.duration_s, s.attempt or None) for s in list(self.steps.values())}
+
+    def plan_steps(self) -> list[Step | dict[str, Any]]:
+        """The steps the run was given, in the order they were added (for `planner.render`)."""
+        return [s.step for s in list(self.steps.values()) if s.step is not None]
+
+    def apply(self, ev: RunEvent) -> None:
+        if isinstance(ev, RunStarted):
+            self.run_id, self.goal, self.started_at = ev.run_id, ev.goal or self.goal, ev.at
+        elif isinstance(ev, StepAdded):
+            step = ev.step
+            retry = step.retry.max_attempts if isinstance(step, Step) else step.get("retry")
+            if isinstance(retry, dict):  # a step read back from JSON; `retry: 3` is short for 3 attempts
+                retry = retry.get("max_attempts")
+            self.steps[ev.step_id] = StepView(
+                ev.step_id, ev.tool, deps=list(ev.deps), max_attempts=retry if isinstance(retry, int) else None, step=step
+            )
+        elif isinstance(ev, PlanUpdated):
+            self.planner = True
+            self.rounds.append(RoundView(ev.round, ev.rationale, list(ev.step_ids)))
+        elif hasattr(ev, "step_id"):
+            self._apply_step(ev)
+        else:
+            self._apply_run(ev)
+
+    def _step(self, ev: Any) -> StepView:
+        view = self.steps.get(ev.step_id)
+        if view is None:  # a step whose `StepAdded` was missed (a view attached late)
+            view = self.steps[ev.step_id] = StepView(ev.step_id, getattr(ev, "tool", "?"))
+        return view
+
+    def _apply_step(self, ev: RunEvent) -> None:
+        s = self._step(ev)
+        if isinstance(ev, StepReady):
+            s.status = "ready"
+        elif isinstance(ev, StepStarted):
+            s.status, s.attempt, s.retry_at = "running", ev.attempt, None
+            s.tool = ev.tool or s.tool
+            if s.started_at is None:
+                s.started_at = ev.at
+        elif isinstance(ev, StepRetrying):
+            s.attempt = ev.attempt
+            s.last_error = f"{ev.error_type}: {ev.error}" if ev.error_type else ev.error
+            s.retry_at = ev.at + ev.delay_s
+        elif isinstance(ev, StepSucceeded):
+            self._finish(s, ev, "succeeded", ev.duration_s, ev.attempts)
+            s.detail = _one_line(_output_text(ev.output), 60)
+        elif isinstance(ev, StepRestored):
+            self._finish(s, ev, "succeeded", None, None)
+            s.restored, s.detail = True, "restored from an earlier run"
+        elif isinstance(ev, StepFailed):
+            self._finish(s, ev, "failed", ev.duration_s, ev.attempts)
+            s.last_error = f"{ev.error_type}: {ev.error}" if ev.error_type else ev.error
+        elif isinstance(ev, StepSkipped):
+            self._finish(s, ev, "skipped", None, None)
+            s.detail = ev.reason
+        elif isinstance(ev, StepCancelled):
+            self._finish(s, ev, "cancelled", None, None)
+            s.detail = ev.reason
+
+    @staticmethod
+    def _finish(s: StepView, ev: RunEvent, status: str, duration: float | None, attempts: int | None) -> None:
+        s.status, s.finished_at, s.retry_at = status, ev.at, None
+        if duration is not None:
+            s.duration_s = duration
+        if attempts:
+            s.attempt = attempts
+
+    def _apply_run(self, ev: RunEvent) -> None:
+        if isinstance(ev, LLMCalled):
+            self.planner = True
+            self.llm_calls += ev.attempts + ev.reasks
+            self.input_tokens += ev.input_tokens
+            self.output_tokens += ev.output_tokens
+            if ev.cost_usd is None:
+                self.cost_usd = None
+            elif self.cost_usd is not None:
+                self.cost_usd += ev.cost_usd
+        elif isinstance(ev, PlanRejected):
+            self.planner = True
+            self.rejections += 1
+        elif isinstance(ev, Decision):
+            self.planner = True
+            if self.rounds and self.rounds[-1].round == ev.round:
+                self.rounds[-1].decision, self.rounds[-1].reason = ev.action, ev.reason
+            else:
+                self.rounds.append(RoundView(ev.round, "", [], ev.action, ev.reason))
+        elif isinstance(ev, AnswerDelta):
+            self.planner = True
+            self.answer += ev.text
+        elif isinstance(ev, RunFinished):
+            self.run_status, self.error = ev.status, ev.error or self.error
+            self.finished_at = ev.at
+            if not self.planner:
+                self._duration_s = ev.duration_s
+        elif isinstance(ev, PlannerFinished):
+            self.planner = True
+            self.planner_status, self.finished_at = ev.status, ev.at
+            if ev.answer and not self.answer:
+                self.answer = ev.answer
+            u = ev.usage
+            if u:  # the planner's own totals are authoritative (they include tools' LLM calls)
+                self.llm_calls = int(u.get("llm_calls", self.llm_calls))
+                self.input_tokens = int(u.get("input_tokens", self.input_tokens))
+                self.output_tokens = int(u.get("output_tokens", self.output_tokens))
+                self.cost_usd = u.get("cost_usd", self.cost_usd)
+
+    def summary_line(self, *, model: str | None = None, trace_url: str | None = None, now: float | None = None) -> str:
+        """`summary_line` for this run (the LLM part only for planner runs)."""
+        return summary_line(
+            status=self.status,
+            duration_s=self.duration_s(now),
+            run_id=self.run_id or "?",
+            llm_calls=self.llm_calls if self.planner or self.llm_calls else None,
+            tokens=self.tokens,
+            cost_usd=self.cost_usd,
+            model=model,
+            trace_url=trace_url,
+        )
+
+
+# --- plain lines (not a terminal) --------------------------------------------------------------
+
+
+def plain_line(ev: RunEvent, model: RunModel) -> str | None:
+    """The line a non-terminal prints for `ev` (already applied to `model`), or None."""
+    sid = getattr(ev, "step_id", None)
+    s = model.steps.get(sid) if sid else None
+    tries = f"/{s.max_attempts}" if s and s.max_attempts and s.max_attempts > 1 else ""
+    if isinstance(ev, StepStarted):
+        if ev.attempt == 1:
+            return f"step {sid} started ({ev.tool})"
+        return f"step {sid} attempt {ev.attempt}{tries} started"
+    if isinstance(ev, StepRetrying):
+        return (
+            f"step {sid} attempt {ev.attempt}{tries} failed ({_one_line((s.last_error if s else None) or ev.error, 160)}); "
+            f"retrying in {ev.delay_s:.2f}s"
+        )
+    if isinstance(ev, StepSucceeded):
+        after = f" after {ev.attempts} attempts" if ev.attempts > 1 else ""
+        return f"step {sid} succeeded in {format_seconds(ev.duration_s)}{after}"
+    if isinstance(ev, StepRestored):
+        return f"step {sid} restored from an earlier run"
+    if isinstance(ev, StepFailed):
+        after = f" after {ev.attempts} attempts" if ev.attempts > 1 else ""
+        return f"step {sid} failed{after}: {_one_line((s.last_error if s else None) or ev.error, 200)}"
+    if isinstance(ev, StepSkipped):
+        return f"step {sid} skipped: {_one_line(ev.reason, 200)}"
+    if isinstance(ev, StepCancelled):
+        return f"step {sid} cancelled" + (f": {_one_line(ev.reason, 200)}" if ev.reason else "")
+    if isinstance(ev, PlanUpdated):
+        n = len(ev.step_ids)
+        ids = ", ".join(ev.step_ids[:12]) + (", ..." if n > 12 else "")
+        return f"round {ev.round}: planned {n} step{'' if n == 1 else 's'}" + (f" ({ids})" if n else "")
+    if isinstance(ev, PlanRejected):
+        return f"round {ev.round}: plan rejected, re-asking ({_one_line('; '.join(ev.errors), 200)})"
+    if isinstance(ev, Decision):
+        if ev.action == "replan":
+            return f"round {ev.round}: replanning" + (f": {_one_line(ev.reason, 200)}" if ev.reason else "")
+        if ev.action in ("budget_stop", "cancel"):
+            return f"round {ev.round}: {ev.action.replace('_', ' ')}" + (f": {_one_line(ev.reason, 200)}" if ev.reason else "")
+    return None
+
+
+# --- the view ----------------------------------------------------------------------------------
+
+
+class LiveView:
+    """An event subscriber that shows a run as it happens (see the module docstring).
+
+    Args:
+        console: where to draw; by default a rich console on stderr, so stdout keeps only
+            the answer or JSON for scripts.
+        quiet: print nothing (the model is still kept, for `summary_line`).
+        show_answer: show the answer in the live table / print an `answer:` line.
+        max_rows: most step rows on screen; by default what fits the terminal. Running and
+            failed steps are kept, the rest folded into one `... N more` row.
+        clock: the time source for running steps' elapsed times.
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        quiet: bool = False,
+        show_answer: bool = True,
+        max_rows: int | None = None,
+        refresh_per_second: float = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.console = console if console is not None else Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.show_answer = show_answer
+        self.max_rows = max_rows
+        self.refresh_per_second = refresh_per_second
+        self.clock = clock
+        self.model = RunModel()
+        self.live = not quiet and self.console.is_terminal
+        """True when the view draws in place (a terminal); False: plain lines, or nothing when quiet."""
+        self._live: Live | None = None
+        self._last: RenderableType = Text("")
+        self._answer_printed = False
+
+    # --- the subscriber ------------------------------------------------------------------
+
+    def __call__(self, event: RunEvent) -> None:
+        try:
+            self.model.apply(event)
+            if self.live or self.quiet:
+                return  # the live display reads the model on its own refresh
+            line = plain_line(event, self.model)
+            if line is not None:
+                self._print(line)
+            if isinstance(event, PlannerFinished):
+                self._print_answer()
+        except Exception:  # a view must never break a run
+            log.debug("live view failed on %s", getattr(event, "kind", event), exc_info=True)
+
+    def _print(self, line: str) -> None:
+        self.console.out(line, highlight=False)
+
+    def _print_answer(self) -> None:
+        if self.show_answer and self.model.answer and not self._answer_printed:
+            self._answer_printed = True
+            self._print(f"answer: {self.model.answer.strip()}")
+
+    # --- start and stop ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start drawing in place (a no-op when the console is not a terminal, or quiet)."""
+        if self.live and self._live is None:
+            self._live = Live(
+                console=self.console,
+                get_renderable=self._safe_renderable,
+                refresh_per_second=self.refresh_per_second,
+                redirect_stdout=self.console.file is sys.stdout,
+                redirect_stderr=self.console.file is sys.stderr,
+            )
+            self._live.start()
+
+    def stop(self) -> None:
+        """Draw the final frame and stop (or print the answer line, when not a terminal)."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            thread = getattr(live, "_refresh_thread", None)
+            live.refresh()
+            live.stop()
+            if thread is not None:  # rich signals its refresh thread but does not wait for it
+                thread.join(timeout=2)
+        elif not self.live and not self.quiet:
+            self._print_answer()
+
+    def __enter__(self) -> LiveView:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- drawing -------------------------------------------------------------------------
+
+    def _safe_renderable(self) -> RenderableType:
+        # Called from rich's refresh thread while the event loop updates the model.
+        try:
+            self._last = self.renderable()
+        except Exception:
+            log.debug("live view frame failed", exc_info=True)
+        return self._last
+
+    def renderable(self, now: float | None = None, *, max_rows: int | None = None) -> RenderableType:
+        """The current frame as a rich renderable."""
+        now = self.clock() if now is None else now
+        m = self.model
+        parts: list[RenderableType] = []
+        head = Text.assemble(("planweave", "bold"), " · ")
+        if m.goal:
+            head.append(_one_line(m.goal, 200))
+        state = STATE_STYLES.get(m.status)
+        head.append(f"  [{m.status} {format_seconds(m.duration_s(now))}]", state.rich if state else "bold blue")
+        parts.append(head)
+        if m.rounds:
+            r = m.rounds[-1]
+            line = Text(f"round {r.round}", "bold")
+            if r.rationale:
+                line.append(f": {_one_line(r.rationale, 160)}")
+            if r.decision in ("replan", "budget_stop", "cancel"):
+                line.append(f"  → {r.decision.replace('_', ' ')}", "yellow")
+                if r.reason:
+                    line.append(f": {_one_line(r.reason, 120)}", "yellow")
+            parts.append(line)
+        parts.append(self._table(now, max_rows if max_rows is not None else self._default_rows()))
+        if m.planner:
+            cost = "unknown" if m.cost_usd is None else f"${m.cost_usd:.4f}"
+            llm = f"LLM: {m.llm_calls} call{'' if m.llm_calls == 1 else 's'}, {m.tokens} tokens, cost {cost}"
+            if m.rejections:
+                llm += f", {m.rejections} plan{'' if m.rejections == 1 else 's'} re-asked"
+            parts.append(Text(llm, "dim"))
+        if self.show_answer and m.answer:
+            parts.append(Panel(Text(m.answer.strip()), title="answer", title_align="left", border_style="green"))
+        return Group(*parts)
+
+    def _default_rows(self) -> int | None:
+        if not self.live:
+            return None
+        extra = 8 + (6 if self.show_answer and self.model.answer else 0)
+        return max(4, self.console.size.height - extra)
+
+    def _table(self, now: float, max_rows: int | None) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        steps = list(self.model.steps.values())
+        shown, hidden = _pick_rows(steps, max_rows)
+        # Fixed columns keep their width; only `detail` gives way when the terminal is narrow.
+        table.add_column("", min_width=1, no_wrap=True)
+        for name, width, justify in (
+            ("step", min(32, max((len(s.id) for s in shown), default=4)), "left"),
+            ("tool", min(20, max((len(s.tool) for s in shown), default=4)), "left"),
+            ("state", 9, "left"),
+            ("try", 3, "right"),
+            ("time", 6, "right"),
+        ):
+            table.add_column(name, min_width=width, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+        table.add_column("detail")  # wrappable, so the table narrows it first; each cell still stays one line
+        for s in shown:
+            style = STATE_STYLES.get(s.status, STATE_STYLES["pending"])
+            waiting = s.status == "running" and s.retry_at is not None
+            tries = "" if s.attempt == 0 else str(s.attempt)
+            if tries and s.max_attempts and s.max_attempts > 1:
+                tries += f"/{s.max_attempts}"
+            elapsed = s.elapsed(now)
+            table.add_row(
+                Text("↻", "yellow") if waiting else Text(style.symbol, style.rich),
+                s.id,
+                s.tool,
+                Text("retrying", "yellow") if waiting else Text(s.status, style.rich),
+                tries,
+                "" if elapsed is None else format_seconds(elapsed),
+                Text(self._detail(s, now), "red" if s.status == "failed" else "dim", no_wrap=True, overflow="ellipsis"),
+            )
+        if hidden:
+            counts: dict[str, int] = {}
+            for s in hidden:
+                counts[s.status] = counts.get(s.status, 0) + 1
+            table.add_row(
+                "…", f"{len(hidden)} more", "", Text(", ".join(f"{n} {k}" for k, n in counts.items()), "dim"), "", "", ""
+            )
+        return table
+
+    def _detail(self, s: StepView, now: float) -> str:
+        if s.status == "pending":
+            waiting = [d for d in s.deps if d in self.model.steps and self.model.steps[d].status != "succeeded"]
+            return f"needs {', '.join(waiting)}" if waiting else ""
+        if s.status == "ready":
+            return "waiting for a free slot"
+        if s.status == "running":
+            if s.retry_at is not None:
+                return f"next try in {max(0.0, s.retry_at - now):.1f}s, after {_one_line(s.last_error or '', 80)}"
+            if s.last_error:
+                return f"attempt {s.attempt - 1} failed: {_one_line(s.last_error, 80)}"
+            step = s.step
+            args = step.args if isinstance(step, Step) else (step or {}).get("args", {})
+            return args_summary(args, 60) if isinstance(args, dict) else ""
+        if s.status == "failed":
+            return _one_line(s.last_error or "", 120)
+        return _one_line(s.detail, 120)
+
+    def frame(self, width: int = 100, *, now: float | None = None, color: bool = False) -> str:
+        """The current frame as text, as the terminal would show it (without colour by default)."""
+        out = io.StringIO()
+        console = Console(
+            file=out, width=width, force_terminal=color, color_system="truecolor" if color else None,
+            highlight=False, legacy_windows=False,
+        )
+        console.print(self.renderable(now, max_rows=self.max_rows))
+        return out.getvalue()
+
+    # --- after the run -------------------------------------------------------------------
+
+    @property
+    def answer(self) -> str:
+        return self.model.answer
+
+    def summary_line(self, *, model: str | None = None, trace_url: str | None = None) -> str:
+        """The closing line: status, duration, LLM calls, tokens, cost (or `unknown`), run id, trace."""
+        return self.model.summary_line(model=model, trace_url=trace_url, now=self.clock())
+
+
+def _pick_rows(steps: list[StepView], max_rows: int | None) -> tuple[list[StepView], list[StepView]]:
+    """Rows to show in plan order, keeping running and failed steps when not all fit."""
+    if max_rows is None or len(steps) <= max_rows:
+        return steps, []
+    budget = max(1, max_rows - 1)  # one row says how many are hidden
+    rank = {"running": 0, "failed": 1, "ready": 2}
+    recent = sorted(
+        (s for s in steps if s.status not in rank),
+        key=lambda s: (s.status == "pending", -(s.finished_at or 0.0)),
+    )
+    chosen = {s.id for s in sorted((s for s in steps if s.status in rank), key=lambda s: rank[s.status])[:budget]}
+    for s in recent:
+        if len(chosen) >= budget:
+            break
+        chosen.add(s.id)
+    return [s for s in steps if s.id in chosen], [s for s in steps if s.id not in chosen]

@@ -148,11 +148,15 @@ _BLOCKING = frozenset({"failed", "skipped", "cancelled"})
 
 
 def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) -> list[RunEvent]:
-    """`StepAdded` for each step of a batch (built only when someone reads them)."""
-    return [
-        StepAdded(run_id=run_id, at=at, step_id=c.step.id, tool=c.step.action, step=c.step, deps=sorted(c.deps))
-        for c in compiled
-    ]
+    """`StepAdded` for each step of a batch (built only when someone needs them)."""
+    ordered: dict[frozenset[str], list[str]] = {}  # a dependency set shared by many steps is sorted once
+    events: list[RunEvent] = []
+    for c in compiled:
+        deps = ordered.get(c.deps)
+        if deps is None:
+            deps = ordered[c.deps] = sorted(c.deps)
+        events.append(StepAdded(run_id=run_id, at=at, step_id=c.step.id, tool=c.step.action, step=c.step, deps=list(deps)))
+    return events
 
 
 class _Slots:

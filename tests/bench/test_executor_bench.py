@@ -66,6 +66,10 @@ def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
             assert_stat(p[key])
         # A layer of sleeps cannot finish before its sleeps do (not a performance bound).
         assert p["wall_s"]["min"] >= p["critical_path_s"]
+        assert p["vs_floor"] > 0
+
+    parallel_targets = [t for t in data["targets"] if t["name"].startswith("parallel efficiency")]
+    assert len(parallel_targets) == 2 and all(t["floor"] >= 1 for t in parallel_targets)
 
     assert data["targets"] and all(isinstance(t["pass"], bool) and t["value"] > 0 for t in data["targets"])
     printed = capsys.readouterr().out

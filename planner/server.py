@@ -275,6 +275,10 @@ class _Runs:
 _Piece = tuple[Literal["reasoning", "answer"], str]
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _preview(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
@@ -308,8 +312,8 @@ class _Narration:
             yield "reasoning", "Planning…\n"
         elif kind == "step_added":
             step = d.get("step") or {}
-            what = step.get("description") or f"{d['tool']} {_preview(step.get('args', {}), 120)}"
-            yield "reasoning", f"- planned `{d['step_id']}`: {what}\n"
+            why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
+            yield "reasoning", f"- planned `{d['step_id']}`{why}: {d['tool']} {_preview(step.get('args', {}), 120)}\n"
         elif kind == "plan_updated":
             steps = len(d.get("step_ids", []))
             why = f": {d['rationale']}" if d.get("rationale") else ""
@@ -431,7 +435,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     """The ASGI app serving `planner`. Run it with any ASGI server, or use `serve`."""
     config = config or ServerConfig()
     runs = _Runs(planner, config)
-    planner.store  # open it now: a broken store fails at start, not on the first request  # noqa: B018
+    _ = planner.store  # open it now: a broken store fails at start, not on the first request
     app = FastAPI(title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False)
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -517,7 +521,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             exported = store.export(run_id)
         except StoreError as exc:
             raise _APIError(404, str(exc), code="run_not_found", param="run_id") from exc
-        return Response(json.dumps(exported, ensure_ascii=False, default=str), media_type="application/json")
+        return Response(_json(exported), media_type="application/json")
 
     app.add_middleware(_Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
     if config.cors_origins:
@@ -553,7 +557,7 @@ async def _chat_stream(
 ) -> AsyncGenerator[str, None]:
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return json.dumps({**base, "object": "chat.completion.chunk", "choices": [choice], **extra})
+        return _json({**base, "object": "chat.completion.chunk", "choices": [choice], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
     result: PlannerResult | None = None
@@ -565,13 +569,13 @@ async def _chat_stream(
                 result = final or result
     except Exception as exc:  # a bug, not a run's failure: tell the client in OpenAI's stream error shape
         log.exception("chat run `%s` broke", run_id)
-        yield json.dumps({"error": {"message": f"planweave failed: {type(exc).__name__}: {exc}",
+        yield _json({"error": {"message": f"planweave failed: {type(exc).__name__}: {exc}",
                                     "type": "server_error", "param": None, "code": None}})
         return
     extension = _extension(run_id, result)
     if usage_chunk:
         yield chunk({}, "stop", planweave=extension)
-        yield json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(result)})
+        yield _json({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(result)})
     else:  # not asked for, but harmless: front ends that read `usage` anywhere show it
         yield chunk({}, "stop", usage=_usage(result), planweave=extension)
     yield "[DONE]"
@@ -582,11 +586,11 @@ async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, A
         async with aclosing(runs.drive(goal, run_id, inputs)) as items:
             async for item in items:
                 if isinstance(item, RunEvent):
-                    yield json.dumps(item.to_dict(), ensure_ascii=False, default=str)
+                    yield _json(item.to_dict())
     except Exception as exc:
         if not isinstance(exc, PlanweaveError):
             log.exception("run `%s` broke", run_id)
-        yield json.dumps({"kind": "error", "run_id": run_id, "message": f"{type(exc).__name__}: {exc}"})
+        yield _json({"kind": "error", "run_id": run_id, "message": f"{type(exc).__name__}: {exc}"})
 
 
 # --- errors in OpenAI's shape ------------------------------------------------------------------

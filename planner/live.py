@@ -281,6 +281,8 @@ class RunModel:
                 self.rounds.append(RoundView(ev.round, "", [], ev.action, ev.reason))
         elif isinstance(ev, AnswerDelta):
             self.planner = True
+            if getattr(ev, "reset", False):  # the join is asked again: its answer starts over
+                self.answer = ""
             self.answer += ev.text
         elif isinstance(ev, RunFinished):
             self.run_status, self.error = ev.status, ev.error or self.error
@@ -290,7 +292,7 @@ class RunModel:
         elif isinstance(ev, PlannerFinished):
             self.planner = True
             self.planner_status, self.finished_at = ev.status, ev.at
-            if ev.answer and not self.answer:
+            if ev.answer:  # the final word (a budget stop's best-effort answer was never streamed)
                 self.answer = ev.answer
             u = ev.usage
             if u:  # the planner's own totals are authoritative (they include tools' LLM calls)

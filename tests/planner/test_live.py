@@ -268,6 +268,18 @@ def test_answer_without_planner_finished_is_printed_on_stop() -> None:
     assert out.getvalue() == "answer: forty-two\n"
 
 
+def test_streamed_answer_starts_over_on_reset_and_the_final_answer_wins() -> None:
+    view = LiveView(piped()[0])
+    feed(view, [AnswerDelta(run_id="r", text="Rome is"), AnswerDelta(run_id="r", text=" warm{")])
+    assert "Rome is warm{" in view.frame()
+    view(AnswerDelta(run_id="r", text="", reset=True))
+    assert view.answer == "" and "answer" not in view.frame()
+    feed(view, [AnswerDelta(run_id="r", text="Rome, "), AnswerDelta(run_id="r", text="24 °C")])
+    assert view.answer == "Rome, 24 °C"
+    view(PlannerFinished(run_id="r", status="budget_exceeded", answer="best effort: Rome"))
+    assert view.answer == "best effort: Rome"
+
+
 def test_quiet_prints_nothing_but_still_keeps_the_model() -> None:
     console, out = piped()
     events, _ = weather_run()

@@ -443,6 +443,9 @@ def test_malformed_requests_get_openai_errors(start: StartServer) -> None:
         live.client().chat.completions.create(model="gpt-4o", messages=ask())
     assert not_found.value.code == "model_not_found"
 
+    no_type = httpx.post(url, content=b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}')
+    assert no_type.status_code == 404 and error(no_type)["code"] == "model_not_found"  # read as JSON all the same
+
     unknown = httpx.get(live.url + "/nothing-here")
     assert unknown.status_code == 404 and error(unknown)["message"].startswith("Invalid URL (GET /v1/nothing-here)")
     assert live.model.chat_requests == []  # nothing ran

@@ -528,3 +528,38 @@ def test_cors_lets_configured_browser_origins_in(start: StartServer) -> None:
     assert listed.status_code == 200 and listed.headers["access-control-allow-origin"] == "http://ui.example"
     other = httpx.get(live.url + "/runs", headers={"origin": "http://evil.example", "authorization": "Bearer k"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path) -> None:
+    """`serve` itself, in a subprocess: the offline planner (no model server needed), then Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "from planner import Planner\nfrom planner.server import serve\n"
+        f"serve(Planner(workspace={str(tmp_path)!r}), port={port}, log_level='warning')\n"
+    )
+    env = {**os.environ, "PLANWEAVE_API_KEY": "k"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0) as client:
+            reply = client.chat.completions.create(model="planweave", messages=ask("compute 2 ** 8"))
+        assert "- `p1` done in" in (reply.choices[0].message.content or "")
+        assert "256" in (reply.choices[0].message.content or "").partition("</think>")[2]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr

@@ -22,8 +22,11 @@ from executor.events import (
     event_from_dict,
 )
 from executor.graph import PlanGraph, validate_plan
+from executor.masking import REDACTED, Masker
 from executor.plan import OnFailure, Plan, RetryPolicy, Step, WorkflowFileError
 from executor.result import RunResult, RunStatus, StepResult, StepStatus
+from executor.sqlite_store import SQLiteRunStore
+from executor.store import RunRecord, RunStore, RunSummary, StoreError, open_store
 from executor.scheduler import Executor, Recovery, Run, RunClosedError, StepFailure
 from executor.workflow import Limits, Parallel, Workflow, load_workflow
 
@@ -32,6 +35,14 @@ __all__ = [
     "EventBus",
     "Executor",
     "Limits",
+    "Masker",
+    "REDACTED",
+    "RunRecord",
+    "RunStore",
+    "RunSummary",
+    "SQLiteRunStore",
+    "StoreError",
+    "open_store",
     "LocalBackend",
     "OnFailure",
     "Parallel",

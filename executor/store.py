@@ -21,7 +21,7 @@ import logging
 import os
 import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,14 +70,19 @@ def default_home() -> Path:
     return Path(os.environ.get("PLANWEAVE_HOME") or DEFAULT_HOME).expanduser()
 
 
-def open_store(path: str | Path | None = None) -> RunStore:
-    """The default store: SQLite at `path` (a file or a directory), else `<home>/runs.db`."""
+def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | None = None) -> RunStore:
+    """The default store: SQLite at `path` (a file or a directory), else `<home>/runs.db`.
+
+    Secrets are masked before anything is stored: by `mask`, default `Masker.from_env()`
+    (API keys, bearer tokens, secret-named arguments, `PLANWEAVE_MASK_PATTERNS`).
+    """
+    from executor.masking import Masker
     from executor.sqlite_store import SQLiteRunStore
 
     target = Path(path).expanduser() if path is not None else default_home()
     if target.suffix != ".db":
         target = target / "runs.db"
-    return SQLiteRunStore(target)
+    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env())
 
 
 class RunSummary(BaseModel):

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from executor.masking import Masker
 from executor.store import FINAL_STATUSES, ResumeState, RunStore, open_store
 from executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from executor.result import StepResult
@@ -32,6 +33,7 @@ from planner.llm import LLMCall, LLMClient, LLMConfig, Usage
 from planner.models import JoinDecision, PlannedStep, PlanUpdate
 from planner.prompts import PromptLibrary
 from planner.streaming import FieldStream, StepStream
+from planner.tracing import LangfuseTracer, TracingConfig, create_tracer
 from tools.base import Tool, ToolRegistry, format_validation_error, tool
 
 __all__ = ["Budget", "Planner", "PlannerResult", "PlannerStatus"]
@@ -67,6 +69,10 @@ class PlannerResult(BaseModel):
     prompts: dict[str, dict[str, str]] = Field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    trace_id: str | None = None
+    """The run's Langfuse trace, when tracing is on."""
+    trace_url: str | None = None
+    """Where to see that trace (the Langfuse host's `/trace/ID` link)."""
 
     @property
     def duration_s(self) -> float:
@@ -145,6 +151,10 @@ class Planner:
             or None for the default (`$PLANWEAVE_HOME/runs.db`); False turns recording off.
         name: a label grouping this planner's runs in the monitoring report (default: the goal).
         meta: JSON-ready data recorded with each run (the CLI records its options, for `resume`).
+        tracing: Langfuse tracing of each run: None follows the environment (`LANGFUSE_PUBLIC_KEY`,
+            `LANGFUSE_SECRET_KEY`, `LANGFUSE_BASE_URL`), False turns it off, or a `TracingConfig`.
+        masker: masks secrets in traces (and recorded runs); default the built-in rules plus
+            `PLANWEAVE_MASK_PATTERNS` and the model API key.
     """
 
     def __init__(
@@ -172,6 +182,8 @@ class Planner:
         store: RunStore | str | Path | bool | None = None,
         name: str = "",
         meta: Mapping[str, Any] | None = None,
+        tracing: bool | TracingConfig | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -200,13 +212,18 @@ class Planner:
         self._store: RunStore | None = None
         self.name = name
         self.meta = dict(meta or {})
+        self.tracing = tracing
+        self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
 
     @property
     def store(self) -> RunStore | None:
         """Where runs are recorded (opened on first use); None when recording is off (`store=False`)."""
         if self._store is None and self._store_arg is not False:
             arg = self._store_arg
-            self._store = arg if isinstance(arg, RunStore) else open_store(None if arg in (None, True) else arg)
+            if isinstance(arg, RunStore):
+                self._store = arg
+            else:
+                self._store = open_store(None if arg in (None, True) else arg, mask=self.masker)
         return self._store
 
     @property
@@ -222,12 +239,17 @@ class Planner:
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         subscribers: Iterable[Callable[[RunEvent], object]] = (),
+        session_id: str | None = None,
+        user_id: str | None = None,
+        tags: Iterable[str] = (),
     ) -> PlannerResult:
-        """Plan and run `goal`; returns the answer, every step, usage and cost."""
+        """Plan and run `goal`; returns the answer, every step, usage and cost (and the trace,
+        when tracing is on; `session_id`, `user_id` and `tags` go on it)."""
         if not goal or not goal.strip():
             raise ValueError("the goal is empty; say what you want done")
+        trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
         return await _PlannerRun(
-            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers]
+            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
         ).go()
 
     async def plan(self, goal: str, *, inputs: Mapping[str, Any] | None = None) -> tuple[Plan, PlannerResult]:
@@ -261,7 +283,7 @@ class Planner:
             )
         state = record.resume_state()
         return await _PlannerRun(
-            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state
+            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
         ).go()
 
     def run_sync(self, goal: str, **kwargs: Any) -> PlannerResult:
@@ -303,6 +325,7 @@ class _PlannerRun:
         subscribers: list[Callable[[RunEvent], object]],
         resume: ResumeState | None = None,
         record: bool = True,
+        trace: Mapping[str, Any] | None = None,
     ) -> None:
         self.p = planner
         self.resumed = resume
@@ -312,6 +335,21 @@ class _PlannerRun:
                     **planner.meta}
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
+        # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
+        # None for `Planner.plan`, which runs nothing.
+        self.tracer: LangfuseTracer | None = None
+        if trace is not None and planner.tracing is not False:
+            self.tracer = create_tracer(
+                model=planner.model,
+                session_id=trace.get("session_id"),
+                user_id=trace.get("user_id"),
+                tags=trace.get("tags", ()),
+                metadata={"planner": planner.name} if planner.name else None,
+                masker=planner.masker,
+                config=planner.tracing if isinstance(planner.tracing, TracingConfig) else None,
+            )
+            if self.tracer is not None:
+                subscribers = [*subscribers, self.tracer]
         self.goal = goal
         self.inputs = inputs
         self.subscribers = subscribers
@@ -401,6 +439,17 @@ class _PlannerRun:
     # --- the loop ------------------------------------------------------------------------------
 
     async def go(self) -> PlannerResult:
+        try:
+            result = await self._go()
+        except BaseException:
+            if self.tracer is not None:
+                self.tracer.close(timeout_s=0)  # end the trace; delivery goes on in the background
+            raise
+        if self.tracer is not None:
+            await self.tracer.aclose()  # waits `flush_timeout_s` (2 s) at most
+        return result
+
+    async def _go(self) -> PlannerResult:
         started = time.time()
         status: PlannerStatus = "failed"
         answer: str | None = None
@@ -448,6 +497,8 @@ class _PlannerRun:
             prompts=self.prompt_refs,
             started_at=started,
             finished_at=time.time(),
+            trace_id=self.tracer.trace_id if self.tracer is not None else None,
+            trace_url=self.tracer.trace_url if self.tracer is not None else None,
         )
         self.emit(
             PlannerFinished(run_id=self.run.id, status=status, answer=answer, usage=result.usage.model_dump())

@@ -23,6 +23,7 @@ def test_executor_public_names() -> None:
             "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepReady", "StepRestored",
             "StepResult", "StepRetrying", "StepSkipped", "StepStarted", "StepStatus", "StepSucceeded",
             "StepTimeoutError", "Workflow", "WorkflowFileError", "event_from_dict", "load_workflow", "validate_plan",
+            "Masker", "REDACTED", "RunRecord", "RunStore", "RunSummary", "SQLiteRunStore", "StoreError", "open_store",
         ]
     )
     for name in executor.__all__:

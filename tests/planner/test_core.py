@@ -312,3 +312,29 @@ async def test_invalid_join_is_reasked_and_streamed_text_reset(server: FakeModel
     rejected = [e for e in events if e.kind == "plan_rejected"]
     assert len(rejected) == 1 and "reason" in rejected[0].errors[0]
     assert "decision could not be used" in server.chat_requests[2].json["messages"][-1]["content"]
+
+
+async def test_tracing_from_environment_puts_the_trace_on_the_result(
+    server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from planner import tracing
+    from planner.testing.otlp import OTLPReceiver
+
+    server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), finish("three"))
+    with OTLPReceiver() as receiver:
+        monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-{os.urandom(4).hex()}")
+        monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
+        monkeypatch.setenv("LANGFUSE_BASE_URL", receiver.url)
+        result = await planner(server).run("add", session_id="chat-1", tags=["t"])
+        assert result.ok and result.trace_id
+        assert result.trace_url == f"{receiver.url}/trace/{result.trace_id}"
+        receiver.wait_for_spans(4)
+        [root] = receiver.tree(result.trace_id)
+        assert root["trace"]["session_id"] == "chat-1" and root["output"] == "three"
+        assert tracing.shutdown(5.0)
+    # Without keys: no tracer, no trace id.
+    monkeypatch.delenv("LANGFUSE_PUBLIC_KEY")
+    server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), finish("3"))
+    assert (await planner(server).run("add")).trace_id is None

@@ -1,0 +1,131 @@
+"""The run-store commands (runs, show, stats, prune, delete, graph) and `plan`, through typer's runner
+and as subprocesses: exit codes, --json, no colour when piped, no litellm import for `runs`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from executor.store import open_store
+from planner.cli import app
+from planner.testing import FakeModelServer, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+WF = ROOT / "examples" / "workflows"
+runner = CliRunner()
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> list[str]:
+    """Two workflow runs and one failed run in the store of this test's PLANWEAVE_HOME."""
+    ok = runner.invoke(app, ["exec", str(WF / "trip_budget.yaml"), "--workspace", str(tmp_path), "--json", "-i", "nights=2"])
+    assert ok.exit_code == 0, ok.stdout
+    bad = tmp_path / "fails.yaml"
+    bad.write_text("name: fails\nsteps:\n  - {id: div, tool: calculator, args: {expression: '1/0'}}\n")
+    failed = runner.invoke(app, ["exec", str(bad), "--json"])
+    assert failed.exit_code == 1
+    return [json.loads(ok.stdout)["run_id"], json.loads(failed.stdout)["run_id"]]
+
+
+def test_runs_lists_newest_first(recorded: list[str]) -> None:
+    res = runner.invoke(app, ["runs", "--json"])
+    assert res.exit_code == 0
+    rows = json.loads(res.stdout)
+    assert [r["id"] for r in rows] == recorded[::-1]
+    assert [r["status"] for r in rows] == ["failed", "succeeded"]
+    failed = json.loads(runner.invoke(app, ["runs", "--json", "--status", "failed"]).stdout)
+    assert [r["id"] for r in failed] == [recorded[1]]
+    table = runner.invoke(app, ["runs"])
+    assert recorded[0] in table.stdout and "trip_budget" in table.stdout
+
+
+def test_show_tree_and_json_export(recorded: list[str]) -> None:
+    res = runner.invoke(app, ["show", recorded[0][:8]])
+    assert res.exit_code == 0
+    assert "hotel" in res.stdout and "succeeded" in res.stdout
+    doc = json.loads(runner.invoke(app, ["show", recorded[0], "--json"]).stdout)
+    assert doc["run"]["id"] == recorded[0]
+    assert {s["id"] for s in doc["steps"]} >= {"hotel"}
+    missing = runner.invoke(app, ["show", "nope"])
+    assert missing.exit_code == 2
+
+
+def test_stats_report(recorded: list[str]) -> None:
+    res = runner.invoke(app, ["stats", "--json"])
+    assert res.exit_code == 0
+    groups = {g["name"]: g for g in json.loads(res.stdout)}
+    assert groups["trip_budget"]["success_rate"] == 1.0 and groups["fails"]["success_rate"] == 0.0
+    assert groups["trip_budget"]["slowest_steps"]
+    assert "trip_budget" in runner.invoke(app, ["stats"]).stdout
+
+
+def test_prune_and_delete(recorded: list[str]) -> None:
+    assert "deleted 0 runs" in runner.invoke(app, ["prune", "--older-than", "1d"]).stdout
+    res = runner.invoke(app, ["delete", recorded[1]])
+    assert res.exit_code == 0
+    assert [r.id for r in open_store().list_runs()] == [recorded[0]]
+    assert runner.invoke(app, ["prune", "--older-than", "soon"]).exit_code == 2
+
+
+def test_graph_of_file_and_run(recorded: list[str], tmp_path: Path) -> None:
+    res = runner.invoke(app, ["graph", str(WF / "trip_budget.yaml"), "--format", "mermaid"])
+    assert res.exit_code == 0 and res.stdout.startswith("flowchart")
+    dot = runner.invoke(app, ["graph", recorded[1], "--format", "dot"])
+    assert dot.exit_code == 0 and "digraph" in dot.stdout
+    png = tmp_path / "g.png"
+    res = runner.invoke(app, ["graph", recorded[0], "--format", "png", "--output", str(png)])
+    assert res.exit_code == 0, res.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plan_prints_a_runnable_plan(tmp_path: Path) -> None:
+    with FakeModelServer() as server:
+        server.enqueue(
+            Reply.json_obj(
+                {
+                    "rationale": "two sums",
+                    "steps": [
+                        {"id": "a", "tool": "calculator", "args": {"expression": "2 + 2"}},
+                        {"id": "b", "tool": "calculator", "args": {"expression": "${a} * 10"}},
+                    ],
+                }
+            )
+        )
+        out = tmp_path / "plan.yaml"
+        res = runner.invoke(
+            app,
+            ["plan", "sums", "--model", "openai/fake", "--api-base", server.base_url, "-f", "yaml", "-o", str(out)],
+            env={"OPENAI_API_KEY": "x"},
+        )
+    assert res.exit_code == 0, res.stdout
+    executed = runner.invoke(app, ["exec", str(out), "--json"])
+    assert executed.exit_code == 0
+    assert json.loads(executed.stdout)["steps"]["b"]["output"] == 40
+    assert open_store().list_runs()[0].kind == "workflow"  # planning alone records nothing
+
+
+def test_runs_does_not_import_litellm_and_is_plain_when_piped(recorded: list[str]) -> None:
+    code = (
+        "import sys; sys.argv=['planweave','runs']\nfrom planner import cli\ntry:\n    cli.main()\n"
+        "except SystemExit:\n    pass\nprint('litellm' in sys.modules, 'instructor' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env=os.environ.copy())
+    assert proc.stdout.strip().endswith("False False"), proc.stdout + proc.stderr
+    assert recorded[0] in proc.stdout and "\x1b[" not in proc.stdout
+
+
+def test_corrupted_store_is_exit_2_naming_the_file(tmp_path: Path) -> None:
+    home = tmp_path / "badhome"
+    home.mkdir()
+    (home / "runs.db").write_bytes(b"garbage" * 200)
+    proc = subprocess.run([sys.executable, "-m", "planner.cli", "runs"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, env={**os.environ, "PLANWEAVE_HOME": str(home)})
+    assert proc.returncode == 2
+    assert f"`{home / 'runs.db'}` is corrupted" in proc.stderr and "Traceback" not in proc.stderr

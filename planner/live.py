@@ -3,7 +3,8 @@
     view = LiveView()                     # a rich console on stderr by default
     with view:                            # a table updating in place when it is a terminal
         result = await planner.run(goal, subscribers=[view])
-    print(view.summary_line(model=planner.model))
+    view.print_answer(result.answer)      # unless the view already showed it
+    print(view.summary_line(result, model=planner.model))
 
 On a terminal the steps show as a table updating in place (`rich.live.Live`), with the
 planning rounds, the LLM usage and the answer as it streams. Anywhere else (piped, in
@@ -33,18 +34,8 @@ from rich.table import Table
 from rich.text import Text
 
 from executor.events import (
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    StepAdded,
-    StepCancelled,
-    StepFailed,
-    StepReady,
-    StepRestored,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
+    RunEvent, RunFinished, RunStarted, StepAdded, StepCancelled, StepFailed, StepReady, StepRestored, StepRetrying,
+    StepSkipped, StepStarted, StepSucceeded,
 )
 from executor.plan import Step
 from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
@@ -53,9 +44,6 @@ from planner.render import STATE_STYLES, StepState, args_summary, format_seconds
 __all__ = ["LiveView", "RoundView", "RunModel", "StepView", "summary_line"]
 
 log = logging.getLogger("planweave.live")
-
-_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
-
 
 def _output_text(value: Any) -> str:
     if isinstance(value, str):
@@ -395,7 +383,7 @@ class LiveView:
         """True when the view draws in place (a terminal); False: plain lines, or nothing when quiet."""
         self._live: Live | None = None
         self._last: RenderableType = Text("")
-        self._answer_printed = False
+        self._shown_answer: str | None = None  # the answer as the view last showed it
 
     # --- the subscriber ------------------------------------------------------------------
 
@@ -413,12 +401,28 @@ class LiveView:
             log.debug("live view failed on %s", getattr(event, "kind", event), exc_info=True)
 
     def _print(self, line: str) -> None:
-        self.console.out(line, highlight=False)
+        # Straight to the file: not a terminal, so rich has nothing to add, and a big run
+        # prints thousands of lines (rich's `out` costs about 100 us each, this about 3).
+        file = self.console.file
+        file.write(line + "\n")
+        file.flush()  # a log being followed sees each line as it happens
 
     def _print_answer(self) -> None:
-        if self.show_answer and self.model.answer and not self._answer_printed:
-            self._answer_printed = True
-            self._print(f"answer: {self.model.answer.strip()}")
+        answer = self.model.answer.strip()
+        if self.show_answer and answer and self._shown_answer is None:
+            self._shown_answer = answer
+            self._print(f"answer: {answer}")
+
+    def print_answer(self, answer: str | None = None) -> None:
+        """After the run: print `answer` (default: the streamed one) unless the view already showed it."""
+        text = (answer if answer is not None else self.model.answer).strip()
+        if self.quiet or not text or text == self._shown_answer:
+            return
+        self._shown_answer = text
+        if self.live:
+            self.console.print(_answer_panel(text))
+        else:
+            self._print(f"answer: {text}")
 
     # --- start and stop ------------------------------------------------------------------
 
@@ -441,6 +445,8 @@ class LiveView:
             thread = getattr(live, "_refresh_thread", None)
             live.refresh()
             live.stop()
+            if self.show_answer and self.model.answer.strip():
+                self._shown_answer = self.model.answer.strip()  # it is in the final frame
             if thread is not None:  # rich signals its refresh thread but does not wait for it
                 thread.join(timeout=2)
         elif not self.live and not self.quiet:
@@ -492,7 +498,7 @@ class LiveView:
                 llm += f", {m.rejections} plan{'' if m.rejections == 1 else 's'} re-asked"
             parts.append(Text(llm, "dim"))
         if self.show_answer and m.answer:
-            parts.append(Panel(Text(m.answer.strip()), title="answer", title_align="left", border_style="green"))
+            parts.append(_answer_panel(m.answer.strip()))
         return Group(*parts)
 
     def _default_rows(self) -> int | None:
@@ -575,9 +581,25 @@ class LiveView:
     def answer(self) -> str:
         return self.model.answer
 
-    def summary_line(self, *, model: str | None = None, trace_url: str | None = None) -> str:
-        """The closing line: status, duration, LLM calls, tokens, cost (or `unknown`), run id, trace."""
-        return self.model.summary_line(model=model, trace_url=trace_url, now=self.clock())
+    def summary_line(self, result: Any = None, *, model: str | None = None, trace_url: str | None = None) -> str:
+        """The closing line: status, duration, LLM calls, tokens, cost (or `unknown`), run id, trace.
+
+        From `result` when given (a `PlannerResult`, or a `RunResult`: no LLM part), else from the events.
+        """
+        if result is None:
+            return self.model.summary_line(model=model, trace_url=trace_url, now=self.clock())
+        usage = getattr(result, "usage", None)
+        return summary_line(
+            status=result.status, duration_s=result.duration_s, run_id=result.run_id,
+            llm_calls=usage.llm_calls if usage is not None else None,
+            tokens=usage.total_tokens if usage is not None else None,
+            cost_usd=usage.cost_usd if usage is not None else None,
+            model=model, trace_url=trace_url,
+        )
+
+
+def _answer_panel(text: str) -> Panel:
+    return Panel(Text(text), title="answer", title_align="left", border_style="green")
 
 
 def _pick_rows(steps: list[StepView], max_rows: int | None) -> tuple[list[StepView], list[StepView]]:

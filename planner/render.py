@@ -43,6 +43,7 @@ __all__ = [
     "format_seconds",
     "plan_tree",
     "render_plan",
+    "run_tree",
     "step_state",
     "to_dot",
     "to_mermaid",
@@ -266,6 +267,88 @@ def tree_text(plan: PlanLike, states: States | None = None, *, width: int = 100,
         plan_tree(plan, states, title=title)
     )
     return out.getvalue()
+
+
+def run_tree(record: Any) -> Tree:
+    """A recorded run (`executor.store.RunRecord`) as a tree, for `planweave show`.
+
+    The root says the run's status, duration and goal; under it each planning round with
+    its LLM calls (tokens, cost) and its steps (state, attempts, time, output or error),
+    then the usage, the answer and the error. A workflow run has its steps under the root.
+    """
+    summary, events = record.summary, list(record.events)
+    steps = record.steps()
+    status = STATE_STYLES.get(summary.status)
+    root = Tree(Text.assemble(
+        (f"run {summary.id}", "bold"), f"  {summary.kind} {summary.name}".rstrip(), "  ",
+        (summary.status, status.rich if status else "bold"),
+        f" in {format_seconds(summary.duration_s)}" if summary.duration_s is not None else "",
+    ))
+    if summary.goal:
+        root.add(Text(f"goal: {summary.goal}", "italic"))
+    placed: set[str] = set()
+    branch: Tree | None = None  # the current round
+    round_label = Text()
+    waiting_calls: list[Text] = []  # a round's planning calls come before the round itself
+    for ev in events:
+        kind = ev.get("kind")
+        if kind == "llm_called":
+            cost = "cost unknown" if ev.get("cost_usd") is None else f"${ev['cost_usd']:.4f}"
+            tokens = int(ev.get("input_tokens") or 0) + int(ev.get("output_tokens") or 0)
+            label = Text(f"LLM {ev.get('purpose', '')}: {ev.get('model', '')}, {tokens} tokens, {cost}", "dim")
+            if ev.get("error"):
+                label.append(f", error: {ev['error']}", "red")
+            if branch is None or ev.get("purpose") == "plan":  # planning belongs to the next round
+                waiting_calls.append(label)
+            else:
+                branch.add(label)
+        elif kind == "plan_updated":
+            round_label = Text(f"round {ev.get('round')}", "bold")
+            if ev.get("rationale"):
+                round_label.append(f": {ev['rationale']}", "not bold")
+            branch = root.add(round_label)
+            for call in waiting_calls:
+                branch.add(call)
+            waiting_calls = []
+            for sid in ev.get("step_ids", []):
+                if sid in steps and sid not in placed:
+                    placed.add(sid)
+                    branch.add(_step_label(steps[sid]))
+        elif kind == "decision" and branch is not None and ev.get("action") != "finish":
+            round_label.append(f"  → {ev.get('action')}" + (f": {ev['reason']}" if ev.get("reason") else ""), "yellow")
+    for sid, step in steps.items():
+        if sid not in placed:
+            root.add(_step_label(step))
+    for call in waiting_calls:
+        root.add(call)
+    if summary.kind == "planner" or summary.llm_calls:
+        cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
+        root.add(Text(f"LLM: {summary.llm_calls} calls, {summary.total_tokens} tokens, cost {cost}", "dim"))
+    if summary.answer:
+        root.add(Text.assemble(("answer: ", "bold"), summary.answer))
+    if summary.error:
+        root.add(Text(f"error: {summary.error}", "red"))
+    return root
+
+
+def _step_label(step: Mapping[str, Any]) -> Text:
+    style = STATE_STYLES.get(step.get("status", ""), STATE_STYLES["pending"])
+    label = Text.assemble(
+        (f"{style.symbol} ", style.rich), (str(step.get("id")), "bold"), "  ", (str(step.get("tool", "")), "cyan"), "  ",
+        (str(step.get("status")), style.rich),
+    )
+    if (step.get("attempts") or 0) > 1:
+        label.append(f"  {step['attempts']} attempts")
+    started, finished = step.get("started_at"), step.get("finished_at")
+    if started is not None and finished is not None:
+        label.append(f"  {format_seconds(finished - started)}")
+    if step.get("status") == "succeeded":
+        output = step.get("output")
+        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
+        label.append(f"  {_short(' '.join(text.split()), 60)}", "dim")
+    elif step.get("error"):
+        label.append(f"  {_short(' '.join(str(step['error']).split()), 100)}", "red" if step.get("status") == "failed" else "dim")
+    return label
 
 
 # --- Mermaid -----------------------------------------------------------------------------------

@@ -280,6 +280,44 @@ def test_streamed_answer_starts_over_on_reset_and_the_final_answer_wins() -> Non
     assert view.answer == "best effort: Rome"
 
 
+def test_print_answer_prints_only_what_the_view_did_not_show() -> None:
+    console, out = piped()
+    with LiveView(console) as view:
+        feed(view, weather_run()[0])
+    view.print_answer("Rome is warmest right now at 24 °C (Paris 18 °C, Oslo 9 °C).")  # already printed
+    assert out.getvalue().count("answer: ") == 1
+    view.print_answer("something else")
+    assert out.getvalue().endswith("answer: something else\n")
+
+    term = io.StringIO()
+    with LiveView(Console(file=term, force_terminal=True, width=100, height=40)) as live:
+        feed(live, weather_run()[0])
+    shown = term.getvalue()
+    live.print_answer()
+    assert term.getvalue() == shown  # the final frame had it
+
+    quiet_out = io.StringIO()
+    quiet = LiveView(Console(file=quiet_out), quiet=True)
+    quiet.print_answer("x")
+    assert quiet_out.getvalue() == ""
+
+
+def test_summary_line_from_a_result() -> None:
+    from executor.result import RunResult
+    from planner import PlannerResult, Usage
+
+    view = LiveView(piped()[0])
+    planned = PlannerResult(
+        run_id="r-9", goal="g", status="budget_exceeded", started_at=T0, finished_at=T0 + 4,
+        usage=Usage(input_tokens=100, output_tokens=20, llm_calls=2, cost_usd=None),
+    )
+    assert view.summary_line(planned, model="m") == (
+        "budget_exceeded in 4.00s | model m | 2 LLM calls, 120 tokens, cost unknown | run r-9"
+    )
+    ran = RunResult(run_id="r-8", status="failed", started_at=T0, finished_at=T0 + 1.5)
+    assert view.summary_line(ran) == "failed in 1.50s | run r-8"
+
+
 def test_quiet_prints_nothing_but_still_keeps_the_model() -> None:
     console, out = piped()
     events, _ = weather_run()

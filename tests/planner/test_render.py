@@ -21,6 +21,7 @@ from planner.render import (
     args_summary,
     plan_tree,
     render_plan,
+    run_tree,
     step_state,
     to_dot,
     to_mermaid,
@@ -297,3 +298,74 @@ def test_render_plan_picks_the_format() -> None:
     assert render_plan(PLAN, "dot") == to_dot(PLAN)
     with pytest.raises(ConfigError, match="unknown graph format `svg`; use `tree`, `mermaid`, `dot` or `png`."):
         render_plan(PLAN, "svg")  # type: ignore[arg-type]
+
+
+# --- a recorded run ------------------------------------------------------------------------------
+
+
+def _record(events: list[Any], **summary: Any) -> Any:
+    from executor.store import RunRecord, RunSummary
+
+    base: dict[str, Any] = {"id": "r-1", "kind": "planner", "name": "", "goal": "g", "status": "succeeded",
+                            "created_at": 0.0, "duration_s": 2.5}
+    return RunRecord(summary=RunSummary(**{**base, **summary}), events=[e.to_dict() for e in events])
+
+
+def _plain(tree: Tree, width: int = 120) -> str:
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(tree)
+    return out.getvalue()
+
+
+def test_run_tree_groups_steps_and_llm_calls_by_round() -> None:
+    from executor.events import StepAdded, StepFailed, StepStarted, StepSucceeded
+    from planner.events import AnswerDelta, Decision, LLMCalled, PlanUpdated
+
+    a, b = Step(id="a", tool="calculator"), Step(id="b", tool="http_get")
+    events = [
+        LLMCalled(run_id="r-1", purpose="plan", model="m", input_tokens=90, output_tokens=10, cost_usd=0.001),
+        StepAdded(run_id="r-1", step_id="a", tool="calculator", step=a),
+        StepStarted(run_id="r-1", step_id="a", tool="calculator", attempt=1, at=10.0),
+        StepSucceeded(run_id="r-1", step_id="a", output=391, attempts=1, duration_s=0.25, at=10.25),
+        PlanUpdated(run_id="r-1", round=1, rationale="compute", step_ids=["a"]),
+        LLMCalled(run_id="r-1", purpose="join", model="m", input_tokens=50, output_tokens=5, cost_usd=None),
+        Decision(run_id="r-1", action="replan", round=1, reason="need b"),
+        LLMCalled(run_id="r-1", purpose="plan", model="m", input_tokens=1, output_tokens=1, cost_usd=0.0),
+        StepAdded(run_id="r-1", step_id="b", tool="http_get", step=b),
+        StepStarted(run_id="r-1", step_id="b", tool="http_get", attempt=2, at=11.0),
+        StepFailed(run_id="r-1", step_id="b", error="HTTP 503", error_type="ToolError", attempts=2,
+                   on_failure="continue", at=12.0),
+        PlanUpdated(run_id="r-1", round=2, rationale="fetch", step_ids=["b"]),
+        AnswerDelta(run_id="r-1", text="391"),
+    ]
+    text = _plain(run_tree(_record(events, llm_calls=3, input_tokens=141, output_tokens=16, cost_usd=None,
+                                   answer="391")))
+    assert text == (
+        "run r-1  planner  succeeded in 2.50s\n"
+        "├── goal: g\n"
+        "├── round 1: compute  → replan: need b\n"
+        "│   ├── LLM plan: m, 100 tokens, $0.0010\n"
+        "│   ├── ✓ a  calculator  succeeded  0.25s  391\n"
+        "│   └── LLM join: m, 55 tokens, cost unknown\n"
+        "├── round 2: fetch\n"
+        "│   ├── LLM plan: m, 2 tokens, $0.0000\n"
+        "│   └── ✗ b  http_get  failed  2 attempts  1.00s  HTTP 503\n"
+        "├── LLM: 3 calls, 157 tokens, cost unknown\n"
+        "└── answer: 391\n"
+    )
+
+
+def test_run_tree_of_a_workflow_run() -> None:
+    from executor.events import StepAdded, StepSkipped
+
+    events = [StepAdded(run_id="r-1", step_id="x", tool="t", step=Step(id="x", tool="t")),
+              StepSkipped(run_id="r-1", step_id="x", reason="`when` was false")]
+    text = _plain(run_tree(_record(events, kind="workflow", name="trip", goal="", status="failed",
+                                   error="criterion failed")))
+    assert text == (
+        "run r-1  workflow trip  failed in 2.50s\n"
+        "├── ↷ x  t  skipped  `when` was false\n"
+        "└── error: criterion failed\n"
+    )

@@ -46,7 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from executor.events import RunEvent
-from executor.store import StoreError
+from executor.store import RunStore, StoreError
 from planner.core import Planner, PlannerResult
 from planner.errors import ConfigError
 from planner.events import AnswerDelta
@@ -440,6 +440,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)
 
     def model_card() -> dict[str, Any]:
         return {"id": config.model_id, "object": "model", "created": runs.created, "owned_by": "planweave",
@@ -474,17 +475,21 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
                 _chat_stream(runs, goal, run_id, reply, base, usage_chunk), headers=headers, sep="\n"
             )
         result: PlannerResult | None = None
-        async with anyio.create_task_group() as tg:
+        try:
+            async with anyio.create_task_group() as tg:
 
-            async def cancel_on_disconnect() -> None:
-                await _wait_disconnect(request)
+                async def cancel_on_disconnect() -> None:
+                    await _wait_disconnect(request)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(cancel_on_disconnect)
+                async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+                    async for _, final in events:
+                        result = final
                 tg.cancel_scope.cancel()
-
-            tg.start_soon(cancel_on_disconnect)
-            async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
-                async for _, final in events:
-                    result = final
-            tg.cancel_scope.cancel()
+        except Exception as exc:  # answered here, so the connection stays usable for the client's next request
+            log.exception("chat run `%s` broke", run_id)
+            return _bug(exc).response()
         completion = {
             **base,
             "object": "chat.completion",
@@ -545,7 +550,7 @@ def _check_model(model_id: str, config: ServerConfig, *, param: str | None) -> N
         )
 
 
-def _store(planner: Planner) -> Any:
+def _store(planner: Planner) -> RunStore:
     store = planner.store
     if store is None:
         raise _APIError(404, "this server records no runs (its planner has `store=False`).", code="run_not_found")
@@ -569,8 +574,8 @@ async def _chat_stream(
                 result = final or result
     except Exception as exc:  # a bug, not a run's failure: tell the client in OpenAI's stream error shape
         log.exception("chat run `%s` broke", run_id)
-        yield _json({"error": {"message": f"planweave failed: {type(exc).__name__}: {exc}",
-                                    "type": "server_error", "param": None, "code": None}})
+        error = _bug(exc)
+        yield _json({"error": {"message": error.message, "type": error.type, "param": None, "code": None}})
         return
     extension = _extension(run_id, result)
     if usage_chunk:
@@ -612,6 +617,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     first = errors[0].get("loc", ()) if errors else ()
     param = ".".join(str(p) for p in first if p not in ("body", "query", "path")) or None
     return _APIError(422, "invalid request: " + "; ".join(problems), param=param).response()
+
+
+def _bug(exc: Exception) -> _APIError:
+    """A bug, not a run's failure (those are replies), in OpenAI's shape all the same."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return _APIError(500, f"planweave failed: {type(exc).__name__}: {exc}", type_="server_error")
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    return _bug(exc).response()  # Starlette logs the exception
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

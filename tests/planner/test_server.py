@@ -563,3 +563,22 @@ def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
+
+
+class BrokenPlanner(Planner):
+    async def run(self, goal: str, **kw: Any) -> Any:
+        raise RuntimeError("a bug")
+
+
+def test_a_bug_is_a_500_or_a_stream_error_in_openai_shape(tmp_path: Path) -> None:
+    planner = BrokenPlanner(model="openai/fake-model", store=SQLiteRunStore(tmp_path / "runs.db"))
+    with running(create_app(planner)) as root, openai.OpenAI(base_url=root + "/v1", api_key="x", max_retries=0) as c:
+        with pytest.raises(openai.InternalServerError) as caught:
+            c.chat.completions.create(model="planweave", messages=ask())
+        assert message(caught.value) == "planweave failed: RuntimeError: a bug"
+        with pytest.raises(openai.APIError, match="planweave failed: RuntimeError: a bug"):
+            list(c.chat.completions.create(model="planweave", messages=ask(), stream=True))
+        with httpx.stream("POST", root + "/v1/runs", json={"goal": "g"}) as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        assert events == [{"kind": "error", "run_id": response.headers["x-planweave-run-id"],
+                           "message": "RuntimeError: a bug"}]

@@ -41,6 +41,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -265,9 +266,8 @@ def react_turn(q: Question, outputs: Sequence[str], thoughts: bool) -> Reply:
     """ReAct turn number len(outputs): search, convert, search, convert, ..., combine, answer."""
     k, a, n = q.fanout, q.attribute, len(outputs)
     if n < 2 * k and n % 2 == 0:
-        thought, call = f"I need the {a.noun} of {q.entities[n // 2]}.", ToolCall.of(
-            "search", {"query": query_of(a, q.entities[n // 2])}
-        )
+        thought = f"I need the {a.noun} of {q.entities[n // 2]}."
+        call = ToolCall.of("search", {"query": query_of(a, q.entities[n // 2])})
     elif n < 2 * k:
         found = NUMBER_RE.search(outputs[-1])
         context = found.group(0) if found else outputs[-1]
@@ -301,7 +301,7 @@ class FakeModel:
             return Reply.json_obj(plan_of(self._goal(request)))
         if "search" in names:
             return self._react(request)
-        if names:  # instructor's `JoinDecision` tool
+        if names:  # the join decision (the planner's `decide` tool)
             return self._join(request)
         return self._math(request.last_user_text)
 
@@ -313,7 +313,8 @@ class FakeModel:
 
     def _join(self, request: RecordedRequest) -> Reply:
         q = self._goal(request)
-        results = {sid: text for sid, _, status, text in self.HISTORY_RE.findall(str(request.messages[0]["content"]))}
+        history = self.HISTORY_RE.findall(str(request.messages[0]["content"]))
+        results = {sid: text for sid, _tool, _status, text in history}
         found = ANSWER_RE.search(results.get("result", ""))
         values = [m.group(1) for i in range(q.fanout) for m in [ANSWER_RE.search(results.get(f"m{i + 1}", ""))] if m]
         answer = final_answer(q, found.group(1), values) if found else "I could not work it out."
@@ -372,16 +373,29 @@ def reply_tokens(reply: Reply) -> int:
     return len(tokenize(reply.stream_text))
 
 
-def plan_layout(q: Question, style: str = "json") -> tuple[str, list[int]]:
+PLAN_SYNTAXES = {
+    "json": "today's PlanUpdate: rationale, then steps as objects",
+    "json, rationale last": "the same JSON with `rationale` after `steps`",
+    "json, positional steps": 'each step as `["s1", "search", {...}]`',
+    "json, positional, rationale last": "both changes",
+    "llmcompiler": 'LLMCompiler\'s plan syntax: `4. math("...", ["$1"])` lines',
+}
+
+
+def plan_layout(q: Question, syntax: str = "json") -> tuple[str, list[int]]:
     """The plan's streamed text and the offset where each step ends in it.
 
-    `json` is what planweave's model writes (a `PlanUpdate` tool call). `llmcompiler` is the same
-    plan in LLMCompiler's plan syntax, for the what-if analysis only: nothing parses it.
+    `json` is what planweave's model writes (a `PlanUpdate` tool call); the other syntaxes are
+    for the what-if analysis only (nothing parses them): the same steps, written differently.
     """
     plan = plan_of(q)
-    if style == "json":
-        text, spans = json_spans(plan)
-        return text, [spans[("steps", j)][1] for j in range(len(plan["steps"]))]
+    if syntax.startswith("json"):
+        steps: list[Any] = plan["steps"]
+        if "positional" in syntax:
+            steps = [[s["id"], s["tool"], s["args"]] for s in steps]
+        obj = {"steps": steps, "rationale": plan["rationale"]} if "last" in syntax else {**plan, "steps": steps}
+        text, spans = json_spans(obj)
+        return text, [spans[("steps", j)][1] for j in range(len(steps))]
     number = {step["id"]: j + 1 for j, step in enumerate(plan["steps"])}
     text, ends = f"Thought: {plan['rationale']}\n", []
     for j, step in enumerate(plan["steps"]):
@@ -398,7 +412,7 @@ def plan_layout(q: Question, style: str = "json") -> tuple[str, list[int]]:
     return text + f"{len(plan['steps']) + 1}. join()<END_OF_PLAN>", ends
 
 
-def ideal_times(q: Question, t: Timing, plan_style: str = "json") -> dict[str, float]:
+def ideal_times(q: Question, t: Timing, plan_syntax: str = "json") -> dict[str, float]:
     """Each system's time for `q` with zero overhead: only model tokens and tool time count."""
     k, a = q.fanout, q.attribute
     search_s = [search_seconds(query_of(a, e), t.search_s) for e in q.entities]
@@ -407,7 +421,7 @@ def ideal_times(q: Question, t: Timing, plan_style: str = "json") -> dict[str, f
     join_s = t.call_s(Reply.json_obj({"action": "finish", "answer": final_answer(q, q.expected(), q.branch_values())}))
 
     # Plan: token i arrives at ttft + i / rate; a step is planned when the token holding its end arrives.
-    text, step_ends = plan_layout(q, plan_style)
+    text, step_ends = plan_layout(q, plan_syntax)
     token_ends, pos = [], 0
     for piece in tokenize(text):
         pos += len(piece)
@@ -441,17 +455,18 @@ def ideal_times(q: Question, t: Timing, plan_style: str = "json") -> dict[str, f
 
 
 def what_if(questions: Sequence[Question], t: Timing) -> list[dict[str, Any]]:
-    """Analytic only: the speedup over ReAct that a zero-overhead planweave reaches, by plan syntax and token rate."""
+    """Analytic only: the speedup over ReAct a zero-overhead planweave reaches, by plan syntax and token rate."""
+    cases = [("json", r) for r in sorted({t.tokens_per_s, 2 * t.tokens_per_s, 4 * t.tokens_per_s})]
+    cases += [(syntax, t.tokens_per_s) for syntax in list(PLAN_SYNTAXES)[1:]]
     rows = []
-    for style in ("json", "llmcompiler"):
-        for rate in sorted({t.tokens_per_s, 50.0, 100.0, 200.0}):
-            ideal = [ideal_times(q, Timing(t.ttft_s, rate, t.search_s), style) for q in questions]
-            react, bound = (statistics.fmean(i[s] for i in ideal) for s in ("react", "planweave"))
-            rows.append({
-                "plan_syntax": style, "tokens_per_s": rate, "plan_tokens": statistics.fmean(i["plan_tokens"] for i in ideal),
-                "react_s": react, "planweave_bound_s": bound, "speedup": react / bound,
-                "react_bare_speedup": statistics.fmean(i["react_bare"] for i in ideal) / bound,
-            })  # fmt: skip
+    for syntax, rate in cases:
+        ideal = [ideal_times(q, Timing(t.ttft_s, rate, t.search_s), syntax) for q in questions]
+        react, bound = (statistics.fmean(i[s] for i in ideal) for s in ("react", "planweave"))
+        rows.append({
+            "plan_syntax": syntax, "tokens_per_s": rate, "plan_tokens": statistics.fmean(i["plan_tokens"] for i in ideal),
+            "react_s": react, "planweave_bound_s": bound, "speedup": react / bound,
+            "react_bare_speedup": statistics.fmean(i["react_bare"] for i in ideal) / bound,
+        })  # fmt: skip
     return rows
 
 
@@ -740,8 +755,8 @@ def render(results: dict[str, Any]) -> str:
               f"{w['planweave_bound_s']:.2f}", f"{w['speedup']:.2f}x", f"{w['react_bare_speedup']:.2f}x"]
              for w in results["what_if"]],
         ))  # fmt: skip
-        out.append("   json: the PlanUpdate tool call planweave's model writes; llmcompiler: the same steps in LLMCompiler's")
-        out.append('   plan syntax (`4. math("...", ["$1"])`), tokenized by the same rule.')
+        out += [f"   {name}: {meaning}" for name, meaning in PLAN_SYNTAXES.items()]
+        out.append("   (the same steps, tokenized by the fake server's rule; only `json` is what planweave parses today)")
     out += ["", "Targets:"]
     for t in results["targets"]:
         value = t["value"] if not isinstance(t["value"], float) else f"{t['value']:.3f}"
@@ -753,11 +768,14 @@ def render(results: dict[str, Any]) -> str:
 async def run_all(args: argparse.Namespace, questions: list[Question]) -> dict[str, list[dict[str, Any]]]:
     timing = Timing(args.ttft, args.tokens_per_s, args.search_s)
     ideals = {q.id: ideal_times(q, timing) for q in questions}
-    with FakeModelServer(handler=FakeModel(questions), ttft_s=args.ttft, tokens_per_s=args.tokens_per_s) as server:
+    server = FakeModelServer(handler=FakeModel(questions), ttft_s=args.ttft, tokens_per_s=args.tokens_per_s)
+    with server, tempfile.TemporaryDirectory(prefix="planweave-bench-") as home:
         config = LLMConfig(model=MODEL, api_base=server.base_url, api_key="x")
         search = make_search(questions, args.search_s)
+        # Runs are recorded, as by default, but in a throwaway store rather than the user's.
+        store = Path(home) / "runs.db"
         planners = {
-            name: Planner(MODEL, [search], api_base=server.base_url, api_key="x", stream=name == "planweave")
+            name: Planner(MODEL, [search], api_base=server.base_url, api_key="x", stream=name == "planweave", store=store)
             for name in ("plan_execute", "planweave")
         }
 
@@ -815,6 +833,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals (0.1 ms), so the JSON stays readable."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table, write the JSON; returns the results."""
     args = parse_args(argv)
@@ -867,6 +896,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in sys_rows:
             by_q[r["question"]]["runs"][name] = r["run"]
     results["questions"] = list(by_q.values())
+    results = _rounded(results)
     print()
     print(render(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,12 +41,13 @@ class LocalBackend(Backend):
     """Async tools on the loop; sync tools in a worker thread unless they are marked non-blocking.
 
     Worker threads start when needed, up to `max_threads` (a call beyond that waits for a
-    free thread), and stop after `idle_s` seconds without work. A sync call that outlives
-    its step's timeout keeps its thread until it returns: Python threads cannot be killed.
+    free thread), and stop after `idle_s` seconds without work, so a high limit costs nothing
+    until a plan runs that many blocking steps side by side. A sync call that outlives its
+    step's timeout keeps its thread until it returns: Python threads cannot be killed.
     Prefer async tools for long I/O.
     """
 
-    def __init__(self, max_threads: int = 64, *, idle_s: float = 10.0) -> None:
+    def __init__(self, max_threads: int = 256, *, idle_s: float = 10.0) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, not {max_threads}")
         self.max_threads = max_threads

@@ -192,7 +192,7 @@ Subscriber = Callable[[RunEvent], object]
 _CLOSED = object()
 
 # Event constructors by kind, taking every field positionally in declaration order. The
-# executor records events as plain tuples `(kind, at, *fields)` when only the history keeps
+# executor records events as plain values `kind, at, *fields` when only the history keeps
 # them, and these build the objects (at once for listeners, or when the history is read).
 # tests/executor/test_events.py checks that each matches its class's fields.
 _MAKERS: dict[str, Callable[..., RunEvent]] = {
@@ -230,18 +230,20 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
 }
 
 _DEFERRED = "*"
-"""Kind of a history entry `(_DEFERRED, at, build)`: `build(run_id, at)` returns the events."""
+"""Kind of a history entry `_DEFERRED, at, build`: `build(run_id, at)` returns the events."""
 
-_Entry = RunEvent | tuple[Any, ...]
+_ARITY = {kind: len(dataclasses.fields(EVENT_TYPES[kind])) - 2 for kind in _MAKERS} | {_DEFERRED: 1}
+"""How many fields follow `kind, at` in the history, by kind."""
 
 
 class EventBus:
     """Fans events out to subscribers and to any number of async iterators, and keeps the history.
 
     Events are built only when someone needs them: with subscribers or iterators, every event
-    is built and delivered as it happens; with only the history kept, `note` stores a plain
-    tuple (no object for the garbage collector to scan in a large run), and reading `history`
-    or replaying into `iterate` builds the events, with the same fields and timestamps.
+    is built and delivered as it happens; with only the history kept, `note` appends the kind,
+    time and fields to one flat list (no object per event for the garbage collector to track
+    in a large run), and reading `history` or replaying into `iterate` builds the events, with
+    the same fields and timestamps.
     """
 
     __slots__ = ("_subscribers", "_queues", "_history", "_built", "_closed", "active", "live", "run_id")
@@ -251,8 +253,9 @@ class EventBus:
     ) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
         self._queues: list[asyncio.Queue[object]] = []
-        self._history: list[_Entry] | None = [] if keep_history else None
-        self._built = 0  # history entries before this index are events already
+        # Events, each followed by nothing, or unbuilt entries `kind, at, *fields` (see `_ARITY`).
+        self._history: list[Any] | None = [] if keep_history else None
+        self._built = 0  # the history before this index holds built events only
         self._closed = False
         self.run_id = run_id
         """Put in the events built from `note` and `defer`."""
@@ -294,7 +297,7 @@ class EventBus:
         if self.live:
             self.emit(_MAKERS[kind](self.run_id, time.time(), *fields))
         elif self._history is not None:
-            self._history.append((kind, time.time(), *fields))
+            self._history += (kind, time.time(), *fields)
 
     def defer(self, build: Callable[[str, float], list[RunEvent]]) -> None:
         """Emit the events `build(run_id, at)` returns (for example one per step of a batch),
@@ -303,7 +306,7 @@ class EventBus:
             for event in build(self.run_id, time.time()):
                 self.emit(event)
         elif self._history is not None:
-            self._history.append((_DEFERRED, time.time(), build))
+            self._history += (_DEFERRED, time.time(), build)
 
     def _materialize(self) -> list[RunEvent]:
         """Build the stored events in place (once) and return the history."""
@@ -311,17 +314,23 @@ class EventBus:
         if history is None:
             return []
         if self._built < len(history):
-            built: list[_Entry] = history[: self._built]
-            for entry in history[self._built :]:
-                if isinstance(entry, RunEvent):
-                    built.append(entry)
-                elif entry[0] == _DEFERRED:
-                    built.extend(entry[2](self.run_id, entry[1]))
+            built: list[Any] = history[: self._built]
+            i, end = self._built, len(history)
+            while i < end:
+                item = history[i]
+                if isinstance(item, RunEvent):
+                    built.append(item)
+                    i += 1
+                    continue
+                at, n = history[i + 1], _ARITY[item]
+                if item == _DEFERRED:
+                    built.extend(history[i + 2](self.run_id, at))
                 else:
-                    built.append(_MAKERS[entry[0]](self.run_id, *entry[1:]))
+                    built.append(_MAKERS[item](self.run_id, at, *history[i + 2 : i + 2 + n]))
+                i += 2 + n
             history[:] = built
             self._built = len(history)
-        return history  # type: ignore[return-value]  # every entry is an event now
+        return history
 
     def close(self) -> None:
         """End every iterator after the events already queued."""

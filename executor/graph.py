@@ -180,13 +180,12 @@ class PlanGraph:
                 deps = last_deps  # known, and still before this step if they were before the last
             else:
                 deps = frozenset(needs)
-                if sid in deps or deps.difference(new_ids).difference(old):
+                if sid in deps or not (new_ids.keys() >= deps or old.keys() >= deps.difference(new_ids)):
                     deps = self._check_depends_on(step, new_ids, problems)
                 else:
                     last_needs, last_deps = needs, deps
-                if in_order:
-                    later = deps.difference(earlier)
-                    in_order = not later or not later.difference(old)
+                if in_order and not earlier >= deps:
+                    in_order = old.keys() >= deps.difference(earlier)
 
             refs: list[tuple[str, Ref]] = []  # (where, ref)
             if step.args:
@@ -295,9 +294,8 @@ class PlanGraph:
 
             if ref_deps and not ref_deps <= deps:
                 deps = deps.union(ref_deps)
-                if in_order:
-                    later = deps.difference(earlier)
-                    in_order = not later or not later.difference(old)
+                if in_order and not earlier >= deps:
+                    in_order = old.keys() >= deps.difference(earlier)
             deps = self._dep_sets.setdefault(deps, deps)
             batch_deps[sid] = deps
             earlier.add(sid)

@@ -146,6 +146,9 @@ class _Join:
 
 _BLOCKING = frozenset({"failed", "skipped", "cancelled"})
 
+_BURST = 256
+"""Most step tasks created per turn of the event loop (see `Run._next_burst`)."""
+
 
 def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) -> list[RunEvent]:
     """`StepAdded` for each step of a batch (built only when someone needs them)."""
@@ -327,6 +330,9 @@ class Run:
         self._tool_sems = {name: asyncio.Semaphore(n) for name, n in executor.tool_limits.items()}
         self._unlimited = self._global_sem is None and not self._tool_sems
         self._tg: asyncio.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started_now = 0  # step tasks created since the loop last ran `_next_burst`
+        self._queued: deque[_Node] = deque()  # ready steps waiting for the next burst
         self._done: asyncio.Event | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self.started_at = 0.0
@@ -422,6 +428,7 @@ class Run:
         if self._tg is not None:
             raise RuntimeError(f"run `{self.id}` was already started")
         self._done = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self.started_at = time.time()
@@ -429,7 +436,7 @@ class Run:
         if self._bus.active:
             self._bus.note("run_started", self.goal, self.inputs)
         if self.deadline_s is not None:
-            self._deadline_handle = asyncio.get_running_loop().call_later(self.deadline_s, self._on_deadline)
+            self._deadline_handle = self._loop.call_later(self.deadline_s, self._on_deadline)
         initial, self._initial = self._initial, []
         self._schedule(initial)
         return self
@@ -546,9 +553,37 @@ class Run:
             # The step task that made this one ready runs it next, saving a task creation.
             self._handoff = node
             node.task = self._handoff_task
+        elif self._started_now < _BURST and not self._queued:
+            if self._started_now == 0:
+                assert self._loop is not None
+                self._loop.call_soon(self._next_burst)
+            self._start(node)
         else:
-            assert self._tg is not None
-            node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{c.step.id}")
+            self._queued.append(node)
+
+    def _start(self, node: _Node) -> None:
+        assert self._tg is not None
+        self._started_now += 1
+        node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{node.c.step.id}")
+
+    def _next_burst(self) -> None:
+        """Start the steps queued by `_ready`, at most `_BURST` per turn of the event loop.
+
+        When thousands of steps become ready at once, they would start in this order anyway,
+        one after the other; creating their tasks a burst at a time lets the tasks of quick
+        steps finish and be freed before the next burst, instead of tens of thousands of live
+        tasks filling the garbage collector's older generations.
+        """
+        self._started_now = 0
+        queued = self._queued
+        if not queued:
+            return
+        assert self._loop is not None
+        self._loop.call_soon(self._next_burst)
+        while queued and self._started_now < _BURST:
+            node = queued.popleft()
+            if node.status == "ready":  # not cancelled meanwhile
+                self._start(node)
 
     def _lookup(self, ref: Ref, item: Any) -> Any:
         root = ref.root
@@ -572,6 +607,7 @@ class Run:
         while node is not None:
             if node.status not in _FINAL:
                 await self._execute_one(node)
+            node.task = None  # a finished task (and its coroutine) is not kept for the whole run
             node, self._handoff = self._handoff, None
 
     def _settle_here(self, node: _Node, output: Any = None, exc: BaseException | None = None) -> None:

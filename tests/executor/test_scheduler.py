@@ -554,3 +554,27 @@ async def test_large_fan_out_and_chain_finish() -> None:
     steps += [step(f"c{i}", depends_on=[f"c{i - 1}" if i else "s0"]) for i in range(2000)]
     result = await Executor([echo]).run(steps, keep_events=False)
     assert result.ok and len(result.by_status("succeeded")) == 4001
+
+
+async def test_thousands_of_ready_steps_all_run_side_by_side() -> None:
+    t0 = time.perf_counter()
+    result = await Executor([sleep]).run(
+        [step("root", "sleep", args={"seconds": 0})]
+        + [step(f"s{i}", "sleep", args={"seconds": 0.2}, depends_on=["root"]) for i in range(1500)]
+    )
+    assert result.ok and time.perf_counter() - t0 < 1.5  # one round of 0.2 s, not six
+
+
+async def test_cancel_reaches_steps_that_are_ready_but_not_started() -> None:
+    ex = Executor([sleep])
+    async with ex.start(
+        [step("root", "sleep", args={"seconds": 0})]
+        + [step(f"s{i}", "sleep", args={"seconds": 5}, depends_on=["root"]) for i in range(1000)]
+    ) as run:
+        while run.step_status("root") != "succeeded":
+            await asyncio.sleep(0)
+        assert run.step_status("s999") in ("ready", "running")
+        run.cancel()
+    assert run.result.status == "cancelled"
+    assert len(run.result.by_status("cancelled")) == 1000
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("planweave-step")]

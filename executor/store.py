@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from executor.events import RunEvent
 from executor.plan import Step
@@ -120,7 +120,7 @@ class ResumeState(BaseModel):
     goal: str
     inputs: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
-    """Every step added to the run, in order (tool steps; Python handlers come from the file)."""
+    """Every tool step added to the run, in order (steps with Python handlers come from the workflow file)."""
     completed: dict[str, Any] = Field(default_factory=dict)
     """Outputs of the steps that succeeded: they are not run again."""
     rounds: int = 0
@@ -137,13 +137,17 @@ class RunRecord(BaseModel):
         steps: dict[str, Step] = {}
         completed: dict[str, Any] = {}
         inputs: dict[str, Any] = {}
+        handlers: set[str] = set()
         rounds = replans = 0
         for ev in self.events:
             kind = ev["kind"]
             if kind == "run_started":
                 inputs = dict(ev.get("inputs") or {})
             elif kind == "step_added" and isinstance(ev.get("step"), dict):
-                steps[ev["step_id"]] = Step.model_validate(ev["step"])
+                try:
+                    steps[ev["step_id"]] = Step.model_validate(ev["step"])
+                except ValidationError:
+                    handlers.add(ev["step_id"])  # a Python handler: the workflow file brings it back
             elif kind in ("step_succeeded", "step_restored"):
                 completed[ev["step_id"]] = ev.get("output")
             elif kind == "plan_updated":
@@ -154,7 +158,7 @@ class RunRecord(BaseModel):
             goal=self.summary.goal,
             inputs=inputs,
             steps=list(steps.values()),
-            completed={k: v for k, v in completed.items() if k in steps},
+            completed={k: v for k, v in completed.items() if k in steps or k in handlers},
             rounds=rounds,
             replans=replans,
         )

@@ -509,7 +509,7 @@ class _PlannerRun:
         started = time.time()
         self.round = 1
         update, ids = await self._plan_round(None)
-        steps = [self.run.graph.steps[sid] for sid in ids]
+        steps = [self.run.graph.steps[sid].step for sid in ids]
         result = PlannerResult(
             run_id=self.run.id,
             goal=self.goal,

@@ -52,8 +52,9 @@ def test_show_tree_and_json_export(recorded: list[str]) -> None:
     doc = json.loads(runner.invoke(app, ["show", recorded[0], "--json"]).stdout)
     assert doc["run"]["id"] == recorded[0]
     assert {s["id"] for s in doc["steps"]} >= {"hotel"}
-    missing = runner.invoke(app, ["show", "nope"])
-    assert missing.exit_code == 2
+    missing = subprocess.run([sys.executable, "-m", "planner.cli", "show", "nope"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+    assert missing.returncode == 2 and "no run `nope`" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_stats_report(recorded: list[str]) -> None:

@@ -259,7 +259,7 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
             typer.echo(result.answer or "")
         else:
             view.print_answer(result.answer or "")
-            _console().print(view.summary_line(result, model=planner.model))
+            _console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 

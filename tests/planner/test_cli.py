@@ -83,3 +83,102 @@ def test_run_offline_goal_in_a_subprocess(tmp_path: Path) -> None:
     assert "offline" in data["answer"]
     empty = cli("run", "   ")
     assert empty.returncode == 2 and "the goal is empty" in empty.stderr
+
+
+def _fake_env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "OPENAI_API_KEY": "sk-fake", "PLANWEAVE_HOME": str(tmp_path / "home")}
+
+
+def test_run_json_against_a_model_server_is_only_json(tmp_path: Path) -> None:
+    from planner.testing import FakeModelServer, Reply
+
+    with FakeModelServer() as server:
+        server.enqueue(
+            Reply.json_obj({"rationale": "r", "steps": [{"id": "a", "tool": "calculator", "args": {"expression": "6 * 7"}}]}),
+            Reply.json_obj({"action": "finish", "answer": "It is 42.", "reason": ""}),
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "planner.cli", "run", "six times seven", "--model", "openai/fake",
+             "--api-base", server.base_url, "--tools", "calculator", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120, env=_fake_env(tmp_path),
+        )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # nothing else on stdout
+    assert data["answer"] == "It is 42." and data["steps"]["a"]["output"] == 42
+
+
+def test_run_piped_prints_plain_progress_answer_and_summary(tmp_path: Path) -> None:
+    from planner.testing import FakeModelServer, Reply
+
+    with FakeModelServer() as server:
+        server.enqueue(
+            Reply.json_obj({"rationale": "r", "steps": [{"id": "a", "tool": "calculator", "args": {"expression": "6 * 7"}}]}),
+            Reply.json_obj({"action": "finish", "answer": "It is 42.", "reason": ""}),
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "planner.cli", "run", "six times seven", "--model", "openai/fake",
+             "--api-base", server.base_url, "--tools", "calculator"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120, env=_fake_env(tmp_path),
+        )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "\x1b[" not in out
+    assert "It is 42." in out
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("succeeded in ") and "2 LLM calls" in summary and "cost unknown" in summary
+    assert "| run " in summary
+
+
+def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from executor.store import open_store
+    from planner.testing import FakeModelServer, Reply
+
+    tools_py = tmp_path / "slow_tools.py"
+    tools_py.write_text(
+        "import time\nfrom tools import tool\n@tool\nasync def nap(s: float) -> str:\n"
+        "    'Sleep.'\n    import asyncio\n    await asyncio.sleep(s)\n    return 'rested'\n"
+    )
+    with FakeModelServer() as server:
+        server.enqueue(Reply.json_obj({"rationale": "r", "steps": [{"id": "a", "tool": "nap", "args": {"s": 30}}]}))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planner.cli", "run", "nap", "--model", "openai/fake", "--api-base",
+             server.base_url, "--tools", str(tools_py)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_fake_env(tmp_path),
+        )
+        deadline = time.monotonic() + 60
+        while "started" not in "".join(e for e in [_peek_store(tmp_path)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "resume with `planweave resume" in err and "Traceback" not in err
+    [run] = open_store(tmp_path / "home").list_runs()
+    assert run.status == "interrupted"
+
+
+def _peek_store(tmp_path: Path) -> str:
+    from executor.store import open_store
+
+    if not (tmp_path / "home" / "runs.db").exists():
+        return ""
+    store = open_store(tmp_path / "home")
+    try:
+        runs = store.list_runs()
+        return " ".join(e["kind"] for r in runs for e in store.events(r.id)).replace("step_started", "started")
+    finally:
+        store.close()
+
+
+def test_serve_refuses_public_host_without_key() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PLANWEAVE_API_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "planner.cli", "serve", "--host", "0.0.0.0"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "key" in proc.stderr.lower()

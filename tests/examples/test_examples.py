@@ -54,3 +54,14 @@ def test_exec_command_runs_a_workflow_in_a_subprocess(tmp_path: Path) -> None:
 
     data = json.loads(proc.stdout)
     assert data["status"] == "succeeded" and data["steps"]["total"]["output"] == 1085
+
+
+def test_planner_api_example_runs_offline() -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "planner_api.py")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "step p1 -> 391" in lines and "step p2 -> 256" in lines
+    assert "offline rule-based planner" in proc.stdout
+    assert "status: succeeded, LLM calls: 3" in lines
+    assert lines[-1].startswith("recorded ") and "events; `planweave show " in lines[-1]

@@ -28,3 +28,22 @@ def test_executor_public_names() -> None:
     )
     for name in executor.__all__:
         assert hasattr(executor, name)
+
+
+def test_planner_public_names_load_lazily() -> None:
+    import subprocess
+    import sys
+
+    import planner
+
+    assert sorted(planner.__all__) == sorted(
+        [
+            "AnswerDelta", "Budget", "BudgetExceededError", "ConfigError", "Decision", "JoinDecision", "LLMCall",
+            "LLMCalled", "LLMError", "PlanRejected", "PlanUpdate", "PlanUpdated", "PlannedStep", "Planner",
+            "PlannerFinished", "PlannerResult", "PlannerStatus", "PlanningError", "Usage",
+        ]
+    )
+    for name in planner.__all__:
+        assert getattr(planner, name) is not None
+    code = "import planner, sys; print('executor' in sys.modules, 'litellm' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]

@@ -309,7 +309,8 @@ class SQLiteRunStore(RunStore):
         since: float | None = None,
         limit: int | None = 50,
     ) -> list[RunSummary]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if kind:
             where.append("kind = ?")
             params.append(kind)

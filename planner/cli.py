@@ -342,7 +342,7 @@ def plan_(
     plan, result = asyncio.run(planner.plan(goal))
     if not plan.steps:
         typer.echo(f"no steps needed: {result.answer or ''}", err=True)
-    text = str({"json": plan.to_json, "yaml": plan.to_yaml}.get(format_, lambda: render_plan(plan, format_))())
+    text = str({"json": plan.to_json, "yaml": plan.to_yaml}.get(format_, lambda: render_plan(plan, format_))())  # type: ignore[arg-type]
     if output is not None:
         output.write_text(text if text.endswith("\n") else text + "\n")
         typer.echo(f"wrote {output} ({len(plan.steps)} steps)", err=True)

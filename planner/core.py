@@ -223,7 +223,7 @@ class Planner:
             if isinstance(arg, RunStore):
                 self._store = arg
             else:
-                self._store = open_store(None if arg in (None, True) else arg, mask=self.masker)
+                self._store = open_store(arg if isinstance(arg, (str, Path)) else None, mask=self.masker)
         return self._store
 
     @property

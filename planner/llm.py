@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -57,7 +57,7 @@ def import_litellm() -> Any:
         litellm.custom_provider_map = [*providers, {"provider": "planweave", "custom_handler": OfflineLLM()}]
         from litellm.utils import custom_llm_setup
 
-        custom_llm_setup()
+        custom_llm_setup()  # type: ignore[no-untyped-call]
         litellm._planweave_ready = True
     return litellm
 
@@ -313,9 +313,9 @@ class LLMClient:
             client = instructor.from_litellm(litellm.acompletion, mode=mode)
             client.on("completion:response", responses.append)
             client.on("parse:error", lambda e: parse_errors.append(_short(e)))
-            return await client.chat.completions.create(
-                response_model=response_model,
-                messages=messages,
+            return await client.chat.completions.create(  # type: ignore[no-any-return]
+                response_model=cast(Any, response_model),
+                messages=cast(Any, messages),
                 max_retries=max_reasks + 1,
                 **self._kwargs(model),
             )

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from litellm import CustomLLM, ModelResponse, Usage
+from litellm import ModelResponse, Usage
+from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
 __all__ = ["OfflineLLM", "offline_reply"]
@@ -139,15 +140,15 @@ def _usage(messages: list[dict[str, Any]], text: str) -> Usage:
     return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion)
 
 
-class OfflineLLM(CustomLLM):  # type: ignore[misc]
+class OfflineLLM(CustomLLM):
     """litellm custom provider `planweave`: `model="planweave/offline"`."""
 
     def _response(self, model: str, messages: list[dict[str, Any]], model_response: ModelResponse) -> ModelResponse:
         text = offline_reply(messages)
-        model_response.choices[0].message.content = text  # type: ignore[union-attr]
+        model_response.choices[0].message.content = text
         model_response.choices[0].finish_reason = "stop"
         model_response.model = model
-        model_response.usage = _usage(messages, text)  # type: ignore[attr-defined]
+        model_response.usage = _usage(messages, text)
         model_response.created = int(time.time())
         return model_response
 
@@ -170,7 +171,7 @@ class OfflineLLM(CustomLLM):  # type: ignore[misc]
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
         yield from self._chunks(messages)
 
-    async def astreaming(
+    async def astreaming(  # type: ignore[override]  # litellm declares it as returning an iterator
         self, model: str, messages: list[Any], *args: Any, **kwargs: Any
     ) -> AsyncIterator[GenericStreamingChunk]:
         for chunk in self._chunks(messages):

@@ -65,3 +65,10 @@ def test_planner_api_example_runs_offline() -> None:
     assert "offline rule-based planner" in proc.stdout
     assert "status: succeeded, LLM calls: 3" in lines
     assert lines[-1].startswith("recorded ") and "events; `planweave show " in lines[-1]
+
+
+@pytest.mark.parametrize("name", ["quickstart.py", "planner_api.py"])
+def test_readme_shows_the_example_files_verbatim(name: str) -> None:
+    source = (EXAMPLES / name).read_text()
+    code = source.split('"""', 2)[2].strip()  # without the module docstring
+    assert code in (ROOT / "README.md").read_text(), f"README's copy of examples/{name} is out of date"

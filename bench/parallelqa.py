@@ -13,7 +13,7 @@ compares or subtracts the branch results, and the answer is written. The facts a
 One `FakeModelServer` (real HTTP on 127.0.0.1) plays the model for every system at one token
 rate (default 50 tokens/s after 0.3 s to the first token); its handler reads each request and
 answers as a capable model would (a plan, a join decision, a math answer or a ReAct turn).
-Everything goes through the real litellm and instructor. Systems, all in one run:
+Everything goes through the real litellm (nothing is patched). Systems, all in one run:
 
 - `react`: a sequential ReAct loop written here, one tool call per LLM turn, each turn a
   `Thought:` line and an action, as in LLMCompiler's ReAct baseline (the named peer);

@@ -19,6 +19,9 @@ Each request is its own planner run (one `Planner` serves them all: it keeps no 
 recorded in the planner's run store. A client that disconnects cancels its run. Errors of a
 run (failed, over budget) are normal replies saying so; errors of a request use OpenAI's
 `{"error": {"message", "type", "param", "code"}}` shape. See `docs/chat-endpoint.md`.
+
+This module is the HTTP side (routes, keys, limits, error responses, running the server); how a
+conversation becomes a goal and a run becomes a chat reply is `planner.chat`.
 """
 
 from __future__ import annotations
@@ -29,12 +32,11 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Query, Request
@@ -47,22 +49,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from executor.events import RunEvent
 from executor.store import RunStore, StoreError
+from planner.chat import (
+    ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
+    final_text, planweave_fields,
+)
 from planner.core import Planner, PlannerResult
 from planner.errors import ConfigError
-from planner.events import AnswerDelta
 from tools.errors import PlanweaveError
 
 __all__ = ["ChatMessage", "ChatRequest", "ReasoningFormat", "RunRequest", "ServerConfig", "create_app", "serve"]
 
 log = logging.getLogger("planweave.server")
-
-ReasoningFormat = Literal["think", "field", "off"]
-"""How the plan and step progress reach the chat front end.
-
-- `think`: inside `<think>...</think>` at the start of `content` (Open WebUI and LibreChat fold it away).
-- `field`: as `reasoning_content` deltas beside `content` (DeepSeek's field); `content` is the answer only.
-- `off`: not at all; `content` is the answer only.
-"""
 
 _CANCEL_GRACE_S = 10.0
 """How long a request that goes away waits for its cancelled run to record itself."""
@@ -88,20 +85,6 @@ class ServerConfig(BaseModel):
 
 
 # --- request bodies ---------------------------------------------------------------------------
-
-
-class _ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(BaseModel):
-    """One message of the conversation. Other fields (`name`, `tool_calls`, ...) are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[_ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -153,74 +136,6 @@ class _APIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-# --- the conversation as a goal ---------------------------------------------------------------
-
-_REASONING_BLOCK = re.compile(
-    r"<(think|thinking|reasoning)>.*?</\1>\s*|<details type=\"reasoning\".*?</details>\s*", re.S
-)
-
-
-def _text(message: ChatMessage, index: int) -> str:
-    if message.content is None or isinstance(message.content, str):
-        return message.content or ""
-    texts = []
-    for part in message.content:
-        if part.type not in ("text", "input_text") or part.text is None:
-            raise _APIError(
-                400,
-                f"message {index} has a `{part.type}` part; planweave plans from text only: send the text, "
-                "or describe what the attachment holds.",
-                param=f"messages.{index}.content",
-            )
-        texts.append(part.text)
-    return "\n".join(texts)
-
-
-def _goal(messages: Sequence[ChatMessage], config: ServerConfig) -> str:
-    """The last user message is the goal; the earlier turns follow it as context (the planner's
-    prompts show the goal, so the context travels inside it)."""
-    if len(messages) > config.max_messages:
-        raise _APIError(
-            400,
-            f"the conversation has {len(messages)} messages; this server takes at most {config.max_messages} "
-            "(`--max-messages`); start a new conversation.",
-            code="context_length_exceeded",
-            param="messages",
-        )
-    texts = [_text(m, i) for i, m in enumerate(messages)]
-    chars = sum(len(t) for t in texts)
-    if chars > config.max_chars:
-        raise _APIError(
-            400,
-            f"the conversation has {chars} characters; this server takes at most {config.max_chars} "
-            "(`--max-chars`); start a new conversation or shorten it.",
-            code="context_length_exceeded",
-            param="messages",
-        )
-    last = messages[-1]
-    if last.role != "user":
-        raise _APIError(
-            400,
-            f"the last message is from the `{last.role}`; planweave answers the user's last message, "
-            "so end the conversation with a `user` message.",
-            param=f"messages.{len(messages) - 1}.role",
-        )
-    goal = texts[-1].strip()
-    if not goal:
-        raise _APIError(400, "the last user message is empty; say what you want done.", param="messages")
-    earlier = []
-    for m, text in zip(messages[:-1], texts[:-1]):
-        if m.role == "assistant":
-            text = _REASONING_BLOCK.sub("", text)  # our own progress, sent back by the front end
-        text = text.strip()
-        if text:
-            role = "system" if m.role == "developer" else m.role
-            earlier.append(f"- {role}: " + text.replace("\n", "\n  "))
-    if earlier:
-        goal += "\n\nContext, the conversation so far (oldest first):\n" + "\n".join(earlier)
-    return goal
-
-
 # --- running -----------------------------------------------------------------------------------
 
 
@@ -270,147 +185,21 @@ class _Runs:
                     await asyncio.wait({task})
 
 
-# --- what a chat front end shows ---------------------------------------------------------------
-
-_Piece = tuple[Literal["reasoning", "answer"], str]
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _preview(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _final_text(result: PlannerResult) -> str:
-    if result.status == "failed":
-        return f"The run failed: {result.error or 'no reason was recorded'}"
-    return result.answer or f"The run ended ({result.status}) without an answer."
-
-
-class _Narration:
-    """Turns run events into progress lines (reasoning) and answer text, in order."""
-
-    def __init__(self) -> None:
-        self.streamed = ""
-        """Answer text sent since the last reset."""
-
-    def feed(self, e: RunEvent) -> Iterator[_Piece]:
-        d = e.to_dict() if e.kind != "answer_delta" else {}
-        kind = e.kind
-        if isinstance(e, AnswerDelta):
-            if e.reset and self.streamed:
-                yield "answer", "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
-                self.streamed = ""
-            if e.text:
-                self.streamed += e.text
-                yield "answer", e.text
-        elif kind == "run_started":
-            yield "reasoning", "Planning…\n"
-        elif kind == "step_added":
-            step = d.get("step") or {}
-            why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
-            yield "reasoning", f"- planned `{d['step_id']}`{why}: {d['tool']} {_preview(step.get('args', {}), 120)}\n"
-        elif kind == "plan_updated":
-            steps = len(d.get("step_ids", []))
-            why = f": {d['rationale']}" if d.get("rationale") else ""
-            if steps:
-                yield "reasoning", f"Round {d['round']} planned, {steps} step{'s' * (steps != 1)}{why}\n"
-            else:
-                yield "reasoning", f"No tools needed{why}\n"
-        elif kind == "plan_rejected":
-            problems = "".join(f"  - {_preview(p, 300)}\n" for p in d.get("errors", []))
-            yield "reasoning", f"The model's reply was invalid; asking again (re-ask {d['reask']}):\n{problems}"
-        elif kind == "step_succeeded":
-            yield "reasoning", f"- `{d['step_id']}` done in {d['duration_s']:.2f}s: {_preview(d['output'])}\n"
-        elif kind == "step_restored":
-            yield "reasoning", f"- `{d['step_id']}` reused from the recorded run\n"
-        elif kind == "step_retrying":
-            yield "reasoning", (
-                f"- `{d['step_id']}` attempt {d['attempt']} failed ({_preview(d['error'])}); "
-                f"retrying in {d['delay_s']:.1f}s\n"
-            )
-        elif kind == "step_failed":
-            yield "reasoning", f"- `{d['step_id']}` failed: {_preview(d['error'], 300)}\n"
-        elif kind in ("step_skipped", "step_cancelled"):
-            reason = f": {d['reason']}" if d.get("reason") else ""
-            yield "reasoning", f"- `{d['step_id']}` {kind.removeprefix('step_')}{reason}\n"
-        elif kind == "decision" and d["action"] in ("replan", "budget_stop", "resume"):
-            label = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}[d["action"]]
-            yield "reasoning", f"{label}: {d['reason']}\n"
-        elif kind == "llm_called" and d.get("error"):
-            yield "reasoning", f"- a model call failed: {_preview(d['error'], 300)}\n"
-
-    def finish(self, final: str) -> Iterator[_Piece]:
-        """Whatever of the final answer has not streamed (a budget stop's summary, a failure)."""
-        if final == self.streamed:
-            return
-        if final.startswith(self.streamed):
-            yield "answer", final[len(self.streamed) :]
-        else:
-            yield "answer", ("\n\n" if self.streamed else "") + final
-        self.streamed = final
-
-
-class _Reply:
-    """Puts narration pieces into chat deltas, in one reasoning format."""
-
-    def __init__(self, fmt: ReasoningFormat) -> None:
-        self.fmt = fmt
-        self.thinking = False
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
-
-    def delta(self, kind: str, text: str) -> dict[str, str] | None:
-        if kind == "reasoning" and self.fmt == "off":
-            return None
-        if kind == "reasoning" and self.fmt == "field":
-            self.reasoning.append(text)
-            return {"reasoning_content": text}
-        if self.fmt == "think" and (kind == "reasoning") != self.thinking:
-            opening = ("\n\n" if self.content else "") + "<think>\n"  # a tag starts its own line
-            text = (opening if kind == "reasoning" else "</think>\n\n") + text
-            self.thinking = kind == "reasoning"
-        self.content.append(text)
-        return {"content": text}
-
-    def close(self) -> dict[str, str] | None:
-        return self.delta("answer", "") if self.thinking else None
-
-    def message(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
-        if self.fmt == "field":
-            message["reasoning_content"] = "".join(self.reasoning)
-        return message
-
-
-def _usage(result: PlannerResult | None) -> dict[str, int]:
-    tin, tout = (result.usage.input_tokens, result.usage.output_tokens) if result else (0, 0)
-    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
-
-
-def _extension(run_id: str, result: PlannerResult | None) -> dict[str, Any]:
-    """planweave's own fields on the last chunk / the completion (clients ignore unknown fields)."""
-    if result is None:
-        return {"run_id": run_id, "status": "failed"}
-    return {"run_id": run_id, "status": result.status, "cost_usd": result.usage.cost_usd,
-            "llm_calls": result.usage.llm_calls}
-
-
 async def _chat_events(
-    runs: _Runs, goal: str, run_id: str, reply: _Reply
+    runs: _Runs, goal: str, run_id: str, reply: ChatReply
 ) -> AsyncGenerator[tuple[dict[str, str] | None, PlannerResult | None], None]:
     """(delta, None) for each piece of the reply, then (None, result); a planweave error that stops
     the run from starting becomes the reply's text (and the result None)."""
-    narration = _Narration()
+    narration = Narration()
     try:
         async with aclosing(runs.drive(goal, run_id)) as items:
             async for item in items:
                 if isinstance(item, PlannerResult):
-                    for kind, text in narration.finish(_final_text(item)):
+                    for kind, text in narration.finish(final_text(item)):
                         yield reply.delta(kind, text), None
                     yield reply.close(), None
                     yield None, item
@@ -464,9 +253,12 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
         _check_model(body.model, config, param="model")
         if body.n not in (None, 1):
             raise _APIError(400, f"`n` is {body.n}; planweave writes one reply per request, so use 1.", param="n")
-        goal = _goal(body.messages, config)
+        try:
+            goal = conversation_goal(body.messages, max_messages=config.max_messages, max_chars=config.max_chars)
+        except ConversationError as exc:
+            raise _APIError(400, exc.message, code=exc.code, param=exc.param) from exc
         run_id = runs.admit()
-        reply = _Reply(body.reasoning_format or config.reasoning)
+        reply = ChatReply(body.reasoning_format or config.reasoning)
         base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
         headers = {"X-Planweave-Run-Id": run_id}
         if body.stream:
@@ -494,8 +286,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             **base,
             "object": "chat.completion",
             "choices": [{"index": 0, "message": reply.message(), "finish_reason": "stop", "logprobs": None}],
-            "usage": _usage(result),
-            "planweave": _extension(run_id, result),
+            "usage": completion_usage(result),
+            "planweave": planweave_fields(run_id, result),
         }
         return JSONResponse(completion, headers=headers)
 
@@ -558,7 +350,7 @@ def _store(planner: Planner) -> RunStore:
 
 
 async def _chat_stream(
-    runs: _Runs, goal: str, run_id: str, reply: _Reply, base: dict[str, Any], usage_chunk: bool
+    runs: _Runs, goal: str, run_id: str, reply: ChatReply, base: dict[str, Any], usage_chunk: bool
 ) -> AsyncGenerator[str, None]:
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -577,12 +369,12 @@ async def _chat_stream(
         error = _bug(exc)
         yield _json({"error": {"message": error.message, "type": error.type, "param": None, "code": None}})
         return
-    extension = _extension(run_id, result)
+    extension = planweave_fields(run_id, result)
     if usage_chunk:
         yield chunk({}, "stop", planweave=extension)
-        yield _json({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(result)})
+        yield _json({**base, "object": "chat.completion.chunk", "choices": [], "usage": completion_usage(result)})
     else:  # not asked for, but harmless: front ends that read `usage` anywhere show it
-        yield chunk({}, "stop", usage=_usage(result), planweave=extension)
+        yield chunk({}, "stop", usage=completion_usage(result), planweave=extension)
     yield "[DONE]"
 
 

@@ -1,0 +1,264 @@
+"""Chat completions as planner runs: the conversation becomes a goal, the run's events become the reply.
+
+    goal = conversation_goal(messages, max_messages=200, max_chars=200_000)  # or ConversationError
+    narration, reply = Narration(), ChatReply("think")
+    for event in events:                              # the run's events, as they happen
+        for kind, text in narration.feed(event):
+            delta = reply.delta(kind, text)           # a chunk's `delta` (None: nothing to send)
+    for kind, text in narration.finish(final_text(result)):
+        reply.delta(kind, text)
+    reply.close()                                     # ends an open `<think>` block
+    reply.message()                                   # the whole assistant message
+
+The last user message is the goal and the earlier turns travel inside it as context. The
+reply shows the plan and the steps as reasoning, in one `ReasoningFormat`, then the answer.
+Nothing here knows about HTTP: routes, keys, limits and error responses are `planner.server`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from planner.events import AnswerDelta
+
+if TYPE_CHECKING:
+    from executor.events import RunEvent
+    from planner.core import PlannerResult
+
+__all__ = [
+    "ChatMessage",
+    "ChatReply",
+    "ConversationError",
+    "Narration",
+    "ReasoningFormat",
+    "completion_usage",
+    "conversation_goal",
+    "final_text",
+    "planweave_fields",
+]
+
+ReasoningFormat = Literal["think", "field", "off"]
+"""How the plan and step progress reach the chat front end.
+
+- `think`: inside `<think>...</think>` at the start of `content` (Open WebUI and LibreChat fold it away).
+- `field`: as `reasoning_content` deltas beside `content` (DeepSeek's field); `content` is the answer only.
+- `off`: not at all; `content` is the answer only.
+"""
+
+
+class _ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation. Other fields (`name`, `tool_calls`, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_ContentPart] | None = None
+
+
+class ConversationError(ValueError):
+    """A conversation that cannot become a goal. The server answers it with HTTP 400 in OpenAI's
+    error shape: `param` names the field at fault, `code` is OpenAI's code when there is one."""
+
+    def __init__(self, message: str, *, param: str | None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
+# --- the conversation as a goal ---------------------------------------------------------------
+
+_REASONING_BLOCK = re.compile(
+    r"<(think|thinking|reasoning)>.*?</\1>\s*|<details type=\"reasoning\".*?</details>\s*", re.S
+)
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    texts = []
+    for part in message.content:
+        if part.type not in ("text", "input_text") or part.text is None:
+            raise ConversationError(
+                f"message {index} has a `{part.type}` part; planweave plans from text only: send the text, "
+                "or describe what the attachment holds.",
+                param=f"messages.{index}.content",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def conversation_goal(messages: Sequence[ChatMessage], *, max_messages: int, max_chars: int) -> str:
+    """The last user message is the goal; the earlier turns follow it as context (the planner's
+    prompts show the goal, so the context travels inside it). Raises `ConversationError`."""
+    if len(messages) > max_messages:
+        raise ConversationError(
+            f"the conversation has {len(messages)} messages; this server takes at most {max_messages} "
+            "(`--max-messages`); start a new conversation.",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    texts = [_text(m, i) for i, m in enumerate(messages)]
+    chars = sum(len(t) for t in texts)
+    if chars > max_chars:
+        raise ConversationError(
+            f"the conversation has {chars} characters; this server takes at most {max_chars} "
+            "(`--max-chars`); start a new conversation or shorten it.",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    last = messages[-1]
+    if last.role != "user":
+        raise ConversationError(
+            f"the last message is from the `{last.role}`; planweave answers the user's last message, "
+            "so end the conversation with a `user` message.",
+            param=f"messages.{len(messages) - 1}.role",
+        )
+    goal = texts[-1].strip()
+    if not goal:
+        raise ConversationError("the last user message is empty; say what you want done.", param="messages")
+    earlier = []
+    for m, text in zip(messages[:-1], texts[:-1]):
+        if m.role == "assistant":
+            text = _REASONING_BLOCK.sub("", text)  # our own progress, sent back by the front end
+        text = text.strip()
+        if text:
+            role = "system" if m.role == "developer" else m.role
+            earlier.append(f"- {role}: " + text.replace("\n", "\n  "))
+    if earlier:
+        goal += "\n\nContext, the conversation so far (oldest first):\n" + "\n".join(earlier)
+    return goal
+
+
+# --- what a chat front end shows ---------------------------------------------------------------
+
+_Piece = tuple[Literal["reasoning", "answer"], str]
+
+
+def _preview(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def final_text(result: PlannerResult) -> str:
+    if result.status == "failed":
+        return f"The run failed: {result.error or 'no reason was recorded'}"
+    return result.answer or f"The run ended ({result.status}) without an answer."
+
+
+class Narration:
+    """Turns run events into progress lines (reasoning) and answer text, in order."""
+
+    def __init__(self) -> None:
+        self.streamed = ""
+        """Answer text sent since the last reset."""
+
+    def feed(self, e: RunEvent) -> Iterator[_Piece]:
+        d = e.to_dict() if e.kind != "answer_delta" else {}
+        kind = e.kind
+        if isinstance(e, AnswerDelta):
+            if e.reset and self.streamed:
+                yield "answer", "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
+                self.streamed = ""
+            if e.text:
+                self.streamed += e.text
+                yield "answer", e.text
+        elif kind == "run_started":
+            yield "reasoning", "Planning…\n"
+        elif kind == "step_added":
+            step = d.get("step") or {}
+            why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
+            yield "reasoning", f"- planned `{d['step_id']}`{why}: {d['tool']} {_preview(step.get('args', {}), 120)}\n"
+        elif kind == "plan_updated":
+            steps = len(d.get("step_ids", []))
+            why = f": {d['rationale']}" if d.get("rationale") else ""
+            if steps:
+                yield "reasoning", f"Round {d['round']} planned, {steps} step{'s' * (steps != 1)}{why}\n"
+            else:
+                yield "reasoning", f"No tools needed{why}\n"
+        elif kind == "plan_rejected":
+            problems = "".join(f"  - {_preview(p, 300)}\n" for p in d.get("errors", []))
+            yield "reasoning", f"The model's reply was invalid; asking again (re-ask {d['reask']}):\n{problems}"
+        elif kind == "step_succeeded":
+            yield "reasoning", f"- `{d['step_id']}` done in {d['duration_s']:.2f}s: {_preview(d['output'])}\n"
+        elif kind == "step_restored":
+            yield "reasoning", f"- `{d['step_id']}` reused from the recorded run\n"
+        elif kind == "step_retrying":
+            yield "reasoning", (
+                f"- `{d['step_id']}` attempt {d['attempt']} failed ({_preview(d['error'])}); "
+                f"retrying in {d['delay_s']:.1f}s\n"
+            )
+        elif kind == "step_failed":
+            yield "reasoning", f"- `{d['step_id']}` failed: {_preview(d['error'], 300)}\n"
+        elif kind in ("step_skipped", "step_cancelled"):
+            reason = f": {d['reason']}" if d.get("reason") else ""
+            yield "reasoning", f"- `{d['step_id']}` {kind.removeprefix('step_')}{reason}\n"
+        elif kind == "decision" and d["action"] in ("replan", "budget_stop", "resume"):
+            label = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}[d["action"]]
+            yield "reasoning", f"{label}: {d['reason']}\n"
+        elif kind == "llm_called" and d.get("error"):
+            yield "reasoning", f"- a model call failed: {_preview(d['error'], 300)}\n"
+
+    def finish(self, final: str) -> Iterator[_Piece]:
+        """Whatever of the final answer has not streamed (a budget stop's summary, a failure)."""
+        if final == self.streamed:
+            return
+        if final.startswith(self.streamed):
+            yield "answer", final[len(self.streamed) :]
+        else:
+            yield "answer", ("\n\n" if self.streamed else "") + final
+        self.streamed = final
+
+
+class ChatReply:
+    """Puts narration pieces into chat deltas, in one reasoning format."""
+
+    def __init__(self, fmt: ReasoningFormat) -> None:
+        self.fmt = fmt
+        self.thinking = False
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+
+    def delta(self, kind: str, text: str) -> dict[str, str] | None:
+        if kind == "reasoning" and self.fmt == "off":
+            return None
+        if kind == "reasoning" and self.fmt == "field":
+            self.reasoning.append(text)
+            return {"reasoning_content": text}
+        if self.fmt == "think" and (kind == "reasoning") != self.thinking:
+            opening = ("\n\n" if self.content else "") + "<think>\n"  # a tag starts its own line
+            text = (opening if kind == "reasoning" else "</think>\n\n") + text
+            self.thinking = kind == "reasoning"
+        self.content.append(text)
+        return {"content": text}
+
+    def close(self) -> dict[str, str] | None:
+        return self.delta("answer", "") if self.thinking else None
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
+        if self.fmt == "field":
+            message["reasoning_content"] = "".join(self.reasoning)
+        return message
+
+
+def completion_usage(result: PlannerResult | None) -> dict[str, int]:
+    tin, tout = (result.usage.input_tokens, result.usage.output_tokens) if result else (0, 0)
+    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+
+
+def planweave_fields(run_id: str, result: PlannerResult | None) -> dict[str, Any]:
+    """planweave's own fields on the last chunk / the completion (clients ignore unknown fields)."""
+    if result is None:
+        return {"run_id": run_id, "status": "failed"}
+    return {"run_id": run_id, "status": result.status, "cost_usd": result.usage.cost_usd,
+            "llm_calls": result.usage.llm_calls}

@@ -668,12 +668,12 @@ class _PlannerRun:
             except ValidationError as exc:
                 problems.append(f"the reply is not a valid plan object: {format_validation_error(exc)}")
             if update is not None and not self.p.stream_plans:
-                for planned in update.steps:
+                for planned in update.planned():
                     problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)
             if update is not None and self.p.stream_plans:
                 # Items the scanner could not see (e.g. malformed framing) are caught here.
                 seen = set(accepted) | {s.id for s in buffered}
-                for planned in update.steps:
+                for planned in update.planned():
                     if planned.id not in seen and not any(planned.id in p for p in problems):
                         problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)
             if buffered:
@@ -693,13 +693,13 @@ class _PlannerRun:
             f"the model's plan stayed invalid after {self.p.max_reasks} re-asks: " + "; ".join(errors), errors
         )
 
-    def _offer(self, item: dict[str, Any], accepted: list[str], buffered: list[Step]) -> list[str]:
+    def _offer(self, item: dict[str, Any] | list[Any], accepted: list[str], buffered: list[Step]) -> list[str]:
         """Validate one streamed step and submit it, or hold it until the steps it needs arrive."""
         try:
             planned = PlannedStep.model_validate(item)
             step = Step(on_failure="replan", **planned.model_dump())
         except ValidationError as exc:
-            sid = item.get("id", "?") if isinstance(item, dict) else "?"
+            sid = item.get("id", "?") if isinstance(item, dict) else (item[0] if item else "?")
             return [f"step `{sid}` is malformed: {format_validation_error(exc)}"]
         if self._missing(step):
             buffered.append(step)

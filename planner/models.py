@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["JoinDecision", "PlanUpdate", "PlannedStep"]
 
@@ -22,13 +22,45 @@ class PlannedStep(BaseModel):
     when: str | None = None
     for_each: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _compact(cls, data: Any) -> Any:
+        """`[id, tool, args]` / `[id, tool, args, depends_on]` -> the object form."""
+        if isinstance(data, (list, tuple)):
+            if not 2 <= len(data) <= 4:
+                raise ValueError(
+                    "a compact step is `[id, tool, args]` or `[id, tool, args, depends_on]`; "
+                    f"this one has {len(data)} items"
+                )
+            return dict(zip(("id", "tool", "args", "depends_on"), data, strict=False))
+        return data
+
+
+CompactStep = tuple[str, str, dict[str, Any]] | tuple[str, str, dict[str, Any], list[str]]
+"""A plain step written short: `[id, tool, args]`, or `[id, tool, args, depends_on]`.
+
+Every step's framing (`{"id": ..., "tool": ..., "args": {...}}`) costs about 16 tokens the
+model must stream before the step can start; this form halves that (LLMCompiler's plans
+are terse for the same reason)."""
+
 
 class PlanUpdate(BaseModel):
-    """The next steps of the plan, or the final answer when no more tools are needed."""
+    """The next steps of the plan (then a one-sentence rationale), or the final answer when no more tools are needed.
 
-    rationale: str = Field(description="One short sentence: why these steps.")
-    steps: list[PlannedStep] = Field(default_factory=list)
+    Steps come first so the first one can start after a few tokens; each is an object or the
+    compact `[id, tool, args]` form."""
+
+    steps: list[CompactStep | PlannedStep] = Field(
+        default_factory=list,
+        description="Steps in dependency order: `[id, tool, args]` (or `[id, tool, args, depends_on]`), "
+        "or an object when a step needs `when`, `for_each` or `description`.",
+    )
+    rationale: str = Field("", description="One short sentence: why these steps.")
     answer: str | None = Field(None, description="The final answer, only when no steps are needed.")
+
+    def planned(self) -> list[PlannedStep]:
+        """Every step as a `PlannedStep`."""
+        return [s if isinstance(s, PlannedStep) else PlannedStep.model_validate(s) for s in self.steps]
 
 
 class JoinDecision(BaseModel):

@@ -1,8 +1,9 @@
 """Pull complete step objects out of a plan's JSON while it is still streaming.
 
-The model writes `{"rationale": "...", "steps": [{...}, {...}], "answer": null}`.
-`StepStream.feed(text)` returns each element of `steps` the moment its closing
-brace arrives, so the executor can start it while the rest is being written.
+The model writes `{"steps": [["a", "tool", {...}], {...}], "rationale": "...", "answer": null}`.
+`StepStream.feed(text)` returns each element of `steps` (a compact list or an object)
+the moment its closing bracket arrives, so the executor can start it while the rest is
+being written.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ class StepStream:
         self._in_steps = False
         self._item_start: int | None = None
 
-    def feed(self, chunk: str) -> list[dict[str, Any]]:
-        """Add text; return the step objects completed by it (in order)."""
+    def feed(self, chunk: str) -> list[Any]:
+        """Add text; return the steps completed by it (objects or compact lists, in order)."""
         self.text += chunk
-        done: list[dict[str, Any]] = []
+        done: list[Any] = []
         text = self.text
         i = self._pos
         n = len(text)
@@ -55,15 +56,15 @@ class StepStream:
                 self._depth += 1
                 if ch == "[" and self._depth == 2 and self._last_key == self.key:
                     self._in_steps = True
-                elif ch == "{" and self._in_steps and self._depth == 3:
-                    self._item_start = i
+                elif self._in_steps and self._depth == 3:
+                    self._item_start = i  # an object, or a compact `[id, tool, args]` step
             elif ch in "}]":
-                if ch == "}" and self._in_steps and self._depth == 3 and self._item_start is not None:
+                if self._in_steps and self._depth == 3 and self._item_start is not None:
                     try:
                         item = json.loads(text[self._item_start : i + 1])
                     except json.JSONDecodeError:
                         item = None
-                    if isinstance(item, dict):
+                    if isinstance(item, (dict, list)):
                         done.append(item)
                     self._item_start = None
                 elif ch == "]" and self._in_steps and self._depth == 2:

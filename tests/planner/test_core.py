@@ -82,7 +82,9 @@ async def test_plan_runs_end_to_end(server: FakeModelServer) -> None:
     assert plan_request["tools"][0]["function"]["name"] == "plan"
     assert "`add`: Add two numbers." in plan_request["messages"][0]["content"]
     assert {c["prompt"]["name"] for c in result.llm_calls} == {"plan", "join"}
-    assert all(c["prompt"]["version"] == "1" and len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
+    versions = {c["prompt"]["name"]: c["prompt"]["version"] for c in result.llm_calls}
+    assert versions == {"plan": "2", "join": "1"}
+    assert all(len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
 
 
 async def test_registered_prices_give_a_cost(server: FakeModelServer) -> None:

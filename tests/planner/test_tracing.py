@@ -231,7 +231,7 @@ async def test_planner_run_reads_like_the_run(server: FakeModelServer) -> None:
         "team": "x",
         "run_id": result.run_id,
         "status": "succeeded",
-        "prompts": "join@1, llm_tool@1, plan@1",
+        "prompts": "join@1, llm_tool@1, plan@2",
     }
     assert children(root) == [("chain", "round 1"), ("chain", "round 2")]
 

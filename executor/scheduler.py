@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from executor.backends import Backend, LocalBackend
 from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, StepTimeoutError
-from executor.events import EventBus, RunEvent, StepAdded, Subscriber
+from executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
 from executor.graph import CompiledStep, PlanGraph
 from executor.plan import Plan, Step
 from executor.refs import PathError, Ref, pick, resolve
@@ -434,7 +434,7 @@ class Run:
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         if self._bus.active:
-            self._bus.note("run_started", self.goal, self.inputs)
+            self._bus.emit(RunStarted(run_id=self.id, goal=self.goal, inputs=self.inputs, at=self.started_at))
         if self.deadline_s is not None:
             self._deadline_handle = self._loop.call_later(self.deadline_s, self._on_deadline)
         initial, self._initial = self._initial, []

@@ -121,3 +121,9 @@ def test_without_listeners_events_are_built_when_read() -> None:
     bus.defer(lambda run_id, at: [StepAdded(run_id=run_id, at=at, step_id="b", tool="t", step={})])
     assert [(type(ev).__name__, ev.run_id) for ev in bus.history] == [("StepReady", "r"), ("StepAdded", "r")]
     assert EventBus(keep_history=False).history == []
+
+
+async def test_run_started_is_stamped_with_the_run_start() -> None:
+    async with Executor([echo]).start([Step(id="a", tool="echo", args={"value": 1})]) as run:
+        pass
+    assert run.history[0].at == run.started_at == run.result.started_at

@@ -340,3 +340,23 @@ async def test_tracing_from_environment_puts_the_trace_on_the_result(
     monkeypatch.delenv("LANGFUSE_PUBLIC_KEY")
     server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), finish("3"))
     assert (await planner(server).run("add")).trace_id is None
+
+
+async def test_compact_steps_run_and_bad_ones_are_reasked(server: FakeModelServer) -> None:
+    server.enqueue(
+        Reply.json_obj({"steps": [["x", "add", {"a": 1, "b": 2}], ["y", "add"]], "rationale": "r"}),
+        Reply.json_obj(
+            {"steps": [["y", "add", {"a": "${x}", "b": 10}], ["z", "add", {"a": 1, "b": 1}, ["y"]]], "rationale": "fixed"}
+        ),
+        finish("13"),
+    )
+    events: list[RunEvent] = []
+    result = await planner(server).run("add", subscribers=[events.append])
+    assert result.status == "succeeded", result.error
+    assert result.steps["y"].output == 13 and result.steps["z"].output == 2
+    rejected = [e for e in events if e.kind == "plan_rejected"]
+    assert len(rejected) == 1 and any("`y`" in e for e in rejected[0].errors)
+    z_added = next(e for e in events if e.kind == "step_added" and e.step_id == "z")
+    assert z_added.deps == ["y"]
+    # `x` (accepted in the first reply) was not run again.
+    assert CALLS["add"] == 3

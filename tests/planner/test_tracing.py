@@ -27,6 +27,7 @@ from executor import Executor, RunEvent, Step, StepSucceeded
 from planner import Budget, Planner
 from planner.testing import FakeModelServer, Reply
 from planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
+from planner.trace_builder import HANDLERS, TraceBuilder
 from planner.tracing import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
 from tools import tool
 
@@ -134,42 +135,6 @@ def test_without_keys_nothing_is_imported_sent_or_logged() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stderr == ""
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({}, None),
-        ({"LANGFUSE_PUBLIC_KEY": "pk", "LANGFUSE_SECRET_KEY": "sk"}, ("https://cloud.langfuse.com", None, 5.0)),
-        (
-            {"LANGFUSE_PUBLIC_KEY": "pk", "LANGFUSE_SECRET_KEY": "sk", "LANGFUSE_HOST": "http://lf.local:3000/"},
-            ("http://lf.local:3000", None, 5.0),
-        ),
-        (
-            {"LANGFUSE_PUBLIC_KEY": "pk", "LANGFUSE_SECRET_KEY": "sk", "LANGFUSE_HOST": "http://old",
-             "LANGFUSE_BASE_URL": "http://new", "LANGFUSE_PROJECT_ID": "p1", "LANGFUSE_TIMEOUT": "2.5"},
-            ("http://new", "p1", 2.5),
-        ),
-        ({"LANGFUSE_PUBLIC_KEY": "pk", "LANGFUSE_SECRET_KEY": "sk", "LANGFUSE_TRACING_ENABLED": "false"}, None),
-    ],
-)  # fmt: skip
-def test_configuration_from_the_environment(env: dict[str, str], expected: tuple[str, str | None, float] | None) -> None:
-    config = TracingConfig.from_env(env)
-    if expected is None:
-        assert config is None
-    else:
-        assert config is not None and (config.base_url, config.project_id, config.timeout_s) == expected
-        assert (config.public_key, config.secret_key) == ("pk", "sk") and "sk" not in repr(config)
-
-
-def test_one_key_without_the_other_warns_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracing, "_WARNED", set())
-    with caplog.at_level(logging.WARNING, logger="planweave.tracing"):
-        assert TracingConfig.from_env({"LANGFUSE_PUBLIC_KEY": "pk"}) is None
-        assert TracingConfig.from_env({"LANGFUSE_PUBLIC_KEY": "pk"}) is None
-    assert caplog.messages == [
-        "Langfuse tracing is off: `LANGFUSE_SECRET_KEY` is not set; set both keys to trace runs."
-    ]
 
 
 def test_trace_urls() -> None:
@@ -396,10 +361,10 @@ async def test_executor_cancel_marks_running_steps() -> None:
 
 
 def test_the_subscriber_never_raises_and_warns_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: LangfuseTracer, event: Any) -> None:
+    def broken(self: TraceBuilder, event: Any) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setitem(tracing._HANDLERS, "step_succeeded", broken)
+    monkeypatch.setitem(HANDLERS, "step_succeeded", broken)
     tracer, _ = memory_tracer(planner=False)
     with caplog.at_level(logging.WARNING, logger="planweave.tracing"):
         for i in range(3):

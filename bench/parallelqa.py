@@ -298,7 +298,7 @@ class FakeModel:
     def __call__(self, request: RecordedRequest) -> Reply:
         names = {t.get("function", {}).get("name") for t in request.tools}
         if "plan" in names:
-            return Reply.json_obj(plan_of(self._goal(request)))
+            return Reply.json_obj(written_plan(plan_of(self._goal(request))))
         if "search" in names:
             return self._react(request)
         if names:  # the join decision (the planner's `decide` tool)
@@ -374,12 +374,16 @@ def reply_tokens(reply: Reply) -> int:
 
 
 PLAN_SYNTAXES = {
-    "json": "today's PlanUpdate: rationale, then steps as objects",
-    "json, rationale last": "the same JSON with `rationale` after `steps`",
-    "json, positional steps": 'each step as `["s1", "search", {...}]`',
-    "json, positional, rationale last": "both changes",
+    "json": 'planweave\'s PlanUpdate (plan prompt v2): compact steps `["s1", "search", {...}]`, then `rationale`',
+    "json v1": "plan prompt v1: `rationale` first, then steps as objects",
+    "json v1, rationale last": "v1 with `rationale` after `steps`",
     "llmcompiler": 'LLMCompiler\'s plan syntax: `4. math("...", ["$1"])` lines',
 }
+
+
+def written_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan as a model following planweave's plan prompt (v2) writes it: compact steps first."""
+    return {"steps": [[s["id"], s["tool"], s["args"]] for s in plan["steps"]], "rationale": plan["rationale"]}
 
 
 def plan_layout(q: Question, syntax: str = "json") -> tuple[str, list[int]]:
@@ -390,12 +394,14 @@ def plan_layout(q: Question, syntax: str = "json") -> tuple[str, list[int]]:
     """
     plan = plan_of(q)
     if syntax.startswith("json"):
-        steps: list[Any] = plan["steps"]
-        if "positional" in syntax:
-            steps = [[s["id"], s["tool"], s["args"]] for s in steps]
-        obj = {"steps": steps, "rationale": plan["rationale"]} if "last" in syntax else {**plan, "steps": steps}
+        if syntax == "json":
+            obj = written_plan(plan)
+        elif "last" in syntax:
+            obj = {"steps": plan["steps"], "rationale": plan["rationale"]}
+        else:
+            obj = {"rationale": plan["rationale"], "steps": plan["steps"]}
         text, spans = json_spans(obj)
-        return text, [spans[("steps", j)][1] for j in range(len(steps))]
+        return text, [spans[("steps", j)][1] for j in range(len(plan["steps"]))]
     number = {step["id"]: j + 1 for j, step in enumerate(plan["steps"])}
     text, ends = f"Thought: {plan['rationale']}\n", []
     for j, step in enumerate(plan["steps"]):

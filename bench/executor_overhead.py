@@ -1,6 +1,6 @@
 """How much does planweave's executor cost per step, and how does it compare with LangGraph?
 
-    python bench/executor_overhead.py                 # full run (about 4 minutes on 2 cores)
+    python bench/executor_overhead.py                 # full run (about 3 minutes on 2 cores)
     python bench/executor_overhead.py --quick         # smoke test: 500 steps, 1 repeat
     python bench/executor_overhead.py --no-langgraph  # planweave only (langgraph: pip install -e '.[bench]')
     python bench/executor_overhead.py --profile fanout  # cProfile one planweave run, print where time goes

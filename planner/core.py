@@ -582,7 +582,9 @@ class _PlannerRun:
             reason = decision.reason or "the results do not answer the goal yet"
 
     async def _join(self) -> JoinDecision:
-        """The join decision, streamed: a `finish` answer reaches subscribers as it is written."""
+        """The join decision, streamed: a `finish` answer reaches subscribers as it is written.
+
+        An invalid decision is re-asked through instructor, which validates and re-asks again."""
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
         text = prompt.render(goal=self.goal, history=self._history(), replans_left=replans_left)
@@ -590,47 +592,60 @@ class _PlannerRun:
             {"role": "system", "content": text},
             {"role": "user", "content": "Decide: finish or replan."},
         ]
+        self._check_usage(before_call=True)
+        answer = FieldStream("answer")
+        streamed = False
         problem = ""
-        for reask in range(self.p.max_reasks + 1):
-            self._check_usage(before_call=True)
-            answer = FieldStream("answer")
-            streamed = False
-            broken = ""
+        try:
+            async for piece in self.client.stream_json(
+                messages, JoinDecision, prompt=prompt.ref, purpose="join", tool_name="decide"
+            ):
+                delta = answer.feed(piece)
+                if delta:
+                    streamed = True
+                    self.emit(AnswerDelta(run_id=self.run.id, text=delta))
+        except LLMError as exc:
+            if "stream broke" not in str(exc):
+                raise
+            problem = str(exc)
+        self._check_usage()
+        full = answer.text
+        decision: JoinDecision | None = None
+        if not problem:
             try:
-                async for piece in self.client.stream_json(
-                    messages, JoinDecision, prompt=prompt.ref, purpose="join", tool_name="decide"
-                ):
-                    delta = answer.feed(piece)
-                    if delta:
-                        streamed = True
-                        self.emit(AnswerDelta(run_id=self.run.id, text=delta))
-            except LLMError as exc:
-                if "stream broke" not in str(exc):
-                    raise
-                broken = str(exc)
-            self._check_usage()
-            full = answer.text
-            try:
-                if broken:
-                    raise ValueError(broken)
                 decision = JoinDecision.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
-                if decision.action == "finish" and not decision.answer:
-                    decision = decision.model_copy(
-                        update={"answer": self._best_effort("the model gave no answer text")}
-                    )
-                if not streamed and decision.action == "finish":
-                    self.emit(AnswerDelta(run_id=self.run.id, text=decision.answer or ""))
-                return decision
-            except (ValidationError, ValueError) as exc:
-                problem = format_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            except ValidationError as exc:
+                problem = format_validation_error(exc)
+        if decision is None:
+            # Invalid or broken: say so, then let instructor re-ask until the decision validates.
             if streamed:
                 self.emit(AnswerDelta(run_id=self.run.id, text="", reset=True))
-            self.emit(PlanRejected(run_id=self.run.id, round=self.round, reask=reask + 1, errors=[problem]))
-            repair = self._prompt("repair").render(errors=f"- the decision is not valid: {problem}", accepted=[], what="decision")
-            messages = [*messages, {"role": "assistant", "content": full}, {"role": "user", "content": repair}]
-        raise PlanningError(
-            f"the model's join decision stayed invalid after {self.p.max_reasks} re-asks: {problem}", [problem]
-        )
+            self.emit(PlanRejected(run_id=self.run.id, round=self.round, reask=1, errors=[problem]))
+            if self.p.max_reasks < 1:
+                raise PlanningError(f"the model's join decision was invalid and re-asks are off: {problem}", [problem])
+            repair = self._prompt("repair").render(
+                errors=f"- the decision is not valid: {problem}", accepted=[], what="decision"
+            )
+            self._check_usage(before_call=True)
+            try:
+                decision = await self.client.structured(
+                    [*messages, {"role": "assistant", "content": full}, {"role": "user", "content": repair}],
+                    JoinDecision,
+                    prompt=prompt.ref,
+                    purpose="join",
+                    max_reasks=self.p.max_reasks - 1,
+                )
+            except LLMError as exc:
+                raise PlanningError(
+                    f"the model's join decision stayed invalid after {self.p.max_reasks} re-asks: {exc}", [str(exc)]
+                ) from exc
+            self._check_usage()
+            streamed = False
+        if decision.action == "finish" and not decision.answer:
+            decision = decision.model_copy(update={"answer": self._best_effort("the model gave no answer text")})
+        if not streamed and decision.action == "finish":
+            self.emit(AnswerDelta(run_id=self.run.id, text=decision.answer or ""))
+        return decision
 
     async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
         prompt = self._prompt("plan")

@@ -360,3 +360,14 @@ async def test_compact_steps_run_and_bad_ones_are_reasked(server: FakeModelServe
     assert z_added.deps == ["y"]
     # `x` (accepted in the first reply) was not run again.
     assert CALLS["add"] == 3
+
+
+async def test_join_reask_goes_through_instructor_and_can_run_out(server: FakeModelServer) -> None:
+    bad = Reply.json_obj({"action": "maybe", "answer": None, "reason": ""})
+    server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), bad, bad, bad)
+    result = await planner(server, max_reasks=1).run("add")
+    assert result.status == "failed"
+    assert "join decision stayed invalid after 1 re-asks" in (result.error or "")
+    reask = server.chat_requests[2].json
+    assert reask["tools"][0]["function"]["name"] == "JoinDecision"  # instructor's structured call
+    assert "`action`" in reask["messages"][-1]["content"] or "action" in reask["messages"][-1]["content"]

@@ -25,12 +25,13 @@ import types
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from executor.backends import Backend, LocalBackend
 from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, StepTimeoutError
 from executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
+from executor.failures import FailureHandler as FailureHandler  # re-exported: `executor.workflow` imports it from here
+from executor.failures import Recovery, StepFailure
 from executor.graph import CompiledStep, PlanGraph
 from executor.plan import Plan, Step
 from executor.refs import PathError, Ref, pick, resolve
@@ -50,43 +51,6 @@ _NO_CONTEXT = ToolContext()
 
 class RunClosedError(RuntimeFailure):
     """Steps were added to a run that is closed or finished."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepFailure:
-    """What a workflow's failure handler is told about a failed attempt."""
-
-    step_id: str
-    tool: str
-    error: BaseException
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """A failure handler's decision: `Recovery.retry()`, `Recovery.fail()` or `Recovery.proceed()`."""
-
-    action: Literal["retry", "fail", "continue"]
-    delay_s: float | None = None
-    max_attempts: int = 3
-
-    @classmethod
-    def retry(cls, *, delay_s: float | None = None, max_attempts: int = 3) -> Recovery:
-        """Try the step again (after `delay_s`, or the step's backoff), up to `max_attempts` in all."""
-        return cls("retry", delay_s, max_attempts)
-
-    @classmethod
-    def fail(cls) -> Recovery:
-        """Fail the step and the whole run."""
-        return cls("fail")
-
-    @classmethod
-    def proceed(cls) -> Recovery:
-        """Mark the step failed, skip what needs it, and let the rest of the run go on."""
-        return cls("continue")
-
-
-FailureHandler = Callable[[StepFailure], "Recovery | Awaitable[Recovery]"]
 
 
 class _Node:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from executor._nodes import FINAL, Join, Node, needs_reason, new_join
 from executor.backends import Backend, LocalBackend
 from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, StepTimeoutError
 from executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
@@ -42,8 +43,6 @@ from tools.safe_eval import evaluate
 
 __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
 
-_FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
-
 
 _NO_CONTEXT = ToolContext()
 """Passed to tools that do not ask for a context (building one per call costs more than the call)."""
@@ -52,63 +51,6 @@ _NO_CONTEXT = ToolContext()
 class RunClosedError(RuntimeFailure):
     """Steps were added to a run that is closed or finished."""
 
-
-class _Node:
-    """Mutable runtime state of one step (slotted: there may be tens of thousands)."""
-
-    __slots__ = (
-        "c",
-        "status",
-        "output",
-        "error",
-        "error_type",
-        "attempts",
-        "started_at",
-        "finished_at",
-        "joins",
-        "task",
-        "restored",
-        "policy",
-        "item_outputs",
-    )
-
-    def __init__(self, c: CompiledStep) -> None:
-        self.c = c
-        self.status: StepStatus = "pending"
-        self.output: Any = None
-        self.error: str | None = None
-        self.error_type: str | None = None
-        self.attempts = 0
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.joins: list[_Join] | None = None
-        """The joins counting on this step (None when nothing waits for it)."""
-        self.task: asyncio.Task[None] | None = None
-        self.restored = False
-        self.policy = c.step.on_failure
-        self.item_outputs: dict[int, Any] | None = None
-
-
-class _Join:
-    """The pending steps that need exactly the same set of steps, counting down together.
-
-    One counter per distinct dependency set rather than one per step: when every step of a
-    layer needs the whole previous layer, a finishing step decrements one counter instead of
-    one per dependent (a 200 x 200 layer transition is 200 decrements, not 40,000).
-    """
-
-    __slots__ = ("waiting", "blocked", "members")
-
-    def __init__(self) -> None:
-        self.waiting = 0
-        """Steps of the set that have not finished yet."""
-        self.blocked: str | None = None
-        """A step of the set that failed, was skipped or was cancelled: the members are skipped."""
-        self.members: list[_Node] = []
-        """Steps waiting for the count to reach zero (emptied when it does or when blocked)."""
-
-
-_BLOCKING = frozenset({"failed", "skipped", "cancelled"})
 
 _BURST = 256
 """Most step tasks created per turn of the event loop (see `Run._next_burst`)."""
@@ -273,8 +215,8 @@ class Run:
         self.replans_handled = replans_handled
         self.graph = PlanGraph(executor.tools, inputs=self.inputs)
         self._bus = EventBus(list(subscribers), keep_history=keep_events, run_id=self.id)
-        self._nodes: dict[str, _Node] = {}
-        self._joins: dict[frozenset[str], _Join] = {}
+        self._nodes: dict[str, Node] = {}
+        self._joins: dict[frozenset[str], Join] = {}
         self._outputs: dict[str, Any] = {}
         self.outputs: Mapping[str, Any] = types.MappingProxyType(self._outputs)
         """Outputs of the steps that have succeeded so far (read-only, live)."""
@@ -285,8 +227,8 @@ class Run:
         self._status: RunStatus = "running"
         self._error: str | None = None
         self._replans: list[str] = []
-        self._settling: deque[_Node] = deque()
-        self._handoff: _Node | None = None
+        self._settling: deque[Node] = deque()
+        self._handoff: Node | None = None
         self._handoff_task: asyncio.Task[None] | None = None
         self._draining = False
         self._rng = random.Random(executor.seed)
@@ -296,7 +238,7 @@ class Run:
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started_now = 0  # step tasks created since the loop last ran `_next_burst`
-        self._queued: deque[_Node] = deque()  # ready steps waiting for the next burst
+        self._queued: deque[Node] = deque()  # ready steps waiting for the next burst
         self._done: asyncio.Event | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self.started_at = 0.0
@@ -438,7 +380,7 @@ class Run:
         nodes = self._nodes
         new = []
         for c in compiled:
-            node = _Node(c)
+            node = Node(c)
             nodes[c.step.id] = node
             new.append(node)
         self._unfinished += len(new)
@@ -464,40 +406,16 @@ class Run:
                 continue
             join = joins.get(deps)
             if join is None:
-                join = joins[deps] = self._new_join(deps)
+                join = joins[deps] = new_join(nodes, deps)
             if join.blocked is not None:
-                self._skip(node, self._needs_reason(join.blocked))
+                self._skip(node, needs_reason(nodes, join.blocked))
             elif join.waiting == 0:
                 self._ready(node)
             else:
                 join.members.append(node)
         self._drain()
 
-    def _new_join(self, deps: frozenset[str]) -> _Join:
-        """A join for `deps`, counting the steps of the set that have not finished."""
-        join = _Join()
-        nodes = self._nodes
-        for dep in deps:
-            producer = nodes[dep]
-            status = producer.status
-            if status == "succeeded":
-                continue
-            if status in _BLOCKING:
-                join.blocked = dep
-                return join
-            join.waiting += 1
-            if producer.joins is None:
-                producer.joins = [join]
-            else:
-                producer.joins.append(join)
-        return join
-
-    def _needs_reason(self, dep: str) -> str:
-        state = self._nodes[dep].status
-        verb = {"failed": "failed", "skipped": "was skipped", "cancelled": "was cancelled"}[state]
-        return f"needs `{dep}`, which {verb}"
-
-    def _ready(self, node: _Node) -> None:
+    def _ready(self, node: Node) -> None:
         c = node.c
         if c.condition is not None:
             expr, refs = c.condition
@@ -525,7 +443,7 @@ class Run:
         else:
             self._queued.append(node)
 
-    def _start(self, node: _Node) -> None:
+    def _start(self, node: Node) -> None:
         assert self._tg is not None
         self._started_now += 1
         node.task = self._tg.create_task(self._execute(node), name=f"planweave-step-{node.c.step.id}")
@@ -566,15 +484,15 @@ class Run:
         except PathError as exc:
             raise ReferenceResolutionError(f"cannot resolve `{ref}`: {exc}") from None
 
-    async def _execute(self, first: _Node) -> None:
-        node: _Node | None = first
+    async def _execute(self, first: Node) -> None:
+        node: Node | None = first
         while node is not None:
-            if node.status not in _FINAL:
+            if node.status not in FINAL:
                 await self._execute_one(node)
             node.task = None  # a finished task (and its coroutine) is not kept for the whole run
             node, self._handoff = self._handoff, None
 
-    def _settle_here(self, node: _Node, output: Any = None, exc: BaseException | None = None) -> None:
+    def _settle_here(self, node: Node, output: Any = None, exc: BaseException | None = None) -> None:
         """Record the outcome of `node`, run from its own task, which may take over one dependent."""
         self._handoff_task = node.task
         try:
@@ -586,7 +504,7 @@ class Run:
         finally:
             self._handoff_task = None
 
-    async def _execute_one(self, node: _Node) -> None:
+    async def _execute_one(self, node: Node) -> None:
         c = node.c
         sid = c.step.id
         try:
@@ -604,7 +522,7 @@ class Run:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    if node.status in _FINAL:  # the run was aborted meanwhile
+                    if node.status in FINAL:  # the run was aborted meanwhile
                         return
                     try:
                         delay = await self._decide(node, exc, attempt)
@@ -617,18 +535,18 @@ class Run:
                         self._bus.note("step_retrying", sid, attempt, delay, str(exc), type(exc).__name__)
                     await asyncio.sleep(delay)
                     continue
-                if node.status not in _FINAL:
+                if node.status not in FINAL:
                     self._settle_here(node, output)
                 return
         except asyncio.CancelledError:
             # Only `_abort` cancels step tasks, and it has already marked the step cancelled;
             # this covers a cancellation from anywhere else.
-            if node.status not in _FINAL:
+            if node.status not in FINAL:
                 self._cancel_node(node, "the run was cancelled")
                 self._drain()
             raise
 
-    def _call(self, node: _Node, attempt: int, item: tuple[int, Any] | None) -> Awaitable[Any]:
+    def _call(self, node: Node, attempt: int, item: tuple[int, Any] | None) -> Awaitable[Any]:
         """Start one attempt: resolve the arguments and return the backend call to await.
 
         A plain method returning the coroutine, not a coroutine itself: one frame less per step.
@@ -660,7 +578,7 @@ class Run:
             return call
         return self._timed(node, attempt, call)
 
-    async def _timed(self, node: _Node, attempt: int, call: Awaitable[Any]) -> Any:
+    async def _timed(self, node: Node, attempt: int, call: Awaitable[Any]) -> Any:
         step = node.c.step
         assert step.timeout_s is not None
         try:
@@ -675,7 +593,7 @@ class Run:
                 attempt=attempt,
             ) from None
 
-    async def _run_for_each(self, node: _Node, attempt: int) -> list[Any]:
+    async def _run_for_each(self, node: Node, attempt: int) -> list[Any]:
         c = node.c
         assert c.for_each is not None
         items = self._lookup(c.for_each, None)
@@ -705,7 +623,7 @@ class Run:
                     tg.create_task(one(i, value))
         return [done[i] for i in range(len(items))]
 
-    async def _decide(self, node: _Node, exc: BaseException, attempt: int) -> float | None:
+    async def _decide(self, node: Node, exc: BaseException, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None to stop trying."""
         if isinstance(exc, BaseExceptionGroup):
             exc = exc.exceptions[0]
@@ -727,7 +645,7 @@ class Run:
 
     # --- final states ------------------------------------------------------------------------
 
-    def _succeed(self, node: _Node, output: Any, *, emit_restored: bool = False) -> None:
+    def _succeed(self, node: Node, output: Any, *, emit_restored: bool = False) -> None:
         sid = node.c.step.id
         node.status = "succeeded"
         node.output = output
@@ -740,7 +658,7 @@ class Run:
                 self._bus.note("step_succeeded", sid, output, node.attempts, now - (node.started_at or now))
         self._settling.append(node)
 
-    def _fail(self, node: _Node, exc: BaseException) -> None:
+    def _fail(self, node: Node, exc: BaseException) -> None:
         if isinstance(exc, BaseExceptionGroup):
             exc = exc.exceptions[0]
         sid = node.c.step.id
@@ -765,7 +683,7 @@ class Run:
             self._abort("failed", f"step `{sid}` failed: {node.error}")
         self._drain()
 
-    def _skip(self, node: _Node, reason: str) -> None:
+    def _skip(self, node: Node, reason: str) -> None:
         node.status = "skipped"
         node.error = reason
         node.finished_at = time.time()
@@ -773,7 +691,7 @@ class Run:
             self._bus.note("step_skipped", node.c.step.id, reason)
         self._settling.append(node)
 
-    def _cancel_node(self, node: _Node, reason: str) -> None:
+    def _cancel_node(self, node: Node, reason: str) -> None:
         node.status = "cancelled"
         node.error = reason
         node.finished_at = time.time()
@@ -805,7 +723,7 @@ class Run:
                                     self._ready(member)
                 else:
                     sid = node.c.step.id
-                    reason = self._needs_reason(sid)
+                    reason = needs_reason(self._nodes, sid)
                     for join in joins:
                         if join.blocked is None:
                             join.blocked = sid
@@ -828,7 +746,7 @@ class Run:
         reason = error if status == "failed" else "the run was cancelled"
         current = asyncio.current_task()
         for node in list(self._nodes.values()):
-            if node.status in _FINAL:
+            if node.status in FINAL:
                 continue
             # Marked now, not when the task unwinds: a task cancelled before its first step never runs.
             self._cancel_node(node, reason)

@@ -10,17 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from planner.core import Budget, Planner, PlannerResult, PlannerStatus
+    from planner.budget import Budget
+    from planner.core import Planner
     from planner.errors import BudgetExceededError, ConfigError, LLMError, PlanningError
     from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
     from planner.llm import LLMCall, Usage
     from planner.models import JoinDecision, PlannedStep, PlanUpdate
+    from planner.result import PlannerResult, PlannerStatus
 
 _WHERE = {
-    "Budget": "planner.core",
+    "Budget": "planner.budget",
     "Planner": "planner.core",
-    "PlannerResult": "planner.core",
-    "PlannerStatus": "planner.core",
+    "PlannerResult": "planner.result",
+    "PlannerStatus": "planner.result",
     "BudgetExceededError": "planner.errors",
     "ConfigError": "planner.errors",
     "LLMError": "planner.errors",

@@ -9,131 +9,33 @@ handed to the running executor the moment its closing brace arrives, so the firs
 tools run while the model is still writing the rest (LLMCompiler's latency gain).
 When the round's steps are final, a join decision finishes with the answer or
 replans, seeing every earlier result. Budgets stop a run cleanly.
+
+Here is the public `Planner`; one run's loop is `planner.run`, its limits `planner.budget`,
+what it returns `planner.result`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
-
-from executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from executor import Plan, RunEvent
 from executor.masking import Masker
-from executor.store import FINAL_STATUSES, ResumeState, RunStore, open_store
-from executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
-from executor.result import StepResult
-from planner.errors import ConfigError, LLMError, PlanningError
-from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-from planner.llm import LLMCall, LLMClient, LLMConfig, Usage
-from planner.models import JoinDecision, PlannedStep, PlanUpdate
+from executor.store import FINAL_STATUSES, RunStore, open_store
+from planner.budget import Budget
+from planner.errors import ConfigError
+from planner.llm import LLMConfig
 from planner.prompts import PromptLibrary
-from planner.streaming import FieldStream, StepStream
-from planner.tracing import LangfuseTracer, TracingConfig, create_tracer
-from tools.base import Tool, ToolRegistry, format_validation_error, tool
+from planner.result import PlannerResult, PlannerStatus
+from planner.run import PlannerRun, make_llm_tool
+from planner.tracing import TracingConfig
+from tools.base import Tool, ToolRegistry
 
-__all__ = ["Budget", "Planner", "PlannerResult", "PlannerStatus"]
-
-PlannerStatus = Literal["succeeded", "failed", "budget_exceeded", "cancelled"]
-_FINAL_KINDS = {"step_succeeded", "step_failed", "step_skipped", "step_cancelled", "step_restored"}
-
-
-class Budget(BaseModel):
-    """Limits of one planner run. Hitting one stops the run cleanly with status `budget_exceeded`."""
-
-    max_cost_usd: float | None = Field(None, gt=0)
-    max_tokens: int | None = Field(None, gt=0)
-    max_llm_calls: int | None = Field(30, gt=0)
-    max_steps: int | None = Field(100, gt=0)
-    max_replans: int | None = Field(3, ge=0)
-    max_seconds: float | None = Field(None, gt=0)
-
-
-class PlannerResult(BaseModel):
-    run_id: str
-    goal: str
-    status: PlannerStatus
-    answer: str | None = None
-    error: str | None = None
-    budget: str | None = None
-    """Which budget stopped the run, when `status` is `budget_exceeded`."""
-    steps: dict[str, StepResult] = Field(default_factory=dict)
-    rounds: int = 0
-    replans: int = 0
-    usage: Usage = Field(default_factory=Usage)
-    llm_calls: list[dict[str, Any]] = Field(default_factory=list)
-    prompts: dict[str, dict[str, str]] = Field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    trace_id: str | None = None
-    """The run's Langfuse trace, when tracing is on."""
-    trace_url: str | None = None
-    """Where to see that trace (the Langfuse host's `/trace/ID` link)."""
-
-    @property
-    def duration_s(self) -> float:
-        return self.finished_at - self.started_at
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
-
-
-class _BudgetStop(Exception):
-    def __init__(self, budget: str, message: str) -> None:
-        super().__init__(message)
-        self.budget = budget
-
-
-class _RoundTracker:
-    """Knows when every step of the current round is final."""
-
-    def __init__(self) -> None:
-        self.pending: set[str] = set()
-        self.done = asyncio.Event()
-        self.done.set()
-
-    def track(self, step_id: str) -> None:
-        self.pending.add(step_id)
-        self.done.clear()
-
-    def untrack(self, step_id: str) -> None:
-        self.pending.discard(step_id)
-        if not self.pending:
-            self.done.set()
-
-    def __call__(self, event: RunEvent) -> None:
-        if event.kind in _FINAL_KINDS:
-            self.pending.discard(getattr(event, "step_id", ""))
-            if not self.pending:
-                self.done.set()
-        elif event.kind == "run_finished":
-            self.pending.clear()
-            self.done.set()
-
-
-def _describe(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > limit:
-        return text[:limit] + f" ... [truncated: {len(text) - limit} more characters; the full value is in the context]"
-    return text
-
-
-def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
-    """The `llm` tool: reasoning over earlier outputs, through the run's own client and accounting."""
-    template = prompts.get("llm_tool")
-
-    @tool(name="llm")
-    async def llm(prompt: str, context: Any = None) -> str:
-        """Ask a language model to summarise, compare, extract or compute in words; pass earlier outputs as `context`."""
-        text = template.render(prompt=prompt, context=None if context is None else _describe(context, 20_000))
-        return await client.text([{"role": "user", "content": text}], prompt=template.ref, purpose="llm_tool")
-
-    return llm
+# `Budget`, `PlannerResult`, `PlannerStatus` and `make_llm_tool` live in their own modules and
+# are re-exported here, where they have always been imported from.
+__all__ = ["Budget", "Planner", "PlannerResult", "PlannerStatus", "make_llm_tool"]
 
 
 class Planner:
@@ -248,7 +150,7 @@ class Planner:
         if not goal or not goal.strip():
             raise ValueError("the goal is empty; say what you want done")
         trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
-        return await _PlannerRun(
+        return await PlannerRun(
             self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
         ).go()
 
@@ -257,7 +159,7 @@ class Planner:
         (save it with `plan.to_yaml()` and run it later with `planweave exec`)."""
         if not goal or not goal.strip():
             raise ValueError("the goal is empty; say what you want done")
-        return await _PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
+        return await PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
 
     async def resume(
         self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
@@ -282,7 +184,7 @@ class Planner:
                 f"Start a new run with the same goal instead."
             )
         state = record.resume_state()
-        return await _PlannerRun(
+        return await PlannerRun(
             self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
         ).go()
 
@@ -311,442 +213,3 @@ class Planner:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-
-
-class _PlannerRun:
-    """The state of one `Planner.run`."""
-
-    def __init__(
-        self,
-        planner: Planner,
-        goal: str,
-        inputs: dict[str, Any],
-        run_id: str | None,
-        subscribers: list[Callable[[RunEvent], object]],
-        resume: ResumeState | None = None,
-        record: bool = True,
-        trace: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.p = planner
-        self.resumed = resume
-        store = planner.store if record else None
-        if store is not None:
-            meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
-                    **planner.meta}
-            recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
-            subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
-        # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
-        # None for `Planner.plan`, which runs nothing.
-        self.tracer: LangfuseTracer | None = None
-        if trace is not None and planner.tracing is not False:
-            self.tracer = create_tracer(
-                model=planner.model,
-                session_id=trace.get("session_id"),
-                user_id=trace.get("user_id"),
-                tags=trace.get("tags", ()),
-                metadata={"planner": planner.name} if planner.name else None,
-                masker=planner.masker,
-                config=planner.tracing if isinstance(planner.tracing, TracingConfig) else None,
-            )
-            if self.tracer is not None:
-                subscribers = [*subscribers, self.tracer]
-        self.goal = goal
-        self.inputs = inputs
-        self.subscribers = subscribers
-        self.tracker = _RoundTracker()
-        self.client = LLMClient(planner.config, on_call=self._on_call)
-        self.budget = planner.budget
-        self.round = 0
-        self.replans = 0
-        self.budget_hit: _BudgetStop | None = None
-        registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
-        self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
-        self.run: Run = self.executor.start(
-            goal=goal,
-            inputs=inputs,
-            completed=resume.completed if resume else None,
-            run_id=run_id,
-            subscribers=[self.tracker, *subscribers],
-            replans_handled=True,
-        )
-        self.prompt_refs: dict[str, dict[str, str]] = {}
-
-    def emit(self, event: RunEvent) -> None:
-        for fn in self.subscribers:
-            try:
-                fn(event)
-            except Exception:  # an observer must never break the run
-                pass
-
-    def _on_call(self, call: LLMCall) -> None:
-        self.emit(
-            LLMCalled(
-                run_id=self.run.id,
-                purpose=call.purpose,
-                model=call.model,
-                prompt=call.prompt,
-                input_tokens=call.input_tokens,
-                output_tokens=call.output_tokens,
-                cost_usd=call.cost_usd,
-                latency_s=call.latency_s,
-                attempts=call.attempts,
-                reasks=call.reasks,
-                error=call.error,
-                started_at=call.started_at,
-                messages=call.messages,
-                output=call.output.model_dump(mode="json") if isinstance(call.output, BaseModel) else call.output,
-            )
-        )
-        try:
-            self._check_usage()
-        except _BudgetStop as stop:
-            # A tool's own LLM call went over: stop now, not at the end of the round.
-            if self.budget_hit is None:
-                self.budget_hit = stop
-                self.run.cancel(str(stop))
-
-    def _check_usage(self, *, before_call: bool = False) -> None:
-        u, b = self.client.usage, self.budget
-        if b.max_llm_calls is not None and (u.llm_calls >= b.max_llm_calls if before_call else u.llm_calls > b.max_llm_calls):
-            raise _BudgetStop("max_llm_calls", f"the run reached its budget of {b.max_llm_calls} LLM calls")
-        if b.max_tokens is not None and u.total_tokens >= b.max_tokens:
-            raise _BudgetStop("max_tokens", f"the run used {u.total_tokens} tokens, over its budget of {b.max_tokens}")
-        if b.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd >= b.max_cost_usd:
-            raise _BudgetStop(
-                "max_cost_usd", f"the run cost ${u.cost_usd:.4f}, over its budget of ${b.max_cost_usd:.4f}"
-            )
-
-    def _prompt(self, name: str) -> Any:
-        prompt = self.p.prompts.get(name)
-        self.prompt_refs[name] = prompt.ref
-        return prompt
-
-    def _history(self) -> list[dict[str, str]]:
-        out = []
-        for sid in self.run.graph.steps:
-            status = self.run.step_status(sid)
-            node_out = self.run.outputs.get(sid)
-            if status == "succeeded":
-                text = _describe(node_out, self.p.output_chars)
-            else:
-                text = self.run.step_error(sid) or status
-            out.append({"id": sid, "tool": self.run.graph.steps[sid].tool.name, "status": status, "text": text})
-        return out
-
-    def _catalogue(self) -> list[dict[str, Any]]:
-        return self.run.graph.tools.catalogue()
-
-    # --- the loop ------------------------------------------------------------------------------
-
-    async def go(self) -> PlannerResult:
-        try:
-            result = await self._go()
-        except BaseException:
-            if self.tracer is not None:
-                self.tracer.close(timeout_s=0)  # end the trace; delivery goes on in the background
-            raise
-        if self.tracer is not None:
-            await self.tracer.aclose()  # waits `flush_timeout_s` (2 s) at most
-        return result
-
-    async def _go(self) -> PlannerResult:
-        started = time.time()
-        status: PlannerStatus = "failed"
-        answer: str | None = None
-        error: str | None = None
-        budget_name: str | None = None
-        try:
-            async with self.run:
-                try:
-                    async with asyncio.timeout(self.budget.max_seconds):
-                        answer = await self._loop()
-                    status = "succeeded"
-                except _BudgetStop as stop:
-                    status, budget_name, error = "budget_exceeded", stop.budget, str(stop)
-                except TimeoutError:
-                    status, budget_name = "budget_exceeded", "max_seconds"
-                    error = f"the run passed its time budget of {self.budget.max_seconds:g}s"
-                except (PlanningError, LLMError) as exc:
-                    status, error = "failed", str(exc)
-                if self.budget_hit is not None and status != "budget_exceeded":
-                    status, budget_name, error = "budget_exceeded", self.budget_hit.budget, str(self.budget_hit)
-                if status == "budget_exceeded":
-                    self.emit(Decision(run_id=self.run.id, action="budget_stop", round=self.round, reason=error or ""))
-                    self.run.cancel(error or "budget")
-                    answer = self._best_effort(error or "")
-                elif status == "failed":
-                    self.run.cancel(error or "failed")
-                self.run.close()
-        except asyncio.CancelledError:
-            self.emit(Decision(run_id=self.run.id, action="cancel", round=self.round, reason="cancelled"))
-            raise
-        result = PlannerResult(
-            run_id=self.run.id,
-            goal=self.goal,
-            status=status,
-            answer=answer,
-            error=error,
-            budget=budget_name,
-            steps=self.run.result.steps,
-            rounds=self.round,
-            replans=self.replans,
-            usage=self.client.usage.model_copy(),
-            llm_calls=[
-                {k: v for k, v in vars(c).items() if k not in ("messages",)} for c in self.client.calls
-            ],
-            prompts=self.prompt_refs,
-            started_at=started,
-            finished_at=time.time(),
-            trace_id=self.tracer.trace_id if self.tracer is not None else None,
-            trace_url=self.tracer.trace_url if self.tracer is not None else None,
-        )
-        self.emit(
-            PlannerFinished(run_id=self.run.id, status=status, answer=answer, usage=result.usage.model_dump())
-        )
-        return result
-
-    async def plan_only(self) -> tuple[Plan, PlannerResult]:
-        started = time.time()
-        self.round = 1
-        update, ids = await self._plan_round(None)
-        steps = [self.run.graph.steps[sid].step for sid in ids]
-        result = PlannerResult(
-            run_id=self.run.id,
-            goal=self.goal,
-            status="succeeded",
-            answer=update.answer if not ids else None,
-            rounds=1,
-            usage=self.client.usage.model_copy(),
-            prompts=self.prompt_refs,
-            started_at=started,
-            finished_at=time.time(),
-        )
-        return Plan(steps=steps), result
-
-    def _best_effort(self, reason: str) -> str:
-        done = [f"`{h['id']}`: {h['text']}" for h in self._history() if h["status"] == "succeeded"]
-        if not done:
-            return f"Stopped before any result: {reason}."
-        return f"Stopped early ({reason}). Results so far: " + "; ".join(done)
-
-    def _restore(self) -> bool:
-        """Re-add a resumed run's recorded steps; True when there were any (then the join comes next)."""
-        state = self.resumed
-        if state is None:
-            return False
-        self.round, self.replans = state.rounds, state.replans
-        reused = sum(1 for s in state.steps if s.id in state.completed)
-        self.emit(
-            Decision(
-                run_id=self.run.id,
-                action="resume",
-                round=self.round,
-                reason=f"resumed: {reused} of {len(state.steps)} recorded steps reused, the rest run again",
-            )
-        )
-        if not state.steps:
-            return False
-        for step in state.steps:
-            self.tracker.track(step.id)
-        self.run.add_steps(state.steps)
-        self.round = max(self.round, 1)
-        return True
-
-    async def _loop(self) -> str:
-        reason: str | None = None
-        restored = self._restore()
-        while True:
-            if not restored:
-                self.round += 1
-                update, ids = await self._plan_round(reason)
-                if not ids:
-                    answer = update.answer or "The planner returned no steps and no answer."
-                    self.emit(
-                        Decision(run_id=self.run.id, action="finish", round=self.round, reason="no steps needed")
-                    )
-                    self.emit(AnswerDelta(run_id=self.run.id, text=answer))
-                    return answer
-            restored = False
-            await self.tracker.done.wait()
-            if self.budget_hit is not None:
-                raise self.budget_hit
-            decision = await self._join()
-            if decision.action == "finish":
-                answer = decision.answer or ""
-                self.emit(Decision(run_id=self.run.id, action="finish", round=self.round, reason=decision.reason))
-                return answer
-            self.replans += 1
-            self.emit(Decision(run_id=self.run.id, action="replan", round=self.round, reason=decision.reason))
-            if self.budget.max_replans is not None and self.replans > self.budget.max_replans:
-                raise _BudgetStop("max_replans", f"the run reached its budget of {self.budget.max_replans} replans")
-            reason = decision.reason or "the results do not answer the goal yet"
-
-    async def _join(self) -> JoinDecision:
-        """The join decision, streamed: a `finish` answer reaches subscribers as it is written.
-
-        An invalid decision is re-asked through instructor, which validates and re-asks again."""
-        prompt = self._prompt("join")
-        replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
-        text = prompt.render(goal=self.goal, history=self._history(), replans_left=replans_left)
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": text},
-            {"role": "user", "content": "Decide: finish or replan."},
-        ]
-        self._check_usage(before_call=True)
-        answer = FieldStream("answer")
-        streamed = False
-        problem = ""
-        try:
-            async for piece in self.client.stream_json(
-                messages, JoinDecision, prompt=prompt.ref, purpose="join", tool_name="decide"
-            ):
-                delta = answer.feed(piece)
-                if delta:
-                    streamed = True
-                    self.emit(AnswerDelta(run_id=self.run.id, text=delta))
-        except LLMError as exc:
-            if "stream broke" not in str(exc):
-                raise
-            problem = str(exc)
-        self._check_usage()
-        full = answer.text
-        decision: JoinDecision | None = None
-        if not problem:
-            try:
-                decision = JoinDecision.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
-            except ValidationError as exc:
-                problem = format_validation_error(exc)
-        if decision is None:
-            # Invalid or broken: say so, then let instructor re-ask until the decision validates.
-            if streamed:
-                self.emit(AnswerDelta(run_id=self.run.id, text="", reset=True))
-            self.emit(PlanRejected(run_id=self.run.id, round=self.round, reask=1, errors=[problem]))
-            if self.p.max_reasks < 1:
-                raise PlanningError(f"the model's join decision was invalid and re-asks are off: {problem}", [problem])
-            repair = self._prompt("repair").render(
-                errors=f"- the decision is not valid: {problem}", accepted=[], what="decision"
-            )
-            self._check_usage(before_call=True)
-            try:
-                decision = await self.client.structured(
-                    [*messages, {"role": "assistant", "content": full}, {"role": "user", "content": repair}],
-                    JoinDecision,
-                    prompt=prompt.ref,
-                    purpose="join",
-                    max_reasks=self.p.max_reasks - 1,
-                )
-            except LLMError as exc:
-                raise PlanningError(
-                    f"the model's join decision stayed invalid after {self.p.max_reasks} re-asks: {exc}", [str(exc)]
-                ) from exc
-            self._check_usage()
-            streamed = False
-        if decision.action == "finish" and not decision.answer:
-            decision = decision.model_copy(update={"answer": self._best_effort("the model gave no answer text")})
-        if not streamed and decision.action == "finish":
-            self.emit(AnswerDelta(run_id=self.run.id, text=decision.answer or ""))
-        return decision
-
-    async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
-        prompt = self._prompt("plan")
-        system = prompt.render(
-            goal=self.goal, tools=self._catalogue(), history=self._history(), replan_reason=reason
-        )
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": "Write the plan."},
-        ]
-        accepted: list[str] = []
-        errors: list[str] = []
-        for reask in range(self.p.max_reasks + 1):
-            self._check_usage(before_call=True)
-            buffered: list[Step] = []
-            problems: list[str] = []
-            stream = StepStream()
-            try:
-                async for piece in self.client.stream_json(messages, PlanUpdate, prompt=prompt.ref, purpose="plan"):
-                    if self.p.stream_plans:
-                        for item in stream.feed(piece):
-                            problems += self._offer(item, accepted, buffered)
-                    else:
-                        stream.text += piece
-            except LLMError as exc:
-                if "stream broke" not in str(exc):
-                    raise
-                problems.append(str(exc))
-            self._check_usage()
-            full = stream.text
-            update: PlanUpdate | None = None
-            try:
-                # Tolerate prose or code fences around the object.
-                update = PlanUpdate.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
-            except ValidationError as exc:
-                problems.append(f"the reply is not a valid plan object: {format_validation_error(exc)}")
-            if update is not None and not self.p.stream_plans:
-                for planned in update.planned():
-                    problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)
-            if update is not None and self.p.stream_plans:
-                # Items the scanner could not see (e.g. malformed framing) are caught here.
-                seen = set(accepted) | {s.id for s in buffered}
-                for planned in update.planned():
-                    if planned.id not in seen and not any(planned.id in p for p in problems):
-                        problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)
-            if buffered:
-                problems += [str(p) for p in self.run.check_steps(buffered)] or [
-                    f"step `{s.id}` could not be placed in the plan" for s in buffered
-                ]
-            if update is not None and not problems:
-                self.emit(
-                    PlanUpdated(run_id=self.run.id, round=self.round, rationale=update.rationale, step_ids=list(accepted))
-                )
-                return update, accepted
-            errors = problems
-            self.emit(PlanRejected(run_id=self.run.id, round=self.round, reask=reask + 1, errors=problems))
-            repair = self._prompt("repair").render(errors="\n".join(f"- {e}" for e in problems), accepted=accepted)
-            messages = [*messages, {"role": "assistant", "content": full}, {"role": "user", "content": repair}]
-        raise PlanningError(
-            f"the model's plan stayed invalid after {self.p.max_reasks} re-asks: " + "; ".join(errors), errors
-        )
-
-    def _offer(self, item: dict[str, Any] | list[Any], accepted: list[str], buffered: list[Step]) -> list[str]:
-        """Validate one streamed step and submit it, or hold it until the steps it needs arrive."""
-        try:
-            planned = PlannedStep.model_validate(item)
-            step = Step(on_failure="replan", **planned.model_dump())
-        except ValidationError as exc:
-            sid = item.get("id", "?") if isinstance(item, dict) else (item[0] if item else "?")
-            return [f"step `{sid}` is malformed: {format_validation_error(exc)}"]
-        if self._missing(step):
-            buffered.append(step)
-            return []
-        problems = self._submit(step, accepted)
-        progress = True
-        while progress:
-            progress = False
-            for held in list(buffered):
-                if not self._missing(held):
-                    buffered.remove(held)
-                    problems += self._submit(held, accepted)
-                    progress = True
-        return problems
-
-    def _missing(self, step: Step) -> set[str]:
-        """Steps `step` needs that are not in the run yet (they may still come in the stream)."""
-        needs = set(step.depends_on)
-        try:
-            needs |= {r.root for r in find_refs([step.args, step.when, step.for_each])}
-        except RefSyntaxError:
-            return set()  # let validation report it
-        return {n for n in needs if n not in self.run.graph and n not in RESERVED_ROOTS and n != step.id}
-
-    def _submit(self, step: Step, accepted: list[str]) -> list[str]:
-        if self.budget.max_steps is not None and len(self.run.graph) >= self.budget.max_steps:
-            raise _BudgetStop("max_steps", f"the run reached its budget of {self.budget.max_steps} steps")
-        self.tracker.track(step.id)  # before adding: a step can end (skipped) during `add_steps`
-        try:
-            self.run.add_steps([step])
-        except PlanError as exc:
-            self.tracker.untrack(step.id)
-            return [p.message for p in exc.problems]
-        accepted.append(step.id)
-        return []

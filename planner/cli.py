@@ -1,7 +1,8 @@
 """The `planweave` command line. Thin: parse, call the library, render.
 
 Heavy modules (litellm, the executor, networkx) are imported inside the commands,
-so `planweave --help` stays fast.
+so `planweave --help` stays fast. What is printed lives in `planner.cli_output`; the
+run-store commands (runs, show, stats, prune, delete, graph) in `planner.cli_store`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,21 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from planner.cli_output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    fail_usage,
+    print_result,
+    print_tools,
+)
+from planner.cli_store import open_run_store, register
 
 if TYPE_CHECKING:
     from executor.result import RunResult
@@ -25,14 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
 _debug = False
-
-
-def _fail_usage(message: str) -> NoReturn:
-    typer.echo(f"planweave: error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
@@ -40,41 +46,12 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            _fail_usage(f"--input `{pair}` is not KEY=VALUE; for example `--input nights=5`.")
+            fail_usage(f"--input `{pair}` is not KEY=VALUE; for example `--input nights=5`.")
         try:
             inputs[key] = json.loads(raw)  # numbers, booleans, lists stay typed
         except json.JSONDecodeError:
             inputs[key] = raw
     return inputs
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def _render_result(result: RunResult, *, title: str) -> None:
-    from rich.table import Table
-
-    colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
-    table = Table(title=title, title_justify="left")
-    for col in ("step", "tool", "state", "attempts", "time", "output / error"):
-        table.add_column(col, overflow="fold")
-    for sid, s in result.steps.items():
-        shown = s.error if s.status != "succeeded" else json.dumps(s.output, ensure_ascii=False, default=str)
-        if shown and len(shown) > 120:
-            shown = shown[:117] + "..."
-        duration = f"{s.duration_s:.2f}s" if s.duration_s is not None else "-"
-        colour = colours.get(s.status, "white")
-        table.add_row(sid, s.tool, f"[{colour}]{s.status}[/]", str(s.attempts), duration, shown or "")
-    console = _console()
-    console.print(table)
-    colour = "green" if result.ok else "red"
-    line = f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}"
-    if result.error:
-        line += f": {result.error}"
-    console.print(line)
 
 
 @app.callback()
@@ -83,21 +60,6 @@ def _root(
 ) -> None:
     global _debug
     _debug = debug
-
-
-def _store() -> Any:
-    from executor.store import open_store
-
-    return open_store()
-
-
-def _age(text: str) -> float:
-    """`90s`, `15m`, `12h`, `7d`, `2w` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
-    except ValueError:
-        _fail_usage(f"`{text}` is not an age; use a number with a unit, e.g. `30m`, `12h`, `7d`.")
 
 
 def _run_workflow(
@@ -122,12 +84,12 @@ def _run_workflow(
     workflow.validate_with(tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
-        _fail_usage(
+        fail_usage(
             f"unknown input {', '.join(f'`{k}`' for k in sorted(unknown))} for workflow `{workflow.name}`; "
             f"its inputs are {', '.join(f'`{k}`' for k in workflow.inputs)}."
         )
     run_id = run_id or uuid.uuid4().hex[:16]
-    store = _store() if record else None
+    store = open_run_store() if record else None
     subscribers = []
     if store is not None:
         meta = {
@@ -185,12 +147,12 @@ def exec_(
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     elif not quiet:
-        _render_result(result, title=f"workflow {workflow.name}")
+        print_result(result, title=f"workflow {workflow.name}")
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
 def _budget(**limits: Any) -> Any:
-    from planner.core import Budget
+    from planner.budget import Budget
 
     return Budget(**{k: v for k, v in limits.items() if v is not None})
 
@@ -243,7 +205,7 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
 
     from planner.live import LiveView
 
-    view = LiveView(console=_console(), quiet=quiet or as_json)
+    view = LiveView(console=console(), quiet=quiet or as_json)
     try:
         with view:
             result = asyncio.run(run(view))
@@ -259,7 +221,7 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
             typer.echo(result.answer or "")
         else:
             view.print_answer(result.answer or "")
-            _console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
+            console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
@@ -291,7 +253,7 @@ def run_(
     import uuid
 
     if not goal.strip():
-        _fail_usage("the goal is empty; say what you want done, e.g. planweave run \"what is 17 * 23\".")
+        fail_usage("the goal is empty; say what you want done, e.g. planweave run \"what is 17 * 23\".")
     budget = _budget(
         max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
         max_replans=max_replans, max_seconds=max_seconds,
@@ -332,9 +294,9 @@ def plan_(
     from planner.render import render_plan
 
     if format_ not in ("tree", "mermaid", "json", "yaml", "dot"):
-        _fail_usage(f"unknown format `{format_}`; use tree, mermaid, dot, json or yaml.")
+        fail_usage(f"unknown format `{format_}`; use tree, mermaid, dot, json or yaml.")
     if not goal.strip():
-        _fail_usage("the goal is empty; say what you want done.")
+        fail_usage("the goal is empty; say what you want done.")
     planner = _planner(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=False,
         budget=_budget(), record=False,
@@ -350,75 +312,6 @@ def plan_(
         typer.echo(text)
 
 
-@app.command("runs")
-def runs_(
-    status: Annotated[
-        Optional[str], typer.Option(help="Only runs with this status (succeeded, failed, interrupted, ...).")
-    ] = None,
-    contains: Annotated[Optional[str], typer.Option("--grep", help="Only runs whose goal or name contains this.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only runs newer than this age, e.g. 12h or 7d.")] = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List recorded runs, newest first."""
-    import time
-
-    runs = _store().list_runs(
-        status=status, contains=contains, since=None if since is None else time.time() - _age(since), limit=limit
-    )
-    if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
-        return
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=f"runs ({len(runs)} shown)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("run", "status", "started", "took", "cost"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=16)
-    for r in runs:
-        goal = r.goal.splitlines()[0] if r.kind == "planner" and r.goal else r.name
-        table.add_row(r.id, _status(r.status), _when(r.created_at), _secs(r.duration_s), _cost(r.cost_usd), goal)
-    _console().print(table)
-
-
-def _status(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(status, "magenta")
-    return f"[{colour}]{status}[/]"
-
-
-def _when(ts: float | None) -> str:
-    import datetime
-
-    return "-" if ts is None else datetime.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
-def _cost(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.4f}"
-
-
-@app.command("show")
-def show(
-    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix), from `planweave runs`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Export the whole run (summary, steps, events) as JSON.")] = False,
-) -> None:
-    """Show one run as a tree: rounds, steps with timings, LLM calls with tokens and cost."""
-    store = _store()
-    if as_json:
-        typer.echo(json.dumps(store.export(run_id), indent=2, ensure_ascii=False, default=str))
-        return
-    from planner.render import run_tree
-
-    record = store.get_run(run_id)
-    _console().print(run_tree(record))
-
-
 @app.command("resume")
 def resume(
     run_id: Annotated[str, typer.Argument(help="An interrupted run's id (or a unique prefix).")],
@@ -432,12 +325,12 @@ def resume(
     """Continue an interrupted run: succeeded steps are reused, the rest run again."""
     from executor.store import FINAL_STATUSES
 
-    store = _store()
+    store = open_run_store()
     summary = store.summary(run_id)
     if summary.status in FINAL_STATUSES:
-        _fail_usage(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
+        fail_usage(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
     if summary.status == "running":
-        _fail_usage(f"run `{summary.id}` is still running in another process; wait for it, or stop it first.")
+        fail_usage(f"run `{summary.id}` is still running in another process; wait for it, or stop it first.")
     meta = summary.meta
     if summary.kind == "workflow":
         state = store.get_run(summary.id).resume_state()
@@ -452,7 +345,7 @@ def resume(
         if as_json:
             typer.echo(result.model_dump_json(indent=2))
         elif not quiet:
-            _render_result(result, title=f"workflow {workflow.name} (resumed)")
+            print_result(result, title=f"workflow {workflow.name} (resumed)")
         raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
     planner = _planner(
         model=model or meta.get("model") or None,
@@ -470,44 +363,6 @@ def resume(
         as_json=as_json,
         quiet=quiet,
     )
-
-
-@app.command("stats")
-def stats(
-    since: Annotated[Optional[str], typer.Option(help="Only runs newer than this age, e.g. 24h or 7d.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Only this workflow or goal label.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Monitoring: per workflow or goal kind, success rate, p50/p95 latency, tokens, cost, slowest steps."""
-    import time
-
-    report = _store().stats(since=None if since is None else time.time() - _age(since), name=name)
-    if as_json:
-        typer.echo(json.dumps([g.model_dump(mode="json") for g in report], indent=2))
-        return
-    from rich.table import Table
-
-    from rich import box
-
-    table = Table(title="runs by workflow / goal", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("name", overflow="fold", ratio=1, min_width=16)
-    for col in ("runs", "success", "p50", "p95", "tokens/run", "cost"):
-        table.add_column(col, no_wrap=True)
-    slow = Table(title="slowest steps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    slow.add_column("name", overflow="fold", ratio=1, min_width=16)
-    for col in ("step", "tool", "runs", "p50", "p95", "max"):
-        slow.add_column(col, overflow="fold")
-    for g in report:
-        table.add_row(
-            g.name, str(g.runs), f"{g.success_rate:.0%}", _secs(g.p50_s), _secs(g.p95_s),
-            f"{g.tokens_per_run:.0f}", _cost(g.cost_usd),
-        )
-        for st in g.slowest_steps:
-            slow.add_row(g.name, st.step, st.tool, str(st.runs), _secs(st.p50_s), _secs(st.p95_s), _secs(st.max_s))
-    console = _console()
-    console.print(table)
-    if slow.row_count:
-        console.print(slow)
 
 
 @app.command("serve")
@@ -550,11 +405,11 @@ def serve_(
     from planner.server import ServerConfig, serve
 
     if reasoning not in ("think", "field", "off"):
-        _fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
+        fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
     for option, value in (("--max-body-bytes", max_body_bytes), ("--max-messages", max_messages),
                           ("--max-chars", max_chars), ("--max-concurrent-runs", max_concurrent_runs)):
         if value <= 0:
-            _fail_usage(f"`{option}` must be a positive number, not {value}.")
+            fail_usage(f"`{option}` must be a positive number, not {value}.")
     budget = _budget(
         max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
         max_replans=max_replans, max_seconds=max_seconds,
@@ -569,63 +424,6 @@ def serve_(
         cors_origins=list(cors_origin or []),
     )
     serve(planner, host=host, port=port, config=config, log_level=log_level)
-
-
-@app.command("prune")
-def prune(
-    older_than: Annotated[str, typer.Option(help="Delete finished runs older than this age, e.g. 30d.")],
-) -> None:
-    """Delete recorded runs older than a given age (running runs are kept)."""
-    n = _store().prune(_age(older_than))
-    typer.echo(f"deleted {n} run{'s' if n != 1 else ''}")
-
-
-@app.command("delete")
-def delete(run_id: Annotated[str, typer.Argument(help="The run to delete.")]) -> None:
-    """Delete one recorded run."""
-    store = _store()
-    rid = store.summary(run_id).id
-    store.delete(rid)
-    typer.echo(f"deleted run {rid}")
-
-
-@app.command("graph")
-def graph(
-    source: Annotated[str, typer.Argument(help="A workflow/plan file, or a recorded run's id.")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="mermaid, dot or png.")] = "mermaid",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write (required for png).")] = None,
-) -> None:
-    """The graph of a workflow file or a run, as Mermaid, DOT or a PNG (step states coloured for runs)."""
-    from planner.render import render_plan
-
-    if format_ not in ("mermaid", "dot", "png", "tree"):
-        _fail_usage(f"unknown format `{format_}`; use mermaid, dot, png or tree.")
-    path = Path(source)
-    states: dict[str, Any] | None = None
-    if path.suffix in (".yaml", ".yml", ".json", ".py") or path.exists():
-        from executor.workflow import load_workflow
-
-        steps = load_workflow(path).flat_steps()
-    else:
-        record = _store().get_run(source)
-        steps = record.resume_state().steps
-        states = {sid: _state(s) for sid, s in record.steps().items()}
-    drawn = render_plan(steps, format_, states)  # type: ignore[arg-type]
-    if isinstance(drawn, bytes):
-        if output is None:
-            _fail_usage("--format png needs --output FILE.png")
-        output.write_bytes(drawn)
-        typer.echo(f"wrote {output}", err=True)
-    elif output is not None:
-        output.write_text(drawn + "\n")
-    else:
-        typer.echo(drawn)
-
-
-def _state(step: dict[str, Any]) -> dict[str, Any]:
-    started, finished = step.get("started_at"), step.get("finished_at")
-    duration = finished - started if started is not None and finished is not None else None
-    return {"status": step["status"], "attempts": step.get("attempts", 0), "duration_s": duration}
 
 
 @app.command("validate")
@@ -653,18 +451,10 @@ def tools_(
     if as_json:
         typer.echo(json.dumps(registry.catalogue(), indent=2))
         return
-    from rich.table import Table
+    print_tools(registry)
 
-    table = Table(title="tools")
-    table.add_column("name")
-    table.add_column("description", overflow="fold")
-    table.add_column("arguments", overflow="fold")
-    for t in registry:
-        props = t.json_schema.get("properties", {})
-        required = set(t.json_schema.get("required", []))
-        args = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
-        table.add_row(t.name, t.description.splitlines()[0] if t.description else "", args)
-    _console().print(table)
+
+register(app)  # runs, show, stats, prune, delete, graph
 
 
 def main() -> None:

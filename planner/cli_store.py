@@ -1,0 +1,148 @@
+"""The run-store commands of `planweave`: runs, show, stats, prune, delete, graph.
+
+They read and tidy the runs that `run`, `exec` and `resume` record. `planner.cli` adds
+them to its app with `register(app)`; this module does not import `planner.cli`, so
+`python -m planner.cli` loads the CLI once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from planner.cli_output import console, fail_usage, print_runs, print_stats
+
+__all__ = ["open_run_store", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the run-store commands to `app`."""
+    app.command("runs")(runs_)
+    app.command("show")(show)
+    app.command("stats")(stats)
+    app.command("prune")(prune)
+    app.command("delete")(delete)
+    app.command("graph")(graph)
+
+
+def open_run_store() -> Any:
+    from executor.store import open_store
+
+    return open_store()
+
+
+def _age(text: str) -> float:
+    """`90s`, `15m`, `12h`, `7d`, `2w` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        fail_usage(f"`{text}` is not an age; use a number with a unit, e.g. `30m`, `12h`, `7d`.")
+
+
+def runs_(
+    status: Annotated[
+        Optional[str], typer.Option(help="Only runs with this status (succeeded, failed, interrupted, ...).")
+    ] = None,
+    contains: Annotated[Optional[str], typer.Option("--grep", help="Only runs whose goal or name contains this.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only runs newer than this age, e.g. 12h or 7d.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List recorded runs, newest first."""
+    import time
+
+    runs = open_run_store().list_runs(
+        status=status, contains=contains, since=None if since is None else time.time() - _age(since), limit=limit
+    )
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        return
+    print_runs(runs)
+
+
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix), from `planweave runs`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Export the whole run (summary, steps, events) as JSON.")] = False,
+) -> None:
+    """Show one run as a tree: rounds, steps with timings, LLM calls with tokens and cost."""
+    store = open_run_store()
+    if as_json:
+        typer.echo(json.dumps(store.export(run_id), indent=2, ensure_ascii=False, default=str))
+        return
+    from planner.render import run_tree
+
+    record = store.get_run(run_id)
+    console().print(run_tree(record))
+
+
+def stats(
+    since: Annotated[Optional[str], typer.Option(help="Only runs newer than this age, e.g. 24h or 7d.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Only this workflow or goal label.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Monitoring: per workflow or goal kind, success rate, p50/p95 latency, tokens, cost, slowest steps."""
+    import time
+
+    report = open_run_store().stats(since=None if since is None else time.time() - _age(since), name=name)
+    if as_json:
+        typer.echo(json.dumps([g.model_dump(mode="json") for g in report], indent=2))
+        return
+    print_stats(report)
+
+
+def prune(
+    older_than: Annotated[str, typer.Option(help="Delete finished runs older than this age, e.g. 30d.")],
+) -> None:
+    """Delete recorded runs older than a given age (running runs are kept)."""
+    n = open_run_store().prune(_age(older_than))
+    typer.echo(f"deleted {n} run{'s' if n != 1 else ''}")
+
+
+def delete(run_id: Annotated[str, typer.Argument(help="The run to delete.")]) -> None:
+    """Delete one recorded run."""
+    store = open_run_store()
+    rid = store.summary(run_id).id
+    store.delete(rid)
+    typer.echo(f"deleted run {rid}")
+
+
+def graph(
+    source: Annotated[str, typer.Argument(help="A workflow/plan file, or a recorded run's id.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="mermaid, dot or png.")] = "mermaid",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write (required for png).")] = None,
+) -> None:
+    """The graph of a workflow file or a run, as Mermaid, DOT or a PNG (step states coloured for runs)."""
+    from planner.render import render_plan
+
+    if format_ not in ("mermaid", "dot", "png", "tree"):
+        fail_usage(f"unknown format `{format_}`; use mermaid, dot, png or tree.")
+    path = Path(source)
+    states: dict[str, Any] | None = None
+    if path.suffix in (".yaml", ".yml", ".json", ".py") or path.exists():
+        from executor.workflow import load_workflow
+
+        steps = load_workflow(path).flat_steps()
+    else:
+        record = open_run_store().get_run(source)
+        steps = record.resume_state().steps
+        states = {sid: _state(s) for sid, s in record.steps().items()}
+    drawn = render_plan(steps, format_, states)  # type: ignore[arg-type]
+    if isinstance(drawn, bytes):
+        if output is None:
+            fail_usage("--format png needs --output FILE.png")
+        output.write_bytes(drawn)
+        typer.echo(f"wrote {output}", err=True)
+    elif output is not None:
+        output.write_text(drawn + "\n")
+    else:
+        typer.echo(drawn)
+
+
+def _state(step: dict[str, Any]) -> dict[str, Any]:
+    started, finished = step.get("started_at"), step.get("finished_at")
+    duration = finished - started if started is not None and finished is not None else None
+    return {"status": step["status"], "attempts": step.get("attempts", 0), "duration_s": duration}

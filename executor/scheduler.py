@@ -12,6 +12,11 @@ tasks in one `asyncio.TaskGroup` per run, so no task outlives its run.
         async for event in run.events(): ...
         run.close()                                     # no more steps: finish when all are done
     result = run.result
+
+`Executor` is here; the rest of the scheduler is one module per concept, re-exported here:
+`executor.run` (`Run`: the graph's progress and final states), `executor._attempts` (how one
+step's tool is called and retried), `executor._nodes` (per-step state and dependency
+countdowns), `executor.failures` (`StepFailure`, `Recovery`, `FailureHandler`).
 """
 
 from __future__ import annotations

@@ -460,23 +460,21 @@ register(app)  # runs, show, stats, prune, delete, graph
 def main() -> None:
     """Console entry point: maps errors to exit codes (2 bad input, 1 failed run, 130 Ctrl-C)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from tools.errors import PlanweaveError, SetupError
-
     try:
         app()  # standalone: usage errors exit 2 with click's message, `typer.Exit` exits with its code
     except KeyboardInterrupt:
         typer.echo("planweave: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except SetupError as exc:
-        if _debug:
+    except Exception as exc:
+        # Imported here, not above: `tools` pulls in httpx and the built-in tools, which
+        # `planweave --help` does not need.
+        from tools.errors import PlanweaveError, SetupError
+
+        if _debug or not isinstance(exc, PlanweaveError):
             raise
         typer.echo(f"planweave: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except PlanweaveError as exc:
-        if _debug:
-            raise
-        typer.echo(f"planweave: error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(EXIT_USAGE if isinstance(exc, SetupError) else EXIT_FAILED)
+
 
 if __name__ == "__main__":
     main()

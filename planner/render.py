@@ -290,6 +290,7 @@ def run_tree(record: Any) -> Tree:
     branch: Tree | None = None  # the current round
     round_label = Text()
     waiting_calls: list[Text] = []  # a round's planning calls come before the round itself
+    early_calls: list[Text] = []
     for ev in events:
         kind = ev.get("kind")
         if kind == "llm_called":
@@ -298,8 +299,10 @@ def run_tree(record: Any) -> Tree:
             label = Text(f"LLM {ev.get('purpose', '')}: {ev.get('model', '')}, {tokens} tokens, {cost}", "dim")
             if ev.get("error"):
                 label.append(f", error: {ev['error']}", "red")
-            if branch is None or ev.get("purpose") == "plan":  # planning belongs to the next round
+            if ev.get("purpose") == "plan":  # planning belongs to the next round
                 waiting_calls.append(label)
+            elif branch is None:  # a tool's call while the first plan still streams: after its steps
+                early_calls.append(label)
             else:
                 branch.add(label)
         elif kind == "plan_updated":
@@ -314,12 +317,15 @@ def run_tree(record: Any) -> Tree:
                 if sid in steps and sid not in placed:
                     placed.add(sid)
                     branch.add(_step_label(steps[sid]))
+            for call in early_calls:
+                branch.add(call)
+            early_calls = []
         elif kind == "decision" and branch is not None and ev.get("action") != "finish":
             round_label.append(f"  → {ev.get('action')}" + (f": {ev['reason']}" if ev.get("reason") else ""), "yellow")
     for sid, step in steps.items():
         if sid not in placed:
             root.add(_step_label(step))
-    for call in waiting_calls:
+    for call in [*early_calls, *waiting_calls]:
         root.add(call)
     if summary.kind == "planner" or summary.llm_calls:
         cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"

@@ -357,6 +357,27 @@ def test_run_tree_groups_steps_and_llm_calls_by_round() -> None:
     )
 
 
+def test_run_tree_puts_a_tool_call_made_while_the_plan_streams_under_its_round() -> None:
+    from executor.events import StepAdded, StepSucceeded
+    from planner.events import LLMCalled, PlanUpdated
+
+    c = Step(id="c", tool="llm")
+    events = [  # the order a streamed round records: the step's own call ends before the plan call
+        StepAdded(run_id="r-1", step_id="c", tool="llm", step=c),
+        LLMCalled(run_id="r-1", purpose="llm_tool", model="m", input_tokens=3, output_tokens=1, cost_usd=0.0),
+        StepSucceeded(run_id="r-1", step_id="c", output="ok", attempts=1, duration_s=0.1, at=5.0),
+        LLMCalled(run_id="r-1", purpose="plan", model="m", input_tokens=9, output_tokens=1, cost_usd=0.0),
+        PlanUpdated(run_id="r-1", round=1, rationale="think", step_ids=["c"]),
+    ]
+    lines = _plain(run_tree(_record(events, llm_calls=2))).splitlines()
+    assert lines[2:5] == [
+        "├── round 1: think",
+        "│   ├── LLM plan: m, 10 tokens, $0.0000",
+        "│   ├── ✓ c  llm  succeeded  0.10s  ok",
+    ]
+    assert lines[5] == "│   └── LLM llm_tool: m, 4 tokens, $0.0000"
+
+
 def test_run_tree_of_a_workflow_run() -> None:
     from executor.events import StepAdded, StepSkipped
 

@@ -27,8 +27,7 @@ from typing import Any
 
 from executor.backends import Backend, LocalBackend
 from executor.events import Subscriber
-from executor.failures import FailureHandler as FailureHandler  # re-exported: `executor.workflow` imports it from here
-from executor.failures import Recovery, StepFailure
+from executor.failures import FailureHandler, Recovery, StepFailure
 from executor.plan import Plan, Step
 from executor.result import RunResult
 from executor.run import Run, RunClosedError

@@ -49,7 +49,8 @@ from executor.graph import GROUP_TOOL, compile_condition
 from executor.plan import Plan, Step, WorkflowFileError
 from executor.refs import Ref, pick, PathError
 from executor.result import RunResult
-from executor.scheduler import Executor, FailureHandler
+from executor.failures import FailureHandler
+from executor.scheduler import Executor
 from tools.base import Tool, ToolRegistry, tool
 from tools.safe_eval import evaluate
 

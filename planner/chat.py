@@ -28,7 +28,7 @@ from planner.events import AnswerDelta
 
 if TYPE_CHECKING:
     from executor.events import RunEvent
-    from planner.core import PlannerResult
+    from planner.result import PlannerResult
 
 __all__ = [
     "ChatMessage",

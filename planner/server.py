@@ -53,7 +53,8 @@ from planner.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
     final_text, planweave_fields,
 )
-from planner.core import Planner, PlannerResult
+from planner.core import Planner
+from planner.result import PlannerResult
 from planner.errors import ConfigError
 from tools.errors import PlanweaveError
 

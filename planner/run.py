@@ -184,6 +184,10 @@ class PlannerRun:
         self.prompt_refs[name] = prompt.ref
         return prompt
 
+    def _inputs(self) -> list[dict[str, str]]:
+        """The run's inputs as the prompts show them (long values truncated, kept whole in the context)."""
+        return [{"name": k, "text": _describe(v, self.p.output_chars)} for k, v in self.inputs.items()]
+
     def _history(self) -> list[dict[str, str]]:
         out = []
         for sid in self.run.graph.steps:
@@ -349,7 +353,9 @@ class PlannerRun:
         An invalid decision is re-asked through instructor, which validates and re-asks again."""
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
-        text = prompt.render(goal=self.goal, history=self._history(), replans_left=replans_left)
+        text = prompt.render(
+            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left
+        )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": text},
             {"role": "user", "content": "Decide: finish or replan."},
@@ -412,7 +418,11 @@ class PlannerRun:
     async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
         prompt = self._prompt("plan")
         system = prompt.render(
-            goal=self.goal, tools=self._catalogue(), history=self._history(), replan_reason=reason
+            goal=self.goal,
+            inputs=self._inputs(),
+            tools=self._catalogue(),
+            history=self._history(),
+            replan_reason=reason,
         )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},

@@ -83,7 +83,7 @@ async def test_plan_runs_end_to_end(server: FakeModelServer) -> None:
     assert "`add`: Add two numbers." in plan_request["messages"][0]["content"]
     assert {c["prompt"]["name"] for c in result.llm_calls} == {"plan", "join"}
     versions = {c["prompt"]["name"]: c["prompt"]["version"] for c in result.llm_calls}
-    assert versions == {"plan": "2", "join": "1"}
+    assert versions == {"plan": "3", "join": "2"}
     assert all(len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
 
 
@@ -371,3 +371,12 @@ async def test_join_reask_goes_through_instructor_and_can_run_out(server: FakeMo
     reask = server.chat_requests[2].json
     assert reask["tools"][0]["function"]["name"] == "JoinDecision"  # instructor's structured call
     assert "`action`" in reask["messages"][-1]["content"] or "action" in reask["messages"][-1]["content"]
+
+
+async def test_the_model_sees_the_run_inputs(server: FakeModelServer) -> None:
+    server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": "${inputs.n}", "b": 1}}), finish("8"))
+    result = await planner(server).run("add one to n", inputs={"n": 7, "long": "y" * 5000})
+    assert result.steps["x"].output == 8
+    system = server.chat_requests[0].json["messages"][0]["content"]
+    assert "- `n` (use it as `${inputs.n}`): 7" in system
+    assert "[truncated: 3000 more characters" in system  # long inputs are cut in the prompt only

@@ -27,7 +27,7 @@ def test_plan_template() -> None:
     assert "Already done" not in first and "planning again" not in first
     again = p.render(goal="g", tools=TOOLS, history=HISTORY, replan_reason="`a` failed")
     assert "- `a` (calculator, succeeded): 391" in again and "## Why you are planning again\n`a` failed" in again
-    assert p.version == "2"
+    assert p.version == "3"
     assert p.hash == hashlib.sha256((PACKAGE_DIR / "plan.j2").read_bytes()).hexdigest()[:12]
 
 
@@ -76,3 +76,11 @@ def test_bad_templates_say_what_to_fix(tmp_path: Path) -> None:
         PromptLibrary(tmp_path).get("nope")
     with pytest.raises(ConfigError, match="needs a variable that was not given"):
         PromptLibrary().get("join").render(goal="g")
+
+
+def test_plan_and_join_show_the_run_inputs() -> None:
+    inputs = [{"name": "city", "text": "Oslo"}]
+    plan = PromptLibrary().get("plan").render(goal="g", inputs=inputs, tools=TOOLS, history=[], replan_reason=None)
+    assert "## Inputs\n- `city` (use it as `${inputs.city}`): Oslo\n" in plan
+    join = PromptLibrary().get("join").render(goal="g", inputs=inputs, history=HISTORY, replans_left=1)
+    assert "## Inputs\n- `city`: Oslo\n" in join

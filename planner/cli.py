@@ -157,6 +157,20 @@ def _budget(**limits: Any) -> Any:
     return Budget(**{k: v for k, v in limits.items() if v is not None})
 
 
+ModelOpt = Annotated[
+    Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
+]
+ApiBaseOpt = Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")]
+WorkspaceOpt = Annotated[Path, typer.Option(help="Root directory for the file tools.")]
+PrivateHostsOpt = Annotated[bool, typer.Option(help="Let http_get reach private addresses.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: most USD to spend.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most tokens.")]
+MaxLLMCallsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most LLM calls.")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most steps.")]
+MaxReplansOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most replans.")]
+MaxSecondsOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: wall-clock seconds.")]
+
+
 ToolsOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -228,19 +242,17 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
 @app.command("run")
 def run_(
     goal: Annotated[str, typer.Argument(help="What you want done, in plain words.")],
-    model: Annotated[
-        Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
-    ] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
     tools: ToolsOpt = None,
-    workspace: Annotated[Path, typer.Option(help="Root directory for the file tools.")] = Path("."),
-    allow_private_hosts: Annotated[bool, typer.Option(help="Let http_get reach private addresses.")] = False,
-    max_cost: Annotated[Optional[float], typer.Option(help="Budget: most USD to spend.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Budget: most tokens.")] = None,
-    max_llm_calls: Annotated[Optional[int], typer.Option(help="Budget: most LLM calls.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Budget: most steps.")] = None,
-    max_replans: Annotated[Optional[int], typer.Option(help="Budget: most replans.")] = None,
-    max_seconds: Annotated[Optional[float], typer.Option(help="Budget: wall-clock seconds.")] = None,
+    workspace: WorkspaceOpt = Path("."),
+    allow_private_hosts: PrivateHostsOpt = False,
+    max_cost: MaxCostOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_llm_calls: MaxLLMCallsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_replans: MaxReplansOpt = None,
+    max_seconds: MaxSecondsOpt = None,
     name: Annotated[str, typer.Option(help="A label grouping this kind of goal in `planweave stats`.")] = "",
     session_id: Annotated[Optional[str], typer.Option(help="Langfuse session id for the trace.")] = None,
     user_id: Annotated[Optional[str], typer.Option(help="Langfuse user id for the trace.")] = None,
@@ -279,10 +291,10 @@ def run_(
 @app.command("plan")
 def plan_(
     goal: Annotated[str, typer.Argument(help="What you want done, in plain words.")],
-    model: Annotated[Optional[str], typer.Option(help="litellm model (default: PLANWEAVE_MODEL, else offline).")] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
     tools: ToolsOpt = None,
-    workspace: Annotated[Path, typer.Option(help="Root directory for the file tools.")] = Path("."),
+    workspace: WorkspaceOpt = Path("."),
     format_: Annotated[
         str, typer.Option("--format", "-f", help="tree, mermaid, json or yaml (json/yaml run with `planweave exec`).")
     ] = "tree",
@@ -316,7 +328,7 @@ def plan_(
 def resume(
     run_id: Annotated[str, typer.Argument(help="An interrupted run's id (or a unique prefix).")],
     model: Annotated[Optional[str], typer.Option(help="litellm model (default: the run's model).")] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")] = None,
+    api_base: ApiBaseOpt = None,
     tools: ToolsOpt = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Root directory for the file tools.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
@@ -373,19 +385,17 @@ def serve_(
         Optional[str],
         typer.Option(envvar="PLANWEAVE_API_KEY", show_default=False, help="Clients must send `Authorization: Bearer KEY`."),
     ] = None,
-    model: Annotated[
-        Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
-    ] = None,
-    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
     tools: ToolsOpt = None,
-    workspace: Annotated[Path, typer.Option(help="Root directory for the file tools.")] = Path("."),
-    allow_private_hosts: Annotated[bool, typer.Option(help="Let http_get reach private addresses.")] = False,
-    max_cost: Annotated[Optional[float], typer.Option(help="Budget of each run: most USD to spend.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Budget of each run: most tokens.")] = None,
-    max_llm_calls: Annotated[Optional[int], typer.Option(help="Budget of each run: most LLM calls.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Budget of each run: most steps.")] = None,
-    max_replans: Annotated[Optional[int], typer.Option(help="Budget of each run: most replans.")] = None,
-    max_seconds: Annotated[Optional[float], typer.Option(help="Budget of each run: wall-clock seconds.")] = None,
+    workspace: WorkspaceOpt = Path("."),
+    allow_private_hosts: PrivateHostsOpt = False,
+    max_cost: MaxCostOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_llm_calls: MaxLLMCallsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_replans: MaxReplansOpt = None,
+    max_seconds: MaxSecondsOpt = None,
     name: Annotated[str, typer.Option(help="A label grouping the served runs in `planweave stats`.")] = "chat",
     record: Annotated[bool, typer.Option(help="Record the runs in the run store.")] = True,
     reasoning: Annotated[

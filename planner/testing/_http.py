@@ -100,6 +100,20 @@ class HTTPServer(ThreadingHTTPServer):
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def serve_in_thread(self, name: str) -> threading.Thread:
+        """Serve in a started daemon thread named `name`."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, thread: threading.Thread, timeout: float) -> None:
+        """Stop serving, close every connection, join the serving and connection threads."""
+        self.shutdown()
+        thread.join(timeout)
+        self.close_connections()
+        self.join_threads(timeout)
+        self.server_close()
+
 
 class RequestHandler(BaseHTTPRequestHandler):
     """Serves one connection; all behaviour lives in :class:`FakeModelServer`."""

@@ -124,13 +124,7 @@ class FakeModelServer:
             raise RuntimeError("FakeModelServer can only be started once")
         self._started = True
         self._httpd = HTTPServer((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-model-server-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._httpd.serve_in_thread(f"fake-model-server-{self.port}")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -143,11 +137,7 @@ class FakeModelServer:
         if httpd is None or thread is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        thread.join(timeout)
-        httpd.close_connections()
-        httpd.join_threads(timeout)
-        httpd.server_close()
+        httpd.stop(thread, timeout)
         self._httpd = None
         self._thread = None
 

@@ -115,13 +115,7 @@ class OTLPReceiver:
         self._stopping.clear()
         self._httpd = HTTPServer((self._host, self._port), self)
         self._port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"otlp-receiver-{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._httpd.serve_in_thread(f"otlp-receiver-{self._port}")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -131,11 +125,7 @@ class OTLPReceiver:
         if httpd is None or thread is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        thread.join(timeout)
-        httpd.close_connections()
-        httpd.join_threads(timeout)
-        httpd.server_close()
+        httpd.stop(thread, timeout)
         self._httpd = None
         self._thread = None
 

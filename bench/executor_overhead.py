@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import importlib.metadata
 import io
 import json
 import operator
@@ -46,7 +45,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/executor_overhead.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from bench._report import git_info, table, version  # noqa: E402
 from executor.backends import LocalBackend  # noqa: E402
 from executor.plan import Step  # noqa: E402
 from executor.scheduler import Executor  # noqa: E402
@@ -358,30 +357,6 @@ async def bench_parallel(layers: int, width: int, repeats: int, sync: bool) -> d
 # --- machine / versions ------------------------------------------------------------------------
 
 
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git_info() -> dict[str, Any]:
-    """Commit and whether executor/ or tools/ have uncommitted changes (read-only git calls)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "executor", "tools"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty_files": None}
-    return {
-        "commit": head.stdout.strip() or None,
-        "dirty_files": [line[3:] for line in dirty.stdout.splitlines()] if dirty.returncode == 0 else None,
-    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -449,14 +424,6 @@ def build_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     return targets
 
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def mm(s: dict[str, Any], fmt: str = "{:.1f}") -> str:
@@ -684,7 +651,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "pydantic-core": version("pydantic-core"),
             "networkx": version("networkx"),
         },
-        "git": git_info(),
+        "git": git_info(("executor", "tools")),
         "settings": {
             "quick": args.quick,
             "n": n,

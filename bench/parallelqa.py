@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import os
 import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/parallelqa.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from bench._report import git_info, table, version  # noqa: E402
 from planner import Planner  # noqa: E402
 from planner.core import make_llm_tool  # noqa: E402
 from planner.llm import LLMClient, LLMConfig, import_litellm  # noqa: E402
@@ -627,27 +626,6 @@ def summarize(system: str, rows: list[dict[str, Any]], peer_rows: list[dict[str,
     return out
 
 
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git_info() -> dict[str, Any]:
-    """Commit and whether planner/, executor/, tools/ or prompts/ have uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "planner", "executor", "tools", "prompts"],
-            cwd=ROOT, capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty_files": None}
-    return {
-        "commit": head.stdout.strip() or None,
-        "dirty_files": [line[3:] for line in dirty.stdout.splitlines()] if dirty.returncode == 0 else None,
-    }
 
 
 def build_targets(systems: dict[str, Any]) -> list[dict[str, Any]]:
@@ -681,14 +659,6 @@ def build_targets(systems: dict[str, Any]) -> list[dict[str, Any]]:
         add("planweave speedup over ReAct without thoughts", s, "info", True, binding=False)
     return targets
 
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def render(results: dict[str, Any]) -> str:
@@ -863,7 +833,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
         "versions": {d: version(d) for d in ("planweave", "litellm", "instructor", "pydantic", "httpx")},
-        "git": git_info(),
+        "git": git_info(("planner", "executor", "tools", "prompts")),
         "settings": {
             "questions": len(questions),
             "fanout_counts": {k: sum(q.fanout == k for q in questions) for k in FANOUT_COUNTS},

@@ -259,7 +259,6 @@ def _has_colour(pixels: Any, hex_colour: str, at_least: int = 500) -> bool:
 
 
 def test_png_is_a_real_image_coloured_by_state() -> None:
-    pytest.importorskip("matplotlib")
     states = {"fetch_a": "succeeded", "fetch_b": "failed", "combine": "running"}
     data = to_png(PLAN, states, legend=False)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -274,7 +273,6 @@ def test_png_is_a_real_image_coloured_by_state() -> None:
 
 
 def test_png_without_states_and_with_a_legend() -> None:
-    pytest.importorskip("matplotlib")
     plain = _png_pixels(to_png(PLAN))
     assert not _has_colour(plain, STATE_STYLES["succeeded"].fill, at_least=1)
     with_legend = _png_pixels(to_png([Step(id="a", tool="t")], {"a": "succeeded"}))

@@ -58,10 +58,10 @@ if str(ROOT) not in sys.path:  # run as `python bench/executor_overhead.py` from
     sys.path.insert(0, str(ROOT))
 
 from bench._report import git_info, table, version  # noqa: E402
-from executor.backends import LocalBackend  # noqa: E402
-from executor.plan import Step  # noqa: E402
-from executor.scheduler import Executor  # noqa: E402
-from tools.base import tool  # noqa: E402
+from planweave.executor.backends import LocalBackend  # noqa: E402
+from planweave.executor.plan import Step  # noqa: E402
+from planweave.executor.scheduler import Executor  # noqa: E402
+from planweave.tools.base import tool  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "executor_overhead.json"
 

@@ -52,12 +52,12 @@ if str(ROOT) not in sys.path:  # run as `python bench/parallelqa.py` from a chec
     sys.path.insert(0, str(ROOT))
 
 from bench._report import git_info, table, version  # noqa: E402
-from planner import Planner  # noqa: E402
-from planner.core import make_llm_tool  # noqa: E402
-from planner.llm import LLMClient, LLMConfig, import_litellm  # noqa: E402
-from planner.prompts import PromptLibrary  # noqa: E402
-from planner.testing import FakeModelServer, RecordedRequest, Reply, ToolCall, json_spans, tokenize  # noqa: E402
-from tools import Tool, ToolRegistry, tool  # noqa: E402
+from planweave.planner import Planner  # noqa: E402
+from planweave.planner.core import make_llm_tool  # noqa: E402
+from planweave.planner.llm import LLMClient, LLMConfig, import_litellm  # noqa: E402
+from planweave.planner.prompts import PromptLibrary  # noqa: E402
+from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply, ToolCall, json_spans, tokenize  # noqa: E402
+from planweave.tools import Tool, ToolRegistry, tool  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "parallelqa.json"
 FANOUT_COUNTS = {2: 21, 3: 31, 4: 31, 5: 30}  # LLMCompiler's ParallelQA: 113 questions

@@ -6,8 +6,8 @@ set PLANWEAVE_MODEL (e.g. openai/gpt-4o-mini) to plan with a real model.
 
 import asyncio
 
-from executor import open_store
-from planner import Budget, Planner
+from planweave.executor import open_store
+from planweave.planner import Budget, Planner
 
 
 async def main() -> None:

@@ -2,8 +2,8 @@
 
 import asyncio
 
-from executor import Executor, Plan
-from tools import tool
+from planweave.executor import Executor, Plan
+from planweave.tools import tool
 
 
 @tool

@@ -3,9 +3,9 @@
 Layering: `planner` -> `executor` -> `tools`. Nothing here imports `planner` or any LLM library.
 """
 
-from executor.backends import Backend, LocalBackend
-from executor.errors import PlanError, PlanProblem, ReferenceResolutionError, RunFailedError, StepTimeoutError
-from executor.events import (
+from planweave.executor.backends import Backend, LocalBackend
+from planweave.executor.errors import PlanError, PlanProblem, ReferenceResolutionError, RunFailedError, StepTimeoutError
+from planweave.executor.events import (
     EventBus,
     RunEvent,
     RunFinished,
@@ -21,14 +21,14 @@ from executor.events import (
     StepSucceeded,
     event_from_dict,
 )
-from executor.graph import PlanGraph, validate_plan
-from executor.masking import REDACTED, Masker
-from executor.plan import OnFailure, Plan, RetryPolicy, Step, WorkflowFileError
-from executor.result import RunResult, RunStatus, StepResult, StepStatus
-from executor.sqlite_store import SQLiteRunStore
-from executor.store import RunRecord, RunStore, RunSummary, StoreError, open_store
-from executor.scheduler import Executor, Recovery, Run, RunClosedError, StepFailure
-from executor.workflow import Limits, Parallel, Workflow, load_workflow
+from planweave.executor.graph import PlanGraph, validate_plan
+from planweave.executor.masking import REDACTED, Masker
+from planweave.executor.plan import OnFailure, Plan, RetryPolicy, Step, WorkflowFileError
+from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus
+from planweave.executor.sqlite_store import SQLiteRunStore
+from planweave.executor.store import RunRecord, RunStore, RunSummary, StoreError, open_store
+from planweave.executor.scheduler import Executor, Recovery, Run, RunClosedError, StepFailure
+from planweave.executor.workflow import Limits, Parallel, Workflow, load_workflow
 
 __all__ = [
     "Backend",

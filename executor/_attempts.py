@@ -15,15 +15,15 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from executor._nodes import FINAL, Node
-from executor.errors import ReferenceResolutionError, StepTimeoutError
-from executor.events import EventBus
-from executor.failures import Recovery, StepFailure
-from executor.refs import PathError, Ref, pick, resolve
-from tools.base import ToolContext
+from planweave.executor._nodes import FINAL, Node
+from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
+from planweave.executor.events import EventBus
+from planweave.executor.failures import Recovery, StepFailure
+from planweave.executor.refs import PathError, Ref, pick, resolve
+from planweave.tools.base import ToolContext
 
 if TYPE_CHECKING:
-    from executor.scheduler import Executor
+    from planweave.executor.scheduler import Executor
 
 __all__ = ["StepAttempts"]
 

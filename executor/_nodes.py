@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from executor.graph import CompiledStep
-from executor.result import StepStatus
+from planweave.executor.graph import CompiledStep
+from planweave.executor.result import StepStatus
 
 __all__ = ["BLOCKING", "FINAL", "Join", "Node", "needs_reason", "new_join"]
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tools.base import Tool, ToolContext
+from planweave.tools.base import Tool, ToolContext
 
 __all__ = ["Backend", "LocalBackend"]
 

@@ -1,14 +1,14 @@
-"""Errors raised by the executor. The whole tree is drawn in `tools.errors`."""
+"""Errors raised by the executor. The whole tree is drawn in `planweave.tools.errors`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tools.errors import RuntimeFailure, SetupError, ToolError
+from planweave.tools.errors import RuntimeFailure, SetupError, ToolError
 
 if TYPE_CHECKING:
-    from executor.result import RunResult
+    from planweave.executor.result import RunResult
 
 __all__ = [
     "PlanError",

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from executor.plan import Step
+from planweave.executor.plan import Step
 
 __all__ = [
     "EVENT_TYPES",

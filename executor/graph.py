@@ -17,10 +17,10 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
-from executor.errors import PlanError, PlanProblem
-from executor.plan import Plan, Step
-from executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_refs, has_refs, parse
-from tools.base import Tool, ToolRegistry, format_validation_error
+from planweave.executor.errors import PlanError, PlanProblem
+from planweave.executor.plan import Plan, Step
+from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_refs, has_refs, parse
+from planweave.tools.base import Tool, ToolRegistry, format_validation_error
 
 __all__ = ["CompiledStep", "GROUP_TOOL", "PlanGraph", "compile_condition", "validate_plan"]
 

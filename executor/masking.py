@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.errors import SetupError
+from planweave.tools.errors import SetupError
 
 __all__ = ["DEFAULT_PATTERNS", "MASK_PATTERNS_ENV", "REDACTED", "Masker"]
 

@@ -2,7 +2,7 @@
 
 A plan is a list of `Step`s. Each step calls one tool (or, in a hand-written
 workflow, a Python handler) with arguments that may reference other steps'
-outputs with `${step_id.path}` (see `executor.refs`). Plans round-trip losslessly
+outputs with `${step_id.path}` (see `planweave.executor.refs`). Plans round-trip losslessly
 through JSON and YAML, so a saved plan is a workflow definition that can be
 version-controlled and re-run.
 """
@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from tools.errors import PlanweaveError, SetupError
-from tools.base import format_validation_error
+from planweave.tools.errors import PlanweaveError, SetupError
+from planweave.tools.base import format_validation_error
 
 __all__ = [
     "OnFailure",

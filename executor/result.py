@@ -90,7 +90,7 @@ class RunResult(BaseModel):
     def raise_for_status(self) -> RunResult:
         """Return self when the run succeeded; raise `RunFailedError` otherwise."""
         if self.status != "succeeded":
-            from executor.errors import RunFailedError
+            from planweave.executor.errors import RunFailedError
 
             raise RunFailedError(self)
         return self

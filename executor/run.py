@@ -3,7 +3,7 @@
 `Run` keeps a `Node` per step, starts each step the moment its last input succeeds (as a task
 of the run's `TaskGroup`, or in the task of the step that made it ready), records final states,
 skips what needs a step that did not succeed, and builds the `RunResult`. How a step's tool is
-called and retried is `StepAttempts` (`executor._attempts`), which `Run` inherits.
+called and retried is `StepAttempts` (`planweave.executor._attempts`), which `Run` inherits.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from executor._attempts import StepAttempts
-from executor._nodes import FINAL, Join, Node, needs_reason, new_join
-from executor.errors import PlanError, PlanProblem
-from executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
-from executor.graph import CompiledStep, PlanGraph
-from executor.plan import Plan, Step
-from executor.result import RunResult, RunStatus, StepResult, StepStatus
-from tools.errors import RuntimeFailure
-from tools.safe_eval import evaluate
+from planweave.executor._attempts import StepAttempts
+from planweave.executor._nodes import FINAL, Join, Node, needs_reason, new_join
+from planweave.executor.errors import PlanError, PlanProblem
+from planweave.executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
+from planweave.executor.graph import CompiledStep, PlanGraph
+from planweave.executor.plan import Plan, Step
+from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus
+from planweave.tools.errors import RuntimeFailure
+from planweave.tools.safe_eval import evaluate
 
 if TYPE_CHECKING:
-    from executor.scheduler import Executor
+    from planweave.executor.scheduler import Executor
 
 __all__ = ["Run", "RunClosedError"]
 

@@ -14,9 +14,9 @@ tasks in one `asyncio.TaskGroup` per run, so no task outlives its run.
     result = run.result
 
 `Executor` is here; the rest of the scheduler is one module per concept, re-exported here:
-`executor.run` (`Run`: the graph's progress and final states), `executor._attempts` (how one
-step's tool is called and retried), `executor._nodes` (per-step state and dependency
-countdowns), `executor.failures` (`StepFailure`, `Recovery`, `FailureHandler`).
+`planweave.executor.run` (`Run`: the graph's progress and final states), `planweave.executor._attempts` (how one
+step's tool is called and retried), `planweave.executor._nodes` (per-step state and dependency
+countdowns), `planweave.executor.failures` (`StepFailure`, `Recovery`, `FailureHandler`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from executor.backends import Backend, LocalBackend
-from executor.events import Subscriber
-from executor.failures import FailureHandler, Recovery, StepFailure
-from executor.plan import Plan, Step
-from executor.result import RunResult
-from executor.run import Run, RunClosedError
-from tools.base import Tool, ToolRegistry
+from planweave.executor.backends import Backend, LocalBackend
+from planweave.executor.events import Subscriber
+from planweave.executor.failures import FailureHandler, Recovery, StepFailure
+from planweave.executor.plan import Plan, Step
+from planweave.executor.result import RunResult
+from planweave.executor.run import Run, RunClosedError
+from planweave.tools.base import Tool, ToolRegistry
 
 __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
 

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from executor.events import RunEvent
-from executor.store import FINAL_STATUSES, RunStore, RunSummary, StoredStatus, StoreError
+from planweave.executor.events import RunEvent
+from planweave.executor.store import FINAL_STATUSES, RunStore, RunSummary, StoredStatus, StoreError
 
 __all__ = ["BLOB_THRESHOLD", "SQLiteRunStore"]
 
@@ -90,7 +90,7 @@ class SQLiteRunStore(RunStore):
 
     Args:
         path: the database file (created with its directory when missing).
-        mask: applied to every event before it is stored (see `executor.masking`).
+        mask: applied to every event before it is stored (see `planweave.executor.masking`).
         busy_timeout_s: how long a write waits for another process's write to finish.
     """
 

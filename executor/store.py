@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from executor.events import RunEvent
-from executor.plan import Step
-from tools.errors import SetupError
+from planweave.executor.events import RunEvent
+from planweave.executor.plan import Step
+from planweave.tools.errors import SetupError
 
 __all__ = [
     "DEFAULT_HOME",
@@ -76,8 +76,8 @@ def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | N
     Secrets are masked before anything is stored: by `mask`, default `Masker.from_env()`
     (API keys, bearer tokens, secret-named arguments, `PLANWEAVE_MASK_PATTERNS`).
     """
-    from executor.masking import Masker
-    from executor.sqlite_store import SQLiteRunStore
+    from planweave.executor.masking import Masker
+    from planweave.executor.sqlite_store import SQLiteRunStore
 
     target = Path(path).expanduser() if path is not None else default_home()
     if target.suffix != ".db":

@@ -43,16 +43,16 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from executor.errors import PlanError, PlanProblem
-from executor.events import Subscriber
-from executor.graph import GROUP_TOOL, compile_condition
-from executor.plan import Plan, Step, WorkflowFileError
-from executor.refs import Ref, pick, PathError
-from executor.result import RunResult
-from executor.failures import FailureHandler
-from executor.scheduler import Executor
-from tools.base import Tool, ToolRegistry, tool
-from tools.safe_eval import evaluate
+from planweave.executor.errors import PlanError, PlanProblem
+from planweave.executor.events import Subscriber
+from planweave.executor.graph import GROUP_TOOL, compile_condition
+from planweave.executor.plan import Plan, Step, WorkflowFileError
+from planweave.executor.refs import Ref, pick, PathError
+from planweave.executor.result import RunResult
+from planweave.executor.failures import FailureHandler
+from planweave.executor.scheduler import Executor
+from planweave.tools.base import Tool, ToolRegistry, tool
+from planweave.tools.safe_eval import evaluate
 
 __all__ = ["Limits", "Parallel", "Workflow", "load_workflow", "group_tool"]
 
@@ -212,7 +212,7 @@ class Workflow(Plan):
 
     def validate_with(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]]) -> Self:
         """Check the workflow against `tools` now, raising `PlanError` listing every problem."""
-        from executor.graph import PlanGraph
+        from planweave.executor.graph import PlanGraph
 
         registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         graph = PlanGraph(registry.merged([group_tool]), inputs=self.inputs)

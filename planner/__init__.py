@@ -10,34 +10,34 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from planner.budget import Budget
-    from planner.core import Planner
-    from planner.errors import BudgetExceededError, ConfigError, LLMError, PlanningError
-    from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-    from planner.llm import LLMCall, Usage
-    from planner.models import JoinDecision, PlannedStep, PlanUpdate
-    from planner.result import PlannerResult, PlannerStatus
+    from planweave.planner.budget import Budget
+    from planweave.planner.core import Planner
+    from planweave.planner.errors import BudgetExceededError, ConfigError, LLMError, PlanningError
+    from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+    from planweave.planner.llm import LLMCall, Usage
+    from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
+    from planweave.planner.result import PlannerResult, PlannerStatus
 
 _WHERE = {
-    "Budget": "planner.budget",
-    "Planner": "planner.core",
-    "PlannerResult": "planner.result",
-    "PlannerStatus": "planner.result",
-    "BudgetExceededError": "planner.errors",
-    "ConfigError": "planner.errors",
-    "LLMError": "planner.errors",
-    "PlanningError": "planner.errors",
-    "AnswerDelta": "planner.events",
-    "Decision": "planner.events",
-    "LLMCalled": "planner.events",
-    "PlannerFinished": "planner.events",
-    "PlanRejected": "planner.events",
-    "PlanUpdated": "planner.events",
-    "LLMCall": "planner.llm",
-    "Usage": "planner.llm",
-    "JoinDecision": "planner.models",
-    "PlannedStep": "planner.models",
-    "PlanUpdate": "planner.models",
+    "Budget": "planweave.planner.budget",
+    "Planner": "planweave.planner.core",
+    "PlannerResult": "planweave.planner.result",
+    "PlannerStatus": "planweave.planner.result",
+    "BudgetExceededError": "planweave.planner.errors",
+    "ConfigError": "planweave.planner.errors",
+    "LLMError": "planweave.planner.errors",
+    "PlanningError": "planweave.planner.errors",
+    "AnswerDelta": "planweave.planner.events",
+    "Decision": "planweave.planner.events",
+    "LLMCalled": "planweave.planner.events",
+    "PlannerFinished": "planweave.planner.events",
+    "PlanRejected": "planweave.planner.events",
+    "PlanUpdated": "planweave.planner.events",
+    "LLMCall": "planweave.planner.llm",
+    "Usage": "planweave.planner.llm",
+    "JoinDecision": "planweave.planner.models",
+    "PlannedStep": "planweave.planner.models",
+    "PlanUpdate": "planweave.planner.models",
 }
 
 __all__ = sorted(_WHERE)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from planner.llm import Usage
+    from planweave.planner.llm import Usage
 
 __all__ = ["Budget", "BudgetStop", "check_replans", "check_steps", "check_usage"]
 

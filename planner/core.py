@@ -10,8 +10,8 @@ tools run while the model is still writing the rest (LLMCompiler's latency gain)
 When the round's steps are final, a join decision finishes with the answer or
 replans, seeing every earlier result. Budgets stop a run cleanly.
 
-Here is the public `Planner`; one run's loop is `planner.run`, its limits `planner.budget`,
-what it returns `planner.result`.
+Here is the public `Planner`; one run's loop is `planweave.planner.run`, its limits `planweave.planner.budget`,
+what it returns `planweave.planner.result`.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from executor import Plan, RunEvent
-from executor.masking import Masker
-from executor.store import FINAL_STATUSES, RunStore, open_store
-from planner.budget import Budget
-from planner.errors import ConfigError
-from planner.llm import LLMConfig
-from planner.prompts import PromptLibrary
-from planner.result import PlannerResult, PlannerStatus
-from planner.run import PlannerRun, make_llm_tool
-from planner.tracing import TracingConfig
-from tools.base import Tool, ToolRegistry
+from planweave.executor import Plan, RunEvent
+from planweave.executor.masking import Masker
+from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
+from planweave.planner.budget import Budget
+from planweave.planner.errors import ConfigError
+from planweave.planner.llm import LLMConfig
+from planweave.planner.prompts import PromptLibrary
+from planweave.planner.result import PlannerResult, PlannerStatus
+from planweave.planner.run import PlannerRun, make_llm_tool
+from planweave.planner.tracing.subscriber import TracingConfig
+from planweave.tools.base import Tool, ToolRegistry
 
 # `Budget`, `PlannerResult`, `PlannerStatus` and `make_llm_tool` live in their own modules and
 # are re-exported here, where they have always been imported from.
@@ -98,7 +98,7 @@ class Planner:
             prices=dict(prices or {}),
         )
         if tools is None:
-            from tools.builtin import builtin_tools
+            from planweave.tools.builtin import builtin_tools
 
             tools = builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)

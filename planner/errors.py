@@ -1,8 +1,8 @@
-"""Errors raised by the planner. The whole tree is drawn in `tools.errors`."""
+"""Errors raised by the planner. The whole tree is drawn in `planweave.tools.errors`."""
 
 from __future__ import annotations
 
-from tools.errors import RuntimeFailure, SetupError
+from planweave.tools.errors import RuntimeFailure, SetupError
 
 __all__ = ["BudgetExceededError", "ConfigError", "LLMError", "PlanningError"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from executor.events import EVENT_TYPES, RunEvent
+from planweave.executor.events import EVENT_TYPES, RunEvent
 
 __all__ = ["AnswerDelta", "Decision", "LLMCalled", "PlanRejected", "PlanUpdated", "PlannerFinished"]
 

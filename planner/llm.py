@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
-from planner.errors import ConfigError, LLMError
+from planweave.planner.errors import ConfigError, LLMError
 
 __all__ = ["LLMCall", "LLMClient", "LLMConfig", "Usage", "import_litellm"]
 
@@ -50,7 +50,7 @@ def import_litellm() -> Any:
     import litellm
 
     if not getattr(litellm, "_planweave_ready", False):
-        from planner.offline import OfflineLLM
+        from planweave.planner.offline import OfflineLLM
 
         litellm.suppress_debug_info = True
         providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "planweave"]

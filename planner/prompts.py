@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from planner.errors import ConfigError
+from planweave.planner.errors import ConfigError
 
 __all__ = ["Prompt", "PromptLibrary"]
 

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from executor.result import StepResult
-from planner.llm import Usage
+from planweave.executor.result import StepResult
+from planweave.planner.llm import Usage
 
 __all__ = ["PlannerResult", "PlannerStatus"]
 

@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from executor import Executor, Plan, PlanError, Run, RunEvent, Step
-from executor.store import ResumeState
-from executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
-from planner.budget import BudgetStop, check_replans, check_steps, check_usage
-from planner.errors import LLMError, PlanningError
-from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-from planner.llm import LLMCall, LLMClient
-from planner.models import JoinDecision, PlannedStep, PlanUpdate
-from planner.prompts import PromptLibrary
-from planner.result import PlannerResult, PlannerStatus
-from planner.streaming import FieldStream, StepStream
-from planner.tracing import LangfuseTracer, TracingConfig, create_tracer
-from tools.base import Tool, format_validation_error, tool
+from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from planweave.executor.store import ResumeState
+from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
+from planweave.planner.budget import BudgetStop, check_replans, check_steps, check_usage
+from planweave.planner.errors import LLMError, PlanningError
+from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planweave.planner.llm import LLMCall, LLMClient
+from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
+from planweave.planner.prompts import PromptLibrary
+from planweave.planner.result import PlannerResult, PlannerStatus
+from planweave.planner.streaming import FieldStream, StepStream
+from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
+from planweave.tools.base import Tool, format_validation_error, tool
 
 if TYPE_CHECKING:
-    from planner.core import Planner
+    from planweave.planner.core import Planner
 
 __all__ = ["PlannerRun", "make_llm_tool"]
 

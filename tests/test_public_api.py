@@ -1,7 +1,7 @@
 """Pin each package's public names: changing them is a decision, not an accident."""
 
-import executor
-import tools
+from planweave import executor
+from planweave import tools
 
 
 def test_tools_public_names() -> None:
@@ -34,7 +34,7 @@ def test_planner_public_names_load_lazily() -> None:
     import subprocess
     import sys
 
-    import planner
+    from planweave import planner
 
     assert sorted(planner.__all__) == sorted(
         [
@@ -45,5 +45,5 @@ def test_planner_public_names_load_lazily() -> None:
     )
     for name in planner.__all__:
         assert getattr(planner, name) is not None
-    code = "import planner, sys; print('executor' in sys.modules, 'litellm' in sys.modules)"
+    code = "import planweave.planner, sys; print('planweave.executor' in sys.modules, 'litellm' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "False"]

@@ -1,8 +1,8 @@
 """Tools: what planweave steps call. The bottom layer: imports nothing from `executor` or `planner`."""
 
-from tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
-from tools.builtin import builtin_tools
-from tools.errors import (
+from planweave.tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
+from planweave.tools.builtin import builtin_tools
+from planweave.tools.errors import (
     PlanweaveError,
     RuntimeFailure,
     SetupError,

@@ -23,7 +23,7 @@ from typing import Any, get_type_hints, overload
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from tools.errors import (
+from planweave.tools.errors import (
     ToolArgumentsError,
     ToolDefinitionError,
     ToolNotFoundError,

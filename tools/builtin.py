@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tools.base import Tool
-from tools.errors import ToolDefinitionError
-from tools.calculator import calculator
-from tools.files import workspace_tools
-from tools.http import http_get, make_http_get
-from tools.search import web_search
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolDefinitionError
+from planweave.tools.calculator import calculator
+from planweave.tools.files import workspace_tools
+from planweave.tools.http import http_get, make_http_get
+from planweave.tools.search import web_search
 
 __all__ = ["builtin_tools", "select_tools"]
 

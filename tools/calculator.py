@@ -1,11 +1,11 @@
-"""`calculator`: arithmetic for plans, on top of `tools.safe_eval`."""
+"""`calculator`: arithmetic for plans, on top of `planweave.tools.safe_eval`."""
 
 from __future__ import annotations
 
 import math
 
-from tools.base import tool
-from tools.safe_eval import SafeEvalError, evaluate
+from planweave.tools.base import tool
+from planweave.tools.safe_eval import SafeEvalError, evaluate
 
 __all__ = ["calculator"]
 

@@ -20,8 +20,8 @@ from typing import Final
 
 from typing_extensions import TypedDict
 
-from tools.base import Tool
-from tools.errors import ToolArgumentsError, ToolDefinitionError, ToolError, ToolRefusedError
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolArgumentsError, ToolDefinitionError, ToolError, ToolRefusedError
 
 __all__ = ["MAX_LIST_ENTRIES", "WriteResult", "workspace_tools"]
 

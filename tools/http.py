@@ -31,8 +31,8 @@ import httpx
 from pydantic import Field
 from typing_extensions import NotRequired, TypedDict
 
-from tools.base import Tool
-from tools.errors import ToolArgumentsError, ToolError, ToolRefusedError
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolArgumentsError, ToolError, ToolRefusedError
 
 __all__ = ["MAX_REDIRECTS", "HttpResponse", "blocked_reason", "http_get", "make_http_get"]
 

@@ -41,7 +41,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, NoReturn
 
-from tools.errors import ToolError
+from planweave.tools.errors import ToolError
 
 __all__ = ["MAX_EXPRESSION_CHARS", "MAX_INT_BITS", "MAX_ITEMS", "SafeEvalError", "check", "evaluate"]
 

@@ -19,9 +19,9 @@ import httpx
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from tools.base import Tool
-from tools.errors import ToolError
-from tools.http import _client
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolError
+from planweave.tools.http import _client
 
 __all__ = ["API_KEY_ENV", "BRAVE_SEARCH_URL", "SearchResult", "make_web_search", "web_search"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from executor import Parallel, Recovery, RetryPolicy, Step, StepFailure, Workflow
+from planweave.executor import Parallel, Recovery, RetryPolicy, Step, StepFailure, Workflow
 
 DOCUMENT = (
     "Planweave plans graphs of tool calls. The executor runs independent steps in parallel, "

@@ -7,16 +7,16 @@ does not import litellm, openai or instructor).
 
 Example::
 
-    from planner.testing import FakeModelServer, Reply
+    from planweave.planner.testing import FakeModelServer, Reply
 
     with FakeModelServer([Reply.json_obj({"steps": []}), Reply.rate_limited(2)]) as server:
         run_my_agent(api_base=server.base_url)
         assert len(server.chat_requests) == 2
 """
 
-from planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
-from planner.testing.records import RecordedRequest
-from planner.testing.replies import (
+from planweave.planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
+from planweave.planner.testing.records import RecordedRequest
+from planweave.planner.testing.replies import (
     DEFAULT_MALFORMED_BODY,
     HttpError,
     JsonPath,

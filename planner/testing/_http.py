@@ -1,4 +1,4 @@
-"""HTTP plumbing of :class:`planner.testing.FakeModelServer` (private).
+"""HTTP plumbing of :class:`planweave.planner.testing.FakeModelServer` (private).
 
 :class:`HTTPServer` is a :class:`~http.server.ThreadingHTTPServer` that keeps
 track of its connections and their threads so that ``stop()`` can close and
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from planner.testing.records import RecordedRequest
+from planweave.planner.testing.records import RecordedRequest
 
 __all__ = ["Dropped", "HTTPServer", "RequestHandler", "Responder", "Stopped"]
 

@@ -1,6 +1,6 @@
 """Turn a :class:`~planner.testing.replies.Reply` into OpenAI wire payloads.
 
-Private helper of :mod:`planner.testing.fake_server`; everything here is pure
+Private helper of :mod:`planweave.planner.testing.fake_server`; everything here is pure
 (no I/O, no sleeping) so it is easy to reason about and test.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from planner.testing.replies import Reply, tokenize
+from planweave.planner.testing.replies import Reply, tokenize
 
 __all__ = [
     "Emission",

@@ -5,7 +5,7 @@ by default) from a background daemon thread, using only the standard library
 (:class:`http.server.ThreadingHTTPServer`).  Point any OpenAI-compatible
 client at :attr:`FakeModelServer.base_url`::
 
-    from planner.testing import FakeModelServer, Reply
+    from planweave.planner.testing import FakeModelServer, Reply
 
     with FakeModelServer(replies=[Reply.text("hello")]) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake")
@@ -24,9 +24,9 @@ When both are exhausted the server answers 500 with
 is the 1-based number of the request among all requests received (any path)
 since the start or the last :meth:`FakeModelServer.reset`.  If the
 handler raises, the server answers 500 and keeps the exception in
-:attr:`FakeModelServer.handler_errors`.  See :mod:`planner.testing.replies`
+:attr:`FakeModelServer.handler_errors`.  See :mod:`planweave.planner.testing.replies`
 for reply kinds, the tokenisation rule and the timing model, and
-:func:`planner.testing._render.estimate_prompt_tokens` for usage estimates.
+:func:`planweave.planner.testing._render.estimate_prompt_tokens` for usage estimates.
 
 HTTP/1.1 keep-alive is supported; streamed responses use chunked transfer
 encoding, so a dropped stream surfaces in clients as an incomplete body.
@@ -41,15 +41,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
-from planner.testing._render import (
+from planweave.planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
+from planweave.planner.testing._render import (
     completion_body,
     resolve_emission,
     stream_events,
     usage_dict,
 )
-from planner.testing.records import CHAT_PATH, MODELS_PATH, RecordedRequest
-from planner.testing.replies import Reply
+from planweave.planner.testing.records import CHAT_PATH, MODELS_PATH, RecordedRequest
+from planweave.planner.testing.replies import Reply
 
 __all__ = ["FakeModelServer", "RecordedRequest", "ReplyHandler", "ReplyLike"]
 

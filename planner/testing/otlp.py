@@ -6,7 +6,7 @@ carrying a protobuf ``ExportTraceServiceRequest``, gzip-compressed or not (OTLP/
 accepted too). Each span is decoded into a plain dict, with the Langfuse attributes
 (observation type, input, output, metadata, model, usage, cost, trace name, ...) unpacked::
 
-    from planner.testing.otlp import OTLPReceiver
+    from planweave.planner.testing.otlp import OTLPReceiver
 
     with OTLPReceiver() as receiver:
         tracer = create_tracer(public_key="pk-lf-test", secret_key="sk-lf-test", base_url=receiver.url)
@@ -39,7 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from planner.testing._http import HTTPServer, RequestHandler
+from planweave.planner.testing._http import HTTPServer, RequestHandler
 
 __all__ = ["TRACES_PATHS", "ExportRequest", "OTLPReceiver", "decode_export_request", "render_tree", "span_tree"]
 

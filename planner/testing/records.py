@@ -1,4 +1,4 @@
-"""Records of the requests received by :class:`planner.testing.FakeModelServer`."""
+"""Records of the requests received by :class:`planweave.planner.testing.FakeModelServer`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from planner.testing.replies import Reply
+from planweave.planner.testing.replies import Reply
 
 __all__ = ["CHAT_PATH", "MODELS_PATH", "RecordedRequest"]
 

@@ -1,4 +1,4 @@
-"""Scripted replies for :class:`planner.testing.FakeModelServer`.
+"""Scripted replies for :class:`planweave.planner.testing.FakeModelServer`.
 
 A :class:`Reply` describes *one* response of the fake server to one
 ``POST /v1/chat/completions`` request.  Replies are immutable (frozen pydantic

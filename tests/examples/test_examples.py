@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from executor import load_workflow
-from tools.builtin import builtin_tools
+from planweave.executor import load_workflow
+from planweave.tools.builtin import builtin_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -45,7 +45,7 @@ async def test_document_analysis_workflow() -> None:
 
 def test_exec_command_runs_a_workflow_in_a_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "exec", str(EXAMPLES / "workflows" / "trip_budget.yaml"),
+        [sys.executable, "-m", "planweave.planner.cli.app", "exec", str(EXAMPLES / "workflows" / "trip_budget.yaml"),
          "--workspace", str(tmp_path), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )

@@ -9,8 +9,8 @@ import time
 import pytest
 from pydantic import BaseModel, Field
 
-from executor import LocalBackend
-from tools import Tool, ToolContext, tool
+from planweave.executor import LocalBackend
+from planweave.tools import Tool, ToolContext, tool
 
 NO_CONTEXT = ToolContext()
 

@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from executor import Executor, RunEvent, Step, StepAdded
-from executor.events import EVENT_TYPES, EventBus
-from tools import tool
+from planweave.executor import Executor, RunEvent, Step, StepAdded
+from planweave.executor.events import EVENT_TYPES, EventBus
+from planweave.tools import tool
 
 
 # The executor's own kinds (the planner adds its events to `EVENT_TYPES` when imported).
-EXECUTOR_EVENTS = {kind: cls for kind, cls in EVENT_TYPES.items() if cls.__module__ == "executor.events"}
+EXECUTOR_EVENTS = {kind: cls for kind, cls in EVENT_TYPES.items() if cls.__module__ == "planweave.executor.events"}
 
 
 @tool

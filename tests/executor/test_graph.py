@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from executor import Plan, PlanError, PlanGraph, Step, validate_plan
-from tools import ToolRegistry, tool
+from planweave.executor import Plan, PlanError, PlanGraph, Step, validate_plan
+from planweave.tools import ToolRegistry, tool
 
 
 class Page(BaseModel):

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from executor.masking import REDACTED, Masker
-from tools import SetupError
+from planweave.executor.masking import REDACTED, Masker
+from planweave.tools import SetupError
 
 R = REDACTED
 
@@ -190,7 +190,7 @@ def test_bad_patterns_say_which_and_how_to_fix() -> None:
 def test_masking_imports_neither_the_planner_nor_an_llm_library() -> None:
     code = (
         "import sys, executor.masking\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('planner', 'litellm', 'instructor', 'langfuse', 'openai')]\n"
+        "bad = [m for m in sys.modules if m.startswith('planweave.planner') or m.split('.')[0] in ('litellm', 'instructor', 'langfuse', 'openai')]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

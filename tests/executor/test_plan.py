@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from executor import Plan, RetryPolicy, Step, WorkflowFileError
+from planweave.executor import Plan, RetryPolicy, Step, WorkflowFileError
 
 PLAN = Plan.of(
     [

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.refs import Ref, RefSyntaxError, check_path, find_refs, parse, resolve, pick, PathError
+from planweave.executor.refs import Ref, RefSyntaxError, check_path, find_refs, parse, resolve, pick, PathError
 
 OUT = {"search": {"items": [{"url": "https://a"}, {"url": "https://b"}], "count": 2}, "n": 3, "name": "x"}
 

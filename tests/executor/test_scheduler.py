@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from executor import (
+from planweave.executor import (
     Executor,
     PlanError,
     Recovery,
@@ -20,7 +20,7 @@ from executor import (
     StepFailure,
     StepRetrying,
 )
-from tools import ToolContext, ToolError, tool
+from planweave.tools import ToolContext, ToolError, tool
 
 FINAL_KINDS = {"step_succeeded", "step_failed", "step_skipped", "step_cancelled", "step_restored"}
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from executor import Executor, Step
-from executor.events import StepSucceeded
-from executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
-from executor.store import RunStore, StoreError, open_store
-from tools import tool
+from planweave.executor import Executor, Step
+from planweave.executor.events import StepSucceeded
+from planweave.executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
+from planweave.executor.store import RunStore, StoreError, open_store
+from planweave.tools import tool
 
 
 @tool
@@ -234,8 +234,8 @@ def test_stats(store: SQLiteRunStore) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from executor.sqlite_store import SQLiteRunStore
-    from executor.events import StepSucceeded, RunStarted
+    from planweave.executor.sqlite_store import SQLiteRunStore
+    from planweave.executor.events import StepSucceeded, RunStarted
     store = SQLiteRunStore(sys.argv[1])
     run_id = sys.argv[2]
     store.begin(run_id, kind="workflow", name=run_id, goal="", meta={})

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from executor import RunEvent
-from planner import Budget, Planner
-from planner.testing import FakeModelServer, Reply
-from tools import tool
+from planweave.executor import RunEvent
+from planweave.planner import Budget, Planner
+from planweave.planner.testing import FakeModelServer, Reply
+from planweave.tools import tool
 
 
 def plan(*steps: dict[str, Any], rationale: str = "r", answer: str | None = None) -> Reply:
@@ -321,8 +321,8 @@ async def test_tracing_from_environment_puts_the_trace_on_the_result(
 ) -> None:
     import os
 
-    from planner import tracing
-    from planner.testing.otlp import OTLPReceiver
+    from planweave.planner.tracing import subscriber as tracing
+    from planweave.planner.testing.otlp import OTLPReceiver
 
     server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), finish("three"))
     with OTLPReceiver() as receiver:

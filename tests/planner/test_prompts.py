@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.errors import ConfigError
-from planner.prompts import PACKAGE_DIR, PromptLibrary
+from planweave.planner.errors import ConfigError
+from planweave.planner.prompts import PACKAGE_DIR, PromptLibrary
 
 TOOLS = [{"name": "calculator", "description": "Safe arithmetic.\nSecond line.", "parameters": {"type": "object"}}]
 HISTORY = [{"id": "a", "tool": "calculator", "status": "succeeded", "text": "391"}]

@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from executor.store import open_store
-from planner import Planner
-from planner.testing import FakeModelServer, Reply
+from planweave.executor.store import open_store
+from planweave.planner import Planner
+from planweave.planner.testing import FakeModelServer, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
 TOOLS = textwrap.dedent(
     '''
     import os, time
-    from tools import tool
+    from planweave.tools import tool
 
     LOG = os.environ["PW_TEST_LOG"]
 
@@ -114,7 +114,7 @@ def test_planner_run_killed_with_sigkill_resumes_without_rerunning_steps(
     tools_py, log, env = setup
     with FakeModelServer() as server:
         server.enqueue(plan_reply(), finish_reply("ALPHA + BETA + gamma done"))
-        cmd = [sys.executable, "-m", "planner.cli", "run", "combine alpha, beta and gamma",
+        cmd = [sys.executable, "-m", "planweave", "run", "combine alpha, beta and gamma",
                "--model", "openai/fake", "--api-base", server.base_url, "--tools", str(tools_py), "--json"]
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -132,7 +132,7 @@ def test_planner_run_killed_with_sigkill_resumes_without_rerunning_steps(
         assert before.completed == {"a": "ALPHA", "b": "BETA"}
 
         resumed = subprocess.run(
-            [sys.executable, "-m", "planner.cli", "resume", summary.id[:8], "--json"],
+            [sys.executable, "-m", "planweave", "resume", summary.id[:8], "--json"],
             env={**env, "PW_TEST_FAST": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         assert resumed.returncode == 0, resumed.stderr
@@ -163,7 +163,7 @@ def test_workflow_killed_with_sigkill_resumes(setup: tuple[Path, Path, dict[str,
             import sys
             sys.path.insert(0, {str(tmp_path)!r})
             from counting_tools import fetch, hang, combine
-            from executor import Step, Workflow
+            from planweave.executor import Step, Workflow
 
             workflow = Workflow(name="resumable", steps=[
                 Step(id="a", handler=fetch.fn, args={{"name": "alpha"}}),
@@ -173,7 +173,7 @@ def test_workflow_killed_with_sigkill_resumes(setup: tuple[Path, Path, dict[str,
             '''
         )
     )
-    proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "exec", str(wf), "--json"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "planweave", "exec", str(wf), "--json"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: calls(log)["fetch:alpha"] and calls(log)["hang:gamma"])
@@ -184,21 +184,21 @@ def test_workflow_killed_with_sigkill_resumes(setup: tuple[Path, Path, dict[str,
     store = open_store(Path(env["PLANWEAVE_HOME"]))
     [summary] = store.list_runs()
     assert summary.status == "interrupted" and summary.kind == "workflow"
-    resumed = subprocess.run([sys.executable, "-m", "planner.cli", "resume", summary.id, "--json"],
+    resumed = subprocess.run([sys.executable, "-m", "planweave", "resume", summary.id, "--json"],
                              env={**env, "PW_TEST_FAST": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["steps"]["d"]["output"] == "ALPHA + gamma done"
     assert calls(log) == Counter({"fetch:alpha": 1, "hang:gamma": 2, "combine": 1})
     assert store.summary(summary.id).status == "succeeded"
-    again = subprocess.run([sys.executable, "-m", "planner.cli", "resume", summary.id], env=env, cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "planweave", "resume", summary.id], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "already ended (succeeded)" in again.stderr
 
 
 async def test_resume_refuses_finished_and_unknown_runs(tmp_path: Path) -> None:
-    from executor.store import StoreError
-    from planner import ConfigError
+    from planweave.executor.store import StoreError
+    from planweave.planner import ConfigError
 
     with FakeModelServer() as server:
         server.enqueue(Reply.json_obj({"rationale": "none", "steps": [], "answer": "42"}))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from planner.streaming import FieldStream, StepStream
+from planweave.planner.streaming import FieldStream, StepStream
 
 PLAN = {
     "steps": [

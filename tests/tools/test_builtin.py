@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from tools.base import ToolRegistry
-from tools.builtin import builtin_tools
-from tools.calculator import calculator
-from tools.errors import ToolDefinitionError, ToolRefusedError
-from tools.http import http_get
-from tools.search import web_search
+from planweave.tools.base import ToolRegistry
+from planweave.tools.builtin import builtin_tools
+from planweave.tools.calculator import calculator
+from planweave.tools.errors import ToolDefinitionError, ToolRefusedError
+from planweave.tools.http import http_get
+from planweave.tools.search import web_search
 
 NAMES = ["calculator", "http_get", "read_file", "write_file", "list_files", "web_search"]
 
@@ -90,25 +90,25 @@ async def test_allow_private_hosts(tmp_path: Path, local_url: str) -> None:
 
 
 def test_public_names() -> None:
-    import tools.builtin
+    from planweave.tools import builtin
 
-    assert sorted(tools.builtin.__all__) == ['builtin_tools', 'select_tools']
+    assert sorted(builtin.__all__) == ['builtin_tools', 'select_tools']
 
 
 def test_select_tools_by_name_module_and_file(tmp_path: Path) -> None:
-    from tools.builtin import select_tools
-    from tools.errors import ToolDefinitionError
+    from planweave.tools.builtin import select_tools
+    from planweave.tools.errors import ToolDefinitionError
 
     assert [t.name for t in select_tools(["calculator,http_get"], workspace=tmp_path)] == ["calculator", "http_get"]
     assert len(select_tools([], workspace=tmp_path)) == len(builtin_tools(workspace=tmp_path))
     mine = tmp_path / "mine.py"
     mine.write_text("from tools import tool\n@tool\ndef twice(x: int) -> int:\n    'Double.'\n    return 2 * x\n")
     assert [t.name for t in select_tools([str(mine), "calculator"], workspace=tmp_path)] == ["twice", "calculator"]
-    assert [t.name for t in select_tools(["tools.calculator:calculator"], workspace=tmp_path)] == ["calculator"]
+    assert [t.name for t in select_tools(["planweave.tools.calculator:calculator"], workspace=tmp_path)] == ["calculator"]
     with pytest.raises(ToolDefinitionError) as err:
         select_tools(["calculater"], workspace=tmp_path)
     assert str(err.value).startswith("unknown tool `calculater`; built-in tools are `calculator`, ")
     with pytest.raises(ToolDefinitionError, match="has no attribute `nope`"):
-        select_tools(["tools.calculator:nope"], workspace=tmp_path)
+        select_tools(["planweave.tools.calculator:nope"], workspace=tmp_path)
     with pytest.raises(ToolDefinitionError, match="defines no tools"):
-        select_tools(["tools.errors"], workspace=tmp_path)
+        select_tools(["planweave.tools.errors"], workspace=tmp_path)

@@ -4,10 +4,10 @@ from typing import Any
 
 import pytest
 
-from tools.base import Tool
-from tools.calculator import calculator
-from tools.errors import ToolArgumentsError
-from tools.safe_eval import SafeEvalError
+from planweave.tools.base import Tool
+from planweave.tools.calculator import calculator
+from planweave.tools.errors import ToolArgumentsError
+from planweave.tools.safe_eval import SafeEvalError
 
 
 async def calc(expression: Any) -> Any:
@@ -137,6 +137,6 @@ def test_constants() -> None:
 
 
 def test_public_names() -> None:
-    import tools.calculator
+    from planweave.tools import calculator
 
-    assert sorted(tools.calculator.__all__) == ['calculator']
+    assert sorted(calculator.__all__) == ['calculator']

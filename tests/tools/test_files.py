@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-import tools.files as tools_files
-from tools.base import Tool
-from tools.errors import ToolArgumentsError, ToolDefinitionError, ToolError, ToolRefusedError
-from tools.files import MAX_LIST_ENTRIES, workspace_tools
+import planweave.tools.files as tools_files
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolArgumentsError, ToolDefinitionError, ToolError, ToolRefusedError
+from planweave.tools.files import MAX_LIST_ENTRIES, workspace_tools
 
 
 @pytest.fixture
@@ -300,6 +300,6 @@ async def test_list_size_limit(tools: dict[str, Tool], root: Path, monkeypatch: 
 
 
 def test_public_names() -> None:
-    import tools.files
+    from planweave.tools import files
 
-    assert sorted(tools.files.__all__) == ['MAX_LIST_ENTRIES', 'WriteResult', 'workspace_tools']
+    assert sorted(files.__all__) == ['MAX_LIST_ENTRIES', 'WriteResult', 'workspace_tools']

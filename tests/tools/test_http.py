@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-import tools.http
-from tools.base import Tool
-from tools.errors import ToolArgumentsError, ToolError, ToolRefusedError
-from tools.http import MAX_REDIRECTS, blocked_reason, http_get, make_http_get
+from planweave.tools import http as tools_http
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolArgumentsError, ToolError, ToolRefusedError
+from planweave.tools.http import MAX_REDIRECTS, blocked_reason, http_get, make_http_get
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -150,9 +150,9 @@ def fetch() -> Tool:
 @pytest.fixture
 def loopback_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let 127.0.0.1 pass the address check, so the checked path can reach the local server."""
-    real = tools.http.blocked_reason
+    real = tools_http.blocked_reason
     monkeypatch.setattr(
-        tools.http, "blocked_reason", lambda ip: None if str(ip) == "127.0.0.1" else real(ip)
+        tools_http, "blocked_reason", lambda ip: None if str(ip) == "127.0.0.1" else real(ip)
     )
 
 
@@ -587,6 +587,6 @@ async def test_refuses_other_schemes_and_bad_urls(url: str, error: type[ToolErro
 
 
 def test_public_names() -> None:
-    import tools.http
+    from planweave.tools import http as tools_http
 
-    assert sorted(tools.http.__all__) == ['HttpResponse', 'MAX_REDIRECTS', 'blocked_reason', 'http_get', 'make_http_get']
+    assert sorted(tools_http.__all__) == ['HttpResponse', 'MAX_REDIRECTS', 'blocked_reason', 'http_get', 'make_http_get']

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from tools.errors import ToolError
-from tools.safe_eval import SafeEvalError, check, evaluate
+from planweave.tools.errors import ToolError
+from planweave.tools.safe_eval import SafeEvalError, check, evaluate
 
 OUTPUTS: dict[str, Any] = {
     "fetch": {"status": 200, "text": "all good", "items": [1, 2, 3], "meta": {"next": None}},
@@ -279,7 +279,7 @@ def test_multi_line_syntax_error_names_the_line() -> None:
 
 
 def test_parsing_is_cached() -> None:
-    from tools.safe_eval import _parse
+    from planweave.tools.safe_eval import _parse
 
     _parse.cache_clear()
     for value in range(3):
@@ -297,6 +297,6 @@ def test_fast_enough_for_conditions() -> None:
 
 
 def test_public_names() -> None:
-    import tools.safe_eval
+    from planweave.tools import safe_eval
 
-    assert sorted(tools.safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'check', 'evaluate']
+    assert sorted(safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'check', 'evaluate']

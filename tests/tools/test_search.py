@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tools.base import Tool
-from tools.errors import ToolArgumentsError, ToolError
-from tools.search import API_KEY_ENV, BRAVE_SEARCH_URL, make_web_search, web_search
+from planweave.tools.base import Tool
+from planweave.tools.errors import ToolArgumentsError, ToolError
+from planweave.tools.search import API_KEY_ENV, BRAVE_SEARCH_URL, make_web_search, web_search
 
 GOOD_KEY = "test-key"
 
@@ -226,6 +226,6 @@ async def test_arguments_are_validated(args: dict[str, Any], message: str) -> No
 
 
 def test_public_names() -> None:
-    import tools.search
+    from planweave.tools import search
 
-    assert sorted(tools.search.__all__) == ['API_KEY_ENV', 'BRAVE_SEARCH_URL', 'SearchResult', 'make_web_search', 'web_search']
+    assert sorted(search.__all__) == ['API_KEY_ENV', 'BRAVE_SEARCH_URL', 'SearchResult', 'make_web_search', 'web_search']

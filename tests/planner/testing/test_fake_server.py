@@ -31,7 +31,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from planner.testing import (
+from planweave.planner.testing import (
     FakeModelServer,
     HttpError,
     RecordedRequest,

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
-from planner.testing.otlp import OTLPReceiver, decode_export_request, render_tree, span_tree
+from planweave.planner.testing.otlp import OTLPReceiver, decode_export_request, render_tree, span_tree
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""How a run's events become the observations of one Langfuse trace (drawn in `planner.tracing`).
+"""How a run's events become the observations of one Langfuse trace (drawn in `planweave.planner.tracing.subscriber`).
 
 `TraceBuilder` keeps the observations still open (the run, its planning rounds, its steps),
 and `HANDLERS` names the method that records each kind of event. Observations carry the
 events' own times, so durations are the real ones; every value is masked and long strings
 are cut before it is recorded. It only starts and ends spans: getting them to Langfuse is
-the client's (`planner.langfuse_export`), and keeping the run's event loop free is
+the client's (`planweave.planner.tracing.export`), and keeping the run's event loop free is
 `LangfuseTracer`'s, which calls the builder from one worker thread.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langfuse import Langfuse
 
-    from executor.masking import Masker
+    from planweave.executor.masking import Masker
 
 __all__ = ["HANDLERS", "TraceBuilder"]
 
@@ -41,7 +41,7 @@ class _StepState:
 
 
 class TraceBuilder:
-    """The observations of one run's trace, built from its events (the tree in `planner.tracing`).
+    """The observations of one run's trace, built from its events (the tree in `planweave.planner.tracing.subscriber`).
 
     Args:
         client: the Langfuse client whose tracer starts the spans.

@@ -1,8 +1,8 @@
 """The run-store commands of `planweave`: runs, show, stats, prune, delete, graph.
 
-They read and tidy the runs that `run`, `exec` and `resume` record. `planner.cli` adds
-them to its app with `register(app)`; this module does not import `planner.cli`, so
-`python -m planner.cli` loads the CLI once.
+They read and tidy the runs that `run`, `exec` and `resume` record. `planweave.planner.cli.app` adds
+them to its app with `register(app)`; this module does not import `planweave.planner.cli.app`, so
+`python -m planweave` loads the CLI once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from planner.cli_output import console, fail_usage, print_runs, print_stats
+from planweave.planner.cli.output import console, fail_usage, print_runs, print_stats
 
 __all__ = ["open_run_store", "register"]
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 
 def open_run_store() -> Any:
-    from executor.store import open_store
+    from planweave.executor.store import open_store
 
     return open_store()
 
@@ -73,7 +73,7 @@ def show(
     if as_json:
         typer.echo(json.dumps(store.export(run_id), indent=2, ensure_ascii=False, default=str))
         return
-    from planner.render import run_tree
+    from planweave.planner.cli.render import run_tree
 
     record = store.get_run(run_id)
     console().print(run_tree(record))
@@ -116,14 +116,14 @@ def graph(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write (required for png).")] = None,
 ) -> None:
     """The graph of a workflow file or a run, as Mermaid, DOT or a PNG (step states coloured for runs)."""
-    from planner.render import render_plan
+    from planweave.planner.cli.render import render_plan
 
     if format_ not in ("mermaid", "dot", "png", "tree"):
         fail_usage(f"unknown format `{format_}`; use mermaid, dot, png or tree.")
     path = Path(source)
     states: dict[str, Any] | None = None
     if path.suffix in (".yaml", ".yml", ".json", ".py") or path.exists():
-        from executor.workflow import load_workflow
+        from planweave.executor.workflow import load_workflow
 
         steps = load_workflow(path).flat_steps()
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from executor.events import (
+from planweave.executor.events import (
     RunEvent,
     StepCancelled,
     StepFailed,
@@ -10,8 +10,8 @@ from executor.events import (
     StepRestored,
     StepSkipped,
 )
-from planner.events import Decision, PlanRejected
-from planner.run_model import RunModel, plain_line, summary_line
+from planweave.planner.events import Decision, PlanRejected
+from planweave.planner.cli.run_model import RunModel, plain_line, summary_line
 
 # --- plain lines ---------------------------------------------------------------------------------
 

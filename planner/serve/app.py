@@ -1,7 +1,7 @@
 """`planweave serve`: the planner behind an OpenAI-compatible HTTP API (FastAPI + uvicorn).
 
-    from planner import Planner
-    from planner.server import ServerConfig, create_app, serve
+    from planweave.planner import Planner
+    from planweave.planner.serve.app import ServerConfig, create_app, serve
 
     serve(Planner(model="openai/gpt-4o-mini"), host="127.0.0.1", port=8000)   # blocks
     app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
@@ -21,7 +21,7 @@ run (failed, over budget) are normal replies saying so; errors of a request use 
 `{"error": {"message", "type", "param", "code"}}` shape. See `docs/chat-endpoint.md`.
 
 This module is the HTTP side (routes, keys, limits, error responses, running the server); how a
-conversation becomes a goal and a run becomes a chat reply is `planner.chat`.
+conversation becomes a goal and a run becomes a chat reply is `planweave.planner.serve.chat`.
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from executor.events import RunEvent
-from executor.store import RunStore, StoreError
-from planner.chat import (
+from planweave.executor.events import RunEvent
+from planweave.executor.store import RunStore, StoreError
+from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
     final_text, planweave_fields,
 )
-from planner.core import Planner
-from planner.result import PlannerResult
-from planner.errors import ConfigError
-from tools.errors import PlanweaveError
+from planweave.planner.core import Planner
+from planweave.planner.result import PlannerResult
+from planweave.planner.errors import ConfigError
+from planweave.tools.errors import PlanweaveError
 
 __all__ = ["ChatMessage", "ChatRequest", "ReasoningFormat", "RunRequest", "ServerConfig", "create_app", "serve"]
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-import planner.langfuse_export as langfuse_export
-from planner.langfuse_export import TracingConfig
+import planweave.planner.tracing.export as langfuse_export
+from planweave.planner.tracing.export import TracingConfig
 
 
 @pytest.mark.parametrize(

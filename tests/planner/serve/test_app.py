@@ -19,12 +19,12 @@ import openai
 import pytest
 import uvicorn
 
-from executor.sqlite_store import SQLiteRunStore
-from planner import Budget, Planner
-from planner.errors import ConfigError
-from planner.server import ServerConfig, create_app, serve
-from planner.testing import FakeModelServer, RecordedRequest, Reply
-from tools import tool
+from planweave.executor.sqlite_store import SQLiteRunStore
+from planweave.planner import Budget, Planner
+from planweave.planner.errors import ConfigError
+from planweave.planner.serve.app import ServerConfig, create_app, serve
+from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply
+from planweave.tools import tool
 
 
 def plan(*steps: dict[str, Any], rationale: str = "r", answer: str | None = None) -> Reply:
@@ -541,7 +541,7 @@ def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = (
-        "from planner import Planner\nfrom planner.server import serve\n"
+        "from planweave.planner import Planner\nfrom planweave.planner.serve.app import serve\n"
         f"serve(Planner(workspace={str(tmp_path)!r}), port={port}, log_level='warning')\n"
     )
     env = {**os.environ, "PLANWEAVE_API_KEY": "k"}

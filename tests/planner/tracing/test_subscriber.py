@@ -2,7 +2,7 @@
 
 Fine-grained checks export to OpenTelemetry's in-memory exporter and decode the spans the
 way the OTLP receiver does; the end-to-end checks send real HTTP to the local receiver
-(`planner.testing.otlp`), healthy, failing with 500, slow and down. Models are the fake
+(`planweave.planner.testing.otlp`), healthy, failing with 500, slow and down. Models are the fake
 model server (real HTTP through litellm); nothing in litellm or langfuse is patched.
 """
 
@@ -22,14 +22,14 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import planner.tracing as tracing
-from executor import Executor, RunEvent, Step, StepSucceeded
-from planner import Budget, Planner
-from planner.testing import FakeModelServer, Reply
-from planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
-from planner.trace_builder import HANDLERS, TraceBuilder
-from planner.tracing import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
-from tools import tool
+import planweave.planner.tracing.subscriber as tracing
+from planweave.executor import Executor, RunEvent, Step, StepSucceeded
+from planweave.planner import Budget, Planner
+from planweave.planner.testing import FakeModelServer, Reply
+from planweave.planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
+from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
+from planweave.planner.tracing.subscriber import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
+from planweave.tools import tool
 
 GOAL_SECRET = "sk-proj-abcdefghijklmnop1234"
 API_KEY = "tok-1234567890abcdef"
@@ -128,7 +128,7 @@ def test_without_keys_nothing_is_imported_sent_or_logged() -> None:
     code = (
         "import logging, sys\n"
         "logging.basicConfig(level=logging.DEBUG)\n"
-        "from planner.tracing import create_tracer\n"
+        "from planweave.planner.tracing.subscriber import create_tracer\n"
         "assert create_tracer() is None\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('langfuse', 'opentelemetry')]\n"
         "assert not bad, bad\n"

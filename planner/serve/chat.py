@@ -12,7 +12,7 @@
 
 The last user message is the goal and the earlier turns travel inside it as context. The
 reply shows the plan and the steps as reasoning, in one `ReasoningFormat`, then the answer.
-Nothing here knows about HTTP: routes, keys, limits and error responses are `planner.server`'s.
+Nothing here knows about HTTP: routes, keys, limits and error responses are `planweave.planner.serve.app`'s.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.events import AnswerDelta
+from planweave.planner.events import AnswerDelta
 
 if TYPE_CHECKING:
-    from executor.events import RunEvent
-    from planner.result import PlannerResult
+    from planweave.executor.events import RunEvent
+    from planweave.planner.result import PlannerResult
 
 __all__ = [
     "ChatMessage",

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from executor import Step
-from executor.events import RunEvent, RunStarted, StepAdded, StepSucceeded
-from planner.chat import ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, conversation_goal
-from planner.events import AnswerDelta, PlanUpdated
+from planweave.executor import Step
+from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepSucceeded
+from planweave.planner.serve.chat import ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, conversation_goal
+from planweave.planner.events import AnswerDelta, PlanUpdated
 
 
 def messages(*turns: tuple[str, object]) -> list[ChatMessage]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from executor.store import open_store
-from planner.cli import app
-from planner.testing import FakeModelServer, Reply
+from planweave.executor.store import open_store
+from planweave.planner.cli.app import app
+from planweave.planner.testing import FakeModelServer, Reply
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WF = ROOT / "examples" / "workflows"
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_show_tree_and_json_export(recorded: list[str]) -> None:
     doc = json.loads(runner.invoke(app, ["show", recorded[0], "--json"]).stdout)
     assert doc["run"]["id"] == recorded[0]
     assert {s["id"] for s in doc["steps"]} >= {"hotel"}
-    missing = subprocess.run([sys.executable, "-m", "planner.cli", "show", "nope"], capture_output=True, text=True,
+    missing = subprocess.run([sys.executable, "-m", "planweave", "show", "nope"], capture_output=True, text=True,
                              cwd=ROOT, timeout=60)
     assert missing.returncode == 2 and "no run `nope`" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -113,7 +113,7 @@ def test_plan_prints_a_runnable_plan(tmp_path: Path) -> None:
 
 def test_runs_does_not_import_litellm_and_is_plain_when_piped(recorded: list[str]) -> None:
     code = (
-        "import sys; sys.argv=['planweave','runs']\nfrom planner import cli\ntry:\n    cli.main()\n"
+        "import sys; sys.argv=['planweave','runs']\nfrom planweave.planner.cli import app\ntry:\n    app.main()\n"
         "except SystemExit:\n    pass\nprint('litellm' in sys.modules, 'instructor' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
@@ -126,7 +126,7 @@ def test_corrupted_store_is_exit_2_naming_the_file(tmp_path: Path) -> None:
     home = tmp_path / "badhome"
     home.mkdir()
     (home / "runs.db").write_bytes(b"garbage" * 200)
-    proc = subprocess.run([sys.executable, "-m", "planner.cli", "runs"], capture_output=True, text=True, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "planweave", "runs"], capture_output=True, text=True, cwd=ROOT,
                           timeout=60, env={**os.environ, "PLANWEAVE_HOME": str(home)})
     assert proc.returncode == 2
     assert f"`{home / 'runs.db'}` is corrupted" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,16 +9,16 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planweave.planner.cli.app import app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WF = ROOT / "examples" / "workflows"
 runner = CliRunner()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "planweave", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
 
 
@@ -66,14 +66,14 @@ def test_validate_and_tools() -> None:
 
 
 def test_help_does_not_import_heavy_modules() -> None:
-    code = "import sys; sys.argv=['planweave','--help']\nfrom planner import cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint([m for m in ('litellm', 'instructor', 'executor', 'httpx', 'tools.builtin') if m in sys.modules])"
+    code = "import sys; sys.argv=['planweave','--help']\nfrom planweave.planner.cli import app\ntry:\n    app.main()\nexcept SystemExit:\n    pass\nprint([m for m in ('litellm', 'instructor', 'planweave.executor', 'httpx', 'planweave.tools.builtin') if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip().endswith("[]"), proc.stdout + proc.stderr
 
 
 def test_run_offline_goal_in_a_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "run", "what is 6 * 7", "--workspace", str(tmp_path), "--json"],
+        [sys.executable, "-m", "planweave", "run", "what is 6 * 7", "--workspace", str(tmp_path), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
         env={**__import__("os").environ, "PLANWEAVE_MODEL": ""},
     )
@@ -92,7 +92,7 @@ def _fake_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_run_json_against_a_model_server_is_only_json(tmp_path: Path) -> None:
-    from planner.testing import FakeModelServer, Reply
+    from planweave.planner.testing import FakeModelServer, Reply
 
     with FakeModelServer() as server:
         server.enqueue(
@@ -100,7 +100,7 @@ def test_run_json_against_a_model_server_is_only_json(tmp_path: Path) -> None:
             Reply.json_obj({"action": "finish", "answer": "It is 42.", "reason": ""}),
         )
         proc = subprocess.run(
-            [sys.executable, "-m", "planner.cli", "run", "six times seven", "--model", "openai/fake",
+            [sys.executable, "-m", "planweave", "run", "six times seven", "--model", "openai/fake",
              "--api-base", server.base_url, "--tools", "calculator", "--json"],
             capture_output=True, text=True, cwd=ROOT, timeout=120, env=_fake_env(tmp_path),
         )
@@ -110,7 +110,7 @@ def test_run_json_against_a_model_server_is_only_json(tmp_path: Path) -> None:
 
 
 def test_run_piped_prints_plain_progress_answer_and_summary(tmp_path: Path) -> None:
-    from planner.testing import FakeModelServer, Reply
+    from planweave.planner.testing import FakeModelServer, Reply
 
     with FakeModelServer() as server:
         server.enqueue(
@@ -118,7 +118,7 @@ def test_run_piped_prints_plain_progress_answer_and_summary(tmp_path: Path) -> N
             Reply.json_obj({"action": "finish", "answer": "It is 42.", "reason": ""}),
         )
         proc = subprocess.run(
-            [sys.executable, "-m", "planner.cli", "run", "six times seven", "--model", "openai/fake",
+            [sys.executable, "-m", "planweave", "run", "six times seven", "--model", "openai/fake",
              "--api-base", server.base_url, "--tools", "calculator"],
             capture_output=True, text=True, cwd=ROOT, timeout=120, env=_fake_env(tmp_path),
         )
@@ -135,18 +135,18 @@ def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path) -> None:
     import signal
     import time
 
-    from executor.store import open_store
-    from planner.testing import FakeModelServer, Reply
+    from planweave.executor.store import open_store
+    from planweave.planner.testing import FakeModelServer, Reply
 
     tools_py = tmp_path / "slow_tools.py"
     tools_py.write_text(
-        "import time\nfrom tools import tool\n@tool\nasync def nap(s: float) -> str:\n"
+        "import time\nfrom planweave.tools import tool\n@tool\nasync def nap(s: float) -> str:\n"
         "    'Sleep.'\n    import asyncio\n    await asyncio.sleep(s)\n    return 'rested'\n"
     )
     with FakeModelServer() as server:
         server.enqueue(Reply.json_obj({"rationale": "r", "steps": [{"id": "a", "tool": "nap", "args": {"s": 30}}]}))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "planner.cli", "run", "nap", "--model", "openai/fake", "--api-base",
+            [sys.executable, "-m", "planweave", "run", "nap", "--model", "openai/fake", "--api-base",
              server.base_url, "--tools", str(tools_py)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_fake_env(tmp_path),
         )
@@ -162,7 +162,7 @@ def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path) -> None:
 
 
 def _peek_store(tmp_path: Path) -> str:
-    from executor.store import open_store
+    from planweave.executor.store import open_store
 
     if not (tmp_path / "home" / "runs.db").exists():
         return ""
@@ -178,7 +178,7 @@ def test_serve_refuses_public_host_without_key() -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "PLANWEAVE_API_KEY"}
-    proc = subprocess.run([sys.executable, "-m", "planner.cli", "serve", "--host", "0.0.0.0"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "planweave", "serve", "--host", "0.0.0.0"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "key" in proc.stderr.lower()

@@ -23,7 +23,7 @@ It turns the events into one trace that reads like the run:
       chain     round 2 ...
 
 Observations carry the events' own times, so durations are the real ones. Every value is
-masked (`executor.masking.Masker`) and long strings are cut before it is recorded.
+masked (`planweave.executor.masking.Masker`) and long strings are cut before it is recorded.
 
 Tracing never slows down or breaks a run: the subscriber only queues the event (about 15
 microseconds a step, where building the spans in place costs about 300); one worker thread
@@ -31,8 +31,8 @@ builds the spans and the SDK's batch processor exports them in the background; n
 raises into the run; `flush`/`aclose` wait a bounded time. If Langfuse is unreachable, slow
 or failing, the trace is lost with one warning naming the trace, and the run goes on.
 
-The parts: `planner.trace_builder` turns the events into observations (`TraceBuilder`), and
-`planner.langfuse_export` holds the configuration, the exporter and the clients (its public
+The parts: `planweave.planner.tracing.builder` turns the events into observations (`TraceBuilder`), and
+`planweave.planner.tracing.export` holds the configuration, the exporter and the clients (its public
 names are re-exported here).
 """
 
@@ -46,9 +46,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from executor.events import RunEvent
-from executor.masking import Masker
-from planner.langfuse_export import (
+from planweave.executor.events import RunEvent
+from planweave.executor.masking import Masker
+from planweave.planner.tracing.export import (
     DEFAULT_BASE_URL,
     LOST,
     LangfuseExporter,
@@ -58,7 +58,7 @@ from planner.langfuse_export import (
     langfuse_client,
     shutdown,
 )
-from planner.trace_builder import HANDLERS, TraceBuilder
+from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
 
 if TYPE_CHECKING:
     from langfuse import Langfuse

@@ -6,7 +6,7 @@
         line = plain_line(event, model)   # what a non-terminal prints for it, or None
     print(model.status, model.answer, model.summary_line(model="openai/gpt-4o-mini"))
 
-`RunModel` is the state behind the command line's live view (`planner.live.LiveView`):
+`RunModel` is the state behind the command line's live view (`planweave.planner.cli.live.LiveView`):
 the steps with their states, attempts and times, the planning rounds, the LLM usage and
 the streamed answer. `plain_line` is how the view reports an event where nothing is drawn
 in place (piped, in CI, in a log file); `summary_line` is the closing line of a run.
@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor.events import (
+from planweave.executor.events import (
     RunEvent, RunFinished, RunStarted, StepAdded, StepCancelled, StepFailed, StepReady, StepRestored, StepRetrying,
     StepSkipped, StepStarted, StepSucceeded,
 )
-from executor.plan import Step
-from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-from planner.render import StepState, format_seconds
+from planweave.executor.plan import Step
+from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planweave.planner.cli.render import StepState, format_seconds
 
 __all__ = ["RoundView", "RunModel", "StepView", "plain_line", "summary_line"]
 
@@ -164,11 +164,11 @@ class RunModel:
         return out
 
     def states(self) -> dict[str, StepState]:
-        """Step states for `planner.render` (to draw the run's graph in its colours)."""
+        """Step states for `planweave.planner.cli.render` (to draw the run's graph in its colours)."""
         return {s.id: StepState(s.status, s.duration_s, s.attempt or None) for s in list(self.steps.values())}
 
     def plan_steps(self) -> list[Step | dict[str, Any]]:
-        """The steps the run was given, in the order they were added (for `planner.render`)."""
+        """The steps the run was given, in the order they were added (for `planweave.planner.cli.render`)."""
         return [s.step for s in list(self.steps.values()) if s.step is not None]
 
     def apply(self, ev: RunEvent) -> None:

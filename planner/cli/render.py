@@ -1,6 +1,6 @@
 """Drawing a plan graph: a tree, Mermaid, Graphviz DOT or a PNG, coloured by run state.
 
-    from planner.render import to_mermaid, tree_text
+    from planweave.planner.cli.render import to_mermaid, tree_text
 
     print(tree_text(plan))                          # steps in dependency order, with tools, args, deps
     print(to_mermaid(plan, states=result.steps))    # `flowchart TD`, one colour per step state
@@ -26,13 +26,13 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from executor.graph import PlanGraph, compile_condition
-from executor.plan import Plan, Step
-from executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, find_refs, parse
-from planner.errors import ConfigError
+from planweave.executor.graph import PlanGraph, compile_condition
+from planweave.executor.plan import Plan, Step
+from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, find_refs, parse
+from planweave.planner.errors import ConfigError
 
 if TYPE_CHECKING:
-    from executor.result import StepResult
+    from planweave.executor.result import StepResult
 
 __all__ = [
     "GraphFormat",
@@ -73,7 +73,7 @@ STATE_STYLES: dict[str, StateStyle] = {
     "skipped": StateStyle("↷", "yellow", "#fff3cd", "#b28704"),
     "cancelled": StateStyle("⊘", "magenta", "#eadcf2", "#7b1fa2"),
 }
-"""Every step state (see `executor.result.StepStatus`) and how it is drawn."""
+"""Every step state (see `planweave.executor.result.StepStatus`) and how it is drawn."""
 
 # Mermaid and DOT get one class per state a reader cares about; `ready` draws as pending.
 _DRAWN_STATES = ("succeeded", "failed", "skipped", "cancelled", "running", "pending")
@@ -270,7 +270,7 @@ def tree_text(plan: PlanLike, states: States | None = None, *, width: int = 100,
 
 
 def run_tree(record: Any) -> Tree:
-    """A recorded run (`executor.store.RunRecord`) as a tree, for `planweave show`.
+    """A recorded run (`planweave.executor.store.RunRecord`) as a tree, for `planweave show`.
 
     The root says the run's status, duration and goal; under it each planning round with
     its LLM calls (tokens, cost) and its steps (state, attempts, time, output or error),

@@ -1,8 +1,8 @@
 """The `planweave` command line. Thin: parse, call the library, render.
 
 Heavy modules (litellm, the executor, networkx) are imported inside the commands,
-so `planweave --help` stays fast. What is printed lives in `planner.cli_output`; the
-run-store commands (runs, show, stats, prune, delete, graph) in `planner.cli_store`.
+so `planweave --help` stays fast. What is printed lives in `planweave.planner.cli.output`; the
+run-store commands (runs, show, stats, prune, delete, graph) in `planweave.planner.cli.runs`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from planner.cli_output import (
+from planweave.planner.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -25,10 +25,10 @@ from planner.cli_output import (
     print_result,
     print_tools,
 )
-from planner.cli_store import open_run_store, register
+from planweave.planner.cli.runs import open_run_store, register
 
 if TYPE_CHECKING:
-    from executor.result import RunResult
+    from planweave.executor.result import RunResult
 
 app = typer.Typer(
     name="planweave",
@@ -76,8 +76,8 @@ def _run_workflow(
     import asyncio
     import uuid
 
-    from executor.workflow import load_workflow
-    from tools.builtin import builtin_tools
+    from planweave.executor.workflow import load_workflow
+    from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
     tools = builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)
@@ -99,7 +99,7 @@ def _run_workflow(
             "allow_private_hosts": allow_private_hosts,
         }
         subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
-    from planner.tracing import create_tracer
+    from planweave.planner.tracing.subscriber import create_tracer
 
     tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"])
     if tracer is not None:
@@ -152,7 +152,7 @@ def exec_(
 
 
 def _budget(**limits: Any) -> Any:
-    from planner.budget import Budget
+    from planweave.planner.budget import Budget
 
     return Budget(**{k: v for k, v in limits.items() if v is not None})
 
@@ -193,8 +193,8 @@ def _planner(
     name: str = "",
     record: bool = True,
 ) -> Any:
-    from planner.core import Planner
-    from tools.builtin import select_tools
+    from planweave.planner.core import Planner
+    from planweave.tools.builtin import select_tools
 
     selected = select_tools(tools or [], workspace=workspace, allow_private_hosts=allow_private_hosts)
     meta = {
@@ -217,7 +217,7 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
     """Run a planner coroutine with the live view; print the result; exit with its code."""
     import asyncio
 
-    from planner.live import LiveView
+    from planweave.planner.cli.live import LiveView
 
     view = LiveView(console=console(), quiet=quiet or as_json)
     try:
@@ -303,7 +303,7 @@ def plan_(
     """Plan GOAL without running it, and print the graph."""
     import asyncio
 
-    from planner.render import render_plan
+    from planweave.planner.cli.render import render_plan
 
     if format_ not in ("tree", "mermaid", "json", "yaml", "dot"):
         fail_usage(f"unknown format `{format_}`; use tree, mermaid, dot, json or yaml.")
@@ -335,7 +335,7 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again."""
-    from executor.store import FINAL_STATUSES
+    from planweave.executor.store import FINAL_STATUSES
 
     store = open_run_store()
     summary = store.summary(run_id)
@@ -412,7 +412,7 @@ def serve_(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
-    from planner.server import ServerConfig, serve
+    from planweave.planner.serve.app import ServerConfig, serve
 
     if reasoning not in ("think", "field", "off"):
         fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
@@ -441,8 +441,8 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],
 ) -> None:
     """Check a workflow or plan file against the built-in tools without running it."""
-    from executor.workflow import load_workflow
-    from tools.builtin import builtin_tools
+    from planweave.executor.workflow import load_workflow
+    from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
     workflow.validate_with(builtin_tools())
@@ -454,8 +454,8 @@ def tools_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
 ) -> None:
     """List the built-in tools with their argument schemas."""
-    from tools.base import ToolRegistry
-    from tools.builtin import builtin_tools
+    from planweave.tools.base import ToolRegistry
+    from planweave.tools.builtin import builtin_tools
 
     registry = ToolRegistry(builtin_tools())
     if as_json:
@@ -478,7 +478,7 @@ def main() -> None:
     except Exception as exc:
         # Imported here, not above: `tools` pulls in httpx and the built-in tools, which
         # `planweave --help` does not need.
-        from tools.errors import PlanweaveError, SetupError
+        from planweave.tools.errors import PlanweaveError, SetupError
 
         if _debug or not isinstance(exc, PlanweaveError):
             raise

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from executor import Executor, Plan, Step
-from executor.events import (
+from planweave.executor import Executor, Plan, Step
+from planweave.executor.events import (
     RunEvent,
     RunFinished,
     RunStarted,
@@ -25,10 +25,10 @@ from executor.events import (
     StepStarted,
     StepSucceeded,
 )
-from planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-from planner.live import LiveView
-from planner.render import to_mermaid
-from tools import tool
+from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planweave.planner.cli.live import LiveView
+from planweave.planner.cli.render import to_mermaid
+from planweave.tools import tool
 
 T0 = 1_700_000_000.0
 RID = "r-7f3a2c"
@@ -282,8 +282,8 @@ def test_print_answer_prints_only_what_the_view_did_not_show() -> None:
 
 
 def test_summary_line_from_a_result() -> None:
-    from executor.result import RunResult
-    from planner import PlannerResult, Usage
+    from planweave.executor.result import RunResult
+    from planweave.planner import PlannerResult, Usage
 
     view = LiveView(piped()[0])
     planned = PlannerResult(

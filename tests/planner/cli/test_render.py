@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from rich.tree import Tree
 
-from executor import Plan, PlanGraph, Step
-from executor.result import StepResult
-from planner.errors import ConfigError
-from planner.render import (
+from planweave.executor import Plan, PlanGraph, Step
+from planweave.executor.result import StepResult
+from planweave.planner.errors import ConfigError
+from planweave.planner.cli.render import (
     PNG_EXTRA_HINT,
     STATE_STYLES,
     StepState,
@@ -28,7 +28,7 @@ from planner.render import (
     to_png,
     tree_text,
 )
-from tools import ToolRegistry, tool
+from planweave.tools import ToolRegistry, tool
 
 # Listed out of order on purpose: drawings follow dependencies, ties in plan order.
 PLAN = Plan.of(
@@ -302,7 +302,7 @@ def test_render_plan_picks_the_format() -> None:
 
 
 def _record(events: list[Any], **summary: Any) -> Any:
-    from executor.store import RunRecord, RunSummary
+    from planweave.executor.store import RunRecord, RunSummary
 
     base: dict[str, Any] = {"id": "r-1", "kind": "planner", "name": "", "goal": "g", "status": "succeeded",
                             "created_at": 0.0, "duration_s": 2.5}
@@ -318,8 +318,8 @@ def _plain(tree: Tree, width: int = 120) -> str:
 
 
 def test_run_tree_groups_steps_and_llm_calls_by_round() -> None:
-    from executor.events import StepAdded, StepFailed, StepStarted, StepSucceeded
-    from planner.events import AnswerDelta, Decision, LLMCalled, PlanUpdated
+    from planweave.executor.events import StepAdded, StepFailed, StepStarted, StepSucceeded
+    from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlanUpdated
 
     a, b = Step(id="a", tool="calculator"), Step(id="b", tool="http_get")
     events = [
@@ -356,8 +356,8 @@ def test_run_tree_groups_steps_and_llm_calls_by_round() -> None:
 
 
 def test_run_tree_puts_a_tool_call_made_while_the_plan_streams_under_its_round() -> None:
-    from executor.events import StepAdded, StepSucceeded
-    from planner.events import LLMCalled, PlanUpdated
+    from planweave.executor.events import StepAdded, StepSucceeded
+    from planweave.planner.events import LLMCalled, PlanUpdated
 
     c = Step(id="c", tool="llm")
     events = [  # the order a streamed round records: the step's own call ends before the plan call
@@ -377,7 +377,7 @@ def test_run_tree_puts_a_tool_call_made_while_the_plan_streams_under_its_round()
 
 
 def test_run_tree_of_a_workflow_run() -> None:
-    from executor.events import StepAdded, StepSkipped
+    from planweave.executor.events import StepAdded, StepSkipped
 
     events = [StepAdded(run_id="r-1", step_id="x", tool="t", step=Step(id="x", tool="t")),
               StepSkipped(run_id="r-1", step_id="x", reason="`when` was false")]

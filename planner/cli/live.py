@@ -12,7 +12,7 @@ CI, in a log file) there is no live display and no colour: one plain line per no
 event instead (a step started, retried, succeeded, failed, was skipped or cancelled; a
 plan, a replan; the answer). `quiet=True` prints nothing.
 
-`RunModel` and `plain_line` (in `planner.run_model`) are the state behind the view and the
+`RunModel` and `plain_line` (in `planweave.planner.cli.run_model`) are the state behind the view and the
 plain lines; the model is usable on its own: feed it events with `apply`.
 """
 
@@ -32,11 +32,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from executor.events import RunEvent
-from executor.plan import Step
-from planner.events import PlannerFinished
-from planner.render import STATE_STYLES, args_summary, format_seconds
-from planner.run_model import RoundView, RunModel, StepView, _one_line, plain_line, summary_line
+from planweave.executor.events import RunEvent
+from planweave.executor.plan import Step
+from planweave.planner.events import PlannerFinished
+from planweave.planner.cli.render import STATE_STYLES, args_summary, format_seconds
+from planweave.planner.cli.run_model import RoundView, RunModel, StepView, _one_line, plain_line, summary_line
 
 __all__ = ["LiveView", "RoundView", "RunModel", "StepView", "summary_line"]
 

@@ -2,7 +2,7 @@
 
     config = TracingConfig.from_env()     # None without LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY
     client = langfuse_client(config)      # one per public key and host, for the whole process
-    ...                                   # `planner.tracing` builds the spans on it
+    ...                                   # `planweave.planner.tracing.subscriber` builds the spans on it
     shutdown(timeout_s=2.0)               # flush and close those clients, waiting a bounded time
 
 The spans go out through `LangfuseExporter` (OTLP over HTTP: protobuf, gzip, Basic auth),
@@ -10,7 +10,7 @@ which never retries: a batch that fails is dropped, and each trace in it is repo
 (`LOST`), with one warning naming it. langfuse, OpenTelemetry and httpx are imported only
 when a client or an exporter is made.
 
-The public names here are re-exported by `planner.tracing`; import them from there.
+The public names here are re-exported by `planweave.planner.tracing.subscriber`; import them from there.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from executor.result import RunResult
-    from executor.store import GroupStats, RunSummary
-    from tools.base import ToolRegistry
+    from planweave.executor.result import RunResult
+    from planweave.executor.store import GroupStats, RunSummary
+    from planweave.tools.base import ToolRegistry
 
 __all__ = [
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",

@@ -1,0 +1,1 @@
+"""`planweave serve`: the OpenAI-compatible chat endpoint and the run-event stream over HTTP."""

@@ -1,0 +1,1 @@
+"""Langfuse tracing of planner and workflow runs (OpenTelemetry spans built from run events)."""

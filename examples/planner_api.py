@@ -6,8 +6,7 @@ set PLANWEAVE_MODEL (e.g. openai/gpt-4o-mini) to plan with a real model.
 
 import asyncio
 
-from planweave.executor import open_store
-from planweave.planner import Budget, Planner
+from planweave import Budget, Planner, open_store
 
 
 async def main() -> None:

@@ -2,8 +2,7 @@
 
 import asyncio
 
-from planweave.executor import Executor, Plan
-from planweave.tools import tool
+from planweave import Executor, Plan, tool
 
 
 @tool

@@ -6,11 +6,12 @@ trace says exactly which prompt produced which decision.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from planweave.planner.errors import ConfigError
 
 __all__ = ["Prompt", "PromptLibrary"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PACKAGE_DIR: Traversable = resources.files("planweave.prompts")
+"""The bundled templates, wherever the package is installed (a wheel, an editable install, a zip)."""
 _VERSION_RE = re.compile(r"\{#\s*version:\s*([\w.-]+)\s*#\}")
 
 
@@ -30,7 +32,8 @@ class Prompt:
     version: str
     hash: str
     """First 12 hex digits of the SHA-256 of the template file."""
-    path: Path
+    path: Traversable
+    """Where the template was read from: a file in the user's directory or in `planweave.prompts`."""
     template: jinja2.Template
 
     def render(self, **variables: Any) -> str:
@@ -50,7 +53,7 @@ class PromptLibrary:
 
     def __init__(self, user_dir: str | Path | None = None) -> None:
         user = user_dir or os.environ.get("PLANWEAVE_PROMPTS_DIR")
-        self.dirs = [Path(user)] if user else []
+        self.dirs: list[Traversable] = [Path(user)] if user else []
         self.dirs.append(PACKAGE_DIR)
         self._env = jinja2.Environment(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=False
@@ -88,10 +91,6 @@ class PromptLibrary:
     def names(self) -> list[str]:
         found: set[str] = set()
         for d in self.dirs:
-            found.update(p.stem for p in d.glob("*.j2"))
+            if d.is_dir():
+                found.update(p.name[: -len(".j2")] for p in d.iterdir() if p.name.endswith(".j2"))
         return sorted(found)
-
-
-@functools.lru_cache(maxsize=1)
-def default_library() -> PromptLibrary:
-    return PromptLibrary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,26 @@ def test_the_wheel_has_one_top_level_name(tmp_path: Path) -> None:
     assert "planweave/prompts/plan.j2" in names
     assert "planweave/executor/py.typed" in names
     assert not any(name.startswith(("planweave/tests/", "planweave/bench/")) for name in names)
+
+    # The installed wheel (not this checkout) loads its prompts and runs a plan.
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target), str(wheel)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    code = (
+        "import planweave, planweave.planner.prompts as p\n"
+        "print(planweave.__file__)\n"
+        "print(p.PromptLibrary().get('plan').version)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    location, version = proc.stdout.split()
+    assert location == str(target / "planweave" / "__init__.py")
+    assert version.isdigit()
 
 
 def test_a_project_with_its_own_tools_planner_and_executor_modules(tmp_path: Path) -> None:

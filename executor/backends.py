@@ -50,7 +50,7 @@ class LocalBackend(Backend):
 
     def __init__(self, max_threads: int = 256, *, idle_s: float = 10.0) -> None:
         if max_threads < 1:
-            raise ConfigError(f"`max_threads` must be at least 1, not {max_threads}.")
+            raise ConfigError(f"max_threads must be at least 1, not {max_threads}")
         self.max_threads = max_threads
         self.idle_s = idle_s
         self._pool: _Workers | None = None

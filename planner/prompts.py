@@ -6,7 +6,6 @@ trace says exactly which prompt produced which decision.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -90,8 +89,3 @@ class PromptLibrary:
         for d in self.dirs:
             found.update(p.stem for p in d.glob("*.j2"))
         return sorted(found)
-
-
-@functools.lru_cache(maxsize=1)
-def default_library() -> PromptLibrary:
-    return PromptLibrary()

@@ -1,8 +1,27 @@
+"""Workflows: groups, success criteria, the one loader and its errors, the one validation entry point."""
+
 from __future__ import annotations
 
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from planweave.executor import Executor, Parallel, Step, Workflow
+import pytest
+
+from planweave.executor import (
+    Executor,
+    Parallel,
+    PlanError,
+    Step,
+    Workflow,
+    WorkflowFileError,
+    load_workflow,
+    validate_plan,
+)
+from planweave.tools import PlanweaveError, SetupError
 
 
 def double(x: int) -> int:
@@ -51,15 +70,6 @@ def test_workflow_run_sync() -> None:
 
 
 # --- the one loader and its errors ---------------------------------------------------------------
-
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from planweave.executor import PlanError, WorkflowFileError, load_workflow, validate_plan  # noqa: E402
-from planweave.tools import PlanweaveError, SetupError  # noqa: E402
 
 BAD = """\
 name: trip
@@ -145,7 +155,12 @@ def test_unreadable_files_say_why(tmp_path: Path) -> None:
 
 def test_validate_plan_is_the_one_entry_point_for_plans_and_workflows() -> None:
     validate_plan(_workflow())  # handlers need no registry; the group's join tool is built in
-    broken = Workflow(steps=[Parallel(id="g", steps=[Step(id="a", tool="nope")]), Step(id="b", handler=add, args={"a": "${inputs.zz}", "b": 1})])
+    broken = Workflow(
+        steps=[
+            Parallel(id="g", steps=[Step(id="a", tool="nope")]),
+            Step(id="b", handler=add, args={"a": "${inputs.zz}", "b": 1}),
+        ]
+    )
     with pytest.raises(PlanError) as info:
         validate_plan(broken)
     assert [p.step_id for p in info.value.problems] == ["a", "b"]
@@ -160,7 +175,7 @@ def test_cli_validate_and_exec_give_one_clear_message_and_exit_2(tmp_path: Path)
             capture_output=True,
             text=True,
             cwd=tmp_path,
-            env={**__import__("os").environ, "PLANWEAVE_HOME": str(tmp_path / "home")},
+            env={**os.environ, "PLANWEAVE_HOME": str(tmp_path / "home")},
         )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -170,8 +185,6 @@ def test_cli_validate_and_exec_give_one_clear_message_and_exit_2(tmp_path: Path)
 
 
 def test_every_error_class_belongs_to_the_tree() -> None:
-    import inspect
-
     import planweave.executor.errors
     import planweave.executor.refs
     import planweave.executor.run

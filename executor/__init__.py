@@ -4,7 +4,14 @@ Layering: `planner` -> `executor` -> `tools`. Nothing here imports `planner` or 
 """
 
 from planweave.executor.backends import Backend, LocalBackend
-from planweave.executor.errors import PlanError, PlanProblem, ReferenceResolutionError, RunFailedError, StepTimeoutError
+from planweave.executor.errors import (
+    PlanError,
+    PlanProblem,
+    ReferenceResolutionError,
+    RunFailedError,
+    StepTimeoutError,
+    WorkflowFileError,
+)
 from planweave.executor.events import (
     EventBus,
     RunEvent,
@@ -21,9 +28,9 @@ from planweave.executor.events import (
     StepSucceeded,
     event_from_dict,
 )
-from planweave.executor.graph import PlanGraph, validate_plan
+from planweave.executor.graph import validate_plan
 from planweave.executor.masking import REDACTED, Masker
-from planweave.executor.plan import OnFailure, Plan, RetryPolicy, Step, WorkflowFileError
+from planweave.executor.plan import OnFailure, Plan, RetryPolicy, Step
 from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus
 from planweave.executor.sqlite_store import SQLiteRunStore
 from planweave.executor.store import RunRecord, RunStore, RunSummary, StoreError, open_store
@@ -48,7 +55,6 @@ __all__ = [
     "Parallel",
     "Plan",
     "PlanError",
-    "PlanGraph",
     "PlanProblem",
     "Recovery",
     "ReferenceResolutionError",

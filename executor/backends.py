@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from planweave.tools.base import Tool, ToolContext
+from planweave.tools.errors import ConfigError
 
 __all__ = ["Backend", "LocalBackend"]
 
@@ -49,7 +50,7 @@ class LocalBackend(Backend):
 
     def __init__(self, max_threads: int = 256, *, idle_s: float = 10.0) -> None:
         if max_threads < 1:
-            raise ValueError(f"max_threads must be at least 1, not {max_threads}")
+            raise ConfigError(f"max_threads must be at least 1, not {max_threads}")
         self.max_threads = max_threads
         self.idle_s = idle_s
         self._pool: _Workers | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from planweave.tools.errors import RuntimeFailure, SetupError, ToolError
@@ -16,6 +17,7 @@ __all__ = [
     "ReferenceResolutionError",
     "RunFailedError",
     "StepTimeoutError",
+    "WorkflowFileError",
 ]
 
 
@@ -47,6 +49,19 @@ class PlanError(SetupError):
     @property
     def step_ids(self) -> set[str]:
         return {p.step_id for p in self.problems if p.step_id is not None}
+
+
+class WorkflowFileError(SetupError):
+    """A workflow or plan file cannot be read, parsed or understood.
+
+    `problems` lists every problem found (each naming the step and field at fault and what
+    is allowed); `path` is the file.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, problems: list[str] | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.problems = problems or [message]
+        super().__init__(message)
 
 
 class StepTimeoutError(ToolError):

@@ -10,9 +10,9 @@ graph.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 from pydantic import ValidationError
@@ -20,7 +20,10 @@ from pydantic import ValidationError
 from planweave.executor.errors import PlanError, PlanProblem
 from planweave.executor.plan import Plan, Step
 from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_refs, has_refs, parse
-from planweave.tools.base import Tool, ToolRegistry, format_validation_error
+from planweave.tools.base import Tool, ToolRegistry, format_validation_error, tool
+
+if TYPE_CHECKING:
+    from planweave.executor.workflow import Workflow
 
 __all__ = ["CompiledStep", "GROUP_TOOL", "PlanGraph", "compile_condition", "validate_plan"]
 
@@ -28,6 +31,12 @@ _NO_DEPS: frozenset[str] = frozenset()
 
 GROUP_TOOL = "parallel_group"
 """Internal tool of a parallel group's join step: collects its members' outputs into a dict."""
+
+
+@tool(name=GROUP_TOOL, blocking=False)
+def _group_tool(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Collect the outputs of a parallel group's members (internal)."""
+    return outputs
 
 
 @dataclass(slots=True)
@@ -120,7 +129,10 @@ class PlanGraph:
                 self._handler_tools[key] = t
             return t
         assert step.tool is not None
-        return self.tools.get(step.tool) if step.tool in self.tools else None
+        if step.tool in self.tools:
+            return self.tools.get(step.tool)
+        # Every graph knows the join tool of parallel groups, whatever tools it was given.
+        return _group_tool if step.tool == GROUP_TOOL else None
 
     def _compile(self, batch: list[Step]) -> tuple[list[CompiledStep], list[PlanProblem]]:
         problems: list[PlanProblem] = []
@@ -166,11 +178,12 @@ class PlanGraph:
                     tools_by_name[step.tool] = tool
             if tool is None:
                 suggestions = self.tools.suggest(step.tool or "")
-                hint = (
-                    f"did you mean {' or '.join(f'`{s}`' for s in suggestions)}?"
-                    if suggestions
-                    else f"available tools: {', '.join(f'`{n}`' for n in self.tools.names()[:20])}."
-                )
+                if suggestions:
+                    hint = f"did you mean {' or '.join(f'`{s}`' for s in suggestions)}?"
+                elif len(self.tools):
+                    hint = f"available tools: {', '.join(f'`{n}`' for n in self.tools.names()[:20])}."
+                else:
+                    hint = "no tools are registered: pass the tool to the executor."
                 problems.append(PlanProblem(sid, f"step `{sid}` uses unknown tool `{step.tool}`; {hint}"))
 
             needs = step.depends_on
@@ -404,31 +417,28 @@ class PlanGraph:
             )
         return problems
 
-    # --- graph queries -----------------------------------------------------------------------
-
-    def topological_order(self) -> list[str]:
-        return list(nx.topological_sort(self.graph))
-
-    def critical_path(self, weight: Mapping[str, float] | None = None) -> tuple[list[str], float]:
-        """The longest chain of dependent steps and its total weight (default weight 1 per step)."""
-        if not self.steps:
-            return [], 0.0
-        w = weight or {}
-        g: nx.DiGraph[str] = nx.DiGraph()
-        g.add_nodes_from(self.graph.nodes)
-        # Put each node's weight on its incoming edges, plus a virtual source for the first node.
-        for u, v in self.graph.edges:
-            g.add_edge(u, v, w=w.get(v, 1.0))
-        for n in self.graph.nodes:
-            g.add_edge("\x00source", n, w=w.get(n, 1.0))
-        path = nx.dag_longest_path(g, weight="w")
-        length = float(nx.dag_longest_path_length(g, weight="w"))
-        return [p for p in path if p != "\x00source"], length
-
 
 def validate_plan(
-    plan: Plan | Iterable[Step], tools: ToolRegistry, *, inputs: Mapping[str, Any] | None = None
+    plan: Plan | Workflow | Iterable[Step | Mapping[str, Any]],
+    tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (),
+    *,
+    inputs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Raise `PlanError` listing every problem in `plan`, or return None when it is valid."""
-    steps = plan.steps if isinstance(plan, Plan) else list(plan)
-    PlanGraph(tools, inputs=inputs).add(steps)
+    """Check a plan or workflow completely without running it: the one validation entry point.
+
+    Raises `PlanError` listing every problem (unknown tools, bad arguments, references to
+    missing steps or fields, cycles, ...); returns None when the plan is valid. For a
+    `Workflow`, its parallel groups are expanded and its default `inputs` are known
+    (`inputs` adds to them).
+    """
+    from planweave.executor.workflow import Workflow  # workflow.py builds on this module
+
+    registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+    if isinstance(plan, Workflow):
+        steps = plan.plan.steps
+        inputs = {**plan.inputs, **(inputs or {})}
+    elif isinstance(plan, Plan):
+        steps = plan.steps
+    else:
+        steps = [s if isinstance(s, Step) else Step.model_validate(s) for s in plan]
+    PlanGraph(registry, inputs=inputs).add(steps)

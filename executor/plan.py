@@ -3,8 +3,8 @@
 A plan is a list of `Step`s. Each step calls one tool (or, in a hand-written
 workflow, a Python handler) with arguments that may reference other steps'
 outputs with `${step_id.path}` (see `planweave.executor.refs`). Plans round-trip losslessly
-through JSON and YAML, so a saved plan is a workflow definition that can be
-version-controlled and re-run.
+through JSON and YAML: a saved plan is a workflow file, read back (like any workflow
+file) by `planweave.executor.workflow.load_workflow`.
 """
 
 from __future__ import annotations
@@ -14,28 +14,26 @@ import json
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from planweave.tools.errors import PlanweaveError, SetupError
-from planweave.tools.base import format_validation_error
+from planweave.executor.errors import WorkflowFileError
+from planweave.tools.errors import PlanweaveError
 
 __all__ = [
     "OnFailure",
     "Plan",
     "RetryPolicy",
     "Step",
-    "WorkflowFileError",
     "load_handler",
 ]
 
@@ -48,14 +46,6 @@ OnFailure = Literal["fail", "continue", "replan"]
 """
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
-
-
-class WorkflowFileError(SetupError):
-    """A plan or workflow file cannot be read or parsed."""
-
-    def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.path = str(path) if path is not None else None
-        super().__init__(message)
 
 
 class RetryPolicy(BaseModel):
@@ -164,7 +154,11 @@ class Step(BaseModel):
     @classmethod
     def _import_handler(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return load_handler(value)
+            try:
+                return load_handler(value)
+            except WorkflowFileError as exc:
+                # A ValueError lets pydantic report it with the step's other problems.
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("depends_on", mode="before")
@@ -230,43 +224,6 @@ class Plan(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_data(), sort_keys=False, allow_unicode=True)
-
-    @classmethod
-    def from_data(cls, data: Any, *, source: str = "plan") -> Self:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise WorkflowFileError(f"{source} is not a valid {cls.__name__.lower()}: {format_validation_error(exc)}") from exc
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "plan") -> Self:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise WorkflowFileError(f"{source} is not valid JSON: {exc}") from exc
-        return cls.from_data(data, source=source)
-
-    @classmethod
-    def from_yaml(cls, text: str, *, source: str = "plan") -> Self:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise WorkflowFileError(f"{source} is not valid YAML: {exc}") from exc
-        return cls.from_data(data, source=source)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a `.json`, `.yaml` or `.yml` file."""
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise WorkflowFileError(f"cannot read `{p}`: {exc.strerror or exc}", p) from exc
-        if p.suffix.lower() == ".json":
-            return cls.from_json(text, source=f"`{p}`")
-        if p.suffix.lower() in (".yaml", ".yml"):
-            return cls.from_yaml(text, source=f"`{p}`")
-        raise WorkflowFileError(f"`{p}`: unknown file type; use .json, .yaml or .yml", p)
 
     def save(self, path: str | Path) -> None:
         p = Path(path)

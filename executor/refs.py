@@ -19,7 +19,20 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Ref", "RESERVED_ROOTS", "find_refs", "has_refs", "parse", "resolve", "check_path"]
+from planweave.tools.errors import RuntimeFailure, SetupError
+
+__all__ = [
+    "PathError",
+    "Ref",
+    "RefSyntaxError",
+    "RESERVED_ROOTS",
+    "check_path",
+    "find_refs",
+    "has_refs",
+    "parse",
+    "pick",
+    "resolve",
+]
 
 RESERVED_ROOTS = frozenset({"inputs", "goal", "item"})
 """Reference roots that are not step ids."""
@@ -39,8 +52,8 @@ class Ref:
         return "${" + ".".join((self.root, *self.path)) + "}"
 
 
-class RefSyntaxError(ValueError):
-    """A `${` that does not start a valid reference."""
+class RefSyntaxError(SetupError, ValueError):
+    """A `${` that does not start a valid reference (found while a plan is checked)."""
 
 
 _Part = str | Ref
@@ -104,8 +117,8 @@ def has_refs(value: Any) -> bool:
     return False
 
 
-class PathError(LookupError):
-    """A field path does not exist in a value."""
+class PathError(RuntimeFailure, LookupError):
+    """A field path does not exist in a value (found while a step's arguments are resolved)."""
 
 
 def pick(value: Any, path: tuple[str, ...], ref: Ref) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planweave.executor.backends import Backend, LocalBackend
 from planweave.executor.events import Subscriber
@@ -32,6 +32,10 @@ from planweave.executor.plan import Plan, Step
 from planweave.executor.result import RunResult
 from planweave.executor.run import Run, RunClosedError
 from planweave.tools.base import Tool, ToolRegistry
+from planweave.tools.errors import ConfigError
+
+if TYPE_CHECKING:
+    from planweave.executor.workflow import Workflow
 
 __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
 
@@ -61,10 +65,10 @@ class Executor:
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+            raise ConfigError(f"`max_concurrency` must be at least 1, not {max_concurrency}; pass None for no limit.")
         for name, limit in (tool_limits or {}).items():
             if limit < 1:
-                raise ValueError(f"tool_limits[{name!r}] must be at least 1, not {limit}")
+                raise ConfigError(f"`tool_limits[{name!r}]` must be at least 1, not {limit}; leave the tool out for no limit.")
         self.max_concurrency = max_concurrency
         self.tool_limits = dict(tool_limits or {})
         self.backend = backend or LocalBackend()
@@ -73,7 +77,7 @@ class Executor:
 
     def start(
         self,
-        plan: Plan | Iterable[Step] | None = None,
+        plan: Plan | Workflow | Iterable[Step] | None = None,
         *,
         goal: str = "",
         inputs: Mapping[str, Any] | None = None,
@@ -88,7 +92,17 @@ class Executor:
         """Create a run (validating `plan` now). Use it as `async with executor.start(...) as run:`.
 
         `completed` maps step ids to recorded outputs: those steps are not run again (resume).
+        A `Workflow` runs its expanded plan with its default inputs and limits (its success
+        criteria are checked by `run`, not here).
         """
+        from planweave.executor.workflow import Workflow  # workflow.py builds on this module
+
+        if isinstance(plan, Workflow):
+            goal = goal or plan.description or plan.name
+            inputs = {**plan.inputs, **(inputs or {})}
+            deadline_s = deadline_s if deadline_s is not None else plan.limits.deadline_s
+            max_steps = max_steps if max_steps is not None else plan.limits.max_steps
+            plan = plan.plan
         return Run(
             self,
             plan,
@@ -103,13 +117,23 @@ class Executor:
             keep_events=keep_events,
         )
 
-    async def run(self, plan: Plan | Iterable[Step], **kwargs: Any) -> RunResult:
-        """Run a complete plan and return its result (keyword arguments as for `start`)."""
+    async def run(self, plan: Plan | Workflow | Iterable[Step], **kwargs: Any) -> RunResult:
+        """Run a complete plan and return its result (keyword arguments as for `start`).
+
+        A `Workflow`'s result fails when one of its success criteria does not hold.
+        """
         async with self.start(plan, **kwargs) as run:
             run.close()
-        return run.result
+        result = run.result
+        from planweave.executor.workflow import Workflow
 
-    def run_sync(self, plan: Plan | Iterable[Step], **kwargs: Any) -> RunResult:
+        if isinstance(plan, Workflow) and result.status == "succeeded":
+            unmet = plan.unmet_criteria(result)
+            if unmet:
+                result = result.model_copy(update={"status": "failed", "error": "; ".join(unmet)})
+        return result
+
+    def run_sync(self, plan: Plan | Workflow | Iterable[Step], **kwargs: Any) -> RunResult:
         """`run` for scripts and notebooks without an event loop of their own."""
 
         async def main() -> RunResult:

@@ -27,40 +27,43 @@ In Python, in the spirit of the eight-factor guide's workflow chapter:
         ],
         on_failure=handle_failure,   # StepFailure -> Recovery.retry() / .fail() / .proceed()
     )
-    result = await workflow.run()
+    result = await workflow.run()          # or Executor(tools).run(workflow)
 
 Steps with no dependency between them run in parallel; a `Parallel` group makes
 that explicit and gives the group an output (a dict of its members' outputs).
+
+A `Workflow` holds its steps as written (groups included) and hands the executor
+`workflow.plan`, the `Plan` with every group expanded. `load_workflow` is the one
+loader for workflow files (`.yaml`, `.yml`, `.json`, `.py`); its errors name the file,
+the step and the field at fault and what is allowed, all problems at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 import importlib.util
+import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from planweave.executor.errors import PlanError, PlanProblem
+from planweave.executor.errors import WorkflowFileError
 from planweave.executor.events import Subscriber
-from planweave.executor.graph import GROUP_TOOL, compile_condition
-from planweave.executor.plan import Plan, Step, WorkflowFileError
-from planweave.executor.refs import Ref, pick, PathError
-from planweave.executor.result import RunResult
 from planweave.executor.failures import FailureHandler
+from planweave.executor.graph import GROUP_TOOL, compile_condition
+from planweave.executor.plan import STEP_ID_PATTERN, Plan, RetryPolicy, Step
+from planweave.executor.refs import PathError, Ref, pick
+from planweave.executor.result import RunResult
 from planweave.executor.scheduler import Executor
-from planweave.tools.base import Tool, ToolRegistry, tool
+from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.safe_eval import evaluate
 
-__all__ = ["Limits", "Parallel", "Workflow", "load_workflow", "group_tool"]
-
-
-@tool(name=GROUP_TOOL, blocking=False)
-def group_tool(outputs: dict[str, Any]) -> dict[str, Any]:
-    """Collect the outputs of a parallel group's members (internal)."""
-    return outputs
+__all__ = ["Limits", "Parallel", "Workflow", "load_workflow"]
 
 
 class Parallel(BaseModel):
@@ -69,7 +72,7 @@ class Parallel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+    id: str = Field(pattern=STEP_ID_PATTERN)
     parallel: list[Step] = Field(min_length=1)
     depends_on: list[str] = Field(default_factory=list)
     description: str = ""
@@ -80,6 +83,7 @@ class Parallel(BaseModel):
         super().__init__(id=id, **data)
 
     def expand(self) -> list[Step]:
+        """The members (each needing what the group needs) and the join step that collects them."""
         members = [
             m.model_copy(update={"depends_on": [*self.depends_on, *[d for d in m.depends_on if d not in self.depends_on]]})
             for m in self.parallel
@@ -104,7 +108,21 @@ class Limits(BaseModel):
     tool_limits: dict[str, int] = Field(default_factory=dict)
 
 
-class Workflow(Plan):
+def _step_kind(value: Any) -> str:
+    # A mapping with `parallel` is a group; anything else is validated (and reported) as a step.
+    if isinstance(value, Parallel) or (isinstance(value, Mapping) and "parallel" in value):
+        return "parallel"
+    return "step"
+
+
+WorkflowItem = Annotated[
+    Annotated[Step, Tag("step")] | Annotated[Parallel, Tag("parallel")],
+    Discriminator(_step_kind),
+]
+"""One entry of `Workflow.steps`: a step, or a parallel group of steps."""
+
+
+class Workflow(BaseModel):
     """A named, hand-written plan: steps (and parallel groups), inputs, success criteria, limits."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -113,7 +131,7 @@ class Workflow(Plan):
     description: str = ""
     version: str = "1"
     inputs: dict[str, Any] = Field(default_factory=dict, description="Default inputs, overridable per run.")
-    steps: list[Step | Parallel] = Field(default_factory=list)  # type: ignore[assignment]  # widens Plan.steps
+    steps: list[WorkflowItem] = Field(default_factory=list)
     success: list[str] = Field(
         default_factory=list, description="Expressions over the final outputs that must all hold."
     )
@@ -121,25 +139,15 @@ class Workflow(Plan):
     on_failure: Callable[..., Any] | None = Field(None, exclude=True)
     """A failure handler: `StepFailure -> Recovery` (sync or async)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _groups(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(data.get("steps"), list):
-            steps = [
-                Parallel.model_validate(s) if isinstance(s, Mapping) and "parallel" in s else s
-                for s in data["steps"]
-            ]
-            data = {**data, "steps": steps}
-        return data
-
-    def flat_steps(self) -> list[Step]:
-        """The steps as the executor runs them, parallel groups expanded."""
-        out: list[Step] = []
+    @property
+    def plan(self) -> Plan:
+        """The steps as the executor runs them: a `Plan` with every parallel group expanded."""
+        steps: list[Step] = []
         for s in self.steps:
-            out.extend(s.expand() if isinstance(s, Parallel) else [s])
-        return out
+            steps.extend(s.expand() if isinstance(s, Parallel) else [s])
+        return Plan(steps=steps)
 
-    def check_success(self, result: RunResult) -> list[str]:
+    def unmet_criteria(self, result: RunResult) -> list[str]:
         """The success criteria that do not hold for `result` (each with the reason)."""
         failed = []
         outputs = result.outputs
@@ -163,14 +171,14 @@ class Workflow(Plan):
                 failed.append(f"success criterion `{expr}` cannot be checked: {exc}")
         return failed
 
-    def executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (), **kwargs: Any) -> Executor:
-        registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-        registry = registry.merged([group_tool])
-        kwargs.setdefault("max_concurrency", self.limits.max_concurrency)
-        kwargs.setdefault("tool_limits", self.limits.tool_limits)
+    def _executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]]) -> Executor:
         handler: FailureHandler | None = self.on_failure
-        kwargs.setdefault("failure_handler", handler)
-        return Executor(registry, **kwargs)
+        return Executor(
+            tools,
+            max_concurrency=self.limits.max_concurrency,
+            tool_limits=self.limits.tool_limits,
+            failure_handler=handler,
+        )
 
     async def run(
         self,
@@ -183,50 +191,68 @@ class Workflow(Plan):
         run_id: str | None = None,
         executor: Executor | None = None,
     ) -> RunResult:
-        """Run the workflow; the result fails when a success criterion does not hold."""
-        ex = executor or self.executor(tools)
+        """Run the workflow; the result fails when a success criterion does not hold.
+
+        Without `executor`, one is made from `tools` and the workflow's limits and failure
+        handler; with one, its own settings apply (and `tools` is ignored).
+        """
+        ex = executor or self._executor(tools)
         try:
-            result = await ex.run(
-                self.flat_steps(),
-                goal=goal or self.description or self.name,
-                inputs={**self.inputs, **(inputs or {})},
-                subscribers=subscribers,
-                completed=completed,
-                run_id=run_id,
-                deadline_s=self.limits.deadline_s,
-                max_steps=self.limits.max_steps,
+            return await ex.run(
+                self, goal=goal, inputs=inputs, subscribers=subscribers, completed=completed, run_id=run_id
             )
         finally:
             if executor is None:
                 await ex.aclose()
-        if result.status == "succeeded":
-            unmet = self.check_success(result)
-            if unmet:
-                result = result.model_copy(update={"status": "failed", "error": "; ".join(unmet)})
-        return result
 
     def run_sync(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (), **kwargs: Any) -> RunResult:
-        import asyncio
-
+        """`run` for scripts and notebooks without an event loop of their own."""
         return asyncio.run(self.run(tools, **kwargs))
 
-    def validate_with(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]]) -> Self:
-        """Check the workflow against `tools` now, raising `PlanError` listing every problem."""
-        from planweave.executor.graph import PlanGraph
 
-        registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-        graph = PlanGraph(registry.merged([group_tool]), inputs=self.inputs)
-        problems: list[PlanProblem] = graph.check(self.flat_steps())
-        if problems:
-            raise PlanError(problems)
-        return self
+# --- the one loader ------------------------------------------------------------------------------
 
 
 def load_workflow(path: str | Path) -> Workflow:
-    """Load a workflow from `.yaml`/`.yml`/`.json`, or from a `.py` file defining `workflow`."""
+    """Load a workflow (or a saved plan) from `.yaml`/`.yml`/`.json`, or a `.py` file defining `workflow`.
+
+    Raises `WorkflowFileError` naming the file and, for a malformed workflow, every problem:
+    which step, which field, and what is allowed there.
+    """
     p = Path(path)
-    if p.suffix.lower() != ".py":
-        return Workflow.load(p)
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json", ".py"):
+        raise WorkflowFileError(f"`{p}`: unknown file type `{p.suffix}`; use .yaml, .yml, .json or .py.", p)
+    if suffix == ".py":
+        return _load_python(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkflowFileError(f"cannot read `{p}`: {exc.strerror or exc}", p) from exc
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkflowFileError(f"`{p}` is not valid JSON: {exc}", p) from exc
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WorkflowFileError(f"`{p}` is not valid YAML: {exc}", p) from exc
+    if not isinstance(data, Mapping):
+        what = "empty" if data is None else f"a {type(data).__name__}"
+        raise WorkflowFileError(
+            f"`{p}` is {what}; a workflow file holds a mapping with `steps` "
+            f"(and optionally {', '.join(f for f in Workflow.model_fields if f not in ('steps', 'on_failure'))}).",
+            p,
+        )
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as exc:
+        raise _file_error(p, exc, data) from None
+
+
+def _load_python(p: Path) -> Workflow:
     if not p.is_file():
         raise WorkflowFileError(f"cannot read `{p}`: no such file", p)
     module_name = f"_planweave_workflow_{abs(hash(str(p.resolve())))}"
@@ -238,6 +264,9 @@ def load_workflow(path: str | Path) -> Workflow:
     sys.path.insert(0, str(p.parent.resolve()))
     try:
         spec.loader.exec_module(module)
+    except ValidationError as exc:  # a `Step(...)` or `Workflow(...)` with a bad field
+        sys.modules.pop(module_name, None)
+        raise _file_error(p, exc, None) from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise WorkflowFileError(f"`{p}` raised {type(exc).__name__} while loading: {exc}", p) from exc
@@ -248,8 +277,89 @@ def load_workflow(path: str | Path) -> Workflow:
         candidates = [v for v in vars(module).values() if isinstance(v, Workflow)]
         if len(candidates) != 1:
             raise WorkflowFileError(
-                f"`{p}` must define a `Workflow` named `workflow` "
-                f"(found {len(candidates)} Workflow objects)", p
+                f"`{p}` must define a `Workflow` named `workflow` (found {len(candidates)} Workflow objects)", p
             )
         found = candidates[0]
     return found
+
+
+# --- workflow-file problems, in the file's own terms -----------------------------------------------
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "Workflow": Workflow,
+    "Step": Step,
+    "Parallel": Parallel,
+    "Limits": Limits,
+    "RetryPolicy": RetryPolicy,
+}
+
+
+def _file_error(path: Path, exc: ValidationError, data: Any) -> WorkflowFileError:
+    problems = list(dict.fromkeys(_problem(err, data, exc.title) for err in exc.errors(include_url=False)))
+    if len(problems) == 1:
+        message = f"`{path}` is not a valid workflow: {problems[0]}"
+    else:
+        message = f"`{path}` is not a valid workflow, {len(problems)} problems:\n" + "\n".join(
+            f"- {p}" for p in problems
+        )
+    return WorkflowFileError(message, path, problems)
+
+
+def _problem(err: Any, data: Any, title: str) -> str:
+    """One pydantic error as "where: what is wrong; what is allowed"."""
+    where, model, rest = _locate(tuple(err["loc"]), data, title)
+    # Walk nested models (`retry.max_attemps`, `limits.deadline`) to know what the field allows.
+    for part in rest[:-1]:
+        field = model.model_fields.get(str(part))
+        nested = field.annotation if field is not None else None
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            break
+        model = nested
+    dotted = ".".join(str(p) for p in rest)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(rest[-1])
+        allowed = [f for f in model.model_fields if f != "on_failure" or model is not Workflow]
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        return f"{where}: unknown field `{dotted}`; allowed: {', '.join(allowed)}.{hint}"
+    if kind == "missing":
+        return f"{where}: missing required field `{dotted}`."
+    if not rest and kind == "value_error":  # a rule over several fields, e.g. `tool` or `handler`
+        return f"{where}: {err['ctx']['error']}."
+    target = f"field `{dotted}`" if dotted else "this entry"
+    got = repr(err.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{where}: {target}: {err['msg'][:1].lower()}{err['msg'][1:]} (got {got})."
+
+
+def _locate(loc: tuple[Any, ...], data: Any, title: str) -> tuple[str, type[BaseModel], tuple[Any, ...]]:
+    """Where an error is, in the file's terms ("step `book` (steps[1])"), the model there, and the field path."""
+    if title != "Workflow" or len(loc) < 2 or loc[0] != "steps" or not isinstance(loc[1], int):
+        if title == "Workflow":
+            return "workflow", Workflow, loc
+        return f"`{title}`", _MODELS.get(title, Workflow), loc
+    index = loc[1]
+    raw = _item(data, "steps", index)
+    rest = loc[2:]
+    kind = "step"
+    if rest and rest[0] in ("step", "parallel"):
+        kind, rest = rest[0], rest[1:]
+    label = f"steps[{index}]"
+    model: type[BaseModel] = Step
+    noun = "step"
+    if kind == "parallel":
+        model, noun = Parallel, "parallel group"
+        if len(rest) >= 2 and rest[0] == "parallel" and isinstance(rest[1], int):
+            raw = _item(raw, "parallel", rest[1])
+            label += f".parallel[{rest[1]}]"
+            model, noun, rest = Step, "step", rest[2:]
+    sid = raw.get("id") if isinstance(raw, Mapping) else None
+    where = f"{noun} `{sid}` ({label})" if isinstance(sid, str) and sid else f"unnamed {noun} ({label})"
+    return where, model, rest
+
+
+def _item(data: Any, key: str, index: int) -> Any:
+    if isinstance(data, Mapping) and isinstance(data.get(key), list) and index < len(data[key]):
+        return data[key][index]
+    return None

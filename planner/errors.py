@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from planweave.tools.errors import RuntimeFailure, SetupError
+from planweave.tools.errors import ConfigError, RuntimeFailure
 
 __all__ = ["BudgetExceededError", "ConfigError", "LLMError", "PlanningError"]
-
-
-class ConfigError(SetupError):
-    """A setting is missing or wrong (model name, API key, prompt directory)."""
 
 
 class LLMError(RuntimeFailure):

@@ -341,8 +341,6 @@ class LLMClient:
                 call.output_tokens += int(getattr(u, "completion_tokens", 0) or 0)
             if call.model:
                 call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
-            if not responses and call.error is None:
-                call.attempts = call.attempts
             self._record(call)
         call.output = result.model_dump(mode="json")
         return result

@@ -9,8 +9,9 @@ being written.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+from pydantic_core import from_json
 
 __all__ = ["FieldStream", "StepStream"]
 
@@ -81,59 +82,48 @@ class FieldStream:
     `feed(text)` returns the newly decoded characters of the field, held back until the
     `gate` field (`action`) is known to have the value `gate_value` (`finish`): a reply
     that replans must not stream an answer.
+
+    Each chunk is decoded once, by pydantic-core's partial JSON mode: `trailing-strings`
+    keeps the unfinished last string (the answer being written) and holds back an escape
+    cut by the chunk boundary, so no JSON string decoding is written by hand here.
     """
 
     def __init__(self, key: str = "answer", *, gate: str = "action", gate_value: str = "finish") -> None:
         self.text = ""
-        self._start = re.compile(r'(?<!\\)"' + re.escape(key) + r'"\s*:\s*"')
-        self._gate = re.compile(r'(?<!\\)"' + re.escape(gate) + r'"\s*:\s*"([^"\\]*)"')
+        self._key = key
+        self._gate = gate
         self._gate_value = gate_value
-        self._value_at: int | None = None
+        self._start: int | None = None
+        """Where the JSON object starts (a model may write a few characters before it)."""
         self.sent = 0
         """How many decoded characters of the field were returned so far."""
 
     def feed(self, chunk: str) -> str:
         self.text += chunk
-        if self._value_at is None:
-            m = self._start.search(self.text)
-            if m is None:
+        if self._start is None:
+            brace = self.text.find("{")
+            if brace < 0:
                 return ""
-            self._value_at = m.end()
-        gate = self._gate.search(self.text)
-        if gate is None or gate.group(1) != self._gate_value:
+            self._start = brace
+        try:
+            partial = from_json(self.text[self._start :], allow_partial="trailing-strings")
+        except ValueError:  # not (yet) a JSON object prefix: nothing to show
             return ""
-        decoded = _decode_prefix(self.text[self._value_at :])
-        new = decoded[self.sent :]
-        self.sent = len(decoded)
+        if not isinstance(partial, dict) or not self._gate_open(partial):
+            return ""
+        value = partial.get(self._key)
+        if not isinstance(value, str):
+            return ""
+        new = value[self.sent :]
+        self.sent = len(value)
         return new
 
-
-def _decode_prefix(raw: str) -> str:
-    """Decode the JSON string body `raw` up to its closing quote, or as far as it is complete."""
-    out = []
-    i, n = 0, len(raw)
-    while i < n:
-        ch = raw[i]
-        if ch == '"':
-            break
-        if ch != "\\":
-            out.append(ch)
-            i += 1
-            continue
-        if i + 1 >= n:
-            break  # an escape cut by the chunk boundary: wait for the rest
-        if raw[i + 1] == "u":
-            # A surrogate pair is two escapes (12 characters) that decode to one character.
-            high = raw[i + 2 : i + 3].lower() == "d" and raw[i + 3 : i + 4].lower() in ("8", "9", "a", "b")
-            size = 12 if high else 6
-            if i + size > n:
-                break
-            try:
-                out.append(json.loads(f'"{raw[i : i + size]}"'))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                out.append(raw[i : i + size])
-            i += size
-            continue
-        out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(raw[i + 1], raw[i + 1]))
-        i += 2
-    return "".join(out)
+    def _gate_open(self, partial: dict[str, Any]) -> bool:
+        if partial.get(self._gate) != self._gate_value:
+            return False
+        if next(reversed(partial)) != self._gate:
+            return True  # a later key began, so the gate's string is closed
+        # The gate is the last key: its value may still be growing (`finish` -> `finished`).
+        # Without trailing strings only closed strings are kept.
+        closed = from_json(self.text[self._start :], allow_partial="on")
+        return isinstance(closed, dict) and closed.get(self._gate) == self._gate_value

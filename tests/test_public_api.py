@@ -7,7 +7,7 @@ from planweave import tools
 def test_tools_public_names() -> None:
     assert sorted(tools.__all__) == sorted(
         [
-            "PlanweaveError", "RuntimeFailure", "SetupError", "Tool", "ToolArgumentsError", "ToolContext",
+            "ConfigError", "PlanweaveError", "RuntimeFailure", "SetupError", "Tool", "ToolArgumentsError", "ToolContext",
             "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutputError", "ToolRefusedError",
             "ToolRegistry", "builtin_tools", "format_validation_error", "tool",
         ]
@@ -18,7 +18,7 @@ def test_executor_public_names() -> None:
     assert sorted(executor.__all__) == sorted(
         [
             "Backend", "EventBus", "Executor", "Limits", "LocalBackend", "OnFailure", "Parallel", "Plan",
-            "PlanError", "PlanGraph", "PlanProblem", "Recovery", "ReferenceResolutionError", "RetryPolicy", "Run",
+            "PlanError", "PlanProblem", "Recovery", "ReferenceResolutionError", "RetryPolicy", "Run",
             "RunClosedError", "RunEvent", "RunFailedError", "RunFinished", "RunResult", "RunStarted", "RunStatus",
             "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepReady", "StepRestored",
             "StepResult", "StepRetrying", "StepSkipped", "StepStarted", "StepStatus", "StepSucceeded",

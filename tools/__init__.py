@@ -3,6 +3,7 @@
 from planweave.tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
 from planweave.tools.builtin import builtin_tools
 from planweave.tools.errors import (
+    ConfigError,
     PlanweaveError,
     RuntimeFailure,
     SetupError,
@@ -15,6 +16,7 @@ from planweave.tools.errors import (
 )
 
 __all__ = [
+    "ConfigError",
     "PlanweaveError",
     "RuntimeFailure",
     "SetupError",

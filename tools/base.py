@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
 
+import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -77,47 +78,11 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
-    """Split a Google- or Sphinx-style docstring into a description and per-parameter help."""
-    doc = inspect.cleandoc(doc or "")
-    params: dict[str, str] = {}
-    lines = doc.splitlines()
-    desc_lines: list[str] = []
-    in_args = False
-    current: str | None = None
-    for line in lines:
-        stripped = line.strip()
-        if re.match(r"(returns?|raises|yields|examples?|notes?):$", stripped.lower()):
-            in_args = False
-            current = None
-            desc_lines.append("\x00")  # stop collecting the description here
-            continue
-        if stripped.lower() in ("args:", "arguments:", "parameters:", "params:"):
-            in_args = True
-            continue
-        sphinx = re.match(r":param\s+(\w+):\s*(.*)", stripped)
-        if sphinx:
-            params[sphinx.group(1)] = sphinx.group(2)
-            continue
-        if in_args:
-            m = re.match(r"(\w+)\s*(\([^)]*\))?\s*:\s*(.*)", stripped)
-            if m and not line.startswith(" " * 8):
-                current = m.group(1)
-                params[current] = m.group(3)
-            elif stripped and current and line.startswith(" "):
-                params[current] += " " + stripped
-            elif not stripped:
-                current = None
-            else:
-                in_args = False
-                desc_lines.append(line)
-            continue
-        if re.match(r"(returns?|raises|yields|examples?):$", stripped.lower()):
-            in_args = False
-            current = None
-            desc_lines.append("\x00")  # stop collecting the description here
-            continue
-        desc_lines.append(line)
-    description = "\n".join(desc_lines).split("\x00")[0].strip()
+    """A docstring's description and per-parameter help (Google, reST/Sphinx, NumPy or Epydoc style)."""
+    parsed = docstring_parser.parse(inspect.cleandoc(doc or ""))
+    description = "\n\n".join(part for part in (parsed.short_description, parsed.long_description) if part)
+    # Wrapped parameter help becomes one line: it ends up in a JSON schema `description`.
+    params = {p.arg_name: " ".join(p.description.split()) for p in parsed.params if p.description}
     return description, params
 
 

@@ -6,23 +6,33 @@ dependencies keep pointing one way (planner -> executor -> tools).
 
     PlanweaveError                      base of everything below
     ├── SetupError                      raised while *building*: nothing has run yet
+    │   ├── ConfigError                 a setting is missing or out of range (tools, executor, planner)
     │   ├── ToolDefinitionError         a function cannot become a tool (tools)
     │   ├── ToolNotFoundError           a name is not in the registry (tools)
     │   ├── PlanError                   a plan is invalid; lists every problem (executor)
-    │   ├── WorkflowFileError           a workflow/plan file cannot be read (executor)
+    │   ├── RefSyntaxError              a malformed `${...}` reference (executor)
+    │   ├── WorkflowFileError           a workflow/plan file cannot be read; lists every problem (executor)
     │   ├── StoreError                  the run store is corrupted, locked or lacks a run (executor)
-    │   └── ConfigError                 a setting is missing or wrong (planner)
+    │   └── ConversationError           a chat request cannot become a goal; HTTP 400 (planner)
     └── RuntimeFailure                  raised while *running*
         ├── ToolError                   a tool call failed (tools); retryable unless permanent
         │   ├── ToolArgumentsError      arguments do not match the tool's schema (permanent)
         │   ├── ToolRefusedError        the tool refused on policy, e.g. a private address (permanent)
         │   ├── ToolOutputError         the tool returned something not JSON-serialisable (permanent)
-        │   └── StepTimeoutError        the step ran past its `timeout_s` (executor)
-        ├── ReferenceResolutionError    a `${...}` reference could not be resolved at run time (executor)
+        │   ├── SafeEvalError           an expression is outside the safe subset or fails (tools; permanent)
+        │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
+        │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
+        ├── PathError                   a field path does not exist in a value (executor)
+        ├── RunClosedError              steps were added to a closed or finished run (executor)
         ├── RunFailedError              a run ended failed; carries the result (executor)
         ├── PlanningError               the planner could not get a valid plan (planner)
         ├── LLMError                    a model call failed for good (planner)
         └── BudgetExceededError         a run hit one of its budgets (planner)
+
+A few classes also derive from the builtin exception a caller would expect
+(`ConfigError`, `RefSyntaxError` and `ConversationError` from `ValueError`, `ToolNotFoundError` and
+`PathError` from `LookupError`), so `except ValueError` keeps working; no other
+builtin exception is raised on purpose to a user.
 
 Errors carry fields (`step_id`, `tool`, `attempt`) as well as a message, and the
 message always names the thing at fault and how to fix it: the LLM planner reads
@@ -32,6 +42,7 @@ these messages to repair its plans.
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "PlanweaveError",
     "SetupError",
     "RuntimeFailure",
@@ -54,6 +65,10 @@ class SetupError(PlanweaveError):
 
 class RuntimeFailure(PlanweaveError):
     """Something failed while a run was in progress."""
+
+
+class ConfigError(SetupError, ValueError):
+    """A setting is missing or out of range (a model name, an API key, `max_concurrency`, a timeout)."""
 
 
 class ToolDefinitionError(SetupError):

@@ -32,7 +32,7 @@ from pydantic import Field
 from typing_extensions import NotRequired, TypedDict
 
 from planweave.tools.base import Tool
-from planweave.tools.errors import ToolArgumentsError, ToolError, ToolRefusedError
+from planweave.tools.errors import ConfigError, ToolArgumentsError, ToolError, ToolRefusedError
 
 __all__ = ["MAX_REDIRECTS", "HttpResponse", "blocked_reason", "http_get", "make_http_get"]
 
@@ -179,9 +179,9 @@ def make_http_get(
         A `Tool` named `http_get`, returning `HttpResponse` dicts.
     """
     if timeout_s <= 0:
-        raise ValueError(f"`timeout_s` must be positive, got {timeout_s}.")
+        raise ConfigError(f"`timeout_s` must be positive, got {timeout_s}.")
     if max_bytes <= 0:
-        raise ValueError(f"`max_bytes` must be positive, got {max_bytes}.")
+        raise ConfigError(f"`max_bytes` must be positive, got {max_bytes}.")
     base_headers = {"User-Agent": _USER_AGENT, **(headers or {})}
 
     async def http_get(

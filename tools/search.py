@@ -20,7 +20,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from planweave.tools.base import Tool
-from planweave.tools.errors import ToolError
+from planweave.tools.errors import ConfigError, ToolError
 from planweave.tools.http import _client
 
 __all__ = ["API_KEY_ENV", "BRAVE_SEARCH_URL", "SearchResult", "make_web_search", "web_search"]
@@ -63,7 +63,7 @@ def make_web_search(
         A `Tool` named `web_search`, returning a list of `SearchResult` dicts.
     """
     if timeout_s <= 0:
-        raise ValueError(f"`timeout_s` must be positive, got {timeout_s}.")
+        raise ConfigError(f"`timeout_s` must be positive, got {timeout_s}.")
 
     async def web_search(
         query: Annotated[str, Field(min_length=1, max_length=400)],

@@ -76,12 +76,13 @@ def _run_workflow(
     import asyncio
     import uuid
 
+    from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
     from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
     tools = builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)
-    workflow.validate_with(tools)
+    validate_plan(workflow, tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
         fail_usage(
@@ -441,12 +442,13 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],
 ) -> None:
     """Check a workflow or plan file against the built-in tools without running it."""
+    from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
     from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
-    workflow.validate_with(builtin_tools())
-    typer.echo(f"{file}: valid ({len(workflow.flat_steps())} steps)")
+    validate_plan(workflow, builtin_tools())
+    typer.echo(f"{file}: valid ({len(workflow.plan.steps)} steps)")
 
 
 @app.command("tools")

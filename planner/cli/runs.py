@@ -125,7 +125,7 @@ def graph(
     if path.suffix in (".yaml", ".yml", ".json", ".py") or path.exists():
         from planweave.executor.workflow import load_workflow
 
-        steps = load_workflow(path).flat_steps()
+        steps = load_workflow(path).plan.steps
     else:
         record = open_run_store().get_run(source)
         steps = record.resume_state().steps

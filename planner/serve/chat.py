@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from planweave.planner.events import AnswerDelta
+from planweave.tools.errors import SetupError
 
 if TYPE_CHECKING:
     from planweave.executor.events import RunEvent
@@ -65,7 +66,7 @@ class ChatMessage(BaseModel):
     content: str | list[_ContentPart] | None = None
 
 
-class ConversationError(ValueError):
+class ConversationError(SetupError, ValueError):
     """A conversation that cannot become a goal. The server answers it with HTTP 400 in OpenAI's
     error shape: `param` names the field at fault, `code` is OpenAI's code when there is one."""
 

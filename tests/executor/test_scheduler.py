@@ -578,3 +578,14 @@ async def test_cancel_reaches_steps_that_are_ready_but_not_started() -> None:
     assert run.result.status == "cancelled"
     assert len(run.result.by_status("cancelled")) == 1000
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("planweave-step")]
+
+
+def test_bad_limits_are_config_errors_that_say_the_fix() -> None:
+    from planweave.executor import Executor
+    from planweave.tools import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        Executor(max_concurrency=0)
+    assert str(info.value) == "`max_concurrency` must be at least 1, not 0; pass None for no limit."
+    with pytest.raises(ConfigError, match=r"`tool_limits\['http_get'\]` must be at least 1, not 0; leave the tool out"):
+        Executor(tool_limits={"http_get": 0})

@@ -53,3 +53,25 @@ def test_field_stream_holds_back_until_the_action_is_known() -> None:
     assert f.feed('ish"}') == "early text"
     replan = FieldStream()
     assert replan.feed(json.dumps({"action": "replan", "answer": "no", "reason": "r"})) == ""
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 1000])
+def test_field_stream_at_every_chunk_size_with_the_action_last(size: int) -> None:
+    answer = 'A "quoted" \\ answer\nwith é, 😀 and \u2028'
+    for ensure_ascii in (True, False):
+        text = json.dumps({"answer": answer, "reason": "", "action": "finish"}, ensure_ascii=ensure_ascii)
+        f = FieldStream()
+        pieces = [f.feed(text[i : i + size]) for i in range(0, len(text), size)]
+        assert "".join(pieces) == answer
+        first = next(i for i, p in enumerate(pieces) if p)
+        assert (first + 1) * size > text.rindex('"')  # nothing before the action's value closed
+
+
+def test_field_stream_waits_for_the_gate_value_to_close() -> None:
+    f = FieldStream()
+    assert f.feed('{"answer": "text", "action": "finish') == ""  # could still become `finished`
+    assert f.feed('ed"}') == ""
+    g = FieldStream()
+    assert g.feed('```json\n{"action": "finish", "answer": "pre') == "pre"  # text before the object is skipped
+    assert g.feed('fix\\') == "fix"  # an escape cut by the chunk boundary waits for the rest
+    assert g.feed('n"}') == "\n"

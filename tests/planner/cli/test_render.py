@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from rich.tree import Tree
 
-from planweave.executor import Plan, PlanGraph, Step
+from planweave.executor import Plan, Step
+from planweave.executor.graph import PlanGraph
 from planweave.executor.result import StepResult
 from planweave.planner.errors import ConfigError
 from planweave.planner.cli.render import (

@@ -7,9 +7,10 @@
     print(model.status, model.answer, model.summary_line(model="openai/gpt-4o-mini"))
 
 `RunModel` is the state behind the command line's live view (`planweave.planner.cli.live.LiveView`):
-the one fold of events the run store, the tracer and the chat narration use too
+the one fold of events that the run store, the tracer and the chat narration use too
 (`planweave.planner.state.PlannerState`: steps with their states, attempts and times, the
-planning rounds, the LLM usage and the streamed answer), and the view's own measures. `plain_line` is how the view reports an event where nothing is drawn
+planning rounds, the LLM usage and the streamed answer), plus what the view shows beside
+each step. `plain_line` is how the view reports an event where nothing is drawn
 in place (piped, in CI, in a log file); `summary_line` is the closing line of a run.
 """
 
@@ -81,14 +82,8 @@ def summary_line(
 class StepView(StepProgress):
     """One step as the view knows it: the fold's `StepProgress` and the short text shown beside it."""
 
-    @property
-    def detail(self) -> str:
-        """Why it was skipped or cancelled, or a short form of its output."""
-        if self.status == "succeeded":
-            return "restored from an earlier run" if self.restored else _one_line(_output_text(self.output), 60)
-        if self.status in ("skipped", "cancelled"):
-            return self.error or ""
-        return ""
+    detail: str = ""
+    """Why it was skipped or cancelled, or a short form of its output (made once, not per redraw)."""
 
 
 RoundView = PlanningRound
@@ -107,8 +102,17 @@ class RunModel(PlannerState):
 
     def apply(self, event: RunEvent) -> None:
         super().apply(event)
-        if isinstance(event, RunFinished) and not self.planner:
-            self._duration_s = event.duration_s  # a workflow run: the executor's own measure
+        match event:
+            case StepSucceeded():
+                self.steps[event.step_id].detail = _one_line(_output_text(event.output), 60)
+            case StepRestored():
+                self.steps[event.step_id].detail = "restored from an earlier run"
+            case StepSkipped() | StepCancelled():
+                self.steps[event.step_id].detail = event.reason
+            case RunFinished() if not self.planner:
+                self._duration_s = event.duration_s  # a workflow run: the executor's own measure
+            case _:
+                pass
 
     def duration_s(self, now: float | None = None) -> float:
         if self._duration_s is not None:

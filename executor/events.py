@@ -6,17 +6,24 @@ the CLI's live view and the chat stream all consume these events and nothing els
 Events are slotted dataclasses, cheap to create on the hot path (not frozen: that
 triples their cost); treat them as read-only. `to_dict` and `event_from_dict` give
 their JSON form, with `kind` naming the class.
+
+Upper layers add their own event classes (the planner's `PlanUpdated`, `LLMCalled`, ...) with
+`register_event_type`, so that `event_from_dict` rebuilds them from a stored run, and say what
+each adds to a run's stored summary by overriding `RunEvent.summary_update`: nothing here
+names them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 from planweave.executor.plan import Step
 
@@ -36,10 +43,31 @@ __all__ = [
     "StepStarted",
     "StepSucceeded",
     "Subscriber",
+    "SummaryUpdate",
     "event_from_dict",
+    "register_event_type",
 ]
 
 log = logging.getLogger("planweave.events")
+
+
+@dataclass(slots=True, frozen=True)
+class SummaryUpdate:
+    """What one event adds to its run's stored summary (`planweave.executor.store.RunSummary`).
+
+    The store applies it without knowing the event's class: the layer that defines an event
+    says what it counts by overriding `RunEvent.summary_update`.
+    """
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    """Added to the run's cost; None when the price is unknown (the run's cost becomes unknown)."""
+    status: str | None = None
+    """Set by an event that ends the run: its final status (a later one overrides an earlier one)."""
+    answer: str | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -56,6 +84,10 @@ class RunEvent:
             data["step"] = data["step"].model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
         data["kind"] = self.kind
         return data
+
+    def summary_update(self) -> SummaryUpdate | None:
+        """What this event adds to its run's stored summary (None: nothing)."""
+        return None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -157,8 +189,11 @@ class RunFinished(RunEvent):
     duration_s: float
     error: str | None = None
 
+    def summary_update(self) -> SummaryUpdate:
+        return SummaryUpdate(status=self.status, error=self.error)
 
-EVENT_TYPES: dict[str, type[RunEvent]] = {
+
+_EVENT_TYPES: dict[str, type[RunEvent]] = {
     cls.kind: cls
     for cls in (
         RunStarted,
@@ -175,19 +210,60 @@ EVENT_TYPES: dict[str, type[RunEvent]] = {
     )
 }
 
+EVENT_TYPES: Mapping[str, type[RunEvent]] = MappingProxyType(_EVENT_TYPES)
+"""Every event class `event_from_dict` knows, by `kind` (read-only: add one with `register_event_type`)."""
+
+_E = TypeVar("_E", bound=type[RunEvent])
+
+
+def register_event_type(cls: _E) -> _E:
+    """Make `event_from_dict` rebuild events of `cls` (a `RunEvent` subclass with its own `kind`).
+
+    For the event classes of the layers above the executor; usable as a class decorator.
+    Registering the same class again is a no-op; another class with a taken `kind` is an error.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, RunEvent)) or cls is RunEvent:
+        raise TypeError(f"`{cls!r}` is not a subclass of `RunEvent`; only event classes can be registered.")
+    known = _EVENT_TYPES.get(cls.kind)
+    if known is cls:
+        return cls
+    if known is not None or cls.kind == RunEvent.kind:
+        taken = f"is taken by `{known.__module__}.{known.__qualname__}`" if known else "is the base class's"
+        raise ValueError(
+            f"event kind `{cls.kind}` of `{cls.__module__}.{cls.__qualname__}` {taken}; "
+            "give the class its own `kind`."
+        )
+    _EVENT_TYPES[cls.kind] = cls
+    return cls
+
 
 def event_from_dict(data: dict[str, Any]) -> RunEvent:
     """Rebuild an event from `to_dict` output (the run store reads events back with this)."""
     payload = dict(data)
     kind = payload.pop("kind")
-    cls = EVENT_TYPES.get(kind)
+    cls = _EVENT_TYPES.get(kind)
     if cls is None:
-        raise ValueError(f"unknown event kind `{kind}`; known: {', '.join(EVENT_TYPES)}")
+        raise ValueError(
+            f"unknown event kind `{kind}`; known: {', '.join(_EVENT_TYPES)} "
+            "(a layer's own kinds are known once its events module is imported)"
+        )
     return cls(**payload)
 
 
 Subscriber = Callable[[RunEvent], object]
-"""A function called with every event, in order, on the event loop. Keep it quick."""
+"""A function called with every event, in order, on the event loop. Keep it quick.
+
+An async function is fine too: its coroutine is scheduled on the loop (`EventBus.drain`
+waits for it). Whatever a subscriber raises, or its coroutine raises, is logged with the
+subscriber's name and the event's kind and counted in `EventBus.subscriber_errors`; the
+run goes on.
+"""
+
+
+def _name(fn: Subscriber) -> str:
+    """A subscriber's name for the log: `module.qualname` of a function or method, else its class's."""
+    target: Any = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
 
 _CLOSED = object()
 
@@ -232,7 +308,7 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
 _DEFERRED = "*"
 """Kind of a history entry `_DEFERRED, at, build`: `build(run_id, at)` returns the events."""
 
-_ARITY = {kind: len(dataclasses.fields(EVENT_TYPES[kind])) - 2 for kind in _MAKERS} | {_DEFERRED: 1}
+_ARITY = {kind: len(dataclasses.fields(_EVENT_TYPES[kind])) - 2 for kind in _MAKERS} | {_DEFERRED: 1}
 """How many fields follow `kind, at` in the history, by kind."""
 
 
@@ -246,7 +322,10 @@ class EventBus:
     the same fields and timestamps.
     """
 
-    __slots__ = ("_subscribers", "_queues", "_history", "_built", "_closed", "active", "live", "run_id")
+    __slots__ = (
+        "_subscribers", "_queues", "_history", "_built", "_closed", "_pending", "active", "live", "run_id",
+        "subscriber_errors",
+    )
 
     def __init__(
         self, subscribers: list[Subscriber] | None = None, *, keep_history: bool = True, run_id: str = ""
@@ -257,6 +336,9 @@ class EventBus:
         self._history: list[Any] | None = [] if keep_history else None
         self._built = 0  # the history before this index holds built events only
         self._closed = False
+        self._pending: set[asyncio.Future[Any]] = set()  # async subscribers' coroutines still running
+        self.subscriber_errors = 0
+        """How many times a subscriber (or an async subscriber's coroutine) raised; each one is logged."""
         self.run_id = run_id
         """Put in the events built from `note` and `defer`."""
         self.active = bool(self._subscribers) or keep_history
@@ -285,11 +367,43 @@ class EventBus:
             self._history.append(event)
         for fn in self._subscribers:
             try:
-                fn(event)
+                outcome = fn(event)
             except Exception:  # a broken observer must never break the run
-                log.exception("event subscriber %r failed on %s", fn, event.kind)
+                self._report(fn, event)
+            else:
+                if outcome is not None and inspect.isawaitable(outcome):
+                    self._schedule(fn, event, outcome)
         for q in self._queues:
             q.put_nowait(event)
+
+    def _report(self, fn: Subscriber, event: RunEvent, exc: BaseException | None = None) -> None:
+        self.subscriber_errors += 1
+        log.error(
+            "event subscriber `%s` failed on a `%s` event of run `%s`; the run goes on without it for this event",
+            _name(fn), event.kind, event.run_id, exc_info=exc if exc is not None else True,
+        )
+
+    def _schedule(self, fn: Subscriber, event: RunEvent, outcome: Awaitable[Any]) -> None:
+        try:
+            future = asyncio.ensure_future(outcome)
+        except RuntimeError as exc:  # no running event loop to run it on
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+            self._report(fn, event, exc)
+            return
+        self._pending.add(future)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                self._report(fn, event, f.exception())
+
+        future.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait until the coroutines of async subscribers are done (their errors are reported, not raised)."""
+        while self._pending:
+            await asyncio.wait(list(self._pending))
 
     def note(self, kind: str, *fields: Any) -> None:
         """Emit an event of `kind` with `fields` (those after `run_id` and `at`, in declaration order),

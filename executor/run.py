@@ -156,6 +156,21 @@ class Run(StepAttempts):
     def history(self) -> list[RunEvent]:
         return self._bus.history
 
+    def emit(self, event: RunEvent) -> None:
+        """Send an event of a layer above (the planner's decisions, LLM calls, ...) through the
+        run's bus: every subscriber and `events()` iterator sees it in order with the run's own,
+        under the bus's one failure policy. Works before, during and after the run."""
+        self._bus.emit(event)
+
+    @property
+    def subscriber_errors(self) -> int:
+        """How many times a subscriber raised (each one is logged; the run went on)."""
+        return self._bus.subscriber_errors
+
+    async def drain_subscribers(self) -> None:
+        """Wait until the coroutines of async subscribers are done (`__aexit__` does it too)."""
+        await self._bus.drain()
+
     def add_steps(self, steps: Iterable[Step | dict[str, Any]]) -> list[str]:
         """Validate steps against the live graph and schedule them; raises `PlanError` on any problem.
 
@@ -221,6 +236,7 @@ class Run(StepAttempts):
             else:
                 self.close()
             await self._done.wait()
+            await self._bus.drain()
         except BaseException:
             # Cancelled while waiting (e.g. Ctrl-C): cancel the steps, then let the cancellation through.
             self._abort("cancelled", "the run was interrupted")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from planweave.executor.events import RunEvent
+from planweave.executor.events import RunEvent, RunStarted, StepAdded
 from planweave.executor.store import FINAL_STATUSES, RunStore, RunSummary, StoredStatus, StoreError
 
 __all__ = ["BLOB_THRESHOLD", "SQLiteRunStore"]
@@ -207,7 +207,7 @@ class SQLiteRunStore(RunStore):
                 self._added[run_id] = {
                     r[0]
                     for r in db.execute(
-                        "SELECT step_id FROM events WHERE run_id = ? AND kind = 'step_added'", (run_id,)
+                        "SELECT step_id FROM events WHERE run_id = ? AND kind = ?", (run_id, StepAdded.kind)
                     )
                 }
 
@@ -238,31 +238,38 @@ class SQLiteRunStore(RunStore):
                 "INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, self._seq[run_id], kind, data["at"], step_id, _dumps(data)),
             )
-            self._summarise(db, run_id, kind, data)
+            self._summarise(db, run_id, event, data)
 
-    def _summarise(self, db: sqlite3.Connection, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        if kind == "run_started":
+    def _summarise(self, db: sqlite3.Connection, run_id: str, event: RunEvent, data: dict[str, Any]) -> None:
+        if isinstance(event, RunStarted):
             db.execute(
                 "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
                 "WHERE id = ?",
                 (data["at"], data.get("goal", ""), data.get("goal", ""), run_id),
             )
-        elif kind == "step_added" and step_id_new(self._added.setdefault(run_id, set()), data.get("step_id")):
-            db.execute("UPDATE runs SET steps = steps + 1 WHERE id = ?", (run_id,))
-        elif kind == "llm_called":
-            cost = data.get("cost_usd")
-            if cost is None and data.get("error") and not data.get("input_tokens"):
-                cost = 0.0  # a call that failed before the provider billed anything
+            return
+        if isinstance(event, StepAdded):
+            if step_id_new(self._added.setdefault(run_id, set()), data.get("step_id")):
+                db.execute("UPDATE runs SET steps = steps + 1 WHERE id = ?", (run_id,))
+            return
+        # Anything else counts as its class says (the planner's LLM calls, the end of a run).
+        update = event.summary_update()
+        if update is None:
+            return
+        if update.llm_calls or update.input_tokens or update.output_tokens or update.cost_usd != 0.0:
             db.execute(
-                "UPDATE runs SET llm_calls = llm_calls + 1, input_tokens = input_tokens + ?, "
+                "UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
-                (int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0), cost, run_id),
+                (update.llm_calls, update.input_tokens, update.output_tokens, update.cost_usd, run_id),
             )
-        elif kind in ("run_finished", "planner_finished"):
+        if update.status is not None:
+            texts = {"error": update.error, "answer": update.answer}
+            if self.mask is not None:
+                texts = self.mask(texts)
             db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, duration_s = ? - COALESCE(started_at, created_at), "
                 "error = COALESCE(?, error), answer = COALESCE(?, answer) WHERE id = ?",
-                (data["status"], data["at"], data["at"], data.get("error"), data.get("answer"), run_id),
+                (update.status, data["at"], data["at"], texts["error"], texts["answer"], run_id),
             )
 
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:

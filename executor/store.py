@@ -23,12 +23,13 @@ import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from planweave.executor.events import RunEvent
+from planweave.executor.events import EVENT_TYPES, RunEvent, event_from_dict
 from planweave.executor.plan import Step
+from planweave.executor.state import RunState
 from planweave.tools.errors import SetupError
 
 __all__ = [
@@ -57,6 +58,8 @@ StoredStatus = Literal["running", "succeeded", "failed", "cancelled", "budget_ex
 """
 
 log = logging.getLogger("planweave.store")
+
+_S = TypeVar("_S", bound=RunState)
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
 
@@ -124,6 +127,7 @@ class ResumeState(BaseModel):
     completed: dict[str, Any] = Field(default_factory=dict)
     """Outputs of the steps that succeeded: they are not run again."""
     rounds: int = 0
+    """Planning rounds so far (contributed by the planner's fold; 0 for a workflow run)."""
     replans: int = 0
 
 
@@ -133,68 +137,33 @@ class RunRecord(BaseModel):
     summary: RunSummary
     events: list[dict[str, Any]]
 
-    def resume_state(self) -> ResumeState:
-        steps: dict[str, Step] = {}
-        completed: dict[str, Any] = {}
-        inputs: dict[str, Any] = {}
-        handlers: set[str] = set()
-        rounds = replans = 0
-        for ev in self.events:
-            kind = ev["kind"]
-            if kind == "run_started":
-                inputs = dict(ev.get("inputs") or {})
-            elif kind == "step_added" and isinstance(ev.get("step"), dict):
-                try:
-                    steps[ev["step_id"]] = Step.model_validate(ev["step"])
-                except ValidationError:
-                    handlers.add(ev["step_id"])  # a Python handler: the workflow file brings it back
-            elif kind in ("step_succeeded", "step_restored"):
-                completed[ev["step_id"]] = ev.get("output")
-            elif kind == "plan_updated":
-                rounds = max(rounds, int(ev.get("round", 0)))
-            elif kind == "decision" and ev.get("action") == "replan":
-                replans += 1
+    def state(self, state_type: type[_S]) -> _S:
+        """The run's events, rebuilt with `event_from_dict`, folded into `state_type` (a `RunState`).
+
+        Events of kinds not registered in this process (a layer that is not imported) are
+        left out: a state that handles them belongs to that layer, which registers them."""
+        state = state_type()
+        for data in self.events:
+            if data.get("kind") in EVENT_TYPES:
+                state.apply(event_from_dict(data))
+        return state
+
+    def resume_state(self, state_type: type[RunState] = RunState) -> ResumeState:
+        """What a resumed run starts from; `state_type` adds a layer's own fields (the planner's rounds)."""
+        state = self.state(state_type)
+        steps, handlers = state.resumable_steps()
+        kept = {s.id for s in steps} | handlers
         return ResumeState(
             goal=self.summary.goal,
-            inputs=inputs,
-            steps=list(steps.values()),
-            completed={k: v for k, v in completed.items() if k in steps or k in handlers},
-            rounds=rounds,
-            replans=replans,
+            inputs=state.inputs,
+            steps=steps,
+            completed={k: v for k, v in state.outputs.items() if k in kept},
+            **state.resume_fields(),
         )
 
     def steps(self) -> dict[str, dict[str, Any]]:
         """Each step's latest state: tool, status, attempts, start/end times, output or error."""
-        out: dict[str, dict[str, Any]] = {}
-        for ev in self.events:
-            sid = ev.get("step_id")
-            if sid is None:
-                continue
-            kind = ev["kind"]
-            if kind == "step_added":
-                out[sid] = {"id": sid, "tool": ev.get("tool", ""), "deps": ev.get("deps", []), "status": "pending",
-                            "attempts": 0, "started_at": None, "finished_at": None}
-                continue
-            s = out.setdefault(sid, {"id": sid, "tool": "", "deps": [], "status": "pending", "attempts": 0,
-                                     "started_at": None, "finished_at": None})
-            if kind == "step_started":
-                s.update(status="running", attempts=ev.get("attempt", 1), args=ev.get("args"))
-                s["started_at"] = s["started_at"] or ev["at"]
-            elif kind == "step_retrying":
-                s.setdefault("retries", []).append(
-                    {"attempt": ev.get("attempt"), "error": ev.get("error"), "delay_s": ev.get("delay_s")}
-                )
-            elif kind in ("step_succeeded", "step_restored"):
-                s.update(status="succeeded", output=ev.get("output"), finished_at=ev["at"],
-                         restored=kind == "step_restored")
-                if kind == "step_succeeded":
-                    s["attempts"] = ev.get("attempts", s["attempts"])
-                    s["started_at"] = s["started_at"] or ev["at"] - float(ev.get("duration_s") or 0)
-            elif kind == "step_failed":
-                s.update(status="failed", error=ev.get("error"), attempts=ev.get("attempts", 0), finished_at=ev["at"])
-            elif kind in ("step_skipped", "step_cancelled"):
-                s.update(status=kind.removeprefix("step_"), error=ev.get("reason"), finished_at=ev["at"])
-        return out
+        return {sid: s.to_dict() for sid, s in self.state(RunState).steps.items()}
 
 
 class StepStats(BaseModel):

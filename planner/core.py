@@ -30,6 +30,7 @@ from planweave.planner.llm import LLMConfig
 from planweave.planner.prompts import PromptLibrary
 from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.run import PlannerRun, make_llm_tool
+from planweave.planner.state import PlannerState
 from planweave.planner.tracing.subscriber import TracingConfig
 from planweave.tools.base import Tool, ToolRegistry
 
@@ -183,7 +184,7 @@ class Planner:
                 f"run `{summary.id}` already ended ({summary.status}); nothing to resume. "
                 f"Start a new run with the same goal instead."
             )
-        state = record.resume_state()
+        state = record.resume_state(PlannerState)  # the planner's fold adds its rounds and replans
         return await PlannerRun(
             self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
         ).go()

@@ -1,11 +1,16 @@
-"""The planner's own events, alongside the executor's (same base, same bus)."""
+"""The planner's own events, alongside the executor's (same base, same bus).
+
+Each class is registered with the executor (`register_event_type`) so a stored run's events
+read back as these classes, and says what it adds to the run's stored summary
+(`summary_update`): the executor's store names none of them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from planweave.executor.events import EVENT_TYPES, RunEvent
+from planweave.executor.events import RunEvent, SummaryUpdate, register_event_type
 
 __all__ = ["AnswerDelta", "Decision", "LLMCalled", "PlanRejected", "PlanUpdated", "PlannerFinished"]
 
@@ -49,6 +54,14 @@ class LLMCalled(RunEvent):
     output: Any = None
     """What the model returned (text, or the parsed object as a dict)."""
 
+    def summary_update(self) -> SummaryUpdate:
+        cost = self.cost_usd
+        if cost is None and self.error and not self.input_tokens:
+            cost = 0.0  # a call that failed before the provider billed anything
+        return SummaryUpdate(
+            llm_calls=1, input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=cost
+        )
+
 
 @dataclass(slots=True, kw_only=True)
 class Decision(RunEvent):
@@ -77,6 +90,9 @@ class PlannerFinished(RunEvent):
     answer: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
 
+    def summary_update(self) -> SummaryUpdate:
+        return SummaryUpdate(status=self.status, answer=self.answer)
+
 
 for _cls in (PlanUpdated, PlanRejected, LLMCalled, Decision, AnswerDelta, PlannerFinished):
-    EVENT_TYPES[_cls.kind] = _cls
+    register_event_type(_cls)

@@ -143,11 +143,9 @@ class PlannerRun:
         self.prompt_refs: dict[str, dict[str, str]] = {}
 
     def emit(self, event: RunEvent) -> None:
-        for fn in self.subscribers:
-            try:
-                fn(event)
-            except Exception:  # an observer must never break the run
-                pass
+        """Send a planner event through the run's bus: every subscriber and `run.events()` see it
+        in order with the executor's, and a failing subscriber is logged and counted, never fatal."""
+        self.run.emit(event)
 
     def _on_call(self, call: LLMCall) -> None:
         self.emit(
@@ -212,6 +210,7 @@ class PlannerRun:
             if self.tracer is not None:
                 self.tracer.close(timeout_s=0)  # end the trace; delivery goes on in the background
             raise
+        await self.run.drain_subscribers()  # async subscribers see the planner's last events too
         if self.tracer is not None:
             await self.tracer.aclose()  # waits `flush_timeout_s` (2 s) at most
         return result

@@ -24,11 +24,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from planweave.planner.events import AnswerDelta
+from planweave.executor.events import (
+    RunEvent,
+    RunStarted,
+    StepAdded,
+    StepCancelled,
+    StepFailed,
+    StepRestored,
+    StepRetrying,
+    StepSkipped,
+    StepSucceeded,
+)
+from planweave.executor.plan import Step
+from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlanRejected, PlanUpdated
+from planweave.planner.state import PlannerState
 from planweave.tools.errors import SetupError
 
 if TYPE_CHECKING:
-    from planweave.executor.events import RunEvent
     from planweave.planner.result import PlannerResult
 
 __all__ = [
@@ -143,6 +155,8 @@ def conversation_goal(messages: Sequence[ChatMessage], *, max_messages: int, max
 
 _Piece = tuple[Literal["reasoning", "answer"], str]
 
+_NARRATED_DECISIONS = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}
+
 
 def _preview(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
@@ -157,57 +171,66 @@ def final_text(result: PlannerResult) -> str:
 
 
 class Narration:
-    """Turns run events into progress lines (reasoning) and answer text, in order."""
+    """Turns run events into progress lines (reasoning) and answer text, in order.
+
+    Each event is folded into `state` (the run's `PlannerState`, the fold the live view, the
+    run store and the tracer share) before it is narrated."""
 
     def __init__(self) -> None:
+        self.state = PlannerState()
         self.streamed = ""
         """Answer text sent since the last reset."""
 
     def feed(self, e: RunEvent) -> Iterator[_Piece]:
-        d = e.to_dict() if e.kind != "answer_delta" else {}
-        kind = e.kind
-        if isinstance(e, AnswerDelta):
-            if e.reset and self.streamed:
-                yield "answer", "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
-                self.streamed = ""
-            if e.text:
-                self.streamed += e.text
-                yield "answer", e.text
-        elif kind == "run_started":
-            yield "reasoning", "Planning…\n"
-        elif kind == "step_added":
-            step = d.get("step") or {}
-            why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
-            yield "reasoning", f"- planned `{d['step_id']}`{why}: {d['tool']} {_preview(step.get('args', {}), 120)}\n"
-        elif kind == "plan_updated":
-            steps = len(d.get("step_ids", []))
-            why = f": {d['rationale']}" if d.get("rationale") else ""
-            if steps:
-                yield "reasoning", f"Round {d['round']} planned, {steps} step{'s' * (steps != 1)}{why}\n"
-            else:
-                yield "reasoning", f"No tools needed{why}\n"
-        elif kind == "plan_rejected":
-            problems = "".join(f"  - {_preview(p, 300)}\n" for p in d.get("errors", []))
-            yield "reasoning", f"The model's reply was invalid; asking again (re-ask {d['reask']}):\n{problems}"
-        elif kind == "step_succeeded":
-            yield "reasoning", f"- `{d['step_id']}` done in {d['duration_s']:.2f}s: {_preview(d['output'])}\n"
-        elif kind == "step_restored":
-            yield "reasoning", f"- `{d['step_id']}` reused from the recorded run\n"
-        elif kind == "step_retrying":
-            yield "reasoning", (
-                f"- `{d['step_id']}` attempt {d['attempt']} failed ({_preview(d['error'])}); "
-                f"retrying in {d['delay_s']:.1f}s\n"
-            )
-        elif kind == "step_failed":
-            yield "reasoning", f"- `{d['step_id']}` failed: {_preview(d['error'], 300)}\n"
-        elif kind in ("step_skipped", "step_cancelled"):
-            reason = f": {d['reason']}" if d.get("reason") else ""
-            yield "reasoning", f"- `{d['step_id']}` {kind.removeprefix('step_')}{reason}\n"
-        elif kind == "decision" and d["action"] in ("replan", "budget_stop", "resume"):
-            label = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}[d["action"]]
-            yield "reasoning", f"{label}: {d['reason']}\n"
-        elif kind == "llm_called" and d.get("error"):
-            yield "reasoning", f"- a model call failed: {_preview(d['error'], 300)}\n"
+        self.state.apply(e)
+        match e:
+            case AnswerDelta():
+                if e.reset and self.streamed:
+                    yield "answer", "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
+                    self.streamed = ""
+                if e.text:
+                    self.streamed += e.text
+                    yield "answer", e.text
+            case RunStarted():
+                yield "reasoning", "Planning…\n"
+            case StepAdded():
+                step = self.state.steps[e.step_id].step
+                if isinstance(step, Step):
+                    step = step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
+                step = step or {}
+                why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
+                yield "reasoning", f"- planned `{e.step_id}`{why}: {e.tool} {_preview(step.get('args', {}), 120)}\n"
+            case PlanUpdated():
+                steps = len(e.step_ids)
+                why = f": {e.rationale}" if e.rationale else ""
+                if steps:
+                    yield "reasoning", f"Round {e.round} planned, {steps} step{'s' * (steps != 1)}{why}\n"
+                else:
+                    yield "reasoning", f"No tools needed{why}\n"
+            case PlanRejected():
+                problems = "".join(f"  - {_preview(p, 300)}\n" for p in e.errors)
+                yield "reasoning", f"The model's reply was invalid; asking again (re-ask {e.reask}):\n{problems}"
+            case StepSucceeded():
+                yield "reasoning", f"- `{e.step_id}` done in {e.duration_s:.2f}s: {_preview(e.output)}\n"
+            case StepRestored():
+                yield "reasoning", f"- `{e.step_id}` reused from the recorded run\n"
+            case StepRetrying():
+                yield "reasoning", (
+                    f"- `{e.step_id}` attempt {e.attempt} failed ({_preview(e.error)}); "
+                    f"retrying in {e.delay_s:.1f}s\n"
+                )
+            case StepFailed():
+                yield "reasoning", f"- `{e.step_id}` failed: {_preview(e.error, 300)}\n"
+            case StepSkipped() | StepCancelled():
+                status = self.state.steps[e.step_id].status  # `skipped` or `cancelled`
+                reason = f": {e.reason}" if e.reason else ""
+                yield "reasoning", f"- `{e.step_id}` {status}{reason}\n"
+            case Decision() if e.action in _NARRATED_DECISIONS:
+                yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {e.reason}\n"
+            case LLMCalled() if e.error:
+                yield "reasoning", f"- a model call failed: {_preview(e.error, 300)}\n"
+            case _:
+                pass
 
     def finish(self, final: str) -> Iterator[_Piece]:
         """Whatever of the final answer has not streamed (a budget stop's summary, a failure)."""

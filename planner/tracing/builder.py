@@ -1,7 +1,8 @@
 """How a run's events become the observations of one Langfuse trace (drawn in `planweave.planner.tracing.subscriber`).
 
-`TraceBuilder` keeps the observations still open (the run, its planning rounds, its steps),
-and `HANDLERS` names the method that records each kind of event. Observations carry the
+`TraceBuilder` folds the events into the run's state (`planweave.planner.state.PlannerState`,
+the one fold every consumer shares) and keeps the observations still open (the run, its
+planning rounds, its steps); `HANDLERS` names the method that records each event class. Observations carry the
 events' own times, so durations are the real ones; every value is masked and long strings
 are cut before it is recorded. It only starts and ends spans: getting them to Langfuse is
 the client's (`planweave.planner.tracing.export`), and keeping the run's event loop free is
@@ -13,8 +14,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from planweave.executor.events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StepAdded,
+    StepCancelled,
+    StepFailed,
+    StepRestored,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from planweave.executor.plan import Step
+from planweave.executor.state import StepProgress
+from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planweave.planner.state import PlannerState
 
 if TYPE_CHECKING:
     from langfuse import Langfuse
@@ -27,16 +46,14 @@ _ROOT_LEVEL = {"failed": "ERROR", "budget_exceeded": "WARNING", "cancelled": "WA
 
 
 @dataclass
-class _StepState:
-    step_id: str
-    tool: str
+class _StepSpan:
+    """A step's observation; the step itself (tool, deps, times, arguments) is in the fold."""
+
+    progress: StepProgress
     parent: Any
-    added_at: float
-    deps: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
     span: Any = None
-    started_at: float | None = None
-    args: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] | None = None
+    """The arguments the span shows (a later attempt may resolve them differently)."""
     ended: bool = False
 
 
@@ -48,7 +65,7 @@ class TraceBuilder:
         name, planner, model, session_id, user_id, tags, metadata, masker, max_chars: as
             for `LangfuseTracer`, which makes one of these per run.
 
-    Call the method `HANDLERS` names for each event, in order, then `end`. Not thread-safe:
+    Call `apply` with each event, in order, then `end`. Not thread-safe:
     `LangfuseTracer` calls it from its one worker thread. A bug raises; the tracer catches it.
     """
 
@@ -108,11 +125,12 @@ class TraceBuilder:
             self._trace_attrs[self._attr.TRACE_TAGS] = tag_list
         self._trace_attrs.update(self._trace_meta_attrs(trace_meta))
 
-        self._steps: dict[str, _StepState] = {}
+        self.state = PlannerState()
+        """Everything the events have said (the answer, the steps); the spans are kept here."""
+        self._steps: dict[str, _StepSpan] = {}
         self._rounds: dict[int, Any] = {}
         self._round = 0
         self._prompts: dict[str, dict[str, str]] = {}
-        self._answer: list[str] = []
         self._status: str | None = None
         self._error: str | None = None
         self._run_id: str | None = None
@@ -120,6 +138,13 @@ class TraceBuilder:
 
         self._root = self._start(None, "agent", name, time.time(), metadata={"model": model} if model else None)
         self.trace_id: str = self._root.trace_id
+
+    def apply(self, event: RunEvent) -> None:
+        """Record one event: fold it into `state`, then start or end what it says (`HANDLERS`)."""
+        self.state.apply(event)
+        handler = HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
 
     def end(self, status: str | None = None, at: float | None = None) -> None:
         """End the trace: steps still open end with a warning, then the rounds, then the run. Idempotent."""
@@ -135,7 +160,7 @@ class TraceBuilder:
                 state.span.end(end_time=_ns(at))
         for number in sorted(self._rounds):
             self._end_round(number, at)
-        answer = "".join(self._answer) or None
+        answer = self.state.answer or None
         self._root.update(
             output=self._clean(answer),
             level=_ROOT_LEVEL.get(status),
@@ -191,7 +216,7 @@ class TraceBuilder:
 
     # --- executor events ----------------------------------------------------------------------
 
-    def _on_run_started(self, e: Any) -> None:
+    def _on_run_started(self, e: RunStarted) -> None:
         self._run_id = e.run_id
         self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
         self._root._otel_span.set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
@@ -199,31 +224,33 @@ class TraceBuilder:
         if self.planner:
             self._open_round(1, e.at)
 
-    def _on_step_added(self, e: Any) -> None:
-        step = e.step if isinstance(e.step, dict) else e.step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
-        details = {k: step[k] for k in ("description", "when", "for_each", "on_failure", "retry", "timeout_s") if k in step}
-        self._steps[e.step_id] = _StepState(e.step_id, e.tool, self._parent(), e.at, list(e.deps), details)
+    def _on_step_added(self, e: StepAdded) -> None:
+        self._steps[e.step_id] = _StepSpan(self.state.steps[e.step_id], self._parent())
 
-    def _state(self, step_id: str, tool: str = "?") -> _StepState:
+    def _state(self, step_id: str) -> _StepSpan:
         state = self._steps.get(step_id)
         if state is None:  # subscribed after the step was added
-            state = self._steps[step_id] = _StepState(step_id, tool, self._parent(), time.time())
+            state = self._steps[step_id] = _StepSpan(self.state.steps[step_id], self._parent())
         return state
 
-    def _on_step_started(self, e: Any) -> None:
-        state = self._state(e.step_id, e.tool)
-        previous, state.args = state.args, e.args
+    def _on_step_started(self, e: StepStarted) -> None:
+        state = self._state(e.step_id)
+        previous, state.input = state.input, e.args
         if state.span is None:
-            state.started_at = e.at
-            metadata = {"tool": e.tool, "deps": state.deps or None, **state.details}
-            metadata["queued_s"] = round(max(0.0, e.at - state.added_at), 6)
+            step = state.progress.step
+            if isinstance(step, Step):
+                step = step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
+            details = {k: step[k] for k in _DETAILS if k in step} if step else {}
+            metadata = {"tool": e.tool, "deps": state.progress.deps or None, **details}
+            added_at = state.progress.added_at if state.progress.added_at is not None else e.at
+            metadata["queued_s"] = round(max(0.0, e.at - added_at), 6)
             state.span = self._start(
                 state.parent, "tool", e.step_id, e.at, input=self._clean(e.args), metadata=self._clean(metadata)
             )
         elif e.args != previous:  # a later attempt resolved its arguments differently
             state.span.update(input=self._clean(e.args))
 
-    def _on_step_retrying(self, e: Any) -> None:
+    def _on_step_retrying(self, e: StepRetrying) -> None:
         state = self._state(e.step_id)
         self._event(
             state.span or state.parent,
@@ -234,7 +261,7 @@ class TraceBuilder:
             metadata=self._clean({"attempt": e.attempt, "error": e.error, "error_type": e.error_type, "delay_s": e.delay_s}),
         )
 
-    def _finish_step(self, e: Any, **fields: Any) -> bool:
+    def _finish_step(self, e: StepSucceeded | StepFailed | StepCancelled, **fields: Any) -> bool:
         state = self._state(e.step_id)
         if state.span is None or state.ended:
             return False
@@ -243,14 +270,14 @@ class TraceBuilder:
         state.span.end(end_time=_ns(e.at))
         return True
 
-    def _on_step_succeeded(self, e: Any) -> None:
+    def _on_step_succeeded(self, e: StepSucceeded) -> None:
         self._finish_step(
             e,
             output=self._clean(e.output),
             metadata={"status": "succeeded", "attempts": e.attempts, "duration_s": e.duration_s},
         )
 
-    def _on_step_failed(self, e: Any) -> None:
+    def _on_step_failed(self, e: StepFailed) -> None:
         metadata = {
             "status": "failed",
             "attempts": e.attempts,
@@ -263,28 +290,28 @@ class TraceBuilder:
             state = self._state(e.step_id)
             self._event(state.parent, f"{e.step_id} failed", e.at, level="ERROR", status_message=message, metadata=metadata)
 
-    def _on_step_skipped(self, e: Any) -> None:
+    def _on_step_skipped(self, e: StepSkipped) -> None:
         state = self._state(e.step_id)
         self._event(
             state.parent,
             f"{e.step_id} skipped",
             e.at,
             status_message=self._clean(e.reason),
-            metadata={"status": "skipped", "tool": state.tool, "reason": self._clean(e.reason)},
+            metadata={"status": "skipped", "tool": state.progress.tool or "?", "reason": self._clean(e.reason)},
         )
 
-    def _on_step_cancelled(self, e: Any) -> None:
+    def _on_step_cancelled(self, e: StepCancelled) -> None:
         reason = self._clean(e.reason) or "cancelled"
         metadata = {"status": "cancelled", "reason": reason}
         if not self._finish_step(e, level="WARNING", status_message=reason, metadata=metadata):
             state = self._state(e.step_id)
             self._event(state.parent, f"{e.step_id} cancelled", e.at, level="WARNING", status_message=reason, metadata=metadata)
 
-    def _on_step_restored(self, e: Any) -> None:
+    def _on_step_restored(self, e: StepRestored) -> None:
         state = self._state(e.step_id)
         self._event(state.parent, f"{e.step_id} restored", e.at, output=self._clean(e.output), metadata={"status": "restored"})
 
-    def _on_run_finished(self, e: Any) -> None:
+    def _on_run_finished(self, e: RunFinished) -> None:
         self._status = self._status or e.status
         if e.error:
             self._error = self._error or e.error
@@ -294,7 +321,7 @@ class TraceBuilder:
 
     # --- planner events -----------------------------------------------------------------------
 
-    def _on_plan_updated(self, e: Any) -> None:
+    def _on_plan_updated(self, e: PlanUpdated) -> None:
         self._open_round(e.round, e.at)
         self._event(
             self._parent(),
@@ -304,7 +331,7 @@ class TraceBuilder:
             metadata={"round": e.round, "steps": len(e.step_ids)},
         )
 
-    def _on_plan_rejected(self, e: Any) -> None:
+    def _on_plan_rejected(self, e: PlanRejected) -> None:
         self._open_round(e.round, e.at)
         self._event(
             self._parent(),
@@ -316,7 +343,7 @@ class TraceBuilder:
             metadata={"round": e.round, "reask": e.reask},
         )
 
-    def _on_llm_called(self, e: Any) -> None:
+    def _on_llm_called(self, e: LLMCalled) -> None:
         parent = self._parent()
         if e.purpose == "llm_tool":
             step = self._step_of_llm_call(e)
@@ -359,21 +386,21 @@ class TraceBuilder:
             )
         generation.end(end_time=_ns(end))
 
-    def _step_of_llm_call(self, e: Any) -> _StepState | None:
+    def _step_of_llm_call(self, e: LLMCalled) -> _StepSpan | None:
         """The running step that made this `llm` tool call, when that is unambiguous."""
         started = e.started_at or e.at
         running = [
             s for s in self._steps.values()
-            if s.span is not None and not s.ended and (s.started_at or 0) <= started + 1e-3
+            if s.span is not None and not s.ended and (s.progress.started_at or 0) <= started + 1e-3
         ]  # fmt: skip
         if len(running) > 1:
-            running = [s for s in running if s.tool == "llm"] or running
+            running = [s for s in running if s.progress.tool == "llm"] or running
         if len(running) > 1:
             text = "\n".join(str(m.get("content", "")) for m in e.messages if isinstance(m, dict))
-            running = [s for s in running if isinstance(s.args.get("prompt"), str) and s.args["prompt"] in text]
+            running = [s for s in running if isinstance((s.input or {}).get("prompt"), str) and (s.input or {})["prompt"] in text]
         return running[0] if len(running) == 1 else None
 
-    def _on_decision(self, e: Any) -> None:
+    def _on_decision(self, e: Decision) -> None:
         # A budget stop right after a replan decision belongs to the round that was about to start.
         number = e.round if e.round in self._rounds else self._round
         parent = self._rounds.get(number, self._root)
@@ -396,37 +423,37 @@ class TraceBuilder:
         elif e.action == "cancel":
             self._status = "cancelled"
 
-    def _on_answer_delta(self, e: Any) -> None:
-        if getattr(e, "reset", False):  # the answer is being written again (a re-ask)
-            self._answer.clear()
-        self._answer.append(e.text)
-
-    def _on_planner_finished(self, e: Any) -> None:
-        if e.answer is not None:
-            self._answer = [e.answer]
+    def _on_planner_finished(self, e: PlannerFinished) -> None:
         self._status = e.status
         self._root.update(metadata=self._clean({"usage": e.usage}))
         self.end(e.status, e.at)
 
 
-HANDLERS: dict[str, Callable[[TraceBuilder, Any], None]] = {
-    "run_started": TraceBuilder._on_run_started,
-    "step_added": TraceBuilder._on_step_added,
-    "step_started": TraceBuilder._on_step_started,
-    "step_retrying": TraceBuilder._on_step_retrying,
-    "step_succeeded": TraceBuilder._on_step_succeeded,
-    "step_failed": TraceBuilder._on_step_failed,
-    "step_skipped": TraceBuilder._on_step_skipped,
-    "step_cancelled": TraceBuilder._on_step_cancelled,
-    "step_restored": TraceBuilder._on_step_restored,
-    "run_finished": TraceBuilder._on_run_finished,
-    "plan_updated": TraceBuilder._on_plan_updated,
-    "plan_rejected": TraceBuilder._on_plan_rejected,
-    "llm_called": TraceBuilder._on_llm_called,
-    "decision": TraceBuilder._on_decision,
-    "answer_delta": TraceBuilder._on_answer_delta,
-    "planner_finished": TraceBuilder._on_planner_finished,
+def _ignore(builder: TraceBuilder, e: RunEvent) -> None:
+    """Nothing to draw: the fold (`TraceBuilder.state`) keeps what the event says."""
+
+
+HANDLERS: dict[type[RunEvent], Callable[[TraceBuilder, Any], None]] = {
+    RunStarted: TraceBuilder._on_run_started,
+    StepAdded: TraceBuilder._on_step_added,
+    StepStarted: TraceBuilder._on_step_started,
+    StepRetrying: TraceBuilder._on_step_retrying,
+    StepSucceeded: TraceBuilder._on_step_succeeded,
+    StepFailed: TraceBuilder._on_step_failed,
+    StepSkipped: TraceBuilder._on_step_skipped,
+    StepCancelled: TraceBuilder._on_step_cancelled,
+    StepRestored: TraceBuilder._on_step_restored,
+    RunFinished: TraceBuilder._on_run_finished,
+    PlanUpdated: TraceBuilder._on_plan_updated,
+    PlanRejected: TraceBuilder._on_plan_rejected,
+    LLMCalled: TraceBuilder._on_llm_called,
+    Decision: TraceBuilder._on_decision,
+    AnswerDelta: _ignore,
+    PlannerFinished: TraceBuilder._on_planner_finished,
 }
+"""What the trace records for each event class; an event of another class is only folded."""
+
+_DETAILS = ("description", "when", "for_each", "on_failure", "retry", "timeout_s")
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -185,13 +185,12 @@ class LangfuseTracer:
 
     def __call__(self, event: RunEvent) -> None:
         """Take one event. Costs a queue append: the spans are built on the tracing worker thread."""
-        handler = HANDLERS.get(event.kind)
-        if handler is not None and not self._ended_requested:
-            _WORKER.submit(self._handle, handler, event)
+        if type(event) in HANDLERS and not self._ended_requested:
+            _WORKER.submit(self._handle, event)
 
-    def _handle(self, handler: Callable[[TraceBuilder, Any], None], event: Any) -> None:
+    def _handle(self, event: RunEvent) -> None:
         try:
-            handler(self._trace, event)
+            self._trace.apply(event)
         except Exception:  # tracing must never break a run
             if not self._broken:
                 self._broken = True

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
+import pytest
+
+import planweave.executor
 from planweave.executor import Executor, RunEvent, Step, StepAdded
-from planweave.executor.events import EVENT_TYPES, EventBus
+from planweave.executor.events import EVENT_TYPES, EventBus, event_from_dict, register_event_type
 from planweave.tools import tool
 
 
-# The executor's own kinds (the planner adds its events to `EVENT_TYPES` when imported).
+# The executor's own kinds (the planner registers its events when imported).
 EXECUTOR_EVENTS = {kind: cls for kind, cls in EVENT_TYPES.items() if cls.__module__ == "planweave.executor.events"}
 
 
@@ -127,3 +133,101 @@ async def test_run_started_is_stamped_with_the_run_start() -> None:
     async with Executor([echo]).start([Step(id="a", tool="echo", args={"value": 1})]) as run:
         pass
     assert run.history[0].at == run.started_at == run.result.started_at
+
+
+# --- one failure policy -----------------------------------------------------------------------
+
+
+def broken_sync(event: RunEvent) -> None:
+    raise RuntimeError("sync observer bug")
+
+
+async def broken_async(event: RunEvent) -> None:
+    await asyncio.sleep(0)
+    raise RuntimeError("async observer bug")
+
+
+async def test_a_failing_subscriber_is_logged_and_counted_and_the_run_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[RunEvent] = []
+    with caplog.at_level(logging.ERROR, logger="planweave.events"):
+        async with Executor([echo]).start(
+            [Step(id="a", tool="echo", args={"value": 1})], run_id="r", subscribers=[broken_sync, broken_async, seen.append]
+        ) as run:
+            pass
+    assert run.result.ok and run.result.steps["a"].output == 1
+    kinds = [ev.kind for ev in run.history]
+    assert [ev.kind for ev in seen] == kinds  # the subscriber after the broken ones saw everything
+    assert run.subscriber_errors == 2 * len(kinds)  # every event, both subscribers (the async ones awaited by exit)
+    for name in ("broken_sync", "broken_async"):  # each failure names the subscriber and the event kind
+        for kind in set(kinds):
+            assert any(f".{name}` failed on a `{kind}` event of run `r`" in m for m in caplog.messages), (name, kind)
+    errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert {str(e) for e in errors} == {"sync observer bug", "async observer bug"}
+
+
+async def test_an_async_subscriber_is_awaited_before_the_run_exits() -> None:
+    seen: list[str] = []
+
+    async def slow_observer(event: RunEvent) -> None:
+        await asyncio.sleep(0.001)
+        seen.append(event.kind)
+
+    async with Executor([echo]).start([Step(id="a", tool="echo", args={"value": 1})], subscribers=[slow_observer]) as run:
+        pass
+    assert sorted(seen) == sorted(ev.kind for ev in run.history) and run.subscriber_errors == 0
+
+
+@register_event_type
+@dataclass(slots=True, kw_only=True)
+class Noted(RunEvent):
+    """An event of a layer above the executor (as the planner's are)."""
+
+    kind: ClassVar[str] = "test_noted"
+    text: str
+
+
+async def test_an_upper_layer_emits_through_the_bus_and_its_events_read_back() -> None:
+    seen: list[RunEvent] = []
+    async with Executor([echo]).start([Step(id="a", tool="echo", args={"value": 1})], subscribers=[seen.append]) as run:
+        run.emit(Noted(run_id=run.id, text="inside"))
+        streamed = run.events()
+    run.emit(Noted(run_id=run.id, text="after"))  # e.g. the planner's final event
+    kinds = [ev.kind for ev in run.history]
+    assert kinds[0] == "run_started" and "test_noted" in kinds[1:-2] and kinds[-2:] == ["run_finished", "test_noted"]
+    assert [ev.kind for ev in seen] == kinds
+    assert [ev.kind async for ev in streamed] == kinds  # first read after the run: replays it all
+    back = event_from_dict(run.history[-1].to_dict())
+    assert type(back) is Noted and back == run.history[-1]
+
+
+def test_registering_event_types() -> None:
+    assert EVENT_TYPES["test_noted"] is Noted and register_event_type(Noted) is Noted  # again: a no-op
+
+    @dataclass(slots=True, kw_only=True)
+    class Clash(RunEvent):
+        kind: ClassVar[str] = "step_added"
+
+    with pytest.raises(ValueError) as err:
+        register_event_type(Clash)
+    assert str(err.value) == (
+        f"event kind `step_added` of `{__name__}.test_registering_event_types.<locals>.Clash` is taken by "
+        "`planweave.executor.events.StepAdded`; give the class its own `kind`."
+    )
+    with pytest.raises(TypeError, match="not a subclass of `RunEvent`"):
+        register_event_type(dict)  # type: ignore[type-var]
+    with pytest.raises(TypeError):
+        EVENT_TYPES["x"] = Noted  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown event kind `nope`"):
+        event_from_dict({"kind": "nope", "run_id": "r"})
+
+
+def test_the_executor_names_no_event_kind_of_a_layer_above() -> None:
+    import planweave.planner.events as planner_events
+
+    kinds = {cls.kind for cls in vars(planner_events).values() if isinstance(cls, type) and issubclass(cls, RunEvent)}
+    assert {"plan_updated", "decision", "llm_called", "planner_finished"} <= kinds
+    source = Path(planweave.executor.__file__).resolve().parent
+    for path in sorted(source.glob("*.py")):
+        text = path.read_text()
+        for kind in kinds - {RunEvent.kind}:
+            assert f'"{kind}"' not in text and f"'{kind}'" not in text, f"{path.name} names `{kind}`"

@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
-from planweave.executor import Executor, Step
-from planweave.executor.events import StepSucceeded
+from dataclasses import dataclass
+from typing import ClassVar
+
+from planweave.executor import Executor, RunEvent, Step
+from planweave.executor.events import StepSucceeded, SummaryUpdate, register_event_type
+from planweave.executor.state import RunState
 from planweave.executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
 from planweave.executor.store import RunStore, StoreError, open_store
 from planweave.tools import tool
@@ -258,3 +262,49 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
         events = s.events(name)
         assert [e["output"]["i"] for e in events] == list(range(400))
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_stored_record_is_the_same_fold_as_the_live_run(store: SQLiteRunStore) -> None:
+    live = RunState()
+    rec = store.recorder(kind="workflow", name="wf")
+    steps = [
+        Step(id="a", tool="echo", args={"text": "1"}),
+        Step(id="b", tool="boom", args={"text": "${a}"}, on_failure="continue", retry={"max_attempts": 2, "initial_delay_s": 0}),
+        Step(id="c", tool="echo", args={"text": "${b}"}),
+    ]
+    result = Executor([echo, boom]).run_sync(steps, subscribers=[rec, live.apply])
+    stored = store.get_run(result.run_id).state(RunState)
+    assert {sid: s.to_dict() for sid, s in stored.steps.items()} == {sid: s.to_dict() for sid, s in live.steps.items()}
+    assert [s.status for s in stored.steps.values()] == ["succeeded", "failed", "skipped"]
+    assert stored.steps["b"].attempt == 2 and stored.steps["b"].last_error == "ValueError: boom on 1"
+    assert stored.status == live.status == result.status and stored.outputs == {"a": "1"}
+    assert store.get_run(result.run_id).steps() == {sid: s.to_dict() for sid, s in live.steps.items()}
+
+
+@register_event_type
+@dataclass(slots=True, kw_only=True)
+class Billed(RunEvent):
+    """A layer above the executor (as the planner's `LLMCalled` and `PlannerFinished` do) says
+    what its events add to the stored summary; the store names none of them."""
+
+    kind: ClassVar[str] = "test_billed"
+    tokens: int
+    cost_usd: float | None
+    final: str | None = None
+
+    def summary_update(self) -> SummaryUpdate:
+        return SummaryUpdate(llm_calls=1, input_tokens=self.tokens, cost_usd=self.cost_usd, status=self.final,
+                             answer="done" if self.final else None)
+
+
+def test_events_of_a_layer_above_contribute_their_own_summary_fields(store: SQLiteRunStore) -> None:
+    store.begin("r", kind="planner", name="", goal="g", meta={})
+    for event in (Billed(run_id="r", tokens=5, cost_usd=0.5), Billed(run_id="r", tokens=7, cost_usd=0.25)):
+        store.append(event)
+    s = store.summary("r")
+    assert (s.status, s.llm_calls, s.input_tokens, s.cost_usd) == ("running", 2, 12, 0.75)
+    store.append(Billed(run_id="r", tokens=1, cost_usd=None, final="succeeded"))
+    s = store.summary("r")
+    assert (s.status, s.llm_calls, s.input_tokens, s.cost_usd, s.answer) == ("succeeded", 3, 13, None, "done")
+    assert s.finished_at is not None
+    assert [ev["kind"] for ev in store.events("r")] == ["test_billed"] * 3

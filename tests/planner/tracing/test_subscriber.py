@@ -364,7 +364,7 @@ def test_the_subscriber_never_raises_and_warns_once(caplog: pytest.LogCaptureFix
     def broken(self: TraceBuilder, event: Any) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setitem(HANDLERS, "step_succeeded", broken)
+    monkeypatch.setitem(HANDLERS, StepSucceeded, broken)
     tracer, _ = memory_tracer(planner=False)
     with caplog.at_level(logging.WARNING, logger="planweave.tracing"):
         for i in range(3):

@@ -17,7 +17,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_trace_id
 
 from planweave.planner.tracing.export import LOST, OTLP_PATH
@@ -25,7 +25,7 @@ from planweave.planner.tracing.export import LOST, OTLP_PATH
 if TYPE_CHECKING:
     from planweave.planner.tracing.export import TracingConfig
 
-__all__ = ["LangfuseExporter", "ScopeFilter"]
+__all__ = ["LangfuseExporter", "ScopeFilter", "SharedExporter"]
 
 
 class _Outcome(threading.local):
@@ -156,3 +156,26 @@ class ScopeFilter(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+class SharedExporter(SpanExporter):
+    """One exporter behind several processors: shut down when the last of them shuts down (an
+    exporter shut down twice logs a warning; shut down early, it would drop the last batches)."""
+
+    def __init__(self, inner: SpanExporter, users: int) -> None:
+        self.inner = inner
+        self._users = users
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export(spans)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self.inner.shutdown()

@@ -137,11 +137,13 @@ class TracePipeline:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         from planweave import __version__
-        from planweave.planner.tracing._exporter import ScopeFilter
+        from planweave.planner.tracing._exporter import ScopeFilter, SharedExporter
 
         self.owned = owned
         """Made for one tracer (an injected exporter): shut down when that tracer closes."""
         self.provider = TracerProvider(resource=Resource.create({"service.name": "planweave"}))
+        if owned:  # one injected exporter for both processors (below)
+            exporter = SharedExporter(exporter, users=2)
         self.provider.add_span_processor(ScopeFilter(TRACER_SCOPE, BatchSpanProcessor(exporter, schedule_delay_millis=1000)))
         self.tracer: Tracer = self.provider.get_tracer(TRACER_SCOPE, __version__)
         # The SDK keeps one pipeline per public key for the whole process: a client made for one

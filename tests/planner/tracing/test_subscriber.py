@@ -461,20 +461,21 @@ def test_planweave_tracer_spans_keep_their_own_times_and_go_to_langfuse_once() -
         assert len({s["span_id"] for s in spans}) == len(spans)
 
 
-@pytest.mark.parametrize("mode", ["http_500", "slow", "down"])
+@pytest.mark.parametrize("mode", ["http_500", "http_401", "slow", "timeout", "down"])
 async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
     server: FakeModelServer, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The run succeeds; `aclose` returns False within its bound (for a Langfuse that hangs:
-    while the export is still held unanswered); one warning names the trace and says why, and
+    while the export is still held unanswered, whichever bound, the flush's or the export's,
+    runs out first); one warning names the trace and says why, and
     OpenTelemetry's exporter adds no log of its own (checked against its 1.45.2)."""
     server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": 1, "b": 2}}), finish("3"))
     receiver = OTLPReceiver().start()
     try:
-        config = unique_config(receiver, timeout_s=0.5, flush_timeout_s=0.3)
-        if mode == "http_500":
-            receiver.respond(status=500)
-        elif mode == "slow":
+        config = unique_config(receiver, timeout_s=0.5, flush_timeout_s=30.0 if mode == "timeout" else 0.3)
+        if mode.startswith("http_"):
+            receiver.respond(status=int(mode[5:]))
+        elif mode in ("slow", "timeout"):
             receiver.hold()
         else:
             receiver.stop()
@@ -484,7 +485,7 @@ async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
             result = await make_planner(server).run("add", subscribers=[tracer])
             assert result.ok and result.answer == "3"
             assert await tracer.aclose() is False
-            if mode == "slow":
+            if mode in ("slow", "timeout"):
                 assert receiver.held == 1 and receiver.requests == []  # aclose did not wait for it
                 receiver.stop()  # drops the held export
                 receiver.wait_for_requests(1)
@@ -492,7 +493,9 @@ async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
         assert len(warnings) == 1 and tracer.trace_id in warnings[0], warnings
         expected = {
             "http_500": "answered HTTP 500",
+            "http_401": "answered HTTP 401 (check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY)",
             "slow": "did not confirm delivery within 0.3s",
+            "timeout": "did not answer within 0.5s",  # the export gave up before the flush did
             "down": "is unreachable (Connection refused)",
         }[mode]
         assert expected in warnings[0] and "the run itself is not affected" in warnings[0]

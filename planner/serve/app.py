@@ -4,6 +4,7 @@
     from planweave.planner.serve.app import ServerConfig, create_app, serve
 
     serve(Planner(model="openai/gpt-4o-mini"), host="127.0.0.1", port=8000)   # blocks
+    # a taken port raises `PortInUseError` (a `ConfigError`) before anything is served
     app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
 
 Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is configured):

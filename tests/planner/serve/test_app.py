@@ -678,6 +678,57 @@ def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path)
     ), stderr
 
 
+_BROKEN = """
+import sys
+
+
+class _NoInstructor:
+    \"\"\"Makes `import instructor` fail, as a broken install would.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "instructor":
+            raise ImportError("instructor is broken in this test")
+        return None
+
+
+sys.meta_path.insert(0, _NoInstructor())
+"""
+
+
+def test_cli_serve_says_when_the_model_libraries_failed_to_load(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BROKEN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path), "--no-record"],
+        env=cli_env(tmp_path, PYTHONPATH=str(site)), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                reply = httpx.post(root + "/v1/chat/completions", json={"model": "planweave", "messages": ask()}, timeout=120)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert reply.status_code == 200
+        assert reply.json()["choices"][0]["message"]["content"] == (
+            "planweave could not run this request: the model libraries failed to load (ImportError: instructor is "
+            "broken in this test); reinstall planweave (`pip install -c constraints.txt -e .`) and restart the server."
+        )
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "failed"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
 def test_cli_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys

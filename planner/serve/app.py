@@ -251,9 +251,13 @@ class _Runs:
     ) -> AsyncGenerator[RunEvent | PlannerResult, None]:
         """The run's events as they happen, then its result. Closing this early cancels the run and
         waits (shielded, bounded) until it has recorded itself as cancelled."""
-        await self.models.ready()
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        self.active += 1
+        self.active += 1  # counted while it waits for the model libraries too: the limit holds at start-up
+        try:
+            await self.models.ready()
+        except BaseException:
+            self.active -= 1
+            raise
         task = asyncio.create_task(
             self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
             name=f"planweave-serve-{run_id}",

@@ -434,7 +434,11 @@ def serve_(
         max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
         cors_origins=list(cors_origin or []),
     )
-    serve(planner, host=host, port=port, config=config, log_level=log_level)
+
+    def announce(url: str) -> None:
+        typer.echo(f"planweave: serving model `{model_id}` (planning with `{planner.model}`) at {url}", err=True)
+
+    serve(planner, host=host, port=port, config=config, log_level=log_level, on_start=announce)
 
 
 @app.command("validate")

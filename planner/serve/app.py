@@ -4,6 +4,7 @@
     from planweave.planner.serve.app import ServerConfig, create_app, serve
 
     serve(Planner(model="openai/gpt-4o-mini"), host="127.0.0.1", port=8000)   # blocks
+    # a taken port raises `PortInUseError` (a `ConfigError`) before anything is served
     app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
 
 Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is configured):
@@ -13,12 +14,17 @@ Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is conf
                                   steps as reasoning, then the answer (`stream: true` for SSE chunks)
     POST /v1/runs                 {"goal": ..., "inputs": {...}}: the run's typed events as SSE
     GET  /v1/runs, /v1/runs/{id}  the run store: list and export, as JSON
-    GET  /health                  liveness, without a key
+    GET  /health                  liveness, without a key: `{"status": "ok", "models": "loading"}`
+                                  until the model libraries are loaded, then `"ready"`
 
 Each request is its own planner run (one `Planner` serves them all: it keeps no per-run state),
 recorded in the planner's run store. A client that disconnects cancels its run. Errors of a
 run (failed, over budget) are normal replies saying so; errors of a request use OpenAI's
 `{"error": {"message", "type", "param", "code"}}` shape. See `docs/chat-endpoint.md`.
+
+The model libraries (litellm, instructor) take seconds to import, so the server loads them on a
+worker thread at start-up (`_ModelLibraries`) and answers at once; a request that needs a model
+awaits that load without blocking the event loop.
 
 This module is the HTTP side (routes, keys, limits, error responses, running the server); how a
 conversation becomes a goal and a run becomes a chat reply is `planweave.planner.serve.chat`.
@@ -27,16 +33,19 @@ conversation becomes a goal and a run becomes a chat reply is `planweave.planner
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import socket
+import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Query, Request
@@ -58,7 +67,10 @@ from planweave.planner.result import PlannerResult
 from planweave.planner.errors import ConfigError
 from planweave.tools.errors import PlanweaveError
 
-__all__ = ["ChatMessage", "ChatRequest", "ReasoningFormat", "RunRequest", "ServerConfig", "create_app", "serve"]
+__all__ = [
+    "ChatMessage", "ChatRequest", "PortInUseError", "ReasoningFormat", "RunRequest", "ServerConfig", "bind", "create_app",
+    "serve",
+]
 
 log = logging.getLogger("planweave.server")
 
@@ -140,6 +152,77 @@ class _APIError(Exception):
 # --- running -----------------------------------------------------------------------------------
 
 
+ModelsState = Literal["loading", "ready", "failed"]
+
+
+class _ModelLibraries:
+    """litellm and instructor, imported once on a daemon thread so the event loop never waits on them.
+
+    `start` is called by the app's lifespan (and by the first request, for servers that run no
+    lifespan); `ready` is what a request that needs a model awaits. A daemon thread rather than
+    the loop's executor: shutting down must not wait for an import that is still going.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    @property
+    def state(self) -> ModelsState:
+        if not self._done.is_set():
+            return "loading"
+        return "failed" if self._error is not None else "ready"
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="planweave-serve-models", daemon=True)
+                self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            from planweave.planner.llm import import_litellm
+
+            import_litellm()
+            import instructor  # noqa: F401  (structured calls need it; importing it costs as much again)
+        except BaseException as exc:  # reported to every request that needs a model
+            self._error = exc
+        with self._lock:
+            self._done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    async def ready(self) -> None:
+        """Return once the libraries are loaded (start loading them if nobody did); raise if they failed to."""
+        self.start()
+        if not self._done.is_set():
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                if not self._done.is_set():
+                    self._waiters.append((loop, future))
+                else:
+                    future.set_result(None)
+            await future
+        if self._error is not None:
+            raise ConfigError(
+                f"the model libraries failed to load ({type(self._error).__name__}: {self._error}); "
+                "reinstall planweave (`pip install -c constraints.txt -e .`) and restart the server."
+            )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Runs:
     """The server's shared state: the planner, the settings, and how many runs are going."""
 
@@ -148,6 +231,7 @@ class _Runs:
         self.config = config
         self.active = 0
         self.created = int(time.time())
+        self.models = _ModelLibraries()
 
     def admit(self) -> str:
         limit = self.config.max_concurrent_runs
@@ -168,7 +252,12 @@ class _Runs:
         """The run's events as they happen, then its result. Closing this early cancels the run and
         waits (shielded, bounded) until it has recorded itself as cancelled."""
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        self.active += 1
+        self.active += 1  # counted while it waits for the model libraries too: the limit holds at start-up
+        try:
+            await self.models.ready()
+        except BaseException:
+            self.active -= 1
+            raise
         task = asyncio.create_task(
             self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
             name=f"planweave-serve-{run_id}",
@@ -226,7 +315,15 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     runs = _Runs(planner, config)
     _ = planner.store  # open it now: a broken store fails at start, not on the first request
-    app = FastAPI(title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runs.models.start()
+        yield
+
+    app = FastAPI(
+        title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False, lifespan=lifespan
+    )
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -238,7 +335,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "models": runs.models.state}
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -515,6 +612,38 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+class PortInUseError(ConfigError):
+    """The address `serve` should listen on is taken (by another server, or an earlier `planweave serve`)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"port {port} on `{host}` is already in use (another server is listening there); "
+            f"stop that server or pick another port with `--port`."
+        )
+        self.host, self.port = host, port
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port`, as uvicorn would bind it; `PortInUseError` when it is taken.
+
+    Binding before uvicorn starts turns a busy port into one clear error (uvicorn logs it and exits 1).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on `{host}` port {port} ({exc.strerror}); pick another `--port` or `--host`."
+            ) from exc
+        raise PortInUseError(host, port) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     planner: Planner,
     *,
@@ -522,10 +651,13 @@ def serve(
     port: int = 8000,
     config: ServerConfig | None = None,
     log_level: str = "info",
+    on_start: Callable[[str], object] | None = None,
 ) -> None:
     """Serve `planner` over HTTP until interrupted (Ctrl-C cancels the runs in progress).
 
-    Raises `ConfigError` when `host` is not a loopback address and no API key is configured.
+    `on_start` is called with the API's base URL (`http://HOST:PORT/v1`) once the port is bound.
+    Raises `ConfigError` when `host` is not a loopback address and no API key is configured, and
+    `PortInUseError` (a `ConfigError`) when the port is taken.
     """
     import uvicorn
 
@@ -536,4 +668,18 @@ def serve(
             "and spend your model budget. Set `PLANWEAVE_API_KEY` (or pass `--api-key`), or listen on 127.0.0.1."
         )
     app = create_app(planner, config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws="none", timeout_graceful_shutdown=5)
+    sock = bind(host, port)
+    with sock:
+        bound_port = sock.getsockname()[1]
+        shown = f"[{host.strip('[]')}]" if ":" in host else host
+        if on_start is not None:
+            on_start(f"http://{shown}:{bound_port}/v1")
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=bound_port, log_level=log_level, ws="none", timeout_graceful_shutdown=5)
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; serving is over, as asked
+            pass
+    if not server.started:  # the app failed to start up; uvicorn has logged why (as `uvicorn.run` does)
+        raise SystemExit(3)

@@ -15,7 +15,9 @@ accepted too). Each span is decoded into a plain dict, with the Langfuse attribu
         print(receiver.render_tree())         # the trace tree, one observation a line
 
 It can misbehave on purpose: ``receiver.respond(status=500)`` fails every later export,
-``receiver.respond(delay_s=3)`` answers slowly, and ``receiver.stop()`` takes it down
+``receiver.respond(delay_s=3)`` answers slowly, ``receiver.hold()`` keeps every export
+unanswered until ``receiver.release()`` (a Langfuse that hangs; ``receiver.held`` counts those
+waiting), and ``receiver.stop()`` takes it down
 (``receiver.url`` then refuses connections). Failed exports are kept in
 :attr:`OTLPReceiver.requests` but their spans are not in :attr:`OTLPReceiver.spans`, as
 with a real server. Only the standard library and ``opentelemetry-proto`` are used.
@@ -103,6 +105,9 @@ class OTLPReceiver:
         self._changed = threading.Condition(self._lock)
         self._requests: list[ExportRequest] = []
         self._stopping = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self._held = 0
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -161,6 +166,30 @@ class OTLPReceiver:
         """Answer later exports with `status`, after `delay_s` seconds."""
         with self._lock:
             self._status, self._delay_s = status, delay_s
+
+    def hold(self) -> None:
+        """Keep later exports unanswered until :meth:`release` (or :meth:`stop`, which drops them)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held exports (and the later ones) as :meth:`respond` says."""
+        self._open.set()
+
+    @property
+    def held(self) -> int:
+        """How many exports are waiting for :meth:`release` now."""
+        with self._lock:
+            return self._held
+
+    def wait_for_held(self, count: int = 1, timeout_s: float = 5.0) -> None:
+        """Wait until `count` exports are being held; `TimeoutError` saying how many are."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._held < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the OTLP receiver holds {self._held} exports, not {count}, after {timeout_s:g}s")
+                self._changed.wait(left)
 
     # --- what was received --------------------------------------------------------------------
 
@@ -240,7 +269,17 @@ class OTLPReceiver:
                 )
             except Exception as exc:  # noqa: BLE001 - a bad body is answered, not raised
                 record.status, record.error = 400, f"{type(exc).__name__}: {exc}"
-        if delay_s > 0 and self._stopping.wait(delay_s):
+        stopped = False
+        if not self._open.is_set():
+            with self._changed:
+                self._held += 1
+                self._changed.notify_all()
+            while not self._open.wait(0.01) and not self._stopping.is_set():
+                pass
+            with self._changed:
+                self._held -= 1
+            stopped = self._stopping.is_set()
+        if stopped or (delay_s > 0 and self._stopping.wait(delay_s)):
             record.status = 0  # stopped while "slow": the connection is dropped without an answer
             with self._changed:
                 self._requests.append(record)

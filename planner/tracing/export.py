@@ -5,10 +5,14 @@
     ...                                   # `planweave.planner.tracing.subscriber` builds the spans on it
     shutdown(timeout_s=2.0)               # flush and close those clients, waiting a bounded time
 
-The spans go out through `LangfuseExporter` (OTLP over HTTP: protobuf, gzip, Basic auth),
-which never retries: a batch that fails is dropped, and each trace in it is reported once
-(`LOST`), with one warning naming it. langfuse, OpenTelemetry and httpx are imported only
-when a client or an exporter is made.
+planweave owns the OpenTelemetry pipeline: a `TracerProvider` of its own (it neither replaces nor
+joins a global one), whose tracer (`TracePipeline.tracer`, scope `planweave`) starts the spans, and
+OpenTelemetry's OTLP/HTTP exporter (`LangfuseExporter`, a thin subclass) sending them to Langfuse's
+OTLP endpoint, `{base_url}/api/public/otel/v1/traces` (protobuf, gzip, Basic auth with the public
+and secret keys). The Langfuse client on that provider holds the batch processor and gives the
+observation classes their client. A batch that fails is dropped, and each trace in it is reported
+once (`LOST`), with one warning naming it and saying why. langfuse, OpenTelemetry and requests are
+imported only when a client or an exporter is made.
 
 The public names here are re-exported by `planweave.planner.tracing.subscriber`; import them from there.
 """
@@ -16,7 +20,6 @@ The public names here are re-exported by `planweave.planner.tracing.subscriber`;
 from __future__ import annotations
 
 import base64
-import gzip
 import logging
 import math
 import os
@@ -29,14 +32,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langfuse import Langfuse
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Tracer
 
-__all__ = ["DEFAULT_BASE_URL", "LangfuseExporter", "TracingConfig", "langfuse_client", "shutdown"]
+    from planweave.planner.tracing._exporter import LangfuseExporter as LangfuseExporter
+
+__all__ = [
+    "DEFAULT_BASE_URL", "LangfuseExporter", "TracePipeline", "TracingConfig", "langfuse_client", "pipeline_for",
+    "shutdown",
+]
 
 log = logging.getLogger("planweave.tracing")
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 OTLP_PATH = "/api/public/otel/v1/traces"
+TRACER_SCOPE = "planweave"
+"""The instrumentation scope of planweave's spans (Langfuse's processor exports them by this name)."""
 
 
 @dataclass(frozen=True)
@@ -109,93 +120,57 @@ class _LostTraces:
 LOST = _LostTraces()
 
 
-class LangfuseExporter:
-    """Sends spans to Langfuse's OTLP endpoint: protobuf, gzip, Basic auth. It implements
-    OpenTelemetry's `SpanExporter` interface (by duck typing, so that importing this module
-    does not import OpenTelemetry).
+class TracePipeline:
+    """planweave's OpenTelemetry pipeline to one Langfuse project: a `TracerProvider` it owns, the
+    `tracer` that starts planweave's spans, a batch processor exporting them, and the Langfuse
+    client made on the same provider (its observation classes need a client).
 
-    Unlike the stock OTLP exporter it never retries and never logs per batch: a batch
-    that fails is dropped, and each trace in it is reported once (one warning). Each
-    request is bounded by `timeout_s`.
+    Only spans of planweave's scope go through planweave's processor; the client's own processor
+    exports the SDK's spans. So every span is sent once, even when the SDK hands back the pipeline
+    of a Langfuse client the application made for the same public key.
     """
 
-    def __init__(self, config: TracingConfig) -> None:
-        import httpx
+    def __init__(self, config: TracingConfig, exporter: SpanExporter, *, owned: bool) -> None:
+        from langfuse import Langfuse
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from langfuse import __version__ as sdk_version
+        from planweave import __version__
+        from planweave.planner.tracing._exporter import ScopeFilter, SharedExporter
 
-        self.endpoint = config.base_url.rstrip("/") + OTLP_PATH
-        self.base_url = config.base_url
-        self.timeout_s = config.timeout_s
-        auth = base64.b64encode(f"{config.public_key}:{config.secret_key}".encode()).decode("ascii")
-        self._headers = {
-            "Authorization": f"Basic {auth}",
-            "Content-Type": "application/x-protobuf",
-            "Content-Encoding": "gzip",
-            "x-langfuse-sdk-name": "python",
-            "x-langfuse-sdk-version": sdk_version,
-            "x-langfuse-public-key": config.public_key,
-            "x-langfuse-ingestion-version": "4",
-        }
-        # `retries` only repeats failed connects (a stale pooled connection), never a sent request.
-        self._client = httpx.Client(timeout=config.timeout_s, transport=httpx.HTTPTransport(retries=1))
-        self._lock = threading.Lock()
-        self._closed = False
+        self.owned = owned
+        """Made for one tracer (an injected exporter): shut down when that tracer closes."""
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "planweave"}))
+        if owned:  # one injected exporter for both processors (below)
+            exporter = SharedExporter(exporter, users=2)
+        self.provider.add_span_processor(ScopeFilter(TRACER_SCOPE, BatchSpanProcessor(exporter, schedule_delay_millis=1000)))
+        self.tracer: Tracer = self.provider.get_tracer(TRACER_SCOPE, __version__)
+        # The SDK keeps one pipeline per public key for the whole process: a client made for one
+        # tracer gets a key of its own, or it would share (and on close, shut down) another's.
+        public_key = f"{config.public_key}~{os.urandom(6).hex()}" if owned else config.public_key
+        self.client: Langfuse = Langfuse(
+            public_key=public_key,
+            secret_key=config.secret_key,
+            base_url=config.base_url,
+            timeout=max(1, math.ceil(config.timeout_s)),
+            tracer_provider=self.provider,
+            # An exporter of its own: the two processors each shut theirs down.
+            span_exporter=exporter if owned else _new_exporter(config),
+        )
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        import httpx
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-        from opentelemetry.sdk.trace.export import SpanExportResult
-        from opentelemetry.trace import format_trace_id
-
-        if self._closed or not spans:
-            return SpanExportResult.FAILURE if self._closed else SpanExportResult.SUCCESS
-        trace_ids = [format_trace_id(s.context.trace_id) for s in spans if s.context is not None]
-        where = f"Langfuse at `{self.base_url}`"
-        try:
-            body = gzip.compress(encode_spans(spans).SerializeToString(), compresslevel=6)
-            with self._lock:
-                response = self._client.post(self.endpoint, content=body, headers=self._headers)
-        except httpx.TimeoutException:
-            LOST.report(trace_ids, f"{where} did not answer within {self.timeout_s:g}s")
-            return SpanExportResult.FAILURE
-        except httpx.HTTPError as exc:
-            LOST.report(trace_ids, f"{where} is unreachable ({type(exc).__name__}: {exc})")
-            return SpanExportResult.FAILURE
-        except Exception as exc:  # encoding or anything else: still never the run's problem
-            LOST.report(trace_ids, f"the spans could not be sent to {where} ({type(exc).__name__}: {exc})")
-            return SpanExportResult.FAILURE
-        if response.status_code >= 300:
-            hint = " (check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY)" if response.status_code in (401, 403) else ""
-            LOST.report(trace_ids, f"{where} answered HTTP {response.status_code}{hint}")
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+    def flush(self) -> None:
+        """Export everything started so far (blocks: callers bound the wait)."""
+        self.provider.force_flush()
+        self.client.flush()
 
     def shutdown(self) -> None:
-        self._closed = True
-        self._client.close()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-@dataclass
-class ManagedClient:
-    """A Langfuse client and, when we made them, its tracer provider and exporter."""
-
-    client: Langfuse
-    provider: TracerProvider | None = None
-    owned: bool = False
-    """Made for one tracer (an injected exporter): shut down when that tracer closes."""
-
-    def shutdown(self) -> None:
-        """Flush and shut down the client, then its provider (blocks; may raise)."""
+        """Flush and shut down the client, then the provider (blocks; may raise)."""
         self.client.shutdown()
-        if self.provider is not None:
-            self.provider.shutdown()
+        self.provider.shutdown()
 
     def release(self) -> None:
-        """What the tracer it was made for does on closing: shut an owned client down in the
+        """What the tracer it was made for does on closing: shut an owned pipeline down in the
         background; a shared one stays for the next tracer."""
         if not self.owned:
             return
@@ -209,49 +184,32 @@ class ManagedClient:
         threading.Thread(target=work, name="planweave-trace-shutdown", daemon=True).start()
 
 
-_CLIENTS: dict[tuple[str, str], ManagedClient] = {}
-_CLIENTS_LOCK = threading.Lock()
+def _new_exporter(config: TracingConfig) -> SpanExporter:
+    from planweave.planner.tracing._exporter import LangfuseExporter
+
+    return LangfuseExporter(config)
+
+
+_PIPELINES: dict[tuple[str, str], TracePipeline] = {}
+_PIPELINES_LOCK = threading.Lock()
 
 
 def langfuse_client(config: TracingConfig, *, span_exporter: SpanExporter | None = None) -> Langfuse:
-    """A Langfuse client sending to `config` through a `LangfuseExporter` (or `span_exporter`).
-
-    One client per public key and host is kept for the process (the SDK keeps one per
-    public key anyway). It has its own OpenTelemetry tracer provider, so it neither
-    replaces nor joins a global one. If the application already made a Langfuse client for
-    the same public key, the SDK hands back that one's pipeline and its own exporter is used.
-    """
-    return client_for(config, span_exporter).client
+    """A Langfuse client sending to `config` through a `LangfuseExporter` (or `span_exporter`),
+    on planweave's pipeline for `config` (see `pipeline_for`)."""
+    return pipeline_for(config, span_exporter).client
 
 
-def client_for(config: TracingConfig, span_exporter: SpanExporter | None) -> ManagedClient:
-    """The process-wide client for `config`, or (with `span_exporter`) a new one owned by one tracer."""
+def pipeline_for(config: TracingConfig, span_exporter: SpanExporter | None = None) -> TracePipeline:
+    """The process-wide pipeline for `config` (one per public key and host), or (with
+    `span_exporter`) a new one owned by one tracer."""
     key = (config.public_key, config.base_url)
     if span_exporter is None:
-        with _CLIENTS_LOCK:
-            if key not in _CLIENTS:
-                _CLIENTS[key] = _build_client(config, LangfuseExporter(config), owned=False)
-            return _CLIENTS[key]
-    return _build_client(config, span_exporter, owned=True)
-
-
-def _build_client(config: TracingConfig, exporter: Any, *, owned: bool) -> ManagedClient:
-    from langfuse import Langfuse
-    from opentelemetry.sdk.trace import TracerProvider
-
-    provider = TracerProvider()
-    # The SDK keeps one pipeline per public key for the whole process: a client made for one
-    # tracer gets a key of its own, or it would share (and on close, shut down) another's.
-    public_key = f"{config.public_key}~{os.urandom(6).hex()}" if owned else config.public_key
-    client = Langfuse(
-        public_key=public_key,
-        secret_key=config.secret_key,
-        base_url=config.base_url,
-        timeout=max(1, math.ceil(config.timeout_s)),
-        tracer_provider=provider,
-        span_exporter=exporter,
-    )
-    return ManagedClient(client, provider, owned)
+        with _PIPELINES_LOCK:
+            if key not in _PIPELINES:
+                _PIPELINES[key] = TracePipeline(config, _new_exporter(config), owned=False)
+            return _PIPELINES[key]
+    return TracePipeline(config, span_exporter, owned=True)
 
 
 def shutdown(timeout_s: float = 2.0) -> bool:
@@ -259,15 +217,15 @@ def shutdown(timeout_s: float = 2.0) -> bool:
     (the SDK also does this at exit, without a bound). True when everything finished in time.
     Tracing with the same public key is then over for this process: the SDK keeps one
     pipeline per key, and it stays shut down."""
-    with _CLIENTS_LOCK:
-        clients = list(_CLIENTS.values())
-        _CLIENTS.clear()
+    with _PIPELINES_LOCK:
+        pipelines = list(_PIPELINES.values())
+        _PIPELINES.clear()
     done = threading.Event()
 
     def work() -> None:
         try:
-            for c in clients:
-                c.shutdown()
+            for pipeline in pipelines:
+                pipeline.shutdown()
         except Exception:
             log.debug("Langfuse client shutdown failed", exc_info=True)
         finally:
@@ -284,3 +242,12 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _WARNED:
         _WARNED.add(key)
         log.warning(message)
+
+
+def __getattr__(name: str) -> Any:
+    # `LangfuseExporter` imports OpenTelemetry and requests: only when it is asked for.
+    if name == "LangfuseExporter":
+        from planweave.planner.tracing._exporter import LangfuseExporter
+
+        return LangfuseExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

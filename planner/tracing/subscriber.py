@@ -51,11 +51,10 @@ from planweave.executor.masking import Masker
 from planweave.planner.tracing.export import (
     DEFAULT_BASE_URL,
     LOST,
-    LangfuseExporter,
-    ManagedClient,
+    TracePipeline,
     TracingConfig,
-    client_for,
     langfuse_client,
+    pipeline_for,
     shutdown,
 )
 from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
@@ -63,11 +62,15 @@ from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
 if TYPE_CHECKING:
     from langfuse import Langfuse
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Tracer
+
+    from planweave.planner.tracing._exporter import LangfuseExporter as LangfuseExporter
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "LangfuseExporter",
     "LangfuseTracer",
+    "TracePipeline",
     "TracingConfig",
     "create_tracer",
     "langfuse_client",
@@ -125,9 +128,11 @@ class LangfuseTracer:
             `PlannerFinished`. For a plain executor run (False) it ends with `RunFinished`.
         model, session_id, user_id, tags, metadata: recorded on the trace.
         masker: masks every recorded value (default: `Masker.from_env()`).
-        base_url, project_id: for `trace_url` (default: the client's host; "" for none).
+        base_url, project_id: for `trace_url` (None or "": no URL).
         flush_timeout_s: how long `close`/`aclose` wait for delivery.
         max_chars: longer strings are cut (after masking).
+        pipeline: planweave's OpenTelemetry pipeline the client belongs to (`create_tracer` passes
+            it): flushing flushes all of it, and `otel_tracer` is its tracer.
 
     The tracer never raises from `__call__`; a bug in it is logged once and the run goes on.
     """
@@ -148,14 +153,17 @@ class LangfuseTracer:
         project_id: str | None = None,
         flush_timeout_s: float = 2.0,
         max_chars: int = 50_000,
-        _owned: ManagedClient | None = None,
+        pipeline: TracePipeline | None = None,
     ) -> None:
         self.client = client
+        self.pipeline = pipeline
+        self.otel_tracer: Tracer | None = pipeline.tracer if pipeline is not None else None
+        """The OpenTelemetry tracer of planweave's own provider: spans that need what Langfuse's
+        public API cannot do (an explicit start time) are started on it."""
         self.planner = planner
         self.masker = masker if masker is not None else Masker.from_env()
         self.flush_timeout_s = flush_timeout_s
         self.max_chars = max_chars
-        self._owned = _owned
         self._trace = TraceBuilder(
             client,
             name=name,
@@ -173,8 +181,7 @@ class LangfuseTracer:
         self._broken = False
 
         self.trace_id: str = self._trace.trace_id
-        host = (getattr(client, "_base_url", None) if base_url is None else base_url) or ""
-        host = host.rstrip("/")
+        host = (base_url or "").rstrip("/")
         self.trace_url: str | None = None
         if host:
             self.trace_url = (
@@ -256,7 +263,10 @@ class LangfuseTracer:
         def work() -> None:
             try:
                 drained.wait()
-                self.client.flush()
+                if self.pipeline is not None:
+                    self.pipeline.flush()
+                else:
+                    self.client.flush()
             except Exception:
                 log.debug("Langfuse flush failed", exc_info=True)
             finally:
@@ -281,9 +291,8 @@ class LangfuseTracer:
         return LOST.reason(self.trace_id) is None
 
     def _release(self) -> None:
-        owned, self._owned = self._owned, None
-        if owned is not None:
-            owned.release()
+        if self.pipeline is not None:
+            self.pipeline.release()
 
 
 def create_tracer(
@@ -309,7 +318,7 @@ def create_tracer(
     private client is made for it and shut down when the tracer closes) or a ready `client`.
     The masker also masks the configured Langfuse secret key.
     """
-    owned: ManagedClient | None = None
+    pipeline: TracePipeline | None = None
     if client is None:
         if config is None:
             config = TracingConfig.from_env()
@@ -317,8 +326,8 @@ def create_tracer(
             return None
         if config is None:
             config = TracingConfig(public_key="pk-lf-local", secret_key="sk-lf-local", base_url="")
-        owned = client_for(config, span_exporter)
-        client = owned.client
+        pipeline = pipeline_for(config, span_exporter)
+        client = pipeline.client
     base = masker if masker is not None else Masker.from_env()
     if config is not None:
         base = base.with_values(config.secret_key)
@@ -335,6 +344,15 @@ def create_tracer(
         base_url=config.base_url if config is not None else None,
         project_id=config.project_id if config is not None else None,
         flush_timeout_s=flush_timeout_s if flush_timeout_s is not None else (config.flush_timeout_s if config else 2.0),
-        _owned=owned,
+        pipeline=pipeline,
     )
+
+
+def __getattr__(name: str) -> Any:
+    # `LangfuseExporter` imports OpenTelemetry and requests: only when it is asked for.
+    if name == "LangfuseExporter":
+        from planweave.planner.tracing._exporter import LangfuseExporter
+
+        return LangfuseExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -384,7 +384,8 @@ def test_api_key_is_required_when_configured(start: StartServer) -> None:
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["error"]["message"].startswith("no API key: send `Authorization: Bearer <key>`")
     assert httpx.get(live.url + "/runs").status_code == 401
-    assert httpx.get(live.url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
+    health = httpx.get(live.url.removesuffix("/v1") + "/health").json()
+    assert health["status"] == "ok" and health["models"] in ("loading", "ready")
     assert [m.id for m in live.client("s3cret").models.list().data] == ["planweave"]
 
 
@@ -582,3 +583,167 @@ def test_a_bug_is_a_500_or_a_stream_error_in_openai_shape(tmp_path: Path) -> Non
             events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
         assert events == [{"kind": "error", "run_id": response.headers["x-planweave-run-id"],
                            "message": "RuntimeError: a bug"}]
+
+
+# --- `planweave serve` through the CLI: start-up and a busy port ----------------------------------
+
+_GATE = """
+import os, sys, time
+
+
+class _HoldInstructor:
+    \"\"\"Holds every import of `instructor` until the file `PLANWEAVE_TEST_GATE` names exists.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "instructor":
+            while not os.path.exists(os.environ["PLANWEAVE_TEST_GATE"]):
+                time.sleep(0.01)
+        return None
+
+
+sys.meta_path.insert(0, _HoldInstructor())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PLANWEAVE_MODEL", "PLANWEAVE_API_KEY")}
+    return {**env, "PLANWEAVE_HOME": str(tmp_path / "home"), **extra}
+
+
+def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path) -> None:
+    """The model libraries load on a worker thread: while they load (here held at `import instructor`
+    by a sitecustomize gate) `/health` answers "loading", so the event loop is free; a chat request
+    made meanwhile waits for them and then succeeds; then `/health` says "ready"."""
+    import signal
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_GATE)
+    gate = tmp_path / "gate"
+    port = free_port()
+    env = cli_env(tmp_path, PYTHONPATH=str(site), PLANWEAVE_TEST_GATE=str(gate))
+    log = (tmp_path / "stderr.txt").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path), "--no-record"],
+        env=env, stderr=log, stdout=subprocess.DEVNULL, text=True,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                first = httpx.get(root + "/health")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert first.status_code == 200 and first.json() == {"status": "ok", "models": "loading"}
+
+        replies: list[httpx.Response] = []
+        body = {"model": "planweave", "messages": ask("compute 2 ** 8")}
+        chat = threading.Thread(
+            target=lambda: replies.append(httpx.post(root + "/v1/chat/completions", json=body, timeout=120))
+        )
+        chat.start()
+        # The libraries are still held, so the chat request waits; the loop answers all the same.
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "loading"}
+        assert chat.is_alive() and not replies
+
+        gate.touch()
+        chat.join(120)
+        assert replies and replies[0].status_code == 200, replies and replies[0].text
+        content = replies[0].json()["choices"][0]["message"]["content"]
+        assert "256" in content.partition("</think>")[2]
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "ready"}
+    finally:
+        gate.touch()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        log.seek(0)
+        stderr = log.read()
+        log.close()
+    assert proc.returncode == 0, stderr
+    assert stderr.splitlines()[0] == (
+        f"planweave: serving model `planweave` (planning with `planweave/offline`) at http://127.0.0.1:{port}/v1"
+    ), stderr
+
+
+_BROKEN = """
+import sys
+
+
+class _NoInstructor:
+    \"\"\"Makes `import instructor` fail, as a broken install would.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "instructor":
+            raise ImportError("instructor is broken in this test")
+        return None
+
+
+sys.meta_path.insert(0, _NoInstructor())
+"""
+
+
+def test_cli_serve_says_when_the_model_libraries_failed_to_load(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BROKEN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path), "--no-record"],
+        env=cli_env(tmp_path, PYTHONPATH=str(site)), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                reply = httpx.post(root + "/v1/chat/completions", json={"model": "planweave", "messages": ask()}, timeout=120)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert reply.status_code == 200
+        assert reply.json()["choices"][0]["message"]["content"] == (
+            "planweave could not run this request: the model libraries failed to load (ImportError: instructor is "
+            "broken in this test); reinstall planweave (`pip install -c constraints.txt -e .`) and restart the server."
+        )
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "failed"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def test_cli_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path)],
+            env=cli_env(tmp_path), capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"planweave: error: port {port} on `127.0.0.1` is already in use (another server is listening there); "
+        "stop that server or pick another port with `--port`.\n"
+    )
+    assert proc.stdout == ""

@@ -37,6 +37,7 @@ from planweave.planner.state import PlannerState
 
 if TYPE_CHECKING:
     from langfuse import Langfuse
+    from opentelemetry.trace import Span, Tracer
 
     from planweave.executor.masking import Masker
 
@@ -61,7 +62,8 @@ class TraceBuilder:
     """The observations of one run's trace, built from its events (the tree in `planweave.planner.tracing.subscriber`).
 
     Args:
-        client: the Langfuse client whose tracer starts the spans.
+        client: the Langfuse client the observations belong to.
+        tracer: the OpenTelemetry tracer that starts the spans (planweave's own provider's).
         name, planner, model, session_id, user_id, tags, metadata, masker, max_chars: as
             for `LangfuseTracer`, which makes one of these per run.
 
@@ -73,6 +75,7 @@ class TraceBuilder:
         self,
         client: Langfuse,
         *,
+        tracer: Tracer,
         name: str = "planweave",
         planner: bool = True,
         model: str | None = None,
@@ -107,12 +110,10 @@ class TraceBuilder:
         self.masker = masker
         self.max_chars = max_chars
         # The SDK's public `start_observation` cannot take a start time; events arrive with
-        # their own times (an LLM call is reported when it ends), so spans are started on the
-        # client's tracer and wrapped in the SDK's public observation classes, as the SDK's
-        # own `create_event` does.
-        self._tracer: Any = getattr(client, "_otel_tracer", None)
-        if self._tracer is None:
-            raise TypeError("this Langfuse SDK has no `_otel_tracer`; planweave tracing needs langfuse>=3")
+        # their own times (an LLM call is reported when it ends), so spans are started on
+        # planweave's own tracer and wrapped in the SDK's public observation classes.
+        self._tracer = tracer
+        self._otel: dict[int, Span] = {}  # id(observation) -> its span, for parents and raw attributes
 
         trace_meta = {"model": model, **dict(metadata or {})}
         self._trace_attrs: dict[str, Any] = {self._attr.TRACE_NAME: name}
@@ -170,7 +171,7 @@ class TraceBuilder:
         final = {"status": status}
         if self._prompts:
             final["prompts"] = ", ".join(f"{n}@{p.get('version', '?')}" for n, p in sorted(self._prompts.items()))
-        self._root._otel_span.set_attributes(self._trace_meta_attrs(final))
+        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs(final))
         self._root.end(end_time=_ns(at))
 
     # --- building observations ----------------------------------------------------------------
@@ -179,10 +180,12 @@ class TraceBuilder:
         from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
 
-        ctx = otel_context.Context() if parent is None else otel_trace.set_span_in_context(parent._otel_span)
+        ctx = otel_context.Context() if parent is None else otel_trace.set_span_in_context(self._otel[id(parent)])
         span = self._tracer.start_span(name, context=ctx, start_time=_ns(at), attributes=self._trace_attrs)
         fields = {k: v for k, v in fields.items() if v is not None}
-        return self._classes[as_type](otel_span=span, langfuse_client=self.client, **fields)
+        observation = self._classes[as_type](otel_span=span, langfuse_client=self.client, **fields)
+        self._otel[id(observation)] = span
+        return observation
 
     def _event(self, parent: Any, name: str, at: float, **fields: Any) -> None:
         self._start(parent, "event", name, at, **fields).end(end_time=_ns(at))
@@ -219,7 +222,7 @@ class TraceBuilder:
     def _on_run_started(self, e: RunStarted) -> None:
         self._run_id = e.run_id
         self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
-        self._root._otel_span.set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
+        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
         self._root.update(input=self._clean({"goal": e.goal, "inputs": e.inputs} if e.inputs else e.goal))
         if self.planner:
             self._open_round(1, e.at)
@@ -381,7 +384,7 @@ class TraceBuilder:
         version = str(prompt.get("version", ""))
         if prompt.get("name") and version.isdigit():
             # Links the generation to a Langfuse-managed prompt of that name and version, if one exists.
-            generation._otel_span.set_attributes(
+            self._otel[id(generation)].set_attributes(
                 {self._attr.OBSERVATION_PROMPT_NAME: prompt["name"], self._attr.OBSERVATION_PROMPT_VERSION: int(version)}
             )
         generation.end(end_time=_ns(end))

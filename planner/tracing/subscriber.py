@@ -164,8 +164,15 @@ class LangfuseTracer:
         self.masker = masker if masker is not None else Masker.from_env()
         self.flush_timeout_s = flush_timeout_s
         self.max_chars = max_chars
+        if self.otel_tracer is None:  # a client made elsewhere: the application's global provider
+            from opentelemetry import trace as otel_trace
+
+            from planweave.planner.tracing.export import TRACER_SCOPE
+
+            self.otel_tracer = otel_trace.get_tracer(TRACER_SCOPE)
         self._trace = TraceBuilder(
             client,
+            tracer=self.otel_tracer,
             name=name,
             planner=planner,
             model=model,

@@ -199,7 +199,7 @@ class Workflow(Plan):
         finally:
             if executor is None:
                 await ex.aclose()
-        if result.status == "succeeded":
+        if result.status in ("succeeded", "partial"):
             unmet = self.check_success(result)
             if unmet:
                 result = result.model_copy(update={"status": "failed", "error": "; ".join(unmet)})

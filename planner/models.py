@@ -6,7 +6,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["JoinDecision", "PlanUpdate", "PlannedStep"]
+from planweave.executor.plan import RetryPolicy
+
+__all__ = ["DEFAULT_STEP_RETRY", "JoinDecision", "PlanUpdate", "PlannedStep"]
+
+DEFAULT_STEP_RETRY = RetryPolicy.exponential(
+    max_attempts=3,
+    initial_delay_s=0.5,
+    backoff_factor=2.0,
+    max_delay_s=4.0,
+    retry_on=["ConnectionError", "TimeoutError", "TransportError", "ToolError"],
+)
+"""How a planned step is retried unless the model (or `Planner(step_retry=...)`) says otherwise:
+3 attempts, 0.5 s then 1 s apart, for transient errors only. Those are connection failures and
+timeouts (Python's, httpx's `TransportError`) and a tool's `ToolError` that is not `permanent`
+(an HTTP 429 or 5xx, a step timeout); a permanent error (a missing file, a refused URL, `1/0`,
+bad arguments) or any other exception fails at once, as trying again cannot help."""
 
 
 class PlannedStep(BaseModel):
@@ -21,6 +36,18 @@ class PlannedStep(BaseModel):
     description: str = ""
     when: str | None = None
     for_each: str | None = None
+    retry: int | RetryPolicy | None = Field(
+        None,
+        description="Only to change the default (3 attempts on transient errors such as timeouts and "
+        "connection failures): total attempts, e.g. 1 for a step that must not run twice.",
+    )
+
+    def retry_policy(self, default: RetryPolicy) -> RetryPolicy:
+        """`default` with what the model set: a number of attempts, or fields of a `RetryPolicy`."""
+        if self.retry is None:
+            return default
+        given = {"max_attempts": self.retry} if isinstance(self.retry, int) else self.retry.model_dump(exclude_unset=True)
+        return RetryPolicy.model_validate({**default.model_dump(), **given})
 
     @model_validator(mode="before")
     @classmethod

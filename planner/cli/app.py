@@ -23,8 +23,8 @@ from planweave.planner.cli.output import (
     exit_code,
     fail_usage,
     failed_steps_note,
-    print_result,
     print_tools,
+    print_workflow_result,
     quiet_line,
 )
 from planweave.planner.cli.runs import open_run_store, register
@@ -156,17 +156,8 @@ def exec_(
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), workspace=workspace, allow_private_hosts=allow_private_hosts, record=record
     )
-    _print_workflow_result(result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet)
+    print_workflow_result(result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet)
     raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
-
-
-def _print_workflow_result(result: RunResult, *, title: str, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    elif not quiet:
-        print_result(result, title=title)
-    elif line := quiet_line(result):
-        typer.echo(line, err=True)
 
 
 def _budget(**limits: Any) -> Any:
@@ -382,7 +373,7 @@ def resume(
             run_id=summary.id,
             completed=state.completed,
         )
-        _print_workflow_result(result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet)
+        print_workflow_result(result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet)
         raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
     planner = _planner(
         model=model or meta.get("model") or None,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
     "console", "exit_code", "fail_usage", "failed_steps_note", "print_result", "print_runs", "print_stats",
-    "print_tools", "quiet_line",
+    "print_tools", "print_workflow_result", "quiet_line",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -92,6 +92,17 @@ def print_result(result: RunResult, *, title: str) -> None:
     if result.failed_steps and result.status != "partial":  # a `partial` run's `error` names them already
         line += f" | {failed_steps_note(result)}"
     out.print(line, soft_wrap=True)
+
+
+def print_workflow_result(result: RunResult, *, title: str, as_json: bool, quiet: bool) -> None:
+    """A workflow run as `exec` and `resume` print it: JSON, the table, or (`--quiet`) one stderr
+    line when steps failed."""
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    elif not quiet:
+        print_result(result, title=title)
+    elif line := quiet_line(result):
+        typer.echo(line, err=True)
 
 
 def print_runs(runs: list[RunSummary]) -> None:

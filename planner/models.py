@@ -36,18 +36,20 @@ class PlannedStep(BaseModel):
     description: str = ""
     when: str | None = None
     for_each: str | None = None
-    retry: int | RetryPolicy | None = Field(
+    # Attempts only, not a whole `RetryPolicy`: the schema is in every plan request, and which
+    # errors are transient is the tools' knowledge, not the model's.
+    retry: int | None = Field(
         None,
-        description="Only to change the default (3 attempts on transient errors such as timeouts and "
-        "connection failures): total attempts, e.g. 1 for a step that must not run twice.",
+        ge=1,
+        le=10,
+        description="Attempts on transient errors, if not 3; 1 for a step that must not run twice.",
     )
 
     def retry_policy(self, default: RetryPolicy) -> RetryPolicy:
-        """`default` with what the model set: a number of attempts, or fields of a `RetryPolicy`."""
+        """`default`, with the model's number of attempts when it set one."""
         if self.retry is None:
             return default
-        given = {"max_attempts": self.retry} if isinstance(self.retry, int) else self.retry.model_dump(exclude_unset=True)
-        return RetryPolicy.model_validate({**default.model_dump(), **given})
+        return default.model_copy(update={"max_attempts": self.retry})
 
     @model_validator(mode="before")
     @classmethod

@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/parallelqa.py` from a chec
 
 from bench._report import git_info, table, version  # noqa: E402
 from planweave.planner import Planner  # noqa: E402
-from planweave.planner.core import make_llm_tool  # noqa: E402
+from planweave.planner.run import make_llm_tool  # noqa: E402
 from planweave.planner.llm import LLMClient, LLMConfig, import_litellm  # noqa: E402
 from planweave.planner.prompts import PromptLibrary  # noqa: E402
 from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply, ToolCall, json_spans, tokenize  # noqa: E402

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from planweave.tools.errors import RuntimeFailure, SetupError, ToolError
 
 if TYPE_CHECKING:
-    from planweave.executor.result import RunResult
+    from planweave.executor.result import BaseResult
 
 __all__ = [
     "PlanError",
@@ -75,8 +75,8 @@ class ReferenceResolutionError(ToolError):
 
 
 class RunFailedError(RuntimeFailure):
-    """A run ended without success; `result` holds every step's outcome."""
+    """A run ended without success (`failed`, `partial`, `cancelled`); `result` holds every step's outcome."""
 
-    def __init__(self, result: RunResult) -> None:
+    def __init__(self, result: BaseResult) -> None:
         self.result = result
         super().__init__(f"run `{result.run_id}` {result.status}: {result.error or 'see the step results'}")

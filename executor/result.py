@@ -1,13 +1,21 @@
-"""What a run produced: per-step outcomes and the run's status."""
+"""What a run produced: per-step outcomes and the run's status.
+
+`RunResult` (a workflow or plan run by the executor) and the planner's `PlannerResult`
+share `BaseResult`: `status`, `ok`, `duration_s`, `failed_steps` and `raise_for_status()`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
-__all__ = ["RunResult", "RunStatus", "StepResult", "StepStatus"]
+if TYPE_CHECKING:
+    from planweave.tools.errors import PlanweaveError
+
+__all__ = ["BaseResult", "RunResult", "RunStatus", "StepResult", "StepStatus", "describe_failed_steps"]
 
 StepStatus = Literal["pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled"]
 """A step's state. The last four are final; every step ends in exactly one of them.
@@ -21,12 +29,20 @@ StepStatus = Literal["pending", "ready", "running", "succeeded", "failed", "skip
 - `cancelled`: the run was cancelled or failed before the step could finish.
 """
 
-RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
-"""`succeeded`: no step failed with policy `fail`/`replan` and success criteria hold;
-`failed`: a step failed with policy `fail` or `replan`, a deadline passed, or a criterion failed;
-`cancelled`: the run was cancelled from outside."""
+RunStatus = Literal["running", "succeeded", "partial", "failed", "cancelled"]
+"""A run's state; every run ends in one of the last four.
 
-FINAL_STEP_STATES = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+- `running`: steps are still being run.
+- `succeeded`: every step that ran succeeded (skipped steps were skipped by their `when`),
+  and the workflow's success criteria hold.
+- `partial`: the run went to its end, but at least one step failed with `on_failure:
+  continue` (or `replan`, handled by a planner, or a failure handler's `Recovery.proceed()`);
+  `failed_steps` names them, `error` says what the first one said. Not `ok`: the CLI exits 1
+  unless given `--allow-failed-steps`.
+- `failed`: a step failed with policy `fail` (or `replan` with no planner to handle it), a
+  deadline passed, or a success criterion did not hold; `error` says which.
+- `cancelled`: the run was cancelled from outside.
+"""
 
 
 @dataclass(slots=True)
@@ -53,17 +69,33 @@ class StepResult:
         return self.finished_at - self.started_at
 
 
-class RunResult(BaseModel):
+def describe_failed_steps(steps: Mapping[str, StepResult]) -> str | None:
+    """One line naming the failed steps and the first one's error (the `error` of a `partial` run),
+    or None when no step failed."""
+    failed = [s for s in steps.values() if s.status == "failed"]
+    if not failed:
+        return None
+    first = failed[0]
+    reason = f": {first.error}" if first.error else ""
+    if len(failed) == 1:
+        return f"step `{first.id}` failed{reason}"
+    names = ", ".join(f"`{s.id}`" for s in failed)
+    return f"{len(failed)} steps failed ({names}); `{first.id}`{reason or ' failed'}"
+
+
+class BaseResult(BaseModel):
+    """What every run returns, workflow or planner: its steps, its status and how long it took.
+
+    `ok` is true only for `succeeded`; `raise_for_status()` turns anything else into an error
+    from planweave's tree (`RunFailedError`, or the planner's `BudgetExceededError`)."""
+
     run_id: str
-    status: RunStatus
-    goal: str = ""
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    """Narrowed by each subclass (`RunStatus`, `PlannerStatus`)."""
     steps: dict[str, StepResult] = Field(default_factory=dict)
     error: str | None = None
-    started_at: float
-    finished_at: float
-    replan_requests: list[str] = Field(default_factory=list)
-    """Steps that failed with `on_failure: replan`, in the order they failed."""
+    started_at: float = 0.0
+    finished_at: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -72,6 +104,12 @@ class RunResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    @computed_field  # type: ignore[prop-decorator]  # mypy does not follow pydantic's decorator stacking
+    @property
+    def failed_steps(self) -> list[str]:
+        """Ids of the steps that ended `failed`, in plan order (also in the JSON form)."""
+        return [sid for sid, s in self.steps.items() if s.status == "failed"]
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -87,13 +125,27 @@ class RunResult(BaseModel):
             raise KeyError(f"step `{step_id}` has no output: it {step.status}" + (f" ({step.error})" if step.error else ""))
         return step.output
 
-    def raise_for_status(self) -> RunResult:
-        """Return self when the run succeeded; raise `RunFailedError` otherwise."""
-        if self.status != "succeeded":
-            from planweave.executor.errors import RunFailedError
-
-            raise RunFailedError(self)
-        return self
-
     def by_status(self, status: StepStatus) -> list[str]:
         return [sid for sid, s in self.steps.items() if s.status == status]
+
+    def raise_for_status(self, *, allow_failed_steps: bool = False) -> Self:
+        """Return self when the run succeeded (or, with `allow_failed_steps`, ended `partial`);
+        raise otherwise: `RunFailedError` carrying this result, or a subclass's own error."""
+        if self.ok or (allow_failed_steps and self.status == "partial"):
+            return self
+        raise self._status_error()
+
+    def _status_error(self) -> PlanweaveError:
+        from planweave.executor.errors import RunFailedError
+
+        return RunFailedError(self)
+
+
+class RunResult(BaseResult):
+    """What `Executor.run` and `Workflow.run` return."""
+
+    status: RunStatus
+    goal: str = ""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    replan_requests: list[str] = Field(default_factory=list)
+    """Steps that failed with `on_failure: replan`, in the order they failed."""

@@ -24,7 +24,7 @@ from planweave.executor.errors import PlanError, PlanProblem
 from planweave.executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
 from planweave.executor.graph import CompiledStep, PlanGraph
 from planweave.executor.plan import Plan, Step
-from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus
+from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus, describe_failed_steps
 from planweave.tools.errors import RuntimeFailure
 from planweave.tools.safe_eval import evaluate
 
@@ -500,8 +500,6 @@ class Run(StepAttempts):
                     f"step{'s' if len(unhandled) > 1 else ''} {', '.join(f'`{s}`' for s in unhandled)} failed "
                     "with `on_failure: replan`, and no planner handled it"
                 )
-            else:
-                self._status = "succeeded"
         self.finished_at = time.time()
         steps = {}
         for sid, n in self._nodes.items():
@@ -517,6 +515,11 @@ class Run(StepAttempts):
                 finished_at=n.finished_at,
                 restored=n.restored,
             )
+        if self._status == "running":
+            # The run went to its end; a step that failed and was let go (`continue`, a handled
+            # `replan`, `Recovery.proceed()`) makes it `partial`, never `succeeded`.
+            self._error = describe_failed_steps(steps)
+            self._status = "succeeded" if self._error is None else "partial"
         self._result = RunResult.model_construct(
             run_id=self.id,
             status=self._status,

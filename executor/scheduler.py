@@ -127,7 +127,7 @@ class Executor:
         result = run.result
         from planweave.executor.workflow import Workflow
 
-        if isinstance(plan, Workflow) and result.status == "succeeded":
+        if isinstance(plan, Workflow) and result.status in ("succeeded", "partial"):
             unmet = plan.unmet_criteria(result)
             if unmet:
                 result = result.model_copy(update={"status": "failed", "error": "; ".join(unmet)})

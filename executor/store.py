@@ -49,11 +49,12 @@ __all__ = [
 
 DEFAULT_HOME = "~/.planweave"
 
-StoredStatus = Literal["running", "succeeded", "failed", "cancelled", "budget_exceeded", "interrupted"]
+StoredStatus = Literal["running", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"]
 """A recorded run's status.
 
 - `running`: its process is still writing it.
-- `succeeded` / `failed` / `cancelled` / `budget_exceeded`: how it ended.
+- `succeeded` / `partial` / `failed` / `cancelled` / `budget_exceeded`: how it ended (see `RunStatus`
+  and `PlannerStatus`).
 - `interrupted`: its process died (SIGKILL, crash, Ctrl-C, restart) before it ended; resumable.
 """
 
@@ -61,7 +62,7 @@ log = logging.getLogger("planweave.store")
 
 _S = TypeVar("_S", bound=RunState)
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
+FINAL_STATUSES = frozenset({"succeeded", "partial", "failed", "cancelled", "budget_exceeded"})
 
 
 class StoreError(SetupError):

@@ -10,8 +10,9 @@ tools run while the model is still writing the rest (LLMCompiler's latency gain)
 When the round's steps are final, a join decision finishes with the answer or
 replans, seeing every earlier result. Budgets stop a run cleanly.
 
-Here is the public `Planner`; one run's loop is `planweave.planner.run`, its limits `planweave.planner.budget`,
-what it returns `planweave.planner.result`.
+Here is the public `Planner` and nothing else: one run's loop is `planweave.planner.run`, its
+limits `planweave.planner.budget`, what it returns `planweave.planner.result` (import each name
+from its own module, or the public ones from `planweave`).
 """
 
 from __future__ import annotations
@@ -21,22 +22,21 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from planweave.executor import Plan, RunEvent
+from planweave.executor import Plan, RetryPolicy, RunEvent
 from planweave.executor.masking import Masker
 from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
 from planweave.planner.budget import Budget
 from planweave.planner.errors import ConfigError
 from planweave.planner.llm import LLMConfig
+from planweave.planner.models import DEFAULT_STEP_RETRY
 from planweave.planner.prompts import PromptLibrary
-from planweave.planner.result import PlannerResult, PlannerStatus
-from planweave.planner.run import PlannerRun, make_llm_tool
+from planweave.planner.result import PlannerResult
+from planweave.planner.run import PlannerRun
 from planweave.planner.state import PlannerState
 from planweave.planner.tracing.subscriber import TracingConfig
 from planweave.tools.base import Tool, ToolRegistry
 
-# `Budget`, `PlannerResult`, `PlannerStatus` and `make_llm_tool` live in their own modules and
-# are re-exported here, where they have always been imported from.
-__all__ = ["Budget", "Planner", "PlannerResult", "PlannerStatus", "make_llm_tool"]
+__all__ = ["Planner"]
 
 
 class Planner:
@@ -48,7 +48,10 @@ class Planner:
         tools: tools or typed functions; default the built-in tools on `workspace`. An `llm` tool
             using the same model is always added.
         budget: limits of each run (`Budget`).
-        max_reasks: how often invalid model output is re-asked before the run fails.
+        max_reasks: how often invalid model output (an empty plan with no answer included) is
+            re-asked before the run fails.
+        step_retry: how planned steps are retried; default 3 attempts with a short backoff, on
+            transient errors only (`DEFAULT_STEP_RETRY`). The model may override it per step.
         stream: submit steps while the plan streams (True) or after it is complete (False).
         store: where runs are recorded for `planweave runs`/`show`/`resume`: a `RunStore`, a path,
             or None for the default (`$PLANWEAVE_HOME/runs.db`); False turns recording off.
@@ -70,6 +73,7 @@ class Planner:
         fallbacks: Iterable[str] = (),
         budget: Budget | None = None,
         max_reasks: int = 2,
+        step_retry: RetryPolicy = DEFAULT_STEP_RETRY,
         workspace: str | Path = ".",
         allow_private_hosts: bool = False,
         prompts_dir: str | Path | None = None,
@@ -105,6 +109,7 @@ class Planner:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.budget = budget or Budget()
         self.max_reasks = max_reasks
+        self.step_retry = step_retry
         self.prompts = PromptLibrary(prompts_dir)
         self.max_concurrency = max_concurrency
         self.tool_limits = dict(tool_limits or {})

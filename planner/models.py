@@ -6,7 +6,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["JoinDecision", "PlanUpdate", "PlannedStep"]
+from planweave.executor.plan import RetryPolicy
+
+__all__ = ["DEFAULT_STEP_RETRY", "JoinDecision", "PlanUpdate", "PlannedStep"]
+
+DEFAULT_STEP_RETRY = RetryPolicy.exponential(
+    max_attempts=3,
+    initial_delay_s=0.5,
+    backoff_factor=2.0,
+    max_delay_s=4.0,
+    retry_on=["ConnectionError", "TimeoutError", "TransportError", "ToolError"],
+)
+"""How a planned step is retried unless the model (or `Planner(step_retry=...)`) says otherwise:
+3 attempts, 0.5 s then 1 s apart, for transient errors only. Those are connection failures and
+timeouts (Python's, httpx's `TransportError`) and a tool's `ToolError` that is not `permanent`
+(an HTTP 429 or 5xx, a step timeout); a permanent error (a missing file, a refused URL, `1/0`,
+bad arguments) or any other exception fails at once, as trying again cannot help."""
 
 
 class PlannedStep(BaseModel):
@@ -21,6 +36,20 @@ class PlannedStep(BaseModel):
     description: str = ""
     when: str | None = None
     for_each: str | None = None
+    # Attempts only, not a whole `RetryPolicy`: the schema is in every plan request, and which
+    # errors are transient is the tools' knowledge, not the model's.
+    retry: int | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description="Attempts on transient errors, if not 3; 1 for a step that must not run twice.",
+    )
+
+    def retry_policy(self, default: RetryPolicy) -> RetryPolicy:
+        """`default`, with the model's number of attempts when it set one."""
+        if self.retry is None:
+            return default
+        return default.model_copy(update={"max_attempts": self.retry})
 
     @model_validator(mode="before")
     @classmethod

@@ -4,41 +4,51 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from planweave.executor.result import StepResult
+from planweave.executor.result import BaseResult
 from planweave.planner.llm import Usage
+from planweave.tools.errors import PlanweaveError
 
 __all__ = ["PlannerResult", "PlannerStatus"]
 
-PlannerStatus = Literal["succeeded", "failed", "budget_exceeded", "cancelled"]
+PlannerStatus = Literal["succeeded", "partial", "failed", "budget_exceeded", "cancelled"]
+"""How a planner run ended.
+
+- `succeeded`: the model gave its answer and every step that ran succeeded.
+- `partial`: the model gave an answer, but at least one step failed on the way (the answer may
+  be built around it); `failed_steps` names them, `error` says what the first one said. Not
+  `ok`: the CLI exits 1 unless given `--allow-failed-steps`.
+- `failed`: no answer: the model's plan or decision stayed invalid (an empty plan with no
+  answer included) after its re-asks, or a model call failed for good; `error` says why.
+- `budget_exceeded`: a budget stopped the run (`budget` names which); `answer` holds what was
+  done so far.
+- `cancelled`: the run was cancelled from outside (recorded in the run store; `Planner.run`
+  raises `asyncio.CancelledError` instead of returning).
+"""
 
 
-class PlannerResult(BaseModel):
-    run_id: str
-    goal: str
+class PlannerResult(BaseResult):
+    """What `Planner.run`, `Planner.resume` and `Planner.plan` return."""
+
     status: PlannerStatus
+    goal: str
     answer: str | None = None
-    error: str | None = None
     budget: str | None = None
     """Which budget stopped the run, when `status` is `budget_exceeded`."""
-    steps: dict[str, StepResult] = Field(default_factory=dict)
     rounds: int = 0
     replans: int = 0
     usage: Usage = Field(default_factory=Usage)
     llm_calls: list[dict[str, Any]] = Field(default_factory=list)
     prompts: dict[str, dict[str, str]] = Field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
     trace_id: str | None = None
     """The run's Langfuse trace, when tracing is on."""
     trace_url: str | None = None
     """Where to see that trace (the Langfuse host's `/trace/ID` link)."""
 
-    @property
-    def duration_s(self) -> float:
-        return self.finished_at - self.started_at
+    def _status_error(self) -> PlanweaveError:
+        if self.status == "budget_exceeded":
+            from planweave.planner.errors import BudgetExceededError
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
+            return BudgetExceededError(self.budget or "unknown", self.error or f"run `{self.run_id}` hit its budget")
+        return super()._status_error()

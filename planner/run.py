@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from planweave.executor.result import describe_failed_steps
 from planweave.executor.store import ResumeState
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from planweave.planner.budget import BudgetStop, check_replans, check_steps, check_usage
@@ -246,6 +247,11 @@ class PlannerRun:
         except asyncio.CancelledError:
             self.emit(Decision(run_id=self.run.id, action="cancel", round=self.round, reason="cancelled"))
             raise
+        steps = self.run.result.steps
+        if status == "succeeded":
+            # Answered, but a step failed on the way (the model planned around it): say so.
+            error = describe_failed_steps(steps)
+            status = "succeeded" if error is None else "partial"
         result = PlannerResult(
             run_id=self.run.id,
             goal=self.goal,
@@ -253,7 +259,7 @@ class PlannerRun:
             answer=answer,
             error=error,
             budget=budget_name,
-            steps=self.run.result.steps,
+            steps=steps,
             rounds=self.round,
             replans=self.replans,
             usage=self.client.usage.model_copy(),
@@ -326,7 +332,7 @@ class PlannerRun:
                 self.round += 1
                 update, ids = await self._plan_round(reason)
                 if not ids:
-                    answer = update.answer or "The planner returned no steps and no answer."
+                    answer = update.answer or ""  # `_plan_round` re-asks an empty plan with no answer
                     self.emit(
                         Decision(run_id=self.run.id, action="finish", round=self.round, reason="no steps needed")
                     )
@@ -462,6 +468,11 @@ class PlannerRun:
                 for planned in update.planned():
                     if planned.id not in seen and not any(planned.id in p for p in problems):
                         problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)
+            if update is not None and not accepted and not buffered and not problems and not (update.answer or "").strip():
+                problems.append(
+                    "the plan is empty: it has no steps and no `answer`; write the steps that reach the goal, "
+                    "or give the final answer in `answer`"
+                )
             if buffered:
                 problems += [str(p) for p in self.run.check_steps(buffered)] or [
                     f"step `{s.id}` could not be placed in the plan" for s in buffered
@@ -483,7 +494,8 @@ class PlannerRun:
         """Validate one streamed step and submit it, or hold it until the steps it needs arrive."""
         try:
             planned = PlannedStep.model_validate(item)
-            step = Step(on_failure="replan", **planned.model_dump())
+            retry = planned.retry_policy(self.p.step_retry)
+            step = Step(on_failure="replan", retry=retry, **planned.model_dump(exclude={"retry"}))
         except ValidationError as exc:
             sid = item.get("id", "?") if isinstance(item, dict) else (item[0] if item else "?")
             return [f"step `{sid}` is malformed: {format_validation_error(exc)}"]

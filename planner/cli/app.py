@@ -18,12 +18,14 @@ import typer
 from planweave.planner.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_USAGE,
     console,
+    exit_code,
     fail_usage,
-    print_result,
+    failed_steps_note,
     print_tools,
+    print_workflow_result,
+    quiet_line,
 )
 from planweave.planner.cli.runs import open_run_store, register
 
@@ -125,6 +127,15 @@ def _run_workflow(
     return workflow, result
 
 
+AllowFailedStepsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-failed-steps",
+        help="Exit 0 when the run ends `partial` (a step failed and the run went on); default exit 1.",
+    ),
+]
+
+
 @app.command("exec")
 def exec_(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan: .yaml, .yml, .json or .py.")],
@@ -140,16 +151,14 @@ def exec_(
     record: Annotated[bool, typer.Option(help="Record the run in the run store (for show/resume/stats).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; use the exit code.")] = False,
+    allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
     """Run a workflow or saved plan file with the built-in tools."""
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), workspace=workspace, allow_private_hosts=allow_private_hosts, record=record
     )
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    elif not quiet:
-        print_result(result, title=f"workflow {workflow.name}")
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+    print_workflow_result(result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet)
+    raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
 
 
 def _budget(**limits: Any) -> Any:
@@ -214,7 +223,9 @@ def _planner(
     )
 
 
-def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, quiet: bool) -> None:
+def _finish_planner_run(
+    planner: Any, run: Any, *, run_id: str, as_json: bool, quiet: bool, allow_failed_steps: bool = False
+) -> None:
     """Run a planner coroutine with the live view; print the result; exit with its code."""
     import asyncio
 
@@ -234,10 +245,15 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
     else:
         if quiet:
             typer.echo(result.answer or "")
+            if line := quiet_line(result):
+                typer.echo(line, err=True)
         else:
             view.print_answer(result.answer or "")
-            console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+            summary = view.summary_line(result, model=planner.model, trace_url=result.trace_url)
+            if note := failed_steps_note(result):
+                summary += f" | {note}"
+            console().print(summary, soft_wrap=True)
+    raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
 
 
 @app.command("run")
@@ -261,6 +277,7 @@ def run_(
     record: Annotated[bool, typer.Option(help="Record the run in the run store.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
+    allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
     import uuid
@@ -286,6 +303,7 @@ def run_(
         run_id=run_id,
         as_json=as_json,
         quiet=quiet,
+        allow_failed_steps=allow_failed_steps,
     )
 
 
@@ -334,6 +352,7 @@ def resume(
     workspace: Annotated[Optional[Path], typer.Option(help="Root directory for the file tools.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
+    allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again."""
     from planweave.executor.store import FINAL_STATUSES
@@ -355,11 +374,8 @@ def resume(
             run_id=summary.id,
             completed=state.completed,
         )
-        if as_json:
-            typer.echo(result.model_dump_json(indent=2))
-        elif not quiet:
-            print_result(result, title=f"workflow {workflow.name} (resumed)")
-        raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+        print_workflow_result(result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet)
+        raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
     planner = _planner(
         model=model or meta.get("model") or None,
         api_base=api_base or meta.get("api_base"),
@@ -375,6 +391,7 @@ def resume(
         run_id=summary.id,
         as_json=as_json,
         quiet=quiet,
+        allow_failed_steps=allow_failed_steps,
     )
 
 

@@ -12,16 +12,49 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from planweave.executor.result import RunResult
+    from planweave.executor.result import BaseResult, RunResult
     from planweave.executor.store import GroupStats, RunSummary
     from planweave.tools.base import ToolRegistry
 
 __all__ = [
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-    "console", "fail_usage", "print_result", "print_runs", "print_stats", "print_tools",
+    "console", "exit_code", "fail_usage", "failed_steps_note", "print_result", "print_runs", "print_stats",
+    "print_tools", "print_workflow_result", "quiet_line",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+"""The exit codes, as README's status table gives them: 0 `succeeded` (and `partial` with
+`--allow-failed-steps`), 1 any other end of a run, 2 bad input, 130 Ctrl-C."""
+
+
+def exit_code(result: BaseResult, *, allow_failed_steps: bool = False) -> int:
+    """How `run`, `exec` and `resume` exit for a run that ended: 0 only when it succeeded, or
+    ended `partial` (a step failed, the run went on) and the user allowed that."""
+    if result.ok or (allow_failed_steps and result.status == "partial"):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def failed_steps_note(result: BaseResult) -> str:
+    """What a run's closing line says about its failed steps (empty when none failed): a `partial`
+    run's `error` (it names them and what the first said), else `failed steps: `a`, `b``."""
+    if not result.failed_steps:
+        return ""
+    if result.status == "partial" and result.error:
+        return result.error
+    return f"failed step{'s' if len(result.failed_steps) > 1 else ''}: " + ", ".join(
+        f"`{sid}`" for sid in result.failed_steps
+    )
+
+
+def quiet_line(result: BaseResult) -> str | None:
+    """The one stderr line `--quiet` prints for a run whose steps failed, or None."""
+    if result.ok or not result.failed_steps:
+        return None
+    note = failed_steps_note(result)
+    if result.status == "partial" or not result.error:
+        return f"planweave: {result.status}: {note}"
+    return f"planweave: {result.status}: {result.error} | {note}"
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -52,11 +85,24 @@ def print_result(result: RunResult, *, title: str) -> None:
         table.add_row(sid, s.tool, f"[{colour}]{s.status}[/]", str(s.attempts), duration, shown or "")
     out = console()
     out.print(table)
-    colour = "green" if result.ok else "red"
+    colour = "green" if result.ok else "yellow" if result.status == "partial" else "red"
     line = f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}"
     if result.error:
         line += f": {result.error}"
-    out.print(line)
+    if result.failed_steps and result.status != "partial":  # a `partial` run's `error` names them already
+        line += f" | {failed_steps_note(result)}"
+    out.print(line, soft_wrap=True)
+
+
+def print_workflow_result(result: RunResult, *, title: str, as_json: bool, quiet: bool) -> None:
+    """A workflow run as `exec` and `resume` print it: JSON, the table, or (`--quiet`) one stderr
+    line when steps failed."""
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    elif not quiet:
+        print_result(result, title=title)
+    elif line := quiet_line(result):
+        typer.echo(line, err=True)
 
 
 def print_runs(runs: list[RunSummary]) -> None:
@@ -117,7 +163,9 @@ def print_tools(registry: ToolRegistry) -> None:
 
 
 def _status(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(status, "magenta")
+    colour = {"succeeded": "green", "partial": "yellow", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(
+        status, "magenta"
+    )
     return f"[{colour}]{status}[/]"
 
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HANDLERS", "TraceBuilder"]
 
-_ROOT_LEVEL = {"failed": "ERROR", "budget_exceeded": "WARNING", "cancelled": "WARNING"}
+_ROOT_LEVEL = {"failed": "ERROR", "partial": "WARNING", "budget_exceeded": "WARNING", "cancelled": "WARNING"}
 
 
 @dataclass

@@ -245,7 +245,8 @@ async def test_on_failure_continue_skips_dependents_only() -> None:
             step("independent"),
         ]
     )
-    assert result.status == "succeeded"
+    assert result.status == "partial" and result.failed_steps == ["c"] and not result.ok
+    assert result.error == "step `c` failed: nope"
     assert result.steps["c"].status == "failed"
     assert result.steps["needs_c"].status == "skipped"
     assert result.steps["needs_c"].error == "needs `c`, which failed"
@@ -263,7 +264,7 @@ async def test_on_failure_replan_is_reported() -> None:
     assert result.status == "failed" and result.replan_requests == ["c"]
     assert "`c` failed with `on_failure: replan`" in (result.error or "")
     handled = await Executor([crash, echo]).run(steps, replans_handled=True)
-    assert handled.status == "succeeded" and handled.replan_requests == ["c"]
+    assert handled.status == "partial" and handled.replan_requests == ["c"]
 
 
 async def test_when_condition_skips_step_and_its_dependents() -> None:

@@ -177,8 +177,12 @@ async def test_replan_after_a_failed_step(server: FakeModelServer) -> None:
         finish("got content from the mirror"),
     )
     result = await planner(server, tools=[fetch]).run("fetch it")
-    assert result.status == "succeeded" and result.rounds == 2 and result.replans == 1
+    # Answered around a failed step: `partial`, not `succeeded`, naming the step.
+    assert result.status == "partial" and result.rounds == 2 and result.replans == 1
+    assert result.failed_steps == ["f1"] and not result.ok
+    assert result.error == "step `f1` failed: cannot reach http://bad"
     assert result.steps["f1"].status == "failed" and result.steps["f2"].output == "content"
+    assert result.steps["f1"].attempts == 3  # a ConnectionError is transient: the default retry policy
     second_plan = server.chat_requests[2].json["messages"][0]["content"]
     assert "`f1` (fetch, failed): cannot reach http://bad" in second_plan
     assert "f1 failed; try the mirror" in second_plan

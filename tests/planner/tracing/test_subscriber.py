@@ -326,10 +326,11 @@ async def test_executor_run_with_retries_failures_and_skips() -> None:
     events = Events()
     tracer, exporter = memory_tracer(planner=False, name="planweave exec")
     result = await Executor([flaky, boom]).run(steps, goal="g", subscribers=[events, tracer])
-    assert result.status == "succeeded"
+    assert result.status == "partial"  # `b` failed with `on_failure: continue`
     assert tracer.flush() is True  # the trace ended with `RunFinished`: no close needed to see it
     [root] = span_tree(decoded(exporter))
     assert root["name"] == "planweave exec" and root["trace"]["name"] == "planweave exec"
+    assert root["level"] == "WARNING" and root["status_message"] == "step `b` failed: broken"
     assert root["end_time"] == pytest.approx(ns(events.of("run_finished")[0].at), abs=1e-6)
     assert set(children(root)) == {("tool", "f"), ("tool", "b"), ("event", "after skipped")}
     f = next(c for c in root["children"] if c["name"] == "f")

@@ -242,8 +242,11 @@ async def test_permanent_error_fails_with_what_to_set(server: FakeModelServer) -
     server.enqueue(Reply.http_error(401, "bad key"))
     result = await planner(server).run("x")
     assert result.status == "failed"
-    assert "the API key was rejected" in (result.error or "")
-    assert len(server.chat_requests) == 1
+    assert result.error == (
+        f"the provider at `{server.base_url}` rejected the API key for model `openai/fake-model` (HTTP 401); "
+        "check the key given as `api_key=`, or pick another model with `--model` or `PLANWEAVE_MODEL`."
+    )
+    assert len(server.chat_requests) == 1 == result.usage.llm_calls  # never retried, and counted
 
 
 async def test_dropped_stream_is_reasked(server: FakeModelServer) -> None:

@@ -50,6 +50,12 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
 OFFLINE_MODEL = "planweave/offline"
+OFFLINE_HINT = (
+    "Answered by planweave's offline rule-based planner. To plan with a real model, set PLANWEAVE_MODEL "
+    "or pass `--model` (for example `openai/gpt-4o-mini` with OPENAI_API_KEY, "
+    "`anthropic/claude-3-5-haiku-latest` with ANTHROPIC_API_KEY, or `ollama/llama3.1` for a local Ollama)."
+)
+"""Said once per run by the CLI when the offline model answered; never part of the answer."""
 
 
 def import_litellm() -> Any:

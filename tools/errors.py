@@ -12,6 +12,9 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   ├── WorkflowFileError           a workflow/plan file cannot be read (executor)
     │   ├── StoreError                  the run store is corrupted, locked or lacks a run (executor)
     │   └── ConfigError                 a setting is missing or wrong (planner)
+    │       ├── MissingAPIKeyError      the model's provider key is not set (before any call)
+    │       ├── UnknownProviderError    litellm knows no provider for the model name (before any call)
+    │       └── UnpricedBudgetError     a cost budget on a model with no known price (before any call)
     └── RuntimeFailure                  raised while *running*
         ├── ToolError                   a tool call failed (tools); retryable unless permanent
         │   ├── ToolArgumentsError      arguments do not match the tool's schema (permanent)
@@ -22,6 +25,11 @@ dependencies keep pointing one way (planner -> executor -> tools).
         ├── RunFailedError              a run ended failed; carries the result (executor)
         ├── PlanningError               the planner could not get a valid plan (planner)
         ├── LLMError                    a model call failed for good (planner)
+        │   ├── APIKeyRejectedError     the provider refused the key: 401/403, never retried
+        │   ├── ModelNotFoundError      the provider has no such model: 404
+        │   ├── ProviderUnreachableError no connection to the provider, retries included
+        │   ├── ProviderError           the provider kept failing (5xx, 429, timeout) or refused the request
+        │   └── ModelStreamError        the streamed reply broke off (the planner re-asks)
         └── BudgetExceededError         a run hit one of its budgets (planner)
 
 Errors carry fields (`step_id`, `tool`, `attempt`) as well as a message, and the

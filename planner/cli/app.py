@@ -236,6 +236,12 @@ def _finish_planner_run(planner: Any, run: Any, *, run_id: str, as_json: bool, q
         else:
             view.print_answer(result.answer or "")
             console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
+        if result.status == "failed" and result.error:
+            typer.echo(f"planweave: error: {result.error}", err=True)  # why, in one line, in every mode
+    from planweave.planner.llm import OFFLINE_HINT, OFFLINE_MODEL
+
+    if planner.model == OFFLINE_MODEL and not quiet and not as_json:
+        typer.secho(OFFLINE_HINT, err=True, dim=True)  # once per run, never in the answer
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 

@@ -180,6 +180,9 @@ class BudgetExceededError(RuntimeFailure):
     `max_cost_usd`, `max_steps`, `max_replans`, `max_seconds`), `limit` is the budget and `used`
     what the run had used. The run ends with status `budget_exceeded` and a best-effort answer."""
 
+    permanent = True
+    """Never worth another attempt: a step whose `llm` call hit the budget is not retried."""
+
     def __init__(self, budget: str, *, limit: float, used: float, message: str) -> None:
         super().__init__(message)
         self.budget = budget

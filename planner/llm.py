@@ -156,15 +156,11 @@ class LLMCall:
     messages: list[dict[str, Any]] = field(default_factory=list)
     output: Any = None
 
-    @property
-    def attempts(self) -> int:
-        """Requests this record counts: always 1 (event consumers add up `attempts + reasks`)."""
-        return 1
-
-    @property
-    def reasks(self) -> int:
-        """Always 0: a re-ask is a request with its own record (see `reask`)."""
-        return 0
+    attempts: int = 1
+    """Requests this record counts: always 1 (one record per request). Kept, with `reasks`,
+    because event and result consumers add up `attempts + reasks`."""
+    reasks: int = 0
+    """Always 0: a re-ask is a request with its own record (see `reask`)."""
 
 
 class Usage(BaseModel):

@@ -545,10 +545,10 @@ class LLMClient:
                     max_retries=max_reasks + 1,
                     **self._kwargs(model, messages),
                 )
+                if pending:
+                    pending[-1].output = result.model_dump(mode="json")
             finally:
                 flush()
-            if self.calls and self.calls[-1].model == model:
-                self.calls[-1].output = result.model_dump(mode="json")
             return cast(T, result)
 
         try:

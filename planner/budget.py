@@ -1,7 +1,10 @@
 """The limits of one planner run (`Budget`) and the checks that stop it cleanly when one is hit.
 
-A check raises `BudgetStop`; the run catches it, cancels its steps and ends with status
+A check raises `BudgetExceededError`; the run catches it, cancels its steps and ends with status
 `budget_exceeded` and a best-effort answer. `max_seconds` is a timeout scope in the run itself.
+Token and cost budgets are also kept *inside* each call: `LLMClient` caps every request's
+`max_tokens` by what the budget still allows (`tokens_left`), so a run ends within one call of
+its limit.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from planweave.planner.errors import BudgetExceededError
+
 if TYPE_CHECKING:
     from planweave.planner.llm import Usage
 
-__all__ = ["Budget", "BudgetStop", "check_replans", "check_steps", "check_usage"]
+__all__ = ["Budget", "check_replans", "check_steps", "check_usage"]
 
 
 class Budget(BaseModel):
@@ -27,34 +32,39 @@ class Budget(BaseModel):
     max_seconds: float | None = Field(None, gt=0)
 
 
-class BudgetStop(Exception):
-    """A budget was hit; `budget` names which (`max_llm_calls`, `max_tokens`, ...)."""
-
-    def __init__(self, budget: str, message: str) -> None:
-        super().__init__(message)
-        self.budget = budget
-
-
 def check_usage(budget: Budget, usage: Usage, *, before_call: bool = False) -> None:
     """Stop when the LLM calls, tokens or cost reached their budget (`before_call`: no room for one more call)."""
     u, b = usage, budget
     if b.max_llm_calls is not None and (u.llm_calls >= b.max_llm_calls if before_call else u.llm_calls > b.max_llm_calls):
-        raise BudgetStop("max_llm_calls", f"the run reached its budget of {b.max_llm_calls} LLM calls")
+        raise BudgetExceededError(
+            "max_llm_calls", limit=b.max_llm_calls, used=u.llm_calls,
+            message=f"the run reached its budget of {b.max_llm_calls} LLM calls",
+        )
     if b.max_tokens is not None and u.total_tokens >= b.max_tokens:
-        raise BudgetStop("max_tokens", f"the run used {u.total_tokens} tokens, over its budget of {b.max_tokens}")
+        raise BudgetExceededError(
+            "max_tokens", limit=b.max_tokens, used=u.total_tokens,
+            message=f"the run used {u.total_tokens} tokens, over its budget of {b.max_tokens}",
+        )
     if b.max_cost_usd is not None and u.cost_usd is not None and u.cost_usd >= b.max_cost_usd:
-        raise BudgetStop(
-            "max_cost_usd", f"the run cost ${u.cost_usd:.4f}, over its budget of ${b.max_cost_usd:.4f}"
+        raise BudgetExceededError(
+            "max_cost_usd", limit=b.max_cost_usd, used=u.cost_usd,
+            message=f"the run cost ${u.cost_usd:.4f}, over its budget of ${b.max_cost_usd:.4f}",
         )
 
 
 def check_steps(budget: Budget, steps: int) -> None:
     """Stop before adding a step to a run that already has `steps`."""
     if budget.max_steps is not None and steps >= budget.max_steps:
-        raise BudgetStop("max_steps", f"the run reached its budget of {budget.max_steps} steps")
+        raise BudgetExceededError(
+            "max_steps", limit=budget.max_steps, used=steps,
+            message=f"the run reached its budget of {budget.max_steps} steps",
+        )
 
 
 def check_replans(budget: Budget, replans: int) -> None:
     """Stop when a run has replanned more often than its budget allows."""
     if budget.max_replans is not None and replans > budget.max_replans:
-        raise BudgetStop("max_replans", f"the run reached its budget of {budget.max_replans} replans")
+        raise BudgetExceededError(
+            "max_replans", limit=budget.max_replans, used=replans,
+            message=f"the run reached its budget of {budget.max_replans} replans",
+        )

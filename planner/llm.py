@@ -1,47 +1,61 @@
 """Model access: every call goes through litellm; structured output through instructor.
 
 litellm is imported lazily (it takes seconds), after `LITELLM_LOCAL_MODEL_COST_MAP`
-is set so that importing it never downloads a price list. Transient provider
-errors are retried with backoff, fallback models are tried in order, permanent
-errors fail at once with what to set. Every call is recorded with its prompt's
-name/version/hash, tokens, cost and latency.
+is set so that importing it never downloads a price list.
+
+What can never work is refused before any call (`LLMClient.check_ready`): a provider key
+that is not set, a model name with no known provider, a cost budget on a model with no price.
+Errors are classified by exception *type* (litellm's and the openai client's, found anywhere
+in the exception's cause chain): transient ones (rate limit, timeout, 5xx, connection) are
+retried with backoff by tenacity, then the fallback models are tried; a rejected key, an
+unknown model or a refused request are never retried. Each failure becomes one planweave
+error class saying the cause and the fix.
+
+Every request sent to a provider gets its own `LLMCall` record (first tries, transient
+retries, fallbacks, re-asks and failed requests alike) with its prompt's name/version/hash,
+tokens, cost and latency, so `Usage.llm_calls` is what the provider received.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel
 
-from planweave.planner.errors import ConfigError, LLMError
+from planweave.planner.budget import check_usage
+from planweave.planner.errors import (
+    APIKeyRejectedError,
+    BudgetExceededError,
+    LLMError,
+    MissingAPIKeyError,
+    ModelNotFoundError,
+    ModelStreamError,
+    ProviderError,
+    ProviderUnreachableError,
+    UnknownProviderError,
+    UnpricedBudgetError,
+)
+
+if TYPE_CHECKING:
+    from planweave.planner.budget import Budget
 
 __all__ = ["LLMCall", "LLMClient", "LLMConfig", "Usage", "import_litellm"]
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 
 OFFLINE_MODEL = "planweave/offline"
-_TRANSIENT = (
-    "RateLimitError",
-    "Timeout",
-    "APIConnectionError",
-    "InternalServerError",
-    "ServiceUnavailableError",
-    "BadGatewayError",
-    "MidStreamFallbackError",
+OFFLINE_HINT = (
+    "Answered by planweave's offline rule-based planner. To plan with a real model, set PLANWEAVE_MODEL "
+    "or pass `--model` (for example `openai/gpt-4o-mini` with OPENAI_API_KEY, "
+    "`anthropic/claude-3-5-haiku-latest` with ANTHROPIC_API_KEY, or `ollama/llama3.1` for a local Ollama)."
 )
-_PERMANENT_HINTS = {
-    "AuthenticationError": "the API key was rejected; set the provider's key (e.g. OPENAI_API_KEY) or pass `api_key=`",
-    "NotFoundError": "the model was not found; check the model name (`PLANWEAVE_MODEL` or `model=`)",
-    "PermissionDeniedError": "the key may not use this model; check the provider account",
-    "BadRequestError": "the provider rejected the request",
-    "ContextWindowExceededError": "the prompt is too long for this model; use a model with a larger context",
-}
+"""Said once per run by the CLI when the offline model answered; never part of the answer."""
 
 
 def import_litellm() -> Any:
@@ -62,9 +76,69 @@ def import_litellm() -> Any:
     return litellm
 
 
+# --- error classification, by type ---------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it was raised from. litellm wraps the openai client's errors (a refused
+    connection arrives as litellm's `InternalServerError` raised from `openai.APIConnectionError`),
+    and instructor wraps both, so the telling type may sit anywhere in the chain."""
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def _find(exc: BaseException, types: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+    return next((e for e in _chain(exc) if isinstance(e, types)), None)
+
+
+def _provider_error(exc: BaseException) -> BaseException | None:
+    """The provider's error behind `exc` (an `openai.APIError`, which litellm's errors subclass), if any."""
+    import openai
+
+    return _find(exc, openai.APIError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth retrying the same model: a rate limit, a timeout, a 5xx or a connection failure, and
+    never a rejected key or refused request (which litellm may also wrap in a 5xx type)."""
+    import openai
+
+    litellm = import_litellm()
+    if _find(exc, BudgetExceededError) is not None or _permanent(exc):
+        return False
+    transient = (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+        openai.APIConnectionError,
+        openai.RateLimitError,
+        openai.InternalServerError,
+    )
+    return _find(exc, transient) is not None
+
+
+def _permanent(exc: BaseException) -> bool:
+    import openai
+
+    permanent = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError, openai.BadRequestError)
+    return _find(exc, permanent) is not None
+
+
 @dataclass
 class LLMCall:
-    """One model call as recorded in the run (and traced)."""
+    """One request sent to a model provider, as recorded in the run (and traced).
+
+    Every request has its own record (first tries, transient retries, fallbacks, re-asks and
+    failed requests alike), so counting records counts what the provider received."""
 
     purpose: str
     model: str
@@ -73,18 +147,24 @@ class LLMCall:
     output_tokens: int = 0
     cost_usd: float | None = None
     latency_s: float = 0.0
-    attempts: int = 1
-    """Provider attempts (transient retries included)."""
-    reasks: int = 0
-    """Re-asks after invalid output (each is a full extra call, counted in the tokens)."""
+    attempt: int = 1
+    """Which try this request was for its model (2 and up: transient retries)."""
+    reask: int = 0
+    """0 for the first ask; n for the n-th re-ask after invalid output."""
     started_at: float = field(default_factory=time.time)
     error: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     output: Any = None
 
+    attempts: int = 1
+    """Requests this record counts: always 1 (one record per request). Kept, with `reasks`,
+    because event and result consumers add up `attempts + reasks`."""
+    reasks: int = 0
+    """Always 0: a re-ask is a request with its own record (see `reask`)."""
+
 
 class Usage(BaseModel):
-    """Totals over a run's LLM calls. `cost_usd` is None when any call's price is unknown."""
+    """Totals over a run's LLM requests. `cost_usd` is None when any request's price is unknown."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -130,15 +210,54 @@ class LLMConfig:
         return self.api_base or os.environ.get("PLANWEAVE_API_BASE") or None
 
 
-class LLMClient:
-    """Calls models through litellm and records every call. One per planner run."""
+def _offline(model: str) -> bool:
+    return model.startswith("planweave/")
 
-    def __init__(self, config: LLMConfig, on_call: Callable[[LLMCall], None] | None = None) -> None:
+
+class LLMClient:
+    """Calls models through litellm and records every request. One per planner run.
+
+    Creating one checks what can be checked without a call (`check_ready`): a missing key or an
+    unknown provider fails here, at once, with no retries. `budget` (the run's) caps each
+    request's `max_tokens` and stops retries and re-asks that would go over it.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        on_call: Callable[[LLMCall], None] | None = None,
+        *,
+        budget: Budget | None = None,
+    ) -> None:
         self.config = config
         self.on_call = on_call
+        self.budget = budget
         self.calls: list[LLMCall] = []
         self.usage = Usage()
-        self._rng = random.Random()
+        self.check_ready()
+
+    def check_ready(self) -> None:
+        """Refuse what can never work, before any call: raises `UnknownProviderError`,
+        `MissingAPIKeyError` or `UnpricedBudgetError` (all `ConfigError`s)."""
+        api_base = self.config.resolved_api_base()
+        for model in self._models():
+            if _offline(model):
+                continue
+            litellm = import_litellm()
+            try:
+                litellm.get_llm_provider(model, api_base=api_base)
+            except litellm.BadRequestError as exc:
+                raise UnknownProviderError(model) from exc
+            if not self.config.api_key:
+                env = litellm.validate_environment(model, api_base=api_base)
+                # Only API keys: a provider's missing base URL or cloud credentials may have
+                # defaults (Ollama's localhost, an AWS profile) that litellm does not check here.
+                keys = [k for k in env.get("missing_keys", []) if k.endswith("_API_KEY")]
+                if keys and not env.get("keys_in_environment"):
+                    raise MissingAPIKeyError(model, keys, api_base)
+            budget = self.budget
+            if budget is not None and budget.max_cost_usd is not None and self.cost(model, 1000, 1000) is None:
+                raise UnpricedBudgetError(model, budget.max_cost_usd)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -148,70 +267,145 @@ class LLMClient:
         if self.on_call is not None:
             self.on_call(call)
 
+    def _start(
+        self, purpose: str, model: str, prompt: Mapping[str, str], messages: list[dict[str, Any]], attempt: int,
+        reask: int = 0,
+    ) -> LLMCall:
+        """A record for a request about to be sent. A retry or re-ask that the budget has no
+        room for raises `BudgetExceededError` instead (the first try is the run's to check)."""
+        if self.budget is not None and (attempt > 1 or reask > 0):
+            check_usage(self.budget, self.usage, before_call=True)
+        return LLMCall(purpose=purpose, model=model, prompt=dict(prompt), messages=list(messages),
+                       attempt=attempt, reask=reask)
+
+    def _fill(self, call: LLMCall, response: Any) -> None:
+        usage = getattr(response, "usage", None)
+        call.input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        call.output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
+        call.latency_s = time.time() - call.started_at
+
+    def _failed(self, call: LLMCall, exc: BaseException) -> None:
+        """Record a request that got no answer: nothing was billed for it."""
+        call.error = f"{type(exc).__name__}: {_short(exc)}"
+        call.cost_usd = 0.0
+        call.latency_s = time.time() - call.started_at
+        self._record(call)
+
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
         for name in (model, model.split("/", 1)[-1]):
             if name in self.config.prices:
                 pin, pout = self.config.prices[name]
                 return (input_tokens * pin + output_tokens * pout) / 1_000_000
-        if model.startswith("planweave/"):
+        if _offline(model):
             return 0.0
         litellm = import_litellm()
         for name in (model, model.split("/", 1)[-1]):
             try:
                 pin, pout = litellm.cost_per_token(model=name, prompt_tokens=input_tokens, completion_tokens=output_tokens)
                 return float(pin + pout)
-            except Exception:
+            except Exception:  # litellm raises a bare Exception for a model it has no price for
                 continue
         return None
 
-    def _kwargs(self, model: str) -> dict[str, Any]:
+    def max_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
+        """The most output tokens the run's token and cost budgets still allow for one request
+        (None: no such budget). At least 1; the run stops at its next budget check."""
+        budget = self.budget
+        if budget is None or _offline(model):
+            return None
+        prompt_tokens = _estimate_tokens(messages)
+        caps: list[int] = []
+        if budget.max_tokens is not None:
+            caps.append(budget.max_tokens - self.usage.total_tokens - prompt_tokens)
+        if budget.max_cost_usd is not None and self.usage.cost_usd is not None:
+            per_million_out = self.cost(model, 0, 1_000_000)
+            prompt_cost = self.cost(model, prompt_tokens, 0)
+            if per_million_out and prompt_cost is not None:
+                left = budget.max_cost_usd - self.usage.cost_usd - prompt_cost
+                caps.append(int(left / per_million_out * 1_000_000))
+        return max(1, min(caps)) if caps else None
+
+    def _kwargs(self, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout_s, "num_retries": 0}
         api_base = self.config.resolved_api_base()
-        if api_base and not model.startswith("planweave/"):
+        if api_base and not _offline(model):
             kw["api_base"] = api_base
         if self.config.api_key:
             kw["api_key"] = self.config.api_key
-        if self.config.temperature is not None and not model.startswith("planweave/"):
+        if self.config.temperature is not None and not _offline(model):
             kw["temperature"] = self.config.temperature
+        cap = self.max_tokens(model, messages)
+        if cap is not None:
+            kw["max_tokens"] = cap
         return kw
 
     def _models(self) -> list[str]:
         return [self.config.resolved_model(), *self.config.fallbacks]
 
-    async def _with_retries(self, fn: Callable[[str, int], Awaitable[Any]], call: LLMCall) -> Any:
-        """Run `fn(model, attempt)` with transient retries per model, then the fallbacks."""
-        errors: list[str] = []
+    # --- retries and fallbacks ---------------------------------------------------------------
+
+    async def _retrying(self, send: Callable[[str, int], Awaitable[R]]) -> R:
+        """`send(model, attempt)` with transient retries per model (tenacity), then the fallbacks.
+
+        When every model failed, the configured model's failure is raised."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+        failures: list[LLMError] = []
         for model in self._models():
-            call.model = model
-            for attempt in range(1, self.config.max_retries + 1):
-                try:
-                    return await fn(model, attempt)
-                except asyncio.CancelledError:
+            tries = 0
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(max(1, self.config.max_retries)),
+                    wait=wait_exponential(multiplier=self.config.retry_delay_s, max=30)
+                    + wait_random(0, self.config.retry_delay_s * 0.2),
+                    retry=retry_if_exception(_is_transient),
+                    reraise=True,
+                ):
+                    with attempt:
+                        tries = attempt.retry_state.attempt_number
+                        return await send(model, tries)
+            except Exception as exc:
+                stop = _find(exc, BudgetExceededError)
+                if stop is not None:
+                    raise stop from None
+                if _provider_error(exc) is None:
                     raise
-                except Exception as exc:
-                    name = type(exc).__name__
-                    mro = {c.__name__ for c in type(exc).__mro__}
-                    status = getattr(exc, "status_code", None)
-                    hint = next((h for k, h in _PERMANENT_HINTS.items() if k in mro), None)
-                    if status in (401, 403):
-                        hint = _PERMANENT_HINTS["AuthenticationError"]
-                    transient = hint is None and (bool(mro & set(_TRANSIENT)) or status in (408, 409, 429, 500, 502, 503, 504))
-                    if not transient:
-                        if hint is None:
-                            raise
-                        errors.append(f"`{model}`: {hint} ({_short(exc)})")
-                        break
-                    errors.append(f"`{model}` attempt {attempt}: {name}: {_short(exc)}")
-                    if attempt < self.config.max_retries:
-                        call.attempts += 1
-                        delay = self.config.retry_delay_s * 2 ** (attempt - 1)
-                        await asyncio.sleep(delay * self._rng.uniform(0.8, 1.2))
-        call.error = "; ".join(errors)
-        raise LLMError(
-            f"the model call failed: {'; '.join(errors[-3:])}. "
-            "Check the model name, key and API base, or add fallback models.",
-            model=call.model,
-        )
+                failures.append(self._classify(model, exc, tries))
+        raise failures[0]
+
+    def _classify(self, model: str, exc: BaseException, attempts: int) -> LLMError:
+        """The planweave error for a provider failure, chosen by the types in its cause chain."""
+        import openai
+
+        api_base = None if _offline(model) else self.config.resolved_api_base()
+        provider = _provider_error(exc)
+        status = getattr(provider, "status_code", None)
+        error: LLMError
+        if _find(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) is not None:
+            error = APIKeyRejectedError(model, status_code=status, env_var=self._key_var(model), api_base=api_base)
+        elif _find(exc, openai.NotFoundError) is not None:
+            error = ModelNotFoundError(model, api_base=api_base)
+        elif _find(exc, openai.APITimeoutError) is not None:
+            error = ProviderError(model, status_code=None, attempts=attempts, api_base=api_base,
+                                  detail=f"no answer within {self.config.timeout_s:g}s")
+        elif _find(exc, openai.APIConnectionError) is not None:
+            error = ProviderUnreachableError(model, api_base=api_base, attempts=attempts)
+        else:
+            error = ProviderError(model, status_code=status, attempts=attempts, api_base=api_base,
+                                  detail=_short(provider or exc, 160))
+        error.__cause__ = exc
+        return error
+
+    def _key_var(self, model: str) -> str | None:
+        """The variable the key most likely came from, for the message (None: given as `api_key=`)."""
+        if self.config.api_key:
+            return None
+        try:
+            provider = import_litellm().get_llm_provider(model)[1]
+        except Exception:  # only for a message: any failure just leaves the variable unnamed
+            return None
+        return f"{str(provider).upper()}_API_KEY"
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -224,10 +418,10 @@ class LLMClient:
         purpose: str,
         tool_name: str = "plan",
     ) -> AsyncIterator[str]:
-        """Stream a structured reply as JSON text deltas (tool-call arguments or content)."""
+        """Stream a structured reply as JSON text deltas (tool-call arguments or content).
+
+        A stream that breaks off part-way raises `ModelStreamError` (the caller re-asks)."""
         litellm = import_litellm()
-        call = LLMCall(purpose=purpose, model="", prompt=dict(prompt), messages=list(messages))
-        t0 = time.perf_counter()
         tool = {
             "type": "function",
             "function": {
@@ -237,17 +431,22 @@ class LLMClient:
             },
         }
 
-        async def open_stream(model: str, attempt: int) -> Any:
-            kw = self._kwargs(model)
-            if not model.startswith("planweave/"):
+        async def open_stream(model: str, attempt: int) -> tuple[LLMCall, Any]:
+            call = self._start(purpose, model, prompt, messages, attempt)
+            kw = self._kwargs(model, messages)
+            if not _offline(model):
                 kw["tools"] = [tool]
                 kw["tool_choice"] = {"type": "function", "function": {"name": tool_name}}
-            stream = await litellm.acompletion(
-                messages=messages, stream=True, stream_options={"include_usage": True}, **kw
-            )
-            return stream
+            try:
+                stream = await litellm.acompletion(
+                    messages=messages, stream=True, stream_options={"include_usage": True}, **kw
+                )
+            except BaseException as exc:
+                self._failed(call, exc)
+                raise
+            return call, stream
 
-        stream = await self._with_retries(open_stream, call)
+        call, stream = await self._retrying(open_stream)
         text: list[str] = []
         usage = None
         try:
@@ -273,9 +472,12 @@ class LLMClient:
             raise
         except Exception as exc:
             call.error = f"the stream broke: {type(exc).__name__}: {_short(exc)}"
-            raise LLMError(f"the model's stream broke off: {_short(exc)}", model=call.model) from exc
+            raise ModelStreamError(
+                f"the reply of model `{call.model}` broke off part-way ({_short(exc, 160)}); re-asking.",
+                model=call.model,
+            ) from exc
         finally:
-            call.latency_s = time.perf_counter() - t0
+            call.latency_s = time.time() - call.started_at
             full = "".join(text)
             call.output = full
             if usage is not None:
@@ -284,8 +486,7 @@ class LLMClient:
             else:  # the provider sent no usage: estimate, as litellm's token counter does
                 call.input_tokens = _estimate_tokens(messages)
                 call.output_tokens = max(1, len(full) // 4) if full else 0
-            if call.model:
-                call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
+            call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
             self._record(call)
 
     async def structured(
@@ -297,75 +498,88 @@ class LLMClient:
         purpose: str,
         max_reasks: int = 2,
     ) -> T:
-        """A validated pydantic object, via instructor (which re-asks on invalid output)."""
+        """A validated pydantic object, via instructor (which re-asks on invalid output).
+
+        Every request instructor sends (re-asks included) goes through this client, so each is
+        recorded and capped by the budget."""
         litellm = import_litellm()
         import instructor
 
-        call = LLMCall(purpose=purpose, model="", prompt=dict(prompt), messages=list(messages))
-        t0 = time.perf_counter()
-        responses: list[Any] = []
-        parse_errors: list[str] = []
+        async def send(model: str, attempt: int) -> T:
+            pending: list[LLMCall] = []  # answered requests, recorded once their parse result is known
+            sent = 0
 
-        async def attempt(model: str, _: int) -> T:
-            responses.clear()
-            parse_errors.clear()
-            mode = instructor.Mode.JSON if model.startswith("planweave/") else instructor.Mode.TOOLS
-            client = instructor.from_litellm(litellm.acompletion, mode=mode)
-            client.on("completion:response", responses.append)
-            client.on("parse:error", lambda e: parse_errors.append(_short(e)))
-            return await client.chat.completions.create(  # type: ignore[no-any-return]
-                response_model=cast(Any, response_model),
-                messages=cast(Any, messages),
-                max_retries=max_reasks + 1,
-                **self._kwargs(model),
-            )
+            def flush() -> None:
+                while pending:
+                    self._record(pending.pop(0))
+
+            def parse_failed(exc: Exception) -> None:
+                if pending:
+                    pending[-1].error = f"the reply did not validate: {_short(exc)}"
+
+            async def completion(*args: Any, **kwargs: Any) -> Any:
+                nonlocal sent
+                flush()
+                sent_messages = list(kwargs.get("messages") or messages)
+                call = self._start(purpose, model, prompt, sent_messages, attempt, reask=sent)
+                sent += 1
+                cap = self.max_tokens(model, sent_messages)
+                if cap is not None:
+                    kwargs["max_tokens"] = cap
+                try:
+                    response = await litellm.acompletion(*args, **kwargs)
+                except BaseException as exc:
+                    self._failed(call, exc)
+                    raise
+                self._fill(call, response)
+                pending.append(call)
+                return response
+
+            mode = instructor.Mode.JSON if _offline(model) else instructor.Mode.TOOLS
+            client = instructor.from_litellm(completion, mode=mode)
+            client.on("parse:error", parse_failed)
+            try:
+                result = await client.chat.completions.create(
+                    response_model=cast(Any, response_model),
+                    messages=cast(Any, messages),
+                    max_retries=max_reasks + 1,
+                    **self._kwargs(model, messages),
+                )
+                if pending:
+                    pending[-1].output = result.model_dump(mode="json")
+            finally:
+                flush()
+            return cast(T, result)
 
         try:
-            result: T = await self._with_retries(attempt, call)
-        except LLMError:
+            return await self._retrying(send)
+        except (LLMError, BudgetExceededError):
             raise
         except Exception as exc:
             # instructor gave up re-asking: the model's output never validated.
-            call.error = f"{type(exc).__name__}: {_short(exc)}"
             raise LLMError(
                 f"the model's {purpose} output stayed invalid after {max_reasks} re-asks: {_short(exc)}",
-                model=call.model,
+                model=self.config.resolved_model(),
             ) from exc
-        finally:
-            call.latency_s = time.perf_counter() - t0
-            call.reasks = max(0, len(responses) - 1)
-            call.attempts = max(1, call.attempts)
-            for r in responses:
-                u = getattr(r, "usage", None)
-                call.input_tokens += int(getattr(u, "prompt_tokens", 0) or 0)
-                call.output_tokens += int(getattr(u, "completion_tokens", 0) or 0)
-            if call.model:
-                call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
-            self._record(call)
-        call.output = result.model_dump(mode="json")
-        return result
 
     async def text(self, messages: list[dict[str, Any]], *, prompt: Mapping[str, str], purpose: str) -> str:
         """A plain text completion (the `llm` tool)."""
         litellm = import_litellm()
-        call = LLMCall(purpose=purpose, model="", prompt=dict(prompt), messages=list(messages))
-        t0 = time.perf_counter()
 
-        async def attempt(model: str, _: int) -> Any:
-            return await litellm.acompletion(messages=messages, **self._kwargs(model))
+        async def send(model: str, attempt: int) -> str:
+            call = self._start(purpose, model, prompt, messages, attempt)
+            try:
+                response = await litellm.acompletion(messages=messages, **self._kwargs(model, messages))
+            except BaseException as exc:
+                self._failed(call, exc)
+                raise
+            self._fill(call, response)
+            content = str(response.choices[0].message.content or "")
+            call.output = content
+            self._record(call)
+            return content
 
-        try:
-            resp = await self._with_retries(attempt, call)
-        finally:
-            call.latency_s = time.perf_counter() - t0
-        u = getattr(resp, "usage", None)
-        call.input_tokens = int(getattr(u, "prompt_tokens", 0) or 0)
-        call.output_tokens = int(getattr(u, "completion_tokens", 0) or 0)
-        call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
-        content = resp.choices[0].message.content or ""
-        call.output = content
-        self._record(call)
-        return str(content)
+        return await self._retrying(send)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -376,9 +590,3 @@ def _short(exc: BaseException | str, limit: int = 300) -> str:
     text = str(exc).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-def require_model(config: LLMConfig) -> str:
-    model = config.resolved_model()
-    if not model:
-        raise ConfigError("no model configured; set PLANWEAVE_MODEL or pass `model=`.")
-    return model

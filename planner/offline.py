@@ -19,13 +19,13 @@ from litellm import ModelResponse, Usage
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
-__all__ = ["OfflineLLM", "offline_reply"]
+from planweave.planner.llm import OFFLINE_HINT
 
-CONFIGURE = (
-    "To plan with a real model, set PLANWEAVE_MODEL (for example `openai/gpt-4o-mini` with OPENAI_API_KEY, "
-    "`anthropic/claude-3-5-haiku-latest` with ANTHROPIC_API_KEY, or `ollama/llama3.1` for a local Ollama)."
-)
+__all__ = ["OFFLINE_HINT", "OfflineLLM", "offline_reply"]
+
 NOTE = "(answered by planweave's offline rule-based planner)"
+"""Labels the offline `llm` tool's echo, a step output. Answers carry no such note: the CLI
+prints `OFFLINE_HINT` once per run, beside the answer."""
 
 _WORDS = {
     r"\bplus\b": "+",
@@ -96,7 +96,7 @@ def plan_for(goal: str, tools: set[str]) -> dict[str, Any]:
             "steps": [],
             "answer": (
                 f"I cannot plan this goal offline: {goal!r}. The offline planner only handles arithmetic, "
-                f"URLs to fetch and workspace files. {CONFIGURE}"
+                f"URLs to fetch and workspace files; a real model can plan anything else."
             ),
         }
     if len(steps) > 1 and "llm" in tools:
@@ -108,8 +108,39 @@ def plan_for(goal: str, tools: set[str]) -> dict[str, Any]:
     return {"rationale": rationale, "steps": steps, "answer": None}
 
 
+_RESULT = re.compile(r"^`([\w-]+)` \(([\w.-]+), (\w+)\): (.*)$", re.S)
+
+
 def _results(prompt: str) -> list[str]:
     return [line[2:] for line in _section(prompt, "Results").splitlines() if line.startswith("- ")]
+
+
+def _described(goal: str, results: list[str]) -> str:
+    """The results as a user reads them (`17 * 23 = 391`), without the plan's step ids.
+
+    The steps are found again from the goal: `plan_for` is deterministic and numbers steps by
+    the part of the goal they answer, so a step id leads back to its expression, URL or file."""
+    steps = {s["id"]: s for i, part in enumerate(_parts(goal), 1) for s in _steps_for(part, i)}
+    out: list[str] = []
+    for line in results:
+        m = _RESULT.match(line)
+        if m is None:
+            continue
+        sid, tool, status, text = m.groups()
+        if sid == "combine":
+            continue
+        step = steps.get(sid)
+        args = step["args"] if step is not None and step["tool"] == tool else {}
+        subject = args.get("expression") or args.get("url") or args.get("path")
+        if tool == "list_files" and subject:
+            subject = f"files in {subject}"
+        if status != "succeeded":
+            text = f"failed: {text}"
+        if tool == "calculator" and subject and status == "succeeded":
+            out.append(f"{subject} = {text}")
+        else:
+            out.append(f"{subject}: {text}" if subject else text)
+    return "; ".join(out)
 
 
 def offline_reply(messages: list[dict[str, Any]]) -> str:
@@ -119,14 +150,12 @@ def offline_reply(messages: list[dict[str, Any]]) -> str:
     prompt = system + "\n" + user
     goal = _section(prompt, "Goal")
     if "Decide whether the goal is answered" in prompt:
-        results = [r for r in _results(prompt) if not r.startswith("`combine`")]
-        body = "; ".join(re.sub(r"^`([\w-]+)` \(([\w_]+), succeeded\): ", r"\1 (\2) = ", r) for r in results) or "no results"
-        return json.dumps({"action": "finish", "answer": f"{body} {NOTE}. {CONFIGURE}", "reason": ""})
+        return json.dumps({"action": "finish", "answer": _described(goal, _results(prompt)) or "no results", "reason": ""})
     if "Plan the next steps" in prompt:
         if _section(prompt, "Already done"):
             done = [line[2:] for line in _section(prompt, "Already done").splitlines() if line.startswith("- ")]
             return json.dumps({"rationale": "Everything the rules can do is done.", "steps": [],
-                               "answer": f"{'; '.join(done)} {NOTE}."})
+                               "answer": _described(goal, done) or "no results"})
         tools = set(re.findall(r"^- `([\w.-]+)`:", _section(prompt, "Tools"), re.M))
         return json.dumps(plan_for(goal, tools))
     # The `llm` tool or any other free-form request: echo the context, honestly labelled.

@@ -50,5 +50,7 @@ class PlannerResult(BaseResult):
         if self.status == "budget_exceeded":
             from planweave.planner.errors import BudgetExceededError
 
-            return BudgetExceededError(self.budget or "unknown", self.error or f"run `{self.run_id}` hit its budget")
+            return BudgetExceededError(
+                self.budget or "unknown", message=self.error or f"run `{self.run_id}` hit its budget"
+            )
         return super()._status_error()

@@ -19,8 +19,8 @@ from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
 from planweave.executor.result import describe_failed_steps
 from planweave.executor.store import ResumeState
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
-from planweave.planner.budget import BudgetStop, check_replans, check_steps, check_usage
-from planweave.planner.errors import LLMError, PlanningError
+from planweave.planner.budget import check_replans, check_steps, check_usage
+from planweave.planner.errors import BudgetExceededError, LLMError, ModelStreamError, PlanningError
 from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
 from planweave.planner.llm import LLMCall, LLMClient
 from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
@@ -100,6 +100,8 @@ class PlannerRun:
         trace: Mapping[str, Any] | None = None,
     ) -> None:
         self.p = planner
+        # First: a missing key or an unknown model fails here, before anything is recorded or traced.
+        self.client = LLMClient(planner.config, on_call=self._on_call, budget=planner.budget)
         self.resumed = resume
         store = planner.store if record else None
         if store is not None:
@@ -126,11 +128,10 @@ class PlannerRun:
         self.inputs = inputs
         self.subscribers = subscribers
         self.tracker = _RoundTracker()
-        self.client = LLMClient(planner.config, on_call=self._on_call)
         self.budget = planner.budget
         self.round = 0
         self.replans = 0
-        self.budget_hit: BudgetStop | None = None
+        self.budget_hit: BudgetExceededError | None = None
         registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
         self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
         self.run: Run = self.executor.start(
@@ -169,7 +170,7 @@ class PlannerRun:
         )
         try:
             self._check_usage()
-        except BudgetStop as stop:
+        except BudgetExceededError as stop:
             # A tool's own LLM call went over: stop now, not at the end of the round.
             if self.budget_hit is None:
                 self.budget_hit = stop
@@ -228,7 +229,7 @@ class PlannerRun:
                     async with asyncio.timeout(self.budget.max_seconds):
                         answer = await self._loop()
                     status = "succeeded"
-                except BudgetStop as stop:
+                except BudgetExceededError as stop:
                     status, budget_name, error = "budget_exceeded", stop.budget, str(stop)
                 except TimeoutError:
                     status, budget_name = "budget_exceeded", "max_seconds"
@@ -377,9 +378,7 @@ class PlannerRun:
                 if delta:
                     streamed = True
                     self.emit(AnswerDelta(run_id=self.run.id, text=delta))
-        except LLMError as exc:
-            if "stream broke" not in str(exc):
-                raise
+        except ModelStreamError as exc:
             problem = str(exc)
         self._check_usage()
         full = answer.text
@@ -447,9 +446,7 @@ class PlannerRun:
                             problems += self._offer(item, accepted, buffered)
                     else:
                         stream.text += piece
-            except LLMError as exc:
-                if "stream broke" not in str(exc):
-                    raise
+            except ModelStreamError as exc:
                 problems.append(str(exc))
             self._check_usage()
             full = stream.text

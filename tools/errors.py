@@ -7,6 +7,10 @@ dependencies keep pointing one way (planner -> executor -> tools).
     PlanweaveError                      base of everything below
     ├── SetupError                      raised while *building*: nothing has run yet
     │   ├── ConfigError                 a setting is missing or out of range (tools, executor, planner)
+    │   │   ├── MissingAPIKeyError      the model's provider key is not set (before any call; planner)
+    │   │   ├── UnknownProviderError    litellm knows no provider for the model name (before any call)
+    │   │   ├── UnpricedBudgetError     a cost budget on a model with no known price (before any call)
+    │   │   └── PortInUseError          `planweave serve`'s port is taken (planner)
     │   ├── ToolDefinitionError         a function cannot become a tool (tools)
     │   ├── ToolNotFoundError           a name is not in the registry (tools)
     │   ├── PlanError                   a plan is invalid; lists every problem (executor)
@@ -27,6 +31,11 @@ dependencies keep pointing one way (planner -> executor -> tools).
         ├── RunFailedError              a run ended failed; carries the result (executor)
         ├── PlanningError               the planner could not get a valid plan (planner)
         ├── LLMError                    a model call failed for good (planner)
+        │   ├── APIKeyRejectedError     the provider refused the key: 401/403, never retried
+        │   ├── ModelNotFoundError      the provider has no such model: 404
+        │   ├── ProviderUnreachableError no connection to the provider, retries included
+        │   ├── ProviderError           the provider kept failing (5xx, 429, timeout) or refused the request
+        │   └── ModelStreamError        the streamed reply broke off (the planner re-asks)
         └── BudgetExceededError         a run hit one of its budgets (planner)
 
 A few classes also derive from the builtin exception a caller would expect

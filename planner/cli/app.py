@@ -253,6 +253,12 @@ def _finish_planner_run(
             if note := failed_steps_note(result):
                 summary += f" | {note}"
             console().print(summary, soft_wrap=True)
+        if result.status == "failed" and result.error:
+            typer.echo(f"planweave: error: {result.error}", err=True)  # why, in one line, in every mode
+    from planweave.planner.llm import OFFLINE_HINT, OFFLINE_MODEL
+
+    if planner.model == OFFLINE_MODEL and not quiet and not as_json:
+        typer.secho(OFFLINE_HINT, err=True, dim=True)  # once per run, never in the answer
     raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
 
 

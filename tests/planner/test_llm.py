@@ -1,0 +1,329 @@
+"""Model calls through the real litellm and instructor against FakeModelServer (real HTTP on
+127.0.0.1): every failure is its own error class with a one-line cause and fix, retries go by
+exception type, and every request the server receives is counted."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planweave.executor import open_store
+from planweave.planner import Budget, Planner
+from planweave.planner.errors import (
+    APIKeyRejectedError,
+    ConfigError,
+    LLMError,
+    MissingAPIKeyError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderUnreachableError,
+    UnknownProviderError,
+    UnpricedBudgetError,
+)
+from planweave.planner.testing import FakeModelServer, Reply
+from planweave.tools import tool
+from planweave.tools.errors import PlanweaveError, RuntimeFailure, SetupError
+
+MODEL = "openai/fake-model"
+PICK = "pick another model with `--model` or `PLANWEAVE_MODEL`."
+
+
+@tool
+async def add(a: float, b: float) -> float:
+    """Add two numbers."""
+    return a + b
+
+
+def plan(*steps: dict[str, Any], answer: str | None = None, **options: Any) -> Reply:
+    return Reply.json_obj({"rationale": "r", "steps": list(steps), "answer": answer}, **options)
+
+
+def finish(answer: str, **options: Any) -> Reply:
+    return Reply.json_obj({"action": "finish", "answer": answer, "reason": ""}, **options)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as s:
+        yield s
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def planner(api_base: str, **kw: Any) -> Planner:
+    kw.setdefault("tools", [add])
+    kw.setdefault("retry_delay_s", 0.01)
+    kw.setdefault("model", MODEL)
+    return Planner(api_base=api_base, store=kw.pop("store", False), **kw)
+
+
+def test_each_failure_has_its_own_class_in_the_tree() -> None:
+    for cls in (MissingAPIKeyError, UnknownProviderError, UnpricedBudgetError):
+        assert issubclass(cls, ConfigError) and issubclass(cls, SetupError) and issubclass(cls, PlanweaveError)
+    for cls in (APIKeyRejectedError, ModelNotFoundError, ProviderUnreachableError, ProviderError):
+        assert issubclass(cls, LLMError) and issubclass(cls, RuntimeFailure) and issubclass(cls, PlanweaveError)
+
+
+# --- refused before any call ---------------------------------------------------------------------
+
+
+async def test_missing_key_fails_at_once_before_any_call(
+    server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError) as info:
+        await planner(server.base_url).run("add 1 and 2")
+    assert str(info.value) == (
+        "model `openai/fake-model` needs OPENAI_API_KEY, which is not set; set it (any non-empty value for a "
+        f"local server that needs no key), or {PICK}"
+    )
+    assert info.value.model == MODEL and info.value.env_var == "OPENAI_API_KEY"
+    assert info.value.api_base == server.base_url
+    assert server.chat_requests == []  # no call, so no retries
+
+
+async def test_missing_key_without_api_base_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("PLANWEAVE_API_BASE", raising=False)
+    with pytest.raises(MissingAPIKeyError) as info:
+        await Planner(model="anthropic/claude-3-5-haiku-latest", store=False).run("x")
+    assert str(info.value) == (
+        f"model `anthropic/claude-3-5-haiku-latest` needs ANTHROPIC_API_KEY, which is not set; set it, or {PICK}"
+    )
+
+
+async def test_unknown_provider_fails_before_any_call() -> None:
+    with pytest.raises(UnknownProviderError) as info:
+        await Planner(model="nosuch/model-x", api_key="k", store=False).run("x")
+    assert str(info.value) == (
+        "model `nosuch/model-x` names no provider litellm knows; write it as `provider/model` "
+        "(e.g. `openai/gpt-4o-mini`, `anthropic/claude-3-5-haiku-latest`, `ollama/llama3.1`) "
+        "with `--model` or `PLANWEAVE_MODEL`."
+    )
+    assert info.value.model == "nosuch/model-x"
+
+
+async def test_cost_budget_on_an_unpriced_model_is_refused_up_front(server: FakeModelServer) -> None:
+    with pytest.raises(UnpricedBudgetError) as info:
+        await planner(server.base_url, api_key="k", budget=Budget(max_cost_usd=0.5)).run("x")
+    assert str(info.value) == (
+        "the cost budget of $0.5 cannot be kept: planweave knows no price for model `openai/fake-model`; "
+        "register one with `Planner(prices={'openai/fake-model': (usd_per_million_input, usd_per_million_output)})`, "
+        "or limit tokens instead (`--max-tokens`, `Budget(max_tokens=...)`)."
+    )
+    assert server.chat_requests == []
+    # With a price registered the same budget is accepted.
+    server.enqueue(plan(answer="fine"))
+    result = await planner(
+        server.base_url, api_key="k", budget=Budget(max_cost_usd=0.5), prices={"fake-model": (1.0, 2.0)}
+    ).run("x")
+    assert result.ok and result.answer == "fine"
+
+
+# --- failures after the provider answered (or did not) ------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_rejected_key_is_never_retried(server: FakeModelServer, status: int) -> None:
+    # The message talks of overload: retrying goes by the exception type, never by its text.
+    server.enqueue(Reply.http_error(status, "server overloaded, try again"), plan(answer="unused"))
+    result = await planner(server.base_url, api_key="sk-bad").run("x")
+    assert result.status == "failed"
+    assert result.error == (
+        f"the provider at `{server.base_url}` rejected the API key for model `openai/fake-model` (HTTP {status}); "
+        f"check the key given as `api_key=`, or {PICK}"
+    )
+    assert len(server.chat_requests) == 1 == result.usage.llm_calls
+
+
+async def test_rejected_key_from_the_environment_names_the_variable(
+    server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bad")
+    server.enqueue(Reply.http_error(401))
+    result = await planner(server.base_url).run("x")
+    assert result.error == (
+        f"the provider at `{server.base_url}` rejected the API key for model `openai/fake-model` (HTTP 401); "
+        f"check OPENAI_API_KEY, or {PICK}"
+    )
+
+
+async def test_unknown_model_is_not_retried(server: FakeModelServer) -> None:
+    server.enqueue(Reply.http_error(404, "The model `fake-model` does not exist"))
+    result = await planner(server.base_url, api_key="k").run("x")
+    assert result.error == (
+        f"the provider at `{server.base_url}` has no model `openai/fake-model` (HTTP 404); check the name given "
+        "with `--model` or `PLANWEAVE_MODEL`."
+    )
+    assert len(server.chat_requests) == 1
+
+
+async def test_unreachable_api_base_is_retried_then_says_so(closed_port: int) -> None:
+    api_base = f"http://127.0.0.1:{closed_port}/v1"
+    result = await planner(api_base, api_key="k", max_retries=2).run("x")
+    assert result.status == "failed"
+    assert result.error == (
+        f"cannot connect to `{api_base}` for model `openai/fake-model` (2 attempts); start the server or fix "
+        "the URL given with `--api-base` or `PLANWEAVE_API_BASE`."
+    )
+    assert result.usage.llm_calls == 2  # both attempts counted
+    assert [c["error"] is not None for c in result.llm_calls] == [True, True]
+
+
+async def test_persistent_provider_error_fails_after_the_retries(server: FakeModelServer) -> None:
+    # The message mentions a key: still a 500, still retried.
+    server.enqueue(*[Reply.http_error(500, "the key store is down")] * 3)
+    result = await planner(server.base_url, api_key="k").run("x")
+    assert result.status == "failed"
+    assert (result.error or "").startswith(
+        f"the provider at `{server.base_url}` failed for model `openai/fake-model` (HTTP 500, 3 attempts: "
+    )
+    assert (result.error or "").endswith(f"); try again later, add fallback models, or {PICK}")
+    assert len(server.chat_requests) == 3 == result.usage.llm_calls
+    assert result.usage.cost_usd == 0.0  # nothing answered, nothing billed
+
+
+async def test_transient_then_success_uses_the_fallback_only_when_needed(server: FakeModelServer) -> None:
+    server.enqueue(Reply.http_error(503), plan(answer="second try"))
+    result = await planner(server.base_url, api_key="k", fallbacks=["openai/other"]).run("x")
+    assert result.ok and result.answer == "second try"
+    assert [r.json["model"] for r in server.chat_requests] == ["fake-model", "fake-model"]
+
+
+# --- counting every request ---------------------------------------------------------------------
+
+
+async def test_llm_calls_equal_the_requests_the_server_received(server: FakeModelServer) -> None:
+    bad_join = Reply.json_obj({"action": "maybe", "answer": None, "reason": ""})
+    server.enqueue(
+        Reply.http_error(500),  # retried
+        plan({"id": "a", "tool": "nope", "args": {}}),  # invalid: re-asked
+        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}),
+        bad_join,  # the streamed join is invalid: re-asked through instructor
+        bad_join,  # instructor's first structured try is invalid too: re-asked again
+        finish("3"),
+    )
+    store = open_store()
+    result = await planner(server.base_url, api_key="k", store=store).run("add 1 and 2")
+    assert result.ok and result.answer == "3", result.error
+    assert len(server.chat_requests) == 6
+    assert result.usage.llm_calls == 6 == len(result.llm_calls)
+    summary = store.summary(result.run_id)
+    assert summary.llm_calls == 6
+    assert summary.input_tokens == result.usage.input_tokens and summary.output_tokens == result.usage.output_tokens
+    reasks = [c["reask"] for c in result.llm_calls if c["purpose"] == "join"]
+    assert reasks == [0, 0, 1]  # the streamed join, then instructor's try and its re-ask
+
+
+async def test_a_failed_run_records_its_calls(server: FakeModelServer) -> None:
+    server.enqueue(Reply.http_error(401))
+    store = open_store()
+    result = await planner(server.base_url, api_key="k", store=store).run("x")
+    summary = store.summary(result.run_id)
+    assert summary.status == "failed" and summary.llm_calls == 1 == len(server.chat_requests)
+
+
+# --- budgets inside each call -------------------------------------------------------------------
+
+
+async def test_max_tokens_of_each_request_is_capped_by_the_token_budget(server: FakeModelServer) -> None:
+    server.enqueue(
+        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=300),
+        finish("3", completion_tokens=20, prompt_tokens=300),
+    )
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=500)).run("add 1 and 2")
+    first, second = (r.json for r in server.chat_requests)
+    estimate = [max(1, sum(len(str(m["content"])) for m in r["messages"]) // 4) for r in (first, second)]
+    assert first["max_tokens"] == 500 - estimate[0]
+    assert second["max_tokens"] == max(1, 500 - 340 - estimate[1])
+    assert result.status == "budget_exceeded" and result.budget == "max_tokens"
+
+
+async def test_max_tokens_of_each_request_is_capped_by_the_cost_budget(server: FakeModelServer) -> None:
+    server.enqueue(plan(answer="ok"))
+    prices = {"fake-model": (1.0, 1000.0)}  # USD per million tokens: output costs $0.001 a token
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_cost_usd=0.1), prices=prices).run("x")
+    assert result.ok
+    request = server.chat_requests[0].json
+    prompt_tokens = max(1, sum(len(str(m["content"])) for m in request["messages"]) // 4)
+    assert request["max_tokens"] == int((0.1 - prompt_tokens * 1.0 / 1_000_000) / 1000.0 * 1_000_000)
+
+
+async def test_retries_stop_at_the_llm_call_budget(server: FakeModelServer) -> None:
+    server.enqueue(*[Reply.http_error(500)] * 3)
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_llm_calls=2)).run("x")
+    assert result.status == "budget_exceeded" and result.budget == "max_llm_calls"
+    assert len(server.chat_requests) == 2 == result.usage.llm_calls
+
+
+# --- through the real CLI -----------------------------------------------------------------------
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "planweave", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=180
+    )
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "PLANWEAVE_MODEL", "PLANWEAVE_API_BASE")}
+    return {**env, "PLANWEAVE_HOME": str(tmp_path / "home"), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
+
+
+@pytest.mark.parametrize("mode", [[], ["--quiet"]], ids=["piped", "quiet"])
+def test_cli_missing_key_says_why_in_one_line(
+    server: FakeModelServer, tmp_path: Path, mode: list[str]
+) -> None:
+    proc = _cli(["run", "add 1 and 2", "--model", "openai/x", "--api-base", server.base_url, *mode],
+                _env(tmp_path), tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        "planweave: error: model `openai/x` needs OPENAI_API_KEY, which is not set; set it (any non-empty value "
+        f"for a local server that needs no key), or {PICK}\n"
+    )
+    assert proc.stdout == "" and server.chat_requests == []
+
+
+def test_cli_unknown_provider_says_why(tmp_path: Path) -> None:
+    proc = _cli(["run", "x", "--model", "nosuch/x", "--quiet"], _env(tmp_path), tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "planweave: error: model `nosuch/x` names no provider litellm knows; write it as `provider/model` "
+        "(e.g. `openai/gpt-4o-mini`, `anthropic/claude-3-5-haiku-latest`, `ollama/llama3.1`) "
+        "with `--model` or `PLANWEAVE_MODEL`."
+    ]
+
+
+@pytest.mark.parametrize("case", ["rejected", "unreachable", "server-error"])
+def test_cli_failed_call_says_why_once(
+    server: FakeModelServer, closed_port: int, tmp_path: Path, case: str
+) -> None:
+    api_base = f"http://127.0.0.1:{closed_port}/v1" if case == "unreachable" else server.base_url
+    expected = {
+        "rejected": f"the provider at `{api_base}` rejected the API key for model `openai/x` (HTTP 401); "
+                    f"check OPENAI_API_KEY, or {PICK}",
+        "unreachable": f"cannot connect to `{api_base}` for model `openai/x` (3 attempts); start the server or fix "
+                       "the URL given with `--api-base` or `PLANWEAVE_API_BASE`.",
+        "server-error": f"the provider at `{api_base}` failed for model `openai/x` (HTTP 500, 3 attempts: ",
+    }[case]
+    server.enqueue(*([Reply.http_error(401)] if case == "rejected" else [Reply.http_error(500)] * 3))
+    proc = _cli(["run", "add 1 and 2", "--model", "openai/x", "--api-base", api_base, "--quiet"],
+                _env(tmp_path, OPENAI_API_KEY="sk-test"), tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    reasons = [line for line in proc.stderr.splitlines() if line.startswith("planweave: error: ")]
+    assert len(reasons) == 1 and reasons[0].startswith(f"planweave: error: {expected}")
+    if case != "unreachable":
+        assert len(server.chat_requests) == (1 if case == "rejected" else 3)

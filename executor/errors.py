@@ -12,10 +12,12 @@ if TYPE_CHECKING:
     from planweave.executor.result import BaseResult
 
 __all__ = [
+    "NoSuchStepError",
     "PlanError",
     "PlanProblem",
     "ReferenceResolutionError",
     "RunFailedError",
+    "RunNotStartedError",
     "StepTimeoutError",
     "WorkflowFileError",
 ]
@@ -80,3 +82,19 @@ class RunFailedError(RuntimeFailure):
     def __init__(self, result: BaseResult) -> None:
         self.result = result
         super().__init__(f"run `{result.run_id}` {result.status}: {result.error or 'see the step results'}")
+
+
+class NoSuchStepError(SetupError, KeyError):
+    """A result was asked for a step it does not have, or for the output of a step that produced none."""
+
+    def __init__(self, message: str, *, step_id: str) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class RunNotStartedError(SetupError, RuntimeError):
+    """A `Run` was used outside `async with executor.start(...) as run:`, or before it finished."""
+

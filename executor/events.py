@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from planweave.executor.plan import Step
+from planweave.tools.errors import ConfigError
 
 __all__ = [
     "EVENT_TYPES",
@@ -223,13 +224,13 @@ def register_event_type(cls: _E) -> _E:
     Registering the same class again is a no-op; another class with a taken `kind` is an error.
     """
     if not (isinstance(cls, type) and issubclass(cls, RunEvent)) or cls is RunEvent:
-        raise TypeError(f"`{cls!r}` is not a subclass of `RunEvent`; only event classes can be registered.")
+        raise ConfigError(f"`{cls!r}` is not a subclass of `RunEvent`; only event classes can be registered.")
     known = _EVENT_TYPES.get(cls.kind)
     if known is cls:
         return cls
     if known is not None or cls.kind == RunEvent.kind:
         taken = f"is taken by `{known.__module__}.{known.__qualname__}`" if known else "is the base class's"
-        raise ValueError(
+        raise ConfigError(
             f"event kind `{cls.kind}` of `{cls.__module__}.{cls.__qualname__}` {taken}; "
             "give the class its own `kind`."
         )
@@ -243,7 +244,7 @@ def event_from_dict(data: dict[str, Any]) -> RunEvent:
     kind = payload.pop("kind")
     cls = _EVENT_TYPES.get(kind)
     if cls is None:
-        raise ValueError(
+        raise ConfigError(
             f"unknown event kind `{kind}`; known: {', '.join(_EVENT_TYPES)} "
             "(a layer's own kinds are known once its events module is imported)"
         )

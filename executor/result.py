@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, Field, computed_field
 
+from planweave.executor.errors import NoSuchStepError
+
 if TYPE_CHECKING:
     from planweave.tools.errors import PlanweaveError
 
@@ -120,9 +122,12 @@ class BaseResult(BaseModel):
         """The output of one succeeded step; `KeyError` naming the step's state otherwise."""
         step = self.steps.get(step_id)
         if step is None:
-            raise KeyError(f"no step `{step_id}` in run `{self.run_id}`")
+            raise NoSuchStepError(f"no step `{step_id}` in run `{self.run_id}`", step_id=step_id)
         if step.status != "succeeded":
-            raise KeyError(f"step `{step_id}` has no output: it {step.status}" + (f" ({step.error})" if step.error else ""))
+            raise NoSuchStepError(
+                f"step `{step_id}` has no output: it {step.status}" + (f" ({step.error})" if step.error else ""),
+                step_id=step_id,
+            )
         return step.output
 
     def by_status(self, status: StepStatus) -> list[str]:

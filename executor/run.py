@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from planweave.executor._attempts import StepAttempts
 from planweave.executor._nodes import FINAL, Join, Node, needs_reason, new_join
-from planweave.executor.errors import PlanError, PlanProblem
+from planweave.executor.errors import PlanError, PlanProblem, RunNotStartedError
 from planweave.executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
 from planweave.executor.graph import CompiledStep, PlanGraph
 from planweave.executor.plan import Plan, Step
@@ -134,7 +134,7 @@ class Run(StepAttempts):
     def result(self) -> RunResult:
         """The final result; available once the run has finished."""
         if self._result is None:
-            raise RuntimeError(f"run `{self.id}` has not finished; await `run.wait()` first")
+            raise RunNotStartedError(f"run `{self.id}` has not finished; await `run.wait()` first")
         return self._result
 
     def step_status(self, step_id: str) -> StepStatus:
@@ -207,13 +207,13 @@ class Run(StepAttempts):
     async def wait(self) -> RunResult:
         """Wait until the run has finished (call `close()` first, or it waits for more steps)."""
         if self._done is None:
-            raise RuntimeError("the run has not started; use `async with executor.start(...) as run:`")
+            raise RunNotStartedError("the run has not started; use `async with executor.start(...) as run:`")
         await self._done.wait()
         return self.result
 
     async def __aenter__(self) -> Run:
         if self._tg is not None:
-            raise RuntimeError(f"run `{self.id}` was already started")
+            raise RunNotStartedError(f"run `{self.id}` was already started; start a new run with `executor.start(...)`")
         self._done = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._tg = asyncio.TaskGroup()

@@ -154,7 +154,7 @@ class Planner:
         """Plan and run `goal`; returns the answer, every step, usage and cost (and the trace,
         when tracing is on; `session_id`, `user_id` and `tags` go on it)."""
         if not goal or not goal.strip():
-            raise ValueError("the goal is empty; say what you want done")
+            raise ConfigError("the goal is empty; say what you want done")
         trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
         return await PlannerRun(
             self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
@@ -164,7 +164,7 @@ class Planner:
         """Plan `goal` without running anything: the first round's steps, validated, as a `Plan`
         (save it with `plan.to_yaml()` and run it later with `planweave exec`)."""
         if not goal or not goal.strip():
-            raise ValueError("the goal is empty; say what you want done")
+            raise ConfigError("the goal is empty; say what you want done")
         return await PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
 
     async def resume(

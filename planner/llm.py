@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,21 +59,29 @@ OFFLINE_HINT = (
 """Said once per run by the CLI when the offline model answered; never part of the answer."""
 
 
+_litellm_setup = threading.Lock()
+_litellm_ready = False
+
+
 def import_litellm() -> Any:
-    """Import litellm once, offline-safe, with the offline model registered."""
+    """Import litellm once, offline-safe, with the offline model registered.
+
+    Safe from several threads at once (the CLI and `serve` preload it on a worker thread)."""
+    global _litellm_ready
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    if not getattr(litellm, "_planweave_ready", False):
-        from planweave.planner.offline import OfflineLLM
+    with _litellm_setup:
+        if not _litellm_ready:
+            from planweave.planner.offline import OfflineLLM
 
-        litellm.suppress_debug_info = True
-        providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "planweave"]
-        litellm.custom_provider_map = [*providers, {"provider": "planweave", "custom_handler": OfflineLLM()}]
-        from litellm.utils import custom_llm_setup
+            litellm.suppress_debug_info = True
+            providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "planweave"]
+            litellm.custom_provider_map = [*providers, {"provider": "planweave", "custom_handler": OfflineLLM()}]
+            from litellm.utils import custom_llm_setup
 
-        custom_llm_setup()  # type: ignore[no-untyped-call]
-        litellm._planweave_ready = True
+            custom_llm_setup()  # type: ignore[no-untyped-call]
+            _litellm_ready = True
     return litellm
 
 

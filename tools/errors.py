@@ -17,6 +17,8 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   ├── RefSyntaxError              a malformed `${...}` reference (executor)
     │   ├── WorkflowFileError           a workflow/plan file cannot be read; lists every problem (executor)
     │   ├── StoreError                  the run store is corrupted, locked or lacks a run (executor)
+    │   ├── NoSuchStepError             a result has no such step, or the step no output (executor; a KeyError)
+    │   ├── RunNotStartedError          a `Run` used outside `async with executor.start(...)` (executor)
     │   └── ConversationError           a chat request cannot become a goal; HTTP 400 (planner)
     └── RuntimeFailure                  raised while *running*
         ├── ToolError                   a tool call failed (tools); retryable unless permanent
@@ -40,7 +42,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
 
 A few classes also derive from the builtin exception a caller would expect
 (`ConfigError`, `RefSyntaxError` and `ConversationError` from `ValueError`, `ToolNotFoundError` and
-`PathError` from `LookupError`), so `except ValueError` keeps working; no other
+`PathError` from `LookupError`, `NoSuchStepError` from `KeyError`, `RunNotStartedError` from `RuntimeError`), so `except ValueError` keeps working; no other
 builtin exception is raised on purpose to a user.
 
 Errors carry fields (`step_id`, `tool`, `attempt`) as well as a message, and the

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 import planweave.executor
+from planweave.tools.errors import ConfigError
 from planweave.executor import Executor, RunEvent, Step, StepAdded
 from planweave.executor.events import EVENT_TYPES, EventBus, event_from_dict, register_event_type
 from planweave.tools import tool
@@ -207,17 +208,17 @@ def test_registering_event_types() -> None:
     class Clash(RunEvent):
         kind: ClassVar[str] = "step_added"
 
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         register_event_type(Clash)
     assert str(err.value) == (
         f"event kind `step_added` of `{__name__}.test_registering_event_types.<locals>.Clash` is taken by "
         "`planweave.executor.events.StepAdded`; give the class its own `kind`."
     )
-    with pytest.raises(TypeError, match="not a subclass of `RunEvent`"):
+    with pytest.raises(ConfigError, match="not a subclass of `RunEvent`"):
         register_event_type(dict)  # type: ignore[type-var]
     with pytest.raises(TypeError):
         EVENT_TYPES["x"] = Noted  # type: ignore[index]
-    with pytest.raises(ValueError, match="unknown event kind `nope`"):
+    with pytest.raises(ConfigError, match="unknown event kind `nope`"):
         event_from_dict({"kind": "nope", "run_id": "r"})
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from planweave.executor.events import RunFinished, StepCancelled, StepFailed, StepRestored, StepSkipped, StepSucceeded
 from planweave.executor.result import describe_failed_steps
 from planweave.executor.store import ResumeState
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PlannerRun", "make_llm_tool"]
 
-_FINAL_KINDS = {"step_succeeded", "step_failed", "step_skipped", "step_cancelled", "step_restored"}
+_STEP_FINAL = (StepSucceeded, StepFailed, StepSkipped, StepCancelled, StepRestored)
 
 
 class _RoundTracker:
@@ -56,11 +57,11 @@ class _RoundTracker:
             self.done.set()
 
     def __call__(self, event: RunEvent) -> None:
-        if event.kind in _FINAL_KINDS:
-            self.pending.discard(getattr(event, "step_id", ""))
+        if isinstance(event, _STEP_FINAL):
+            self.pending.discard(event.step_id)
             if not self.pending:
                 self.done.set()
-        elif event.kind == "run_finished":
+        elif isinstance(event, RunFinished):
             self.pending.clear()
             self.done.set()
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-    "console", "fail_usage", "print_result", "print_runs", "print_stats", "print_tools",
+    "console", "failure_reason", "fail_usage", "plural", "print_failure", "print_result", "print_runs",
+    "print_stats", "print_tools",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -27,6 +28,40 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def fail_usage(message: str) -> NoReturn:
     typer.echo(f"planweave: error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+def plural(n: int, word: str) -> str:
+    """`1 step`, `2 steps`, `0 steps`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def failure_reason(result: Any) -> str | None:
+    """Why a run (a `RunResult` or a `PlannerResult`) did not succeed, in one line; None when it did.
+
+    The run's own error when it has one (a missing key, a budget, a success criterion), else
+    the first failed step's error.
+    """
+    if result.ok:
+        return None
+    if result.error:
+        return " ".join(str(result.error).split())
+    failed = [(sid, s) for sid, s in result.steps.items() if s.status == "failed"]
+    if not failed:
+        return None
+    sid, step = failed[0]
+    more = f" (and {plural(len(failed) - 1, 'more failed step')})" if len(failed) > 1 else ""
+    return f"step `{sid}` failed: {' '.join(str(step.error or 'no detail').split())}{more}"
+
+
+def print_failure(result: Any) -> None:
+    """Say on stderr, in one line, why the run did not succeed (nothing when it did).
+
+    Every output mode but `--json` (whose `error` field says it) prints this line, and only
+    this line says it: the run's status line and the live view leave the reason out.
+    """
+    reason = failure_reason(result)
+    if reason is not None:
+        typer.echo(f"planweave: {str(result.status).replace('_', ' ')}: {reason}", err=True)
 
 
 def console(stderr: bool = False) -> Any:
@@ -53,10 +88,7 @@ def print_result(result: RunResult, *, title: str) -> None:
     out = console()
     out.print(table)
     colour = "green" if result.ok else "red"
-    line = f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}"
-    if result.error:
-        line += f": {result.error}"
-    out.print(line)
+    out.print(f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}")  # why: `print_failure`
 
 
 def print_runs(runs: list[RunSummary]) -> None:
@@ -64,10 +96,14 @@ def print_runs(runs: list[RunSummary]) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"runs ({len(runs)} shown)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Fits 80 columns without cutting a character: the fixed columns take at most 62 (16 + 11
+    # + 11 + 8 + 9 and one space between columns), the goal folds onto more lines in the rest.
+    table = Table(
+        title=f"runs ({len(runs)} shown)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
     for col in ("run", "status", "started", "took", "cost"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=16)
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=12)
     for r in runs:
         goal = r.goal.splitlines()[0] if r.kind == "planner" and r.goal else r.name
         table.add_row(r.id, _status(r.status), _when(r.created_at), _secs(r.duration_s), _cost(r.cost_usd), goal)

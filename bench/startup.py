@@ -117,6 +117,8 @@ def time_to_health(env: dict[str, str]) -> float:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def measure(name: str, env: dict[str, str]) -> float:

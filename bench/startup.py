@@ -16,8 +16,9 @@ so no command always runs right after another):
 - `serve /health`: `python -m planweave serve --port P`, the time from starting the process
   to the first `200` from `GET /health` (then the server is stopped).
 
-The table gives the median and minimum wall time of each, and the ratio `run / import
-litellm` (of the medians, and the median of each round's own ratio). Targets: run within
+The table gives the median and minimum wall time of each, the median CPU time (user +
+system; steadier than wall time on a shared machine), and the ratio `run / import litellm`
+(of the wall medians, the median of each round's own ratio, and of the CPU medians). Targets: run within
 1.10x of importing litellm; `--help`, `runs` and `/health` under 0.5 s.
 
 Every process gets a fresh `PLANWEAVE_HOME` (a temporary directory), no model or Langfuse
@@ -34,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -75,13 +77,19 @@ def argv(name: str) -> list[str]:
     }[name]
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of `cmd`."""
+    cpu, started = children_cpu(), time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd[1:])}` exited {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return took
+    return took, children_cpu() - cpu
 
 
 def free_port() -> int:
@@ -121,8 +129,9 @@ def time_to_health(env: dict[str, str]) -> float:
             proc.stderr.close()
 
 
-def measure(name: str, env: dict[str, str]) -> float:
-    return time_to_health(env) if name == "serve /health" else timed(argv(name), env)
+def measure(name: str, env: dict[str, str]) -> tuple[float, float | None]:
+    """Wall seconds, and CPU seconds (None for serve: it runs on after answering)."""
+    return (time_to_health(env), None) if name == "serve /health" else timed(argv(name), env)
 
 
 def stat(samples: list[float]) -> dict[str, Any]:
@@ -138,19 +147,24 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     repeats, warmup = (1, 0) if opts.quick else (opts.repeats, 1)
 
     samples: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory(prefix="planweave-startup-") as home:
         env = child_env(Path(home))
         for round_ in range(warmup + repeats):
             shift = round_ % len(COMMANDS)
             for name in COMMANDS[shift:] + COMMANDS[:shift]:
-                took = measure(name, env)
+                took, used = measure(name, env)
                 if round_ >= warmup:
                     samples[name].append(took)
+                    if used is not None:
+                        cpu[name].append(used)
             print(f"round {round_ + 1}/{warmup + repeats}{' (warm-up)' if round_ < warmup else ''} done", file=sys.stderr)
 
     stats = {name: stat(s) for name, s in samples.items()}
     per_round = [r / i for r, i in zip(samples["run"], samples["import litellm"])]
     ratio = stats["run"]["median"] / stats["import litellm"]["median"]
+    cpu_stats = {name: stat(c) if c else None for name, c in cpu.items()}
+    cpu_ratio = statistics.median(cpu["run"]) / statistics.median(cpu["import litellm"])
     values = {"run / import litellm": ratio, **{k: stats[k]["median"] for k in ("--help", "runs", "serve /health")}}
     targets = [
         {"name": name, "value": values[name], "target": limit, "pass": values[name] <= limit}
@@ -168,16 +182,20 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         "git": git_info(("planner", "executor", "tools", "planweave")),
         "settings": {"quick": opts.quick, "repeats": repeats, "warmup": warmup, "goal": GOAL},
         "commands": {name: {"argv": argv(name)[1:] if name != "serve /health" else ["-m", "planweave", "serve"],
-                            **stats[name]} for name in COMMANDS},
+                            **stats[name], "cpu": cpu_stats[name]} for name in COMMANDS},
         "ratios": {"run / import litellm (medians)": ratio, "run / import litellm (median per round)":
-                   statistics.median(per_round), "per_round": per_round},
+                   statistics.median(per_round), "per_round": per_round, "run / import litellm (CPU medians)": cpu_ratio},
         "targets": targets,
     }
-    rows = [[name, f"{stats[name]['median']:.3f}", f"{stats[name]['min']:.3f}", str(len(samples[name]))]
-            for name in COMMANDS]
-    print(table(["command", "median s", "min s", "n"], rows))
+    rows = [
+        [name, f"{stats[name]['median']:.3f}", f"{stats[name]['min']:.3f}",
+         f"{statistics.median(cpu[name]):.3f}" if cpu[name] else "-", str(len(samples[name]))]
+        for name in COMMANDS
+    ]
+    print(table(["command", "median s", "min s", "CPU median s", "n"], rows))
     print()
-    print(f"run / import litellm: {ratio:.2f}x (medians), {statistics.median(per_round):.2f}x (median per round)")
+    print(f"run / import litellm: {ratio:.2f}x (wall medians), {statistics.median(per_round):.2f}x (median per round), "
+          f"{cpu_ratio:.2f}x (CPU medians)")
     print(table(["target", "value", "limit", "pass"],
                 [[t["name"], f"{t['value']:.3f}", f"{t['target']:.2f}", "yes" if t["pass"] else "NO"] for t in targets]))
     opts.out.parent.mkdir(parents=True, exist_ok=True)

@@ -294,11 +294,17 @@ def _planner(
 ) -> Any:
     from planweave.planner.core import Planner
 
-    selected = _tools(tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout)
+    # The planner always adds its own `llm` tool (on the run's client and budget): `--tools llm` is welcome, not needed.
+    specs = [s for spec in tools or [] for s in spec.split(",") if s.strip() and s.strip() != "llm"]
+    selected = (
+        _tools(specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout)
+        if specs or not tools
+        else []  # `--tools llm` only
+    )
     return Planner(
         model=model,
         api_base=api_base,
-        tools=[t for t in selected if t.name != "llm"],  # the planner adds its own `llm` tool
+        tools=selected,
         budget=budget,
         name=name,
         store=None if record else False,
@@ -310,7 +316,7 @@ def _live_view(*, quiet: bool, loading: threading.Event | None = None) -> Any:
     """The live view, drawing from now on (planning progress shows before the planner exists)."""
     from planweave.planner.cli.live import LiveView
 
-    view = LiveView(console=console(stderr=True), quiet=quiet, loading=loading)
+    view = LiveView(console=console(), quiet=quiet, loading=loading)
     view.start()
     return view
 

@@ -297,3 +297,13 @@ def test_resume_takes_the_flags_of_run() -> None:
     assert not missing, f"resume lacks {sorted(missing)}"
     assert {"--tools", "--http-timeout", "--allow-private-hosts", "--max-cost"} <= _options("resume")
     assert {"--tools", "--http-timeout", "--model"} <= _options("exec")
+
+
+def test_run_accepts_llm_among_its_tools(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "planweave", "run", "what is 2 + 3", "--tools", "calculator,llm", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**__import__("os").environ, "PLANWEAVE_HOME": str(tmp_path / "home")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "5" in json.loads(proc.stdout)["answer"]

@@ -77,23 +77,23 @@ def _root(
     _debug = debug
 
 
-def _preload_model_libraries(model: str | None) -> threading.Event:
-    """Import litellm (and instructor for a real model) in a background thread; set the event when done.
+def _preload_model_libraries() -> threading.Event:
+    """Import litellm in a background thread; set the event when done.
 
     A run spends most of its start-up importing litellm; the command builds its tools, store
     and executor meanwhile, and the live view says "loading model libraries" until this is
-    done. A failure here is left for the run to meet again (and report) on its own import.
+    done. Imports are CPU work under one interpreter lock, so this hides the waiting (disk,
+    SQLite) rather than the work: bench/startup.py measures what it gains. Only litellm,
+    which the first model call needs anyway (instructor is left to that call): the thread
+    is done before the run goes on, so nothing imports behind a running plan. A failure
+    here is left for the run to meet again (and report) on its own import.
     """
     loaded = threading.Event()
-    from planweave.planner.llm import OFFLINE_MODEL, import_litellm
-
-    real_model = (model or os.environ.get("PLANWEAVE_MODEL") or OFFLINE_MODEL) != OFFLINE_MODEL
+    from planweave.planner.llm import import_litellm
 
     def load() -> None:
         try:
             import_litellm()
-            if real_model:
-                import instructor  # noqa: F401  (structured output; only real models use it)
         except BaseException:  # the run imports it again and reports what went wrong
             pass
         finally:
@@ -360,7 +360,7 @@ def _start_planner_run(
     quiet: bool,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
-    loading = _preload_model_libraries(model)
+    loading = _preload_model_libraries()
     view = _live_view(quiet=quiet, loading=loading)
     try:
         planner = _planner(
@@ -453,7 +453,7 @@ def plan_(
         fail_usage(f"unknown format `{format_}`; use tree, mermaid, dot, json or yaml.")
     if not goal.strip():
         fail_usage("the goal is empty; say what you want done.")
-    _preload_model_libraries(model)
+    _preload_model_libraries()
     planner = _planner(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=False,
         budget=_budget(), record=False,

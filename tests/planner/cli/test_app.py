@@ -194,7 +194,11 @@ def test_version_and_shell_completion() -> None:
     assert res.exit_code == 0 and res.stdout == f"planweave {__version__}\n"
     helped = runner.invoke(app, ["--help"])
     assert "--install-completion" in helped.stdout and "--show-completion" in helped.stdout
-    script = cli("--show-completion", "bash")
+    # typer's own switch for tests: name the shell instead of detecting the one this test runs under.
+    script = subprocess.run(
+        [sys.executable, "-m", "planweave", "--show-completion", "bash"], capture_output=True, text=True, cwd=ROOT,
+        timeout=60, env={**__import__("os").environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    )
     assert script.returncode == 0 and "complete -o default -F" in script.stdout and "planweave" in script.stdout
 
 

@@ -1,89 +1,150 @@
 """The executor: validates plan graphs and runs them, every step as soon as its inputs are ready.
 
 Layering: `planner` -> `executor` -> `tools`. Nothing here imports `planner` or any LLM library.
+
+Every name below is imported on first use, so that reading one module of this package
+(the run store, for `planweave runs`) does not import all of them (networkx among them).
 """
 
-from planweave.executor.backends import Backend, LocalBackend
-from planweave.executor.errors import (
-    PlanError,
-    PlanProblem,
-    ReferenceResolutionError,
-    RunFailedError,
-    StepTimeoutError,
-    WorkflowFileError,
-)
-from planweave.executor.events import (
-    EventBus,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    StepAdded,
-    StepCancelled,
-    StepFailed,
-    StepReady,
-    StepRestored,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
-    event_from_dict,
-)
-from planweave.executor.graph import validate_plan
-from planweave.executor.masking import REDACTED, Masker
-from planweave.executor.plan import OnFailure, Plan, RetryPolicy, Step
-from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus
-from planweave.executor.sqlite_store import SQLiteRunStore
-from planweave.executor.store import RunRecord, RunStore, RunSummary, StoreError, open_store
-from planweave.executor.scheduler import Executor, Recovery, Run, RunClosedError, StepFailure
-from planweave.executor.workflow import Limits, Parallel, Workflow, load_workflow
+from __future__ import annotations
 
-__all__ = [
-    "Backend",
-    "EventBus",
-    "Executor",
-    "Limits",
-    "Masker",
-    "REDACTED",
-    "RunRecord",
-    "RunStore",
-    "RunSummary",
-    "SQLiteRunStore",
-    "StoreError",
-    "open_store",
-    "LocalBackend",
-    "OnFailure",
-    "Parallel",
-    "Plan",
-    "PlanError",
-    "PlanProblem",
-    "Recovery",
-    "ReferenceResolutionError",
-    "RetryPolicy",
-    "Run",
-    "RunClosedError",
-    "RunEvent",
-    "RunFailedError",
-    "RunFinished",
-    "RunResult",
-    "RunStarted",
-    "RunStatus",
-    "Step",
-    "StepAdded",
-    "StepCancelled",
-    "StepFailed",
-    "StepFailure",
-    "StepReady",
-    "StepRestored",
-    "StepResult",
-    "StepRetrying",
-    "StepSkipped",
-    "StepStarted",
-    "StepStatus",
-    "StepSucceeded",
-    "StepTimeoutError",
-    "Workflow",
-    "WorkflowFileError",
-    "event_from_dict",
-    "load_workflow",
-    "validate_plan",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from planweave.executor.backends import (
+        Backend as Backend,
+        LocalBackend as LocalBackend,
+    )
+    from planweave.executor.errors import (
+        PlanError as PlanError,
+        PlanProblem as PlanProblem,
+        ReferenceResolutionError as ReferenceResolutionError,
+        RunFailedError as RunFailedError,
+        StepTimeoutError as StepTimeoutError,
+        WorkflowFileError as WorkflowFileError,
+    )
+    from planweave.executor.events import (
+        EventBus as EventBus,
+        RunEvent as RunEvent,
+        RunFinished as RunFinished,
+        RunStarted as RunStarted,
+        StepAdded as StepAdded,
+        StepCancelled as StepCancelled,
+        StepFailed as StepFailed,
+        StepReady as StepReady,
+        StepRestored as StepRestored,
+        StepRetrying as StepRetrying,
+        StepSkipped as StepSkipped,
+        StepStarted as StepStarted,
+        StepSucceeded as StepSucceeded,
+        event_from_dict as event_from_dict,
+    )
+    from planweave.executor.graph import (
+        validate_plan as validate_plan,
+    )
+    from planweave.executor.masking import (
+        Masker as Masker,
+        REDACTED as REDACTED,
+    )
+    from planweave.executor.plan import (
+        OnFailure as OnFailure,
+        Plan as Plan,
+        RetryPolicy as RetryPolicy,
+        Step as Step,
+    )
+    from planweave.executor.result import (
+        RunResult as RunResult,
+        RunStatus as RunStatus,
+        StepResult as StepResult,
+        StepStatus as StepStatus,
+    )
+    from planweave.executor.sqlite_store import (
+        SQLiteRunStore as SQLiteRunStore,
+    )
+    from planweave.executor.store import (
+        RunRecord as RunRecord,
+        RunStore as RunStore,
+        RunSummary as RunSummary,
+        StoreError as StoreError,
+        open_store as open_store,
+    )
+    from planweave.executor.scheduler import (
+        Executor as Executor,
+        Recovery as Recovery,
+        Run as Run,
+        RunClosedError as RunClosedError,
+        StepFailure as StepFailure,
+    )
+    from planweave.executor.workflow import (
+        Limits as Limits,
+        Parallel as Parallel,
+        Workflow as Workflow,
+        load_workflow as load_workflow,
+    )
+
+_WHERE = {
+    "Backend": "planweave.executor.backends",
+    "LocalBackend": "planweave.executor.backends",
+    "PlanError": "planweave.executor.errors",
+    "PlanProblem": "planweave.executor.errors",
+    "ReferenceResolutionError": "planweave.executor.errors",
+    "RunFailedError": "planweave.executor.errors",
+    "StepTimeoutError": "planweave.executor.errors",
+    "WorkflowFileError": "planweave.executor.errors",
+    "EventBus": "planweave.executor.events",
+    "RunEvent": "planweave.executor.events",
+    "RunFinished": "planweave.executor.events",
+    "RunStarted": "planweave.executor.events",
+    "StepAdded": "planweave.executor.events",
+    "StepCancelled": "planweave.executor.events",
+    "StepFailed": "planweave.executor.events",
+    "StepReady": "planweave.executor.events",
+    "StepRestored": "planweave.executor.events",
+    "StepRetrying": "planweave.executor.events",
+    "StepSkipped": "planweave.executor.events",
+    "StepStarted": "planweave.executor.events",
+    "StepSucceeded": "planweave.executor.events",
+    "event_from_dict": "planweave.executor.events",
+    "validate_plan": "planweave.executor.graph",
+    "Masker": "planweave.executor.masking",
+    "REDACTED": "planweave.executor.masking",
+    "OnFailure": "planweave.executor.plan",
+    "Plan": "planweave.executor.plan",
+    "RetryPolicy": "planweave.executor.plan",
+    "Step": "planweave.executor.plan",
+    "RunResult": "planweave.executor.result",
+    "RunStatus": "planweave.executor.result",
+    "StepResult": "planweave.executor.result",
+    "StepStatus": "planweave.executor.result",
+    "SQLiteRunStore": "planweave.executor.sqlite_store",
+    "RunRecord": "planweave.executor.store",
+    "RunStore": "planweave.executor.store",
+    "RunSummary": "planweave.executor.store",
+    "StoreError": "planweave.executor.store",
+    "open_store": "planweave.executor.store",
+    "Executor": "planweave.executor.scheduler",
+    "Recovery": "planweave.executor.scheduler",
+    "Run": "planweave.executor.scheduler",
+    "RunClosedError": "planweave.executor.scheduler",
+    "StepFailure": "planweave.executor.scheduler",
+    "Limits": "planweave.executor.workflow",
+    "Parallel": "planweave.executor.workflow",
+    "Workflow": "planweave.executor.workflow",
+    "load_workflow": "planweave.executor.workflow",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module `planweave.executor` has no attribute `{name}`")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

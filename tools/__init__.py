@@ -1,35 +1,67 @@
-"""Tools: what planweave steps call. The bottom layer: imports nothing from `executor` or `planner`."""
+"""Tools: what planweave steps call. The bottom layer: imports nothing from `executor` or `planner`.
 
-from planweave.tools.base import Tool, ToolContext, ToolRegistry, format_validation_error, tool
-from planweave.tools.builtin import builtin_tools
-from planweave.tools.errors import (
-    ConfigError,
-    PlanweaveError,
-    RuntimeFailure,
-    SetupError,
-    ToolArgumentsError,
-    ToolDefinitionError,
-    ToolError,
-    ToolNotFoundError,
-    ToolOutputError,
-    ToolRefusedError,
-)
+Every name below is imported on first use (the built-in tools import httpx).
+"""
 
-__all__ = [
-    "ConfigError",
-    "PlanweaveError",
-    "RuntimeFailure",
-    "SetupError",
-    "Tool",
-    "ToolArgumentsError",
-    "ToolContext",
-    "ToolDefinitionError",
-    "ToolError",
-    "ToolNotFoundError",
-    "ToolOutputError",
-    "ToolRefusedError",
-    "ToolRegistry",
-    "builtin_tools",
-    "format_validation_error",
-    "tool",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from planweave.tools.base import (
+        Tool as Tool,
+        ToolContext as ToolContext,
+        ToolRegistry as ToolRegistry,
+        format_validation_error as format_validation_error,
+        tool as tool,
+    )
+    from planweave.tools.builtin import (
+        builtin_tools as builtin_tools,
+    )
+    from planweave.tools.errors import (
+        ConfigError as ConfigError,
+        PlanweaveError as PlanweaveError,
+        RuntimeFailure as RuntimeFailure,
+        SetupError as SetupError,
+        ToolArgumentsError as ToolArgumentsError,
+        ToolDefinitionError as ToolDefinitionError,
+        ToolError as ToolError,
+        ToolNotFoundError as ToolNotFoundError,
+        ToolOutputError as ToolOutputError,
+        ToolRefusedError as ToolRefusedError,
+    )
+
+_WHERE = {
+    "Tool": "planweave.tools.base",
+    "ToolContext": "planweave.tools.base",
+    "ToolRegistry": "planweave.tools.base",
+    "format_validation_error": "planweave.tools.base",
+    "tool": "planweave.tools.base",
+    "builtin_tools": "planweave.tools.builtin",
+    "ConfigError": "planweave.tools.errors",
+    "PlanweaveError": "planweave.tools.errors",
+    "RuntimeFailure": "planweave.tools.errors",
+    "SetupError": "planweave.tools.errors",
+    "ToolArgumentsError": "planweave.tools.errors",
+    "ToolDefinitionError": "planweave.tools.errors",
+    "ToolError": "planweave.tools.errors",
+    "ToolNotFoundError": "planweave.tools.errors",
+    "ToolOutputError": "planweave.tools.errors",
+    "ToolRefusedError": "planweave.tools.errors",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module `planweave.tools` has no attribute `{name}`")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ from planweave.tools.search import web_search
 __all__ = ["builtin_tools", "select_tools"]
 
 
-def builtin_tools(*, workspace: str | Path = ".", allow_private_hosts: bool = False) -> list[Tool]:
+def builtin_tools(
+    *,
+    workspace: str | Path = ".",
+    allow_private_hosts: bool = False,
+    http_timeout_s: float = 10.0,
+    fixes: Mapping[str, str] | None = None,
+) -> list[Tool]:
     """All built-in tools: calculator, http_get, read_file, write_file, list_files, web_search.
 
         registry = ToolRegistry(builtin_tools(workspace="./work"))
@@ -28,11 +34,17 @@ def builtin_tools(*, workspace: str | Path = ".", allow_private_hosts: bool = Fa
         allow_private_hosts: Let `http_get` reach private, loopback and link-local
             addresses (off by default: plans are written by a model, and could
             otherwise reach internal services).
+        http_timeout_s: Limit of each `http_get` call, in seconds.
+        fixes: How `http_get`'s errors say to change `allow_private` or `timeout_s`
+            (see `make_http_get`); the command line names its flags here.
 
     Raises:
         ToolDefinitionError: `workspace` does not exist or is not a directory.
     """
-    fetch = make_http_get(allow_private=True) if allow_private_hosts else http_get
+    if allow_private_hosts or http_timeout_s != 10.0 or fixes:
+        fetch = make_http_get(allow_private=allow_private_hosts, timeout_s=http_timeout_s, fixes=fixes)
+    else:
+        fetch = http_get
     return [calculator, fetch, *workspace_tools(workspace), web_search]
 
 
@@ -53,16 +65,30 @@ def _load_module(spec: str) -> Any:
 
 
 def select_tools(
-    specs: Iterable[str] = (), *, workspace: str | Path = ".", allow_private_hosts: bool = False
+    specs: Iterable[str] = (),
+    *,
+    workspace: str | Path = ".",
+    allow_private_hosts: bool = False,
+    http_timeout_s: float = 10.0,
+    fixes: Mapping[str, str] | None = None,
+    extra: Iterable[Tool] = (),
 ) -> list[Tool]:
     """Tools chosen by name, as the CLI's `--tools` does.
 
     Each spec is a built-in tool's name (`calculator`), `builtin` for all of them, a Python
     module or `.py` file (every `Tool` defined at its top level), or `module:attribute` (one
-    tool, or a list of tools). No specs means every built-in tool.
+    tool, or a list of tools). No specs means every built-in tool. `extra` tools count as
+    built-in ones (the command line adds the planner's `llm` tool this way, which this
+    package cannot build: it sits below the planner).
     """
     specs = [s.strip() for spec in specs for s in spec.split(",") if s.strip()]
-    builtins = {t.name: t for t in builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)}
+    builtins = {
+        t.name: t
+        for t in builtin_tools(
+            workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout_s=http_timeout_s, fixes=fixes
+        )
+    }
+    builtins.update({t.name: t for t in extra})
     if not specs:
         return list(builtins.values())
     chosen: dict[str, Tool] = {}

@@ -162,6 +162,7 @@ def make_http_get(
     max_bytes: int = 2_000_000,
     headers: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    fixes: Mapping[str, str] | None = None,
 ) -> Tool:
     """Build an `http_get` tool with its own policy.
 
@@ -174,6 +175,9 @@ def make_http_get(
         headers: Headers sent with every request (a call's `headers` override them).
         transport: An httpx transport to send requests through, e.g. for tests.
             It is borrowed: the tool never closes it.
+        fixes: How error messages tell the user to change `allow_private` or `timeout_s`,
+            by those names, where the user does not build the tool in Python (the command
+            line says `pass --allow-private-hosts`). By default they name this function.
 
     Returns:
         A `Tool` named `http_get`, returning `HttpResponse` dicts.
@@ -183,6 +187,11 @@ def make_http_get(
     if max_bytes <= 0:
         raise ConfigError(f"`max_bytes` must be positive, got {max_bytes}.")
     base_headers = {"User-Agent": _USER_AGENT, **(headers or {})}
+    fix_timeout = (fixes or {}).get("timeout_s", "build the tool with a larger `make_http_get(timeout_s=...)`")
+    fix_private = (fixes or {}).get(
+        "allow_private",
+        "build the tool with `make_http_get(allow_private=True)` (or `builtin_tools(allow_private_hosts=True)`)",
+    )
 
     async def http_get(
         url: str,
@@ -203,7 +212,7 @@ def make_http_get(
         except (TimeoutError, httpx.TimeoutException):
             raise ToolError(
                 f"GET `{url}` timed out after {timeout_s:g} s; the server may be slow or down. "
-                "Try again, or build the tool with a larger `make_http_get(timeout_s=...)`.",
+                f"Try again, or {fix_timeout}.",
                 tool=_TOOL,
                 permanent=False,
             ) from None
@@ -267,8 +276,7 @@ def make_http_get(
                 raise ToolRefusedError(
                     f"refusing to fetch `{url}`{via}: {where} {_article(reason)} {reason} address. "
                     "http_get blocks private and local addresses so that plans cannot reach internal "
-                    "services; to allow them, build the tool with `make_http_get(allow_private=True)` "
-                    "(or `builtin_tools(allow_private_hosts=True)`).",
+                    f"services; to allow them, {fix_private}.",
                     tool=_TOOL,
                 )
         if literal:

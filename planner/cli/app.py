@@ -10,22 +10,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
 from planweave.planner.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_USAGE,
     console,
     exit_code,
     fail_usage,
-    failed_steps_note,
+    plural,
+    print_failure,
+    print_result,
     print_tools,
-    print_workflow_result,
-    quiet_line,
 )
 from planweave.planner.cli.runs import open_run_store, register
 
@@ -36,7 +38,7 @@ app = typer.Typer(
     name="planweave",
     help="Plan a graph of tool calls with an LLM and run it in parallel; or run a hand-written workflow.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -56,20 +58,124 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     return inputs
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from planweave import __version__
+
+        typer.echo(f"planweave {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print planweave's version and exit."),
+    ] = False,
 ) -> None:
     global _debug
     _debug = debug
+
+
+def _preload_model_libraries() -> threading.Event:
+    """Import litellm in a background thread; set the event when done.
+
+    A run spends most of its start-up importing litellm; the command builds its tools, store
+    and executor meanwhile, and the live view says "loading model libraries" until this is
+    done. Imports are CPU work under one interpreter lock, so this hides the waiting (disk,
+    SQLite) rather than the work: bench/startup.py measures what it gains. Only litellm,
+    which the first model call needs anyway (instructor is left to that call): the thread
+    is done before the run goes on, so nothing imports behind a running plan. A failure
+    here is left for the run to meet again (and report) on its own import.
+    """
+    loaded = threading.Event()
+    from planweave.planner.llm import import_litellm
+
+    def load() -> None:
+        try:
+            import_litellm()
+        except BaseException:  # the run imports it again and reports what went wrong
+            pass
+        finally:
+            loaded.set()
+
+    threading.Thread(target=load, name="planweave-preload", daemon=True).start()
+    return loaded
+
+
+# --- options shared by the commands --------------------------------------------------------------
+
+ModelOpt = Annotated[
+    Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
+]
+ApiBaseOpt = Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")]
+WorkspaceOpt = Annotated[Path, typer.Option(help="Root directory for the file tools (read_file, write_file, list_files).")]
+PrivateHostsOpt = Annotated[bool, typer.Option(help="Let http_get reach private and loopback addresses.")]
+HttpTimeoutOpt = Annotated[
+    float, typer.Option("--http-timeout", min=0.001, help="Seconds each http_get call may take (DNS, connect, body).")
+]
+MaxCostOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: most USD to spend.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most tokens.")]
+MaxLLMCallsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most LLM calls.")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most steps.")]
+MaxReplansOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most replans.")]
+MaxSecondsOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: wall-clock seconds.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")]
+ToolsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--tools",
+        "-t",
+        help="Tools to enable: built-in names (calculator,http_get,llm,...), a module, a .py file or module:attr. "
+        "Repeatable; default all built-in tools.",
+    ),
+]
+
+# What http_get's errors tell a user of the command line to do (instead of naming Python functions).
+CLI_FIXES = {
+    "allow_private": "run again with `--allow-private-hosts`",
+    "timeout_s": "run again with a larger `--http-timeout` (seconds; default 10)",
+}
+DEFAULT_HTTP_TIMEOUT = 10.0
+
+
+def _tools(
+    specs: list[str] | None,
+    *,
+    workspace: Path,
+    allow_private_hosts: bool,
+    http_timeout: float,
+    llm: Any = None,
+) -> list[Any]:
+    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any."""
+    from planweave.tools.builtin import select_tools
+
+    return select_tools(
+        specs or [],
+        workspace=workspace,
+        allow_private_hosts=allow_private_hosts,
+        http_timeout_s=http_timeout,
+        fixes=CLI_FIXES,
+        extra=[llm] if llm is not None else [],
+    )
+
+
+def _llm_tool(model: str | None, api_base: str | None) -> Any:
+    """The `llm` tool for workflow files (`exec`, `validate`, `tools`), as the planner gives it to its plans."""
+    from planweave.planner.llm import LLMClient, LLMConfig
+    from planweave.planner.prompts import PromptLibrary
+    from planweave.planner.run import make_llm_tool
+
+    return make_llm_tool(LLMClient(LLMConfig(model=model, api_base=api_base)), PromptLibrary())
 
 
 def _run_workflow(
     file: Path,
     inputs: dict[str, Any],
     *,
-    workspace: Path,
-    allow_private_hosts: bool,
+    tools: list[Any],
+    meta: dict[str, Any],
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
@@ -80,10 +186,8 @@ def _run_workflow(
 
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
-    from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
-    tools = builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)
     validate_plan(workflow, tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
@@ -95,12 +199,7 @@ def _run_workflow(
     store = open_run_store() if record else None
     subscribers = []
     if store is not None:
-        meta = {
-            "file": str(file.resolve()),
-            "inputs": inputs,
-            "workspace": str(workspace.resolve()),
-            "allow_private_hosts": allow_private_hosts,
-        }
+        meta = {"file": str(file.resolve()), "inputs": inputs, **meta}
         subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
     from planweave.planner.tracing.subscriber import create_tracer
 
@@ -136,60 +235,65 @@ AllowFailedStepsOpt = Annotated[
 ]
 
 
+def _finish_workflow(
+    workflow: Any, result: RunResult, *, title: str, as_json: bool, quiet: bool, allow_failed_steps: bool
+) -> NoReturn:
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        if not quiet:
+            print_result(result, title=title)
+        print_failure(result)
+    raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
+
+
+def _tool_meta(
+    specs: list[str] | None, workspace: Path, allow_private_hosts: bool, http_timeout: float
+) -> dict[str, Any]:
+    """The tool flags as recorded with a run, for `resume`."""
+    return {
+        "tool_specs": list(specs or []),
+        "workspace": str(workspace.resolve()),
+        "allow_private_hosts": allow_private_hosts,
+        "http_timeout": http_timeout,
+    }
+
+
 @app.command("exec")
 def exec_(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan: .yaml, .yml, .json or .py.")],
     input_: Annotated[
         Optional[list[str]], typer.Option("--input", "-i", help="An input as KEY=VALUE (JSON values allowed). Repeatable.")
     ] = None,
-    workspace: Annotated[
-        Path, typer.Option(help="Root directory for the file tools (read_file, write_file, list_files).")
-    ] = Path("."),
-    allow_private_hosts: Annotated[
-        bool, typer.Option(help="Let http_get reach private and loopback addresses.")
-    ] = False,
+    tools: ToolsOpt = None,
+    workspace: WorkspaceOpt = Path("."),
+    allow_private_hosts: PrivateHostsOpt = False,
+    http_timeout: HttpTimeoutOpt = DEFAULT_HTTP_TIMEOUT,
+    model: Annotated[
+        Optional[str], typer.Option(help="litellm model of the `llm` tool (default: PLANWEAVE_MODEL, else offline).")
+    ] = None,
+    api_base: ApiBaseOpt = None,
     record: Annotated[bool, typer.Option(help="Record the run in the run store (for show/resume/stats).")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; use the exit code.")] = False,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
-    """Run a workflow or saved plan file with the built-in tools."""
-    workflow, result = _run_workflow(
-        file, _parse_inputs(input_ or []), workspace=workspace, allow_private_hosts=allow_private_hosts, record=record
+    """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
+    selected = _tools(
+        tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
+        llm=_llm_tool(model, api_base),
     )
-    print_workflow_result(result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet)
-    raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
+    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
+    workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
+        allow_failed_steps=allow_failed_steps,
+    )
 
 
 def _budget(**limits: Any) -> Any:
     from planweave.planner.budget import Budget
 
     return Budget(**{k: v for k, v in limits.items() if v is not None})
-
-
-ModelOpt = Annotated[
-    Optional[str], typer.Option(help="litellm model, e.g. openai/gpt-4o-mini (default: PLANWEAVE_MODEL, else offline).")
-]
-ApiBaseOpt = Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL.")]
-WorkspaceOpt = Annotated[Path, typer.Option(help="Root directory for the file tools.")]
-PrivateHostsOpt = Annotated[bool, typer.Option(help="Let http_get reach private addresses.")]
-MaxCostOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: most USD to spend.")]
-MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most tokens.")]
-MaxLLMCallsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most LLM calls.")]
-MaxStepsOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most steps.")]
-MaxReplansOpt = Annotated[Optional[int], typer.Option(help="Budget of each run: most replans.")]
-MaxSecondsOpt = Annotated[Optional[float], typer.Option(help="Budget of each run: wall-clock seconds.")]
-
-
-ToolsOpt = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--tools",
-        "-t",
-        help="Tools to enable: built-in names (calculator,http_get,...), a module, a .py file or module:attr. "
-        "Repeatable; default all built-in tools.",
-    ),
-]
 
 
 def _planner(
@@ -200,18 +304,19 @@ def _planner(
     workspace: Path,
     allow_private_hosts: bool,
     budget: Any,
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT,
     name: str = "",
     record: bool = True,
 ) -> Any:
     from planweave.planner.core import Planner
-    from planweave.tools.builtin import select_tools
 
-    selected = select_tools(tools or [], workspace=workspace, allow_private_hosts=allow_private_hosts)
-    meta = {
-        "tool_specs": list(tools or []),
-        "workspace": str(workspace.resolve()),
-        "allow_private_hosts": allow_private_hosts,
-    }
+    # The planner always adds its own `llm` tool (on the run's client and budget): `--tools llm` is welcome, not needed.
+    specs = [s for spec in tools or [] for s in spec.split(",") if s.strip() and s.strip() != "llm"]
+    selected = (
+        _tools(specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout)
+        if specs or not tools
+        else []  # `--tools llm` only
+    )
     return Planner(
         model=model,
         api_base=api_base,
@@ -219,19 +324,25 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta=meta,
+        meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
     )
 
 
-def _finish_planner_run(
-    planner: Any, run: Any, *, run_id: str, as_json: bool, quiet: bool, allow_failed_steps: bool = False
-) -> None:
-    """Run a planner coroutine with the live view; print the result; exit with its code."""
-    import asyncio
-
+def _live_view(*, quiet: bool, loading: threading.Event | None = None) -> Any:
+    """The live view, drawing from now on (planning progress shows before the planner exists)."""
     from planweave.planner.cli.live import LiveView
 
-    view = LiveView(console=console(), quiet=quiet or as_json)
+    view = LiveView(console=console(), quiet=quiet, loading=loading)
+    view.start()
+    return view
+
+
+def _finish_planner_run(
+    planner: Any, run: Any, view: Any, *, run_id: str, as_json: bool, quiet: bool, allow_failed_steps: bool = False
+) -> NoReturn:
+    """Run a planner coroutine with the live view; print the result and why it failed; exit with its code."""
+    import asyncio
+
     try:
         with view:
             result = asyncio.run(run(view))
@@ -244,22 +355,46 @@ def _finish_planner_run(
         typer.echo(result.model_dump_json(indent=2))
     else:
         if quiet:
-            typer.echo(result.answer or "")
-            if line := quiet_line(result):
-                typer.echo(line, err=True)
+            if result.answer:
+                typer.echo(result.answer)
         else:
             view.print_answer(result.answer or "")
-            summary = view.summary_line(result, model=planner.model, trace_url=result.trace_url)
-            if note := failed_steps_note(result):
-                summary += f" | {note}"
-            console().print(summary, soft_wrap=True)
-        if result.status == "failed" and result.error:
-            typer.echo(f"planweave: error: {result.error}", err=True)  # why, in one line, in every mode
+            console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
+        print_failure(result)
     from planweave.planner.llm import OFFLINE_HINT, OFFLINE_MODEL
 
     if planner.model == OFFLINE_MODEL and not quiet and not as_json:
         typer.secho(OFFLINE_HINT, err=True, dim=True)  # once per run, never in the answer
     raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
+
+
+def _start_planner_run(
+    *,
+    model: str | None,
+    api_base: str | None,
+    tools: list[str] | None,
+    workspace: Path,
+    allow_private_hosts: bool,
+    http_timeout: float,
+    budget: Any,
+    name: str,
+    record: bool,
+    quiet: bool,
+) -> tuple[Any, Any]:
+    """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
+    loading = _preload_model_libraries()
+    view = _live_view(quiet=quiet, loading=loading)
+    try:
+        planner = _planner(
+            model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+            http_timeout=http_timeout, budget=budget, name=name, record=record,
+        )
+        if record:
+            planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
+    except BaseException:
+        view.stop()
+        raise
+    return planner, view
 
 
 @app.command("run")
@@ -270,6 +405,7 @@ def run_(
     tools: ToolsOpt = None,
     workspace: WorkspaceOpt = Path("."),
     allow_private_hosts: PrivateHostsOpt = False,
+    http_timeout: HttpTimeoutOpt = DEFAULT_HTTP_TIMEOUT,
     max_cost: MaxCostOpt = None,
     max_tokens: MaxTokensOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
@@ -281,8 +417,8 @@ def run_(
     user_id: Annotated[Optional[str], typer.Option(help="Langfuse user id for the trace.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option(help="A Langfuse tag for the trace. Repeatable.")] = None,
     record: Annotated[bool, typer.Option(help="Record the run in the run store.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
@@ -294,18 +430,17 @@ def run_(
         max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
         max_replans=max_replans, max_seconds=max_seconds,
     )
-    planner = _planner(
-        model=model, api_base=api_base, tools=tools, workspace=workspace,
-        allow_private_hosts=allow_private_hosts, budget=budget, name=name, record=record,
+    planner, view = _start_planner_run(
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
     )
-    if record:
-        planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
         planner,
         lambda view: planner.run(
             goal, run_id=run_id, subscribers=[view], session_id=session_id, user_id=user_id, tags=tag or ()
         ),
+        view,
         run_id=run_id,
         as_json=as_json,
         quiet=quiet,
@@ -321,19 +456,28 @@ def plan_(
     tools: ToolsOpt = None,
     workspace: WorkspaceOpt = Path("."),
     format_: Annotated[
-        str, typer.Option("--format", "-f", help="tree, mermaid, json or yaml (json/yaml run with `planweave exec`).")
-    ] = "tree",
+        Optional[str],
+        typer.Option(
+            "--format", "-f",
+            help="tree, mermaid, dot, json or yaml (json/yaml run with `planweave exec`); "
+            "default: from the --output file's suffix, else tree.",
+        ),
+    ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
-    """Plan GOAL without running it, and print the graph."""
+    """Plan GOAL without running it, and print the graph (`-o plan.yaml` saves it for `planweave exec`)."""
     import asyncio
 
     from planweave.planner.cli.render import render_plan
 
+    if format_ is None:
+        suffixes = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".mmd": "mermaid", ".dot": "dot"}
+        format_ = suffixes.get(output.suffix.lower(), "tree") if output is not None else "tree"
     if format_ not in ("tree", "mermaid", "json", "yaml", "dot"):
         fail_usage(f"unknown format `{format_}`; use tree, mermaid, dot, json or yaml.")
     if not goal.strip():
         fail_usage("the goal is empty; say what you want done.")
+    _preload_model_libraries()
     planner = _planner(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=False,
         budget=_budget(), record=False,
@@ -344,7 +488,7 @@ def plan_(
     text = str({"json": plan.to_json, "yaml": plan.to_yaml}.get(format_, lambda: render_plan(plan, format_))())  # type: ignore[arg-type]
     if output is not None:
         output.write_text(text if text.endswith("\n") else text + "\n")
-        typer.echo(f"wrote {output} ({len(plan.steps)} steps)", err=True)
+        typer.echo(f"wrote {output} ({plural(len(plan.steps), 'step')})", err=True)
     else:
         typer.echo(text)
 
@@ -353,14 +497,30 @@ def plan_(
 def resume(
     run_id: Annotated[str, typer.Argument(help="An interrupted run's id (or a unique prefix).")],
     model: Annotated[Optional[str], typer.Option(help="litellm model (default: the run's model).")] = None,
-    api_base: ApiBaseOpt = None,
-    tools: ToolsOpt = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Root directory for the file tools.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer.")] = False,
+    api_base: Annotated[Optional[str], typer.Option(help="OpenAI-compatible API base URL (default: the run's).")] = None,
+    tools: Annotated[
+        Optional[list[str]], typer.Option("--tools", "-t", help="Tools to enable, as for `run` (default: the run's).")
+    ] = None,
+    workspace: Annotated[
+        Optional[Path], typer.Option(help="Root directory for the file tools (default: the run's).")
+    ] = None,
+    allow_private_hosts: Annotated[
+        Optional[bool], typer.Option(help="Let http_get reach private and loopback addresses (default: as the run did).")
+    ] = None,
+    http_timeout: Annotated[
+        Optional[float], typer.Option("--http-timeout", min=0.001, help="Seconds each http_get call may take (default: the run's).")
+    ] = None,
+    max_cost: MaxCostOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_llm_calls: MaxLLMCallsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_replans: MaxReplansOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
 ) -> None:
-    """Continue an interrupted run: succeeded steps are reused, the rest run again."""
+    """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
     from planweave.executor.store import FINAL_STATUSES
 
     store = open_run_store()
@@ -370,30 +530,41 @@ def resume(
     if summary.status == "running":
         fail_usage(f"run `{summary.id}` is still running in another process; wait for it, or stop it first.")
     meta = summary.meta
+    tool_specs = tools or meta.get("tool_specs")
+    where = workspace or Path(meta.get("workspace", "."))
+    private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
+    timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
     if summary.kind == "workflow":
+        llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
+        selected = _tools(
+            tool_specs, workspace=where, allow_private_hosts=private, http_timeout=timeout,
+            llm=_llm_tool(llm_model, llm_base),
+        )
         state = store.get_run(summary.id).resume_state()
         workflow, result = _run_workflow(
             Path(meta["file"]),
             dict(meta.get("inputs") or {}),
-            workspace=workspace or Path(meta.get("workspace", ".")),
-            allow_private_hosts=bool(meta.get("allow_private_hosts")),
+            tools=selected,
+            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
             run_id=summary.id,
             completed=state.completed,
         )
-        print_workflow_result(result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet)
-        raise typer.Exit(exit_code(result, allow_failed_steps=allow_failed_steps))
-    planner = _planner(
-        model=model or meta.get("model") or None,
-        api_base=api_base or meta.get("api_base"),
-        tools=tools or meta.get("tool_specs"),
-        workspace=workspace or Path(meta.get("workspace", ".")),
-        allow_private_hosts=bool(meta.get("allow_private_hosts")),
-        budget=_budget(),
-        name=summary.name,
+        _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
+            allow_failed_steps=allow_failed_steps,
+        )
+    budget = _budget(
+        max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+        max_replans=max_replans, max_seconds=max_seconds,
+    )
+    planner, view = _start_planner_run(
+        model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
+        workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
+        record=True, quiet=quiet or as_json,
     )
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
+        view,
         run_id=summary.id,
         as_json=as_json,
         quiet=quiet,
@@ -414,6 +585,7 @@ def serve_(
     tools: ToolsOpt = None,
     workspace: WorkspaceOpt = Path("."),
     allow_private_hosts: PrivateHostsOpt = False,
+    http_timeout: HttpTimeoutOpt = DEFAULT_HTTP_TIMEOUT,
     max_cost: MaxCostOpt = None,
     max_tokens: MaxTokensOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
@@ -449,8 +621,8 @@ def serve_(
         max_replans=max_replans, max_seconds=max_seconds,
     )
     planner = _planner(
-        model=model, api_base=api_base, tools=tools, workspace=workspace,
-        allow_private_hosts=allow_private_hosts, budget=budget, name=name, record=record,
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        http_timeout=http_timeout, budget=budget, name=name, record=record,
     )
     config = ServerConfig(
         api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
@@ -467,26 +639,30 @@ def serve_(
 @app.command("validate")
 def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],
+    tools: ToolsOpt = None,
 ) -> None:
-    """Check a workflow or plan file against the built-in tools without running it."""
+    """Check a workflow or plan file against the tools (`exec`'s) without running it."""
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
-    from planweave.tools.builtin import builtin_tools
 
     workflow = load_workflow(file)
-    validate_plan(workflow, builtin_tools())
-    typer.echo(f"{file}: valid ({len(workflow.plan.steps)} steps)")
+    validate_plan(
+        workflow,
+        _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
+               llm=_llm_tool(None, None)),
+    )
+    typer.echo(f"{file}: valid ({plural(len(workflow.plan.steps), 'step')})")
 
 
 @app.command("tools")
 def tools_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
 ) -> None:
-    """List the built-in tools with their argument schemas."""
+    """List the tools plans and workflows can use (the built-in ones and `llm`), with their arguments."""
     from planweave.tools.base import ToolRegistry
     from planweave.tools.builtin import builtin_tools
 
-    registry = ToolRegistry(builtin_tools())
+    registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None)])
     if as_json:
         typer.echo(json.dumps(registry.catalogue(), indent=2))
         return

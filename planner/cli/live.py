@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,7 @@ from rich.text import Text
 
 from planweave.executor.events import RunEvent
 from planweave.executor.plan import Step
-from planweave.planner.events import PlannerFinished
+from planweave.planner.events import Decision, PlannerFinished
 from planweave.planner.cli.render import STATE_STYLES, args_summary, format_seconds
 from planweave.planner.cli.run_model import RoundView, RunModel, StepView, _one_line, plain_line, summary_line
 
@@ -54,6 +55,8 @@ class LiveView:
         max_rows: most step rows on screen; by default what fits the terminal. Running and
             failed steps are kept, the rest folded into one `... N more` row.
         clock: the time source for running steps' elapsed times.
+        loading: set once the model libraries are imported (the command line imports them in
+            the background); until then a planning view says "loading model libraries".
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class LiveView:
         max_rows: int | None = None,
         refresh_per_second: float = 8,
         clock: Callable[[], float] = time.time,
+        loading: threading.Event | None = None,
     ) -> None:
         self.console = console if console is not None else Console(stderr=True, highlight=False)
         self.quiet = quiet
@@ -72,6 +76,8 @@ class LiveView:
         self.max_rows = max_rows
         self.refresh_per_second = refresh_per_second
         self.clock = clock
+        self.loading = loading
+        self.created_at = clock()
         self.model = RunModel()
         self.live = not quiet and self.console.is_terminal
         """True when the view draws in place (a terminal); False: plain lines, or nothing when quiet."""
@@ -87,6 +93,9 @@ class LiveView:
             if self.live or self.quiet:
                 return  # the live display reads the model on its own refresh
             line = plain_line(event, self.model)
+            if isinstance(event, Decision) and event.action in ("budget_stop", "cancel"):
+                # Why the run stopped is said once, by the command's closing line.
+                line = f"round {event.round}: {event.action.replace('_', ' ')}"
             if line is not None:
                 self._print(line)
             if isinstance(event, PlannerFinished):
@@ -181,9 +190,12 @@ class LiveView:
                 line.append(f": {_one_line(r.rationale, 160)}")
             if r.decision in ("replan", "budget_stop", "cancel"):
                 line.append(f"  → {r.decision.replace('_', ' ')}", "yellow")
-                if r.reason:
+                if r.reason and r.decision == "replan":  # a stop's reason: the command's closing line
                     line.append(f": {_one_line(r.reason, 120)}", "yellow")
             parts.append(line)
+        planning = self._planning_line(now)
+        if planning is not None:
+            parts.append(planning)
         parts.append(self._table(now, max_rows if max_rows is not None else self._default_rows()))
         if m.planner:
             cost = "unknown" if m.cost_usd is None else f"${m.cost_usd:.4f}"
@@ -194,6 +206,21 @@ class LiveView:
         if self.show_answer and m.answer:
             parts.append(_answer_panel(m.answer.strip()))
         return Group(*parts)
+
+    def _planning_line(self, now: float) -> Text | None:
+        """`planning… waiting for the model (3.2s)` while the planner, not a step, is what the run waits on."""
+        m = self.model
+        if m.finished_at is not None or m.answer:
+            return None
+        steps = list(m.steps.values())
+        if any(s.status not in ("succeeded", "failed", "skipped", "cancelled") for s in steps):
+            return None  # steps are running or waiting: the table says it
+        since = max([self.created_at, *(s.finished_at or 0.0 for s in steps)])
+        if self.loading is not None and not self.loading.is_set():
+            what = "loading model libraries"
+        else:
+            what = "waiting for the model"
+        return Text(f"planning… {what} ({format_seconds(max(0.0, now - since))})", "cyan")
 
     def _default_rows(self) -> int | None:
         if not self.live:

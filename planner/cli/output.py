@@ -18,13 +18,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
-    "console", "exit_code", "fail_usage", "failed_steps_note", "print_result", "print_runs", "print_stats",
-    "print_tools", "print_workflow_result", "quiet_line",
+    "console", "exit_code", "failure_reason", "fail_usage", "plural", "print_failure", "print_result", "print_runs",
+    "print_stats", "print_tools",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-"""The exit codes, as README's status table gives them: 0 `succeeded` (and `partial` with
-`--allow-failed-steps`), 1 any other end of a run, 2 bad input, 130 Ctrl-C."""
+
+
+def fail_usage(message: str) -> NoReturn:
+    typer.echo(f"planweave: error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def plural(n: int, word: str) -> str:
+    """`1 step`, `2 steps`, `0 steps`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def exit_code(result: BaseResult, *, allow_failed_steps: bool = False) -> int:
@@ -35,31 +43,35 @@ def exit_code(result: BaseResult, *, allow_failed_steps: bool = False) -> int:
     return EXIT_FAILED
 
 
-def failed_steps_note(result: BaseResult) -> str:
-    """What a run's closing line says about its failed steps (empty when none failed): a `partial`
-    run's `error` (it names them and what the first said), else `failed steps: `a`, `b``."""
-    if not result.failed_steps:
-        return ""
-    if result.status == "partial" and result.error:
-        return result.error
-    return f"failed step{'s' if len(result.failed_steps) > 1 else ''}: " + ", ".join(
-        f"`{sid}`" for sid in result.failed_steps
-    )
+def failure_reason(result: BaseResult) -> str | None:
+    """Why a run (a `RunResult` or a `PlannerResult`) did not succeed, in one line; None when it did.
 
-
-def quiet_line(result: BaseResult) -> str | None:
-    """The one stderr line `--quiet` prints for a run whose steps failed, or None."""
-    if result.ok or not result.failed_steps:
+    The run's own error when it has one (a missing key, a budget, a success criterion; a
+    `partial` run's error names its failed steps), then the failed steps it does not name.
+    """
+    if result.ok:
         return None
-    note = failed_steps_note(result)
-    if result.status == "partial" or not result.error:
-        return f"planweave: {result.status}: {note}"
-    return f"planweave: {result.status}: {result.error} | {note}"
+    failed = result.failed_steps
+    reason = " ".join(str(result.error).split()) if result.error else ""
+    unnamed = [sid for sid in failed if f"`{sid}`" not in reason]
+    if not reason and unnamed:
+        step = result.steps[unnamed[0]]
+        more = f" (and {plural(len(unnamed) - 1, 'more failed step')})" if len(unnamed) > 1 else ""
+        return f"step `{unnamed[0]}` failed: {' '.join(str(step.error or 'no detail').split())}{more}"
+    if unnamed:
+        reason += f" | failed step{'s' if len(unnamed) > 1 else ''}: " + ", ".join(f"`{sid}`" for sid in unnamed)
+    return reason or None
 
 
-def fail_usage(message: str) -> NoReturn:
-    typer.echo(f"planweave: error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+def print_failure(result: Any) -> None:
+    """Say on stderr, in one line, why the run did not succeed (nothing when it did).
+
+    Every output mode but `--json` (whose `error` field says it) prints this line, and only
+    this line says it: the run's status line and the live view leave the reason out.
+    """
+    reason = failure_reason(result)
+    if reason is not None:
+        typer.echo(f"planweave: {str(result.status).replace('_', ' ')}: {reason}", err=True)
 
 
 def console(stderr: bool = False) -> Any:
@@ -86,23 +98,7 @@ def print_result(result: RunResult, *, title: str) -> None:
     out = console()
     out.print(table)
     colour = "green" if result.ok else "yellow" if result.status == "partial" else "red"
-    line = f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}"
-    if result.error:
-        line += f": {result.error}"
-    if result.failed_steps and result.status != "partial":  # a `partial` run's `error` names them already
-        line += f" | {failed_steps_note(result)}"
-    out.print(line, soft_wrap=True)
-
-
-def print_workflow_result(result: RunResult, *, title: str, as_json: bool, quiet: bool) -> None:
-    """A workflow run as `exec` and `resume` print it: JSON, the table, or (`--quiet`) one stderr
-    line when steps failed."""
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    elif not quiet:
-        print_result(result, title=title)
-    elif line := quiet_line(result):
-        typer.echo(line, err=True)
+    out.print(f"[{colour}]{result.status}[/] in {result.duration_s:.2f}s, run {result.run_id}")  # why: `print_failure`
 
 
 def print_runs(runs: list[RunSummary]) -> None:
@@ -110,10 +106,14 @@ def print_runs(runs: list[RunSummary]) -> None:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"runs ({len(runs)} shown)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Fits 80 columns without cutting a character: the fixed columns take at most 62 (16 + 11
+    # + 11 + 8 + 9 and one space between columns), the goal folds onto more lines in the rest.
+    table = Table(
+        title=f"runs ({len(runs)} shown)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
     for col in ("run", "status", "started", "took", "cost"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=16)
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=12)
     for r in runs:
         goal = r.goal.splitlines()[0] if r.kind == "planner" and r.goal else r.name
         table.add_row(r.id, _status(r.status), _when(r.created_at), _secs(r.duration_s), _cost(r.cost_usd), goal)
@@ -163,9 +163,7 @@ def print_tools(registry: ToolRegistry) -> None:
 
 
 def _status(status: str) -> str:
-    colour = {"succeeded": "green", "partial": "yellow", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(
-        status, "magenta"
-    )
+    colour = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(status, "magenta")
     return f"[{colour}]{status}[/]"
 
 

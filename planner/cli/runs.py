@@ -8,12 +8,13 @@ them to its app with `register(app)`; this module does not import `planweave.pla
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from planweave.planner.cli.output import console, fail_usage, print_runs, print_stats
+from planweave.planner.cli.output import EXIT_OK, console, fail_usage, plural, print_runs, print_stats
 
 __all__ = ["open_run_store", "register"]
 
@@ -94,20 +95,50 @@ def stats(
     print_stats(report)
 
 
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal).")
+]
+
+
+def _confirm(question: str, *, yes: bool, command: str) -> None:
+    """Ask before deleting, on a terminal; elsewhere (a script, CI) refuse unless `--yes` was given.
+
+    Refusing rather than proceeding: a deletion cannot be undone, and a script that means it
+    says so with `--yes`, once.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail_usage(f"`planweave {command}` deletes runs for good and stdin is not a terminal to confirm; "
+                   "pass `--yes` to delete without asking.")
+    if not typer.confirm(question, default=False, err=True):
+        typer.echo("nothing deleted", err=True)
+        raise typer.Exit(EXIT_OK)
+
+
 def prune(
     older_than: Annotated[str, typer.Option(help="Delete finished runs older than this age, e.g. 30d.")],
+    yes: YesOpt = False,
 ) -> None:
-    """Delete recorded runs older than a given age (running runs are kept)."""
-    n = open_run_store().prune(_age(older_than))
-    typer.echo(f"deleted {n} run{'s' if n != 1 else ''}")
-
-
-def delete(run_id: Annotated[str, typer.Argument(help="The run to delete.")]) -> None:
-    """Delete one recorded run."""
+    """Delete recorded runs older than a given age (running runs are kept). Asks first, unless --yes."""
+    age = _age(older_than)
     store = open_run_store()
-    rid = store.summary(run_id).id
-    store.delete(rid)
-    typer.echo(f"deleted run {rid}")
+    _confirm(f"delete every finished run older than {older_than}?", yes=yes, command="prune")
+    n = store.prune(age)
+    typer.echo(f"deleted {plural(n, 'run')}")
+
+
+def delete(
+    run_id: Annotated[str, typer.Argument(help="The run to delete.")],
+    yes: YesOpt = False,
+) -> None:
+    """Delete one recorded run. Asks first, unless --yes."""
+    store = open_run_store()
+    summary = store.summary(run_id)
+    what = summary.goal.splitlines()[0] if summary.kind == "planner" and summary.goal else summary.name
+    _confirm(f"delete run {summary.id} ({summary.status}: {what})?", yes=yes, command="delete")
+    store.delete(summary.id)
+    typer.echo(f"deleted run {summary.id}")
 
 
 def graph(

@@ -182,3 +182,132 @@ def test_serve_refuses_public_host_without_key() -> None:
                           text=True, cwd=ROOT, timeout=60, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "key" in proc.stderr.lower()
+
+
+# --- a newcomer's first hour (issue 9): version, completion, plan -> exec, failures said once ---------
+
+
+def test_version_and_shell_completion() -> None:
+    from planweave import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout == f"planweave {__version__}\n"
+    helped = runner.invoke(app, ["--help"])
+    assert "--install-completion" in helped.stdout and "--show-completion" in helped.stdout
+    # typer's own switch for tests: name the shell instead of detecting the one this test runs under.
+    script = subprocess.run(
+        [sys.executable, "-m", "planweave", "--show-completion", "bash"], capture_output=True, text=True, cwd=ROOT,
+        timeout=60, env={**__import__("os").environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    )
+    assert script.returncode == 0 and "complete -o default -F" in script.stdout and "planweave" in script.stdout
+
+
+def test_plan_then_exec_round_trip_with_the_llm_tool(tmp_path: Path) -> None:
+    """The offline planner's plans end in an `llm` step; `exec` runs them as they were written."""
+    env = {**__import__("os").environ, "PLANWEAVE_HOME": str(tmp_path / "home")}
+    plan_file = tmp_path / "p.yaml"
+    planned = subprocess.run(
+        [sys.executable, "-m", "planweave", "plan", "what is 2 + 3 and what is 4 * 5", "-o", str(plan_file)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert f"wrote {plan_file} (3 steps)" in planned.stderr
+    assert "tool: llm" in plan_file.read_text()
+    ran = subprocess.run(
+        [sys.executable, "-m", "planweave", "exec", str(plan_file), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    steps = json.loads(ran.stdout)["steps"]
+    assert {sid: s["status"] for sid, s in steps.items()} == {"p1": "succeeded", "p2": "succeeded", "combine": "succeeded"}
+    assert "5" in steps["combine"]["output"] and "20" in steps["combine"]["output"]
+    # `--tools` limits what a workflow may use, as for `run`.
+    limited = subprocess.run(
+        [sys.executable, "-m", "planweave", "exec", str(plan_file), "--tools", "calculator"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )
+    assert limited.returncode == 2 and "unknown tool `llm`" in limited.stderr
+    catalogue = {t["name"] for t in json.loads(runner.invoke(app, ["tools", "--json"]).stdout)}
+    assert {"llm", "calculator", "http_get"} <= catalogue
+
+
+def test_plurals_for_one_step(tmp_path: Path) -> None:
+    one = tmp_path / "one.yaml"
+    one.write_text("steps:\n  - {id: a, tool: calculator, args: {expression: '1+1'}}\n")
+    res = runner.invoke(app, ["validate", str(one)])
+    assert res.exit_code == 0 and res.stdout == f"{one}: valid (1 step)\n"
+
+
+def _count(text: str, needle: str) -> int:
+    return text.count(needle)
+
+
+def test_a_failed_workflow_says_why_once_in_every_mode(tmp_path: Path) -> None:
+    bad = tmp_path / "fails.yaml"
+    bad.write_text("name: f\nsteps:\n  - {id: div, tool: calculator, args: {expression: '1/0'}}\n")
+    for mode in ([], ["--quiet"]):
+        proc = cli("exec", str(bad), *mode)
+        assert proc.returncode == 1
+        assert _count(proc.stdout + proc.stderr, "planweave: failed: step `div` failed:") == 1, (mode, proc)
+        assert "division by zero" in proc.stderr.splitlines()[-1]
+    quiet = cli("exec", str(bad), "--quiet")
+    assert quiet.stdout == "" and len(quiet.stderr.splitlines()) == 1
+    as_json = cli("exec", str(bad), "--json")
+    assert as_json.returncode == 1 and as_json.stderr == ""
+    assert "division by zero" in json.loads(as_json.stdout)["steps"]["div"]["error"]
+
+
+def test_a_failed_planner_run_says_why_once_in_every_mode(tmp_path: Path) -> None:
+    from planweave.planner.testing import FakeModelServer, Reply
+    from planweave.planner.testing.replies import HttpError
+
+    for mode in ([], ["--quiet"], ["--json"]):
+        with FakeModelServer() as server:
+            server.enqueue(Reply(error=HttpError(status=401, message="Incorrect API key provided")))
+            proc = subprocess.run(
+                [sys.executable, "-m", "planweave", "run", "six times seven", "--model", "openai/fake",
+                 "--api-base", server.base_url, *mode],
+                capture_output=True, text=True, cwd=ROOT, timeout=300, env=_fake_env(tmp_path),
+            )
+        assert proc.returncode == 1, proc.stderr
+        if mode == ["--json"]:
+            assert json.loads(proc.stdout)["error"] and "planweave: failed:" not in proc.stderr
+            continue
+        said = [line for line in (proc.stdout + proc.stderr).splitlines() if "planweave: failed:" in line]
+        assert len(said) == 1, (mode, proc.stdout, proc.stderr)
+        assert "API key" in said[0] or "401" in said[0]
+
+
+def test_http_hints_name_the_cli_flags(tmp_path: Path) -> None:
+    wf = tmp_path / "local.yaml"
+    wf.write_text("steps:\n  - {id: get, tool: http_get, args: {url: 'http://127.0.0.1:9/x'}}\n")
+    proc = cli("exec", str(wf), "--quiet")
+    assert proc.returncode == 1
+    assert "run again with `--allow-private-hosts`" in proc.stderr and "make_http_get" not in proc.stderr
+    assert {"--http-timeout", "--allow-private-hosts"} <= _options("exec")
+
+
+def _options(command: str) -> set[str]:
+    import typer.main
+
+    click_app = typer.main.get_command(app)
+    params = click_app.commands[command].params  # type: ignore[attr-defined]
+    return {opt for p in params for opt in p.opts if opt.startswith("--")}
+
+
+def test_resume_takes_the_flags_of_run() -> None:
+    only_for_a_new_run = {"--name", "--session-id", "--user-id", "--tag", "--record", "--no-record"}
+    missing = _options("run") - only_for_a_new_run - _options("resume")
+    assert not missing, f"resume lacks {sorted(missing)}"
+    assert {"--tools", "--http-timeout", "--allow-private-hosts", "--max-cost"} <= _options("resume")
+    assert {"--tools", "--http-timeout", "--model"} <= _options("exec")
+
+
+def test_run_accepts_llm_among_its_tools(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "planweave", "run", "what is 2 + 3", "--tools", "calculator,llm", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**__import__("os").environ, "PLANWEAVE_HOME": str(tmp_path / "home")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "5" in json.loads(proc.stdout)["answer"]

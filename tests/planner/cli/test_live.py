@@ -397,3 +397,27 @@ async def test_view_of_a_real_executor_run_with_a_retry() -> None:
     # The model also draws the run's graph in its colours.
     mermaid = to_mermaid(view.model.plan_steps(), view.model.states())
     assert "class s0,s1,s2 succeeded" in mermaid and "s1 --> s2" in mermaid
+
+
+def test_planning_shows_from_the_first_moment_until_steps_arrive() -> None:
+    loading = threading.Event()
+    now = [T0]
+    view = LiveView(console=Console(file=io.StringIO(), width=100), clock=lambda: now[0], loading=loading)
+    assert "planning… loading model libraries (0.0ms)" in view.frame(now=T0)  # before any event
+    loading.set()
+    view(RunStarted(run_id=RID, goal="what is 6 * 7", at=T0))
+    assert "planning… waiting for the model (3.20s)" in view.frame(now=T0 + 3.2)
+    step = Step(id="a", tool="calculator", args={"expression": "6 * 7"})
+    view(StepAdded(run_id=RID, step_id="a", tool="calculator", step=step, at=T0 + 3.3))
+    assert "planning…" not in view.frame(now=T0 + 3.4)  # the table shows what the run waits on
+    view(StepSucceeded(run_id=RID, step_id="a", output=42, attempts=1, duration_s=0.1, at=T0 + 3.5))
+    assert "planning… waiting for the model (1.00s)" in view.frame(now=T0 + 4.5)  # the planner decides next
+    view(AnswerDelta(run_id=RID, text="It is 42."))
+    assert "planning…" not in view.frame(now=T0 + 4.6)
+
+
+def test_a_budget_stop_reason_is_left_to_the_closing_line() -> None:
+    out = io.StringIO()
+    view = LiveView(console=Console(file=out, width=100))
+    view(Decision(run_id=RID, action="budget_stop", round=1, reason="the run used 524 of its 500 tokens"))
+    assert out.getvalue() == "round 1: budget stop\n"

@@ -67,11 +67,69 @@ def test_stats_report(recorded: list[str]) -> None:
 
 
 def test_prune_and_delete(recorded: list[str]) -> None:
-    assert "deleted 0 runs" in runner.invoke(app, ["prune", "--older-than", "1d"]).stdout
-    res = runner.invoke(app, ["delete", recorded[1]])
+    assert "deleted 0 runs" in runner.invoke(app, ["prune", "--older-than", "1d", "--yes"]).stdout
+    res = runner.invoke(app, ["delete", recorded[1], "--yes"])
     assert res.exit_code == 0
     assert [r.id for r in open_store().list_runs()] == [recorded[0]]
-    assert runner.invoke(app, ["prune", "--older-than", "soon"]).exit_code == 2
+    assert runner.invoke(app, ["prune", "--older-than", "soon", "--yes"]).exit_code == 2
+
+
+def test_prune_and_delete_refuse_without_a_terminal_or_yes(recorded: list[str]) -> None:
+    for args in (["delete", recorded[1]], ["prune", "--older-than", "0s"]):
+        res = runner.invoke(app, args)  # the runner's stdin is not a terminal
+        assert res.exit_code == 2
+        assert "stdin is not a terminal to confirm; pass `--yes`" in res.stderr
+    assert [r.id for r in open_store().list_runs()] == recorded[::-1]  # nothing deleted
+
+
+def _in_a_terminal(args: list[str], answer: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with a pseudo-terminal as stdin, typing `answer`."""
+    import pty
+
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planweave", *args], stdin=child, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT,
+        )
+        os.write(main, answer.encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(main)
+        os.close(child)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_delete_asks_on_a_terminal(recorded: list[str]) -> None:
+    no = _in_a_terminal(["delete", recorded[1]], "n\n")
+    assert no.returncode == 0, no.stderr
+    assert f"delete run {recorded[1]} (failed: fails)?" in no.stderr and "nothing deleted" in no.stderr
+    assert len(open_store().list_runs()) == 2
+    yes = _in_a_terminal(["delete", recorded[1]], "y\n")
+    assert yes.returncode == 0 and f"deleted run {recorded[1]}" in yes.stdout
+    assert [r.id for r in open_store().list_runs()] == [recorded[0]]
+
+
+def test_runs_table_cuts_nothing_at_80_columns(recorded: list[str], tmp_path: Path) -> None:
+    name = "a_workflow_whose_name_is_long_enough_to_need_more_than_one_line_at_eighty_columns"
+    wf = tmp_path / "long.yaml"
+    wf.write_text(f"name: {name}\nsteps:\n  - {{id: a, tool: calculator, args: {{expression: '1+1'}}}}\n")
+    assert runner.invoke(app, ["exec", str(wf), "--json"]).exit_code == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "planweave", "runs"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in proc.stdout and "..." not in proc.stdout
+    for text in (*recorded, "succeeded", "failed", "trip_budget", "fails", "started", "took", "cost"):
+        assert text in proc.stdout
+    # The long name folds onto more lines of its column, every character kept.
+    header = next(line for line in lines if "goal / workflow" in line)
+    column = header.index("goal / workflow")
+    folded = "".join(line[column:].strip() for line in lines[lines.index(header) + 2 :])
+    assert name in folded
 
 
 def test_graph_of_file_and_run(recorded: list[str], tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_cli_failed_call_says_why_once(
     proc = _cli(["run", "add 1 and 2", "--model", "openai/x", "--api-base", api_base, "--quiet"],
                 _env(tmp_path, OPENAI_API_KEY="sk-test"), tmp_path)
     assert proc.returncode == 1, proc.stderr
-    reasons = [line for line in proc.stderr.splitlines() if line.startswith("planweave: error: ")]
-    assert len(reasons) == 1 and reasons[0].startswith(f"planweave: error: {expected}")
+    reasons = [line for line in proc.stderr.splitlines() if line.startswith("planweave: failed: ")]
+    assert len(reasons) == 1 and reasons[0].startswith(f"planweave: failed: {expected}")
     if case != "unreachable":
         assert len(server.chat_requests) == (1 if case == "rejected" else 3)

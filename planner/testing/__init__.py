@@ -25,6 +25,7 @@ from planweave.planner.testing.replies import (
     json_spans,
     tokenize,
 )
+from planweave.planner.testing.waiting import WaitTimeoutError, await_until, wait_until
 
 __all__ = [
     "DEFAULT_MALFORMED_BODY",
@@ -36,6 +37,9 @@ __all__ = [
     "ReplyHandler",
     "ReplyLike",
     "ToolCall",
+    "WaitTimeoutError",
+    "await_until",
     "json_spans",
     "tokenize",
+    "wait_until",
 ]

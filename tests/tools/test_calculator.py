@@ -1,5 +1,4 @@
 import math
-import time
 from typing import Any
 
 import pytest
@@ -115,10 +114,10 @@ async def test_code_injection_is_refused(expression: str) -> None:
     ],
 )
 async def test_huge_powers_fail_fast(expression: str, fragment: str) -> None:
-    started = time.perf_counter()
+    # The message is a size estimate, so the result was refused before being computed
+    # (computing most of these would not end within the test's timeout).
     with pytest.raises(SafeEvalError, match=fragment.replace("*", r"\*")):
         await calc(expression)
-    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.asyncio

@@ -1,5 +1,4 @@
 import math
-import time
 from typing import Any
 
 import pytest
@@ -248,11 +247,10 @@ def test_refuses_everything_outside_the_subset(expression: str, fragment: str) -
     ],
 )
 def test_huge_results_fail_fast(expression: str, fragment: str) -> None:
-    started = time.perf_counter()
+    # The messages are estimates made before computing (most results would not fit in memory).
     with pytest.raises(SafeEvalError) as info:
         evaluate(expression)
     assert fragment in str(info.value)
-    assert time.perf_counter() - started < 0.5
 
 
 def test_size_guards_count_names_too() -> None:
@@ -286,14 +284,6 @@ def test_parsing_is_cached() -> None:
         assert evaluate("x > 1", {"x": value}) is (value > 1)
     info = _parse.cache_info()
     assert (info.hits, info.misses) == (2, 1)
-
-
-def test_fast_enough_for_conditions() -> None:
-    names = {"a": {"b": 5}, "c": ["x"]}
-    started = time.perf_counter()
-    for _ in range(2_000):
-        evaluate("a.b > 3 and c[0] == 'x'", names)
-    assert time.perf_counter() - started < 0.5
 
 
 def test_public_names() -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import planweave.planner.tracing.subscriber as tracing
 from planweave.executor import Executor, RunEvent, Step, StepSucceeded
 from planweave.planner import Budget, Planner
-from planweave.planner.testing import FakeModelServer, Reply
+from planweave.planner.testing import FakeModelServer, Reply, await_until
 from planweave.planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
 from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
 from planweave.planner.tracing.subscriber import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
@@ -285,8 +285,7 @@ async def test_cancelling_the_run_ends_the_trace_as_cancelled(server: FakeModelS
     tracer, exporter = memory_tracer()
     events = Events()
     task = asyncio.create_task(make_planner(server).run("sleep", subscribers=[tracer, events]))
-    while not events.of("step_started"):
-        await asyncio.sleep(0.01)
+    await await_until(lambda: events.of("step_started"), "the step started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -350,7 +349,7 @@ async def test_executor_run_with_retries_failures_and_skips() -> None:
 async def test_executor_cancel_marks_running_steps() -> None:
     tracer, exporter = memory_tracer(planner=False)
     async with Executor([slow]).start([Step(id="nap", tool="slow", args={"seconds": 30})], subscribers=[tracer]) as run:
-        await asyncio.sleep(0.05)
+        await await_until(lambda: run.step_status("nap") == "running", "`nap` was running")
         run.cancel("stop now")
     tracer.close()
     [root] = span_tree(decoded(exporter))
@@ -376,27 +375,28 @@ def test_the_subscriber_never_raises_and_warns_once(caplog: pytest.LogCaptureFix
     tracer.close()
 
 
-async def test_overhead_per_step_is_small() -> None:
+async def test_spans_are_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What keeps tracing cheap for a run (the overhead itself is a number for `bench/`)."""
+
     @tool
     def noop(i: int) -> int:
         """Return i."""
         return i
 
+    built_on: set[threading.Thread] = set()
+    original = HANDLERS["step_succeeded"]
+
+    def recording(self: TraceBuilder, event: Any) -> None:
+        built_on.add(threading.current_thread())
+        original(self, event)
+
+    monkeypatch.setitem(HANDLERS, "step_succeeded", recording)
     steps = [Step(id=f"s{i}", tool="noop", args={"i": i}) for i in range(300)]
-    executor = Executor([noop])
-    await executor.run(steps)  # warm up
-    t0 = time.perf_counter()
-    await executor.run(steps)
-    bare = time.perf_counter() - t0
     tracer, exporter = memory_tracer(planner=False)
-    t0 = time.perf_counter()
-    await executor.run(steps, subscribers=[tracer])
-    traced = time.perf_counter() - t0
+    await Executor([noop]).run(steps, subscribers=[tracer])
     tracer.close()
     assert len(exporter.get_finished_spans()) == 301
-    per_step_ms = (traced - bare) / len(steps) * 1000
-    print(f"tracing overhead: {per_step_ms:.3f} ms per step ({bare * 1000:.1f} ms bare, {traced * 1000:.1f} ms traced)")
-    assert per_step_ms < 0.5  # spans are built off the event loop
+    assert built_on and threading.current_thread() not in built_on
 
 
 # --- real HTTP to the local OTLP receiver ------------------------------------------------------
@@ -413,9 +413,7 @@ async def test_http_round_trip_to_the_receiver(server: FakeModelServer) -> None:
         assert tracer is not None
         result = await make_planner(server).run(f"fetch {GOAL_SECRET}", subscribers=[tracer])
         assert result.ok
-        started = time.perf_counter()
-        assert await tracer.aclose() is True
-        assert time.perf_counter() - started < 1.0
+        assert await tracer.aclose() is True  # delivered and confirmed
         spans = receiver.wait_for_spans(7)
         request = receiver.requests[0]
         assert request.basic_auth == (config.public_key, LANGFUSE_SECRET)
@@ -463,11 +461,12 @@ async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
         with caplog.at_level(logging.WARNING, logger="planweave.tracing"):
             result = await make_planner(server).run("add", subscribers=[tracer])
             assert result.ok and result.answer == "3"
-            started = time.perf_counter()
-            assert await tracer.aclose() is False
-            assert time.perf_counter() - started < 0.3 + 0.4  # the bound, plus scheduling slack
-            if mode == "slow":
-                await asyncio.sleep(0.8)  # the export itself times out meanwhile: no second warning
+            assert await tracer.aclose() is False  # gave up at the flush bound: the warning names it
+            # The export itself fails in the background meanwhile (for "slow" it times out): no second warning.
+            await await_until(
+                lambda: not any(t.name == "planweave-trace-shutdown" for t in threading.enumerate()),
+                "the tracer's background shutdown finished",
+            )
         warnings = [r.getMessage() for r in caplog.records if r.name == "planweave.tracing"]
         assert len(warnings) == 1 and tracer.trace_id in warnings[0], warnings
         expected = {

@@ -10,10 +10,30 @@ for _key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PLANWEAVE_MODEL"):
     os.environ.pop(_key, None)
 
 
+from collections.abc import Iterator
+
 import pytest
+
+from planweave.planner.testing.processes import ChildProcesses
 
 
 @pytest.fixture(autouse=True)
 def _planweave_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs recorded by a test go to a fresh directory, never to the user's ~/.planweave."""
     monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture
+def children() -> Iterator[ChildProcesses]:
+    """Long-lived subprocesses: `children.spawn(...)` or `with children.running(...)`.
+
+    Each child runs in its own process group, killed with everything it started at
+    teardown: after a failure too, and after pytest-timeout fails the test (its default
+    "signal" method raises inside the test, so teardown runs). A test may still stop a
+    child gracefully first and assert on how it exited.
+    """
+    started = ChildProcesses()
+    try:
+        yield started
+    finally:
+        started.kill_all()

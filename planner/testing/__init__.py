@@ -15,6 +15,7 @@ Example::
 """
 
 from planweave.planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
+from planweave.planner.testing.processes import ChildProcesses
 from planweave.planner.testing.records import RecordedRequest
 from planweave.planner.testing.replies import (
     DEFAULT_MALFORMED_BODY,
@@ -28,6 +29,7 @@ from planweave.planner.testing.replies import (
 from planweave.planner.testing.waiting import WaitTimeoutError, await_until, wait_until
 
 __all__ = [
+    "ChildProcesses",
     "DEFAULT_MALFORMED_BODY",
     "FakeModelServer",
     "HttpError",

@@ -10,11 +10,20 @@ for _key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PLANWEAVE_MODEL"):
     os.environ.pop(_key, None)
 
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from planweave.planner.testing.processes import ChildProcesses
+
+
+# A shell that starts pytest in the background without job control (`nohup`, `cmd &` in a
+# script) makes it ignore SIGINT, and children inherit that: a test sending Ctrl-C to a
+# `planweave` child would then wait for nothing. An installed handler resets to the default in
+# a child at exec, so take SIGINT back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

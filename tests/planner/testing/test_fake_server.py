@@ -39,6 +39,7 @@ from planweave.planner.testing import (
     ToolCall,
     json_spans,
     tokenize,
+    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -576,8 +577,8 @@ def test_records_and_overlap(server: FakeModelServer, http: httpx.Client) -> Non
     sent_at = time.time()
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(stream_lines, http, server)
-        while not server.requests or server.requests[0].first_body_monotonic is None:
-            time.sleep(0.01)
+        wait_until(lambda: server.requests and server.requests[0].first_body_monotonic is not None,
+                   "the first stream started")
         chat(http, server, messages=[{"role": "user", "content": "second"}])
         future.result()
     first, second = server.chat_requests
@@ -660,8 +661,7 @@ def test_stop_aborts_slow_responses(http: httpx.Client) -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    while not srv.requests:
-        time.sleep(0.01)
+    wait_until(lambda: srv.requests, "the server received the request")
     srv.stop()
     thread.join(10)
     assert not thread.is_alive()  # the 30 s answer was aborted, not waited for

@@ -11,10 +11,12 @@ for _key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PLANWEAVE_MODEL"):
 
 
 import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from planweave.planner.testing import wait_until
 from planweave.planner.testing.processes import ChildProcesses
 
 
@@ -30,6 +32,18 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def _planweave_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs recorded by a test go to a fresh directory, never to the user's ~/.planweave."""
     monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def _tracing_finished_within_the_test() -> Iterator[None]:
+    """A tracer closed without waiting sends its spans from a background thread; a warning it
+    logs after the test would land in the next test's `caplog` (seen in a random order). So
+    each test waits here for the background shutdowns it started."""
+    yield
+    wait_until(
+        lambda: not any(t.name == "planweave-trace-shutdown" for t in threading.enumerate()),
+        "the tracers' background shutdowns finished",
+    )
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import planweave.planner.tracing.subscriber as tracing
 from planweave.executor import Executor, RunEvent, Step, StepSucceeded
 from planweave.planner import Budget, Planner
-from planweave.planner.testing import FakeModelServer, Reply, await_until
+from planweave.planner.testing import FakeModelServer, Reply, await_until, wait_until
 from planweave.planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
 from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
 from planweave.planner.tracing.subscriber import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
@@ -101,6 +101,14 @@ def memory_tracer(**kw: Any) -> tuple[LangfuseTracer, InMemorySpanExporter]:
     return tracer, exporter
 
 
+def background_shutdowns() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "planweave-trace-shutdown"]
+
+
+def wait_for_background_shutdowns() -> None:
+    wait_until(lambda: not background_shutdowns(), "the tracers' background shutdowns finished")
+
+
 def decoded(exporter: InMemorySpanExporter) -> list[dict[str, Any]]:
     """The spans as the receiver would decode them (same protobuf encoding as on the wire)."""
     return decode_export_request(encode_spans(exporter.get_finished_spans()).SerializeToString())
@@ -150,6 +158,9 @@ def test_trace_urls() -> None:
         direct = create_tracer(config=config, span_exporter=LangfuseExporter(config))
         assert direct is not None and direct.trace_url == f"{receiver.url}/project/proj1/traces/{direct.trace_id}"
         direct.close(0)
+        # close(0) sends in the background: let that finish while the receiver still listens, or its
+        # "unreachable" warning lands in whichever test runs next.
+        wait_for_background_shutdowns()
 
 
 # --- the trace of a planner run (in memory) ------------------------------------------------------
@@ -463,10 +474,7 @@ async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
             assert result.ok and result.answer == "3"
             assert await tracer.aclose() is False  # gave up at the flush bound: the warning names it
             # The export itself fails in the background meanwhile (for "slow" it times out): no second warning.
-            await await_until(
-                lambda: not any(t.name == "planweave-trace-shutdown" for t in threading.enumerate()),
-                "the tracer's background shutdown finished",
-            )
+            await await_until(lambda: not background_shutdowns(), "the tracer's background shutdown finished")
         warnings = [r.getMessage() for r in caplog.records if r.name == "planweave.tracing"]
         assert len(warnings) == 1 and tracer.trace_id in warnings[0], warnings
         expected = {

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from planweave.planner.testing import wait_until
-from planweave.planner.testing.processes import ChildProcesses
+from planweave.planner.testing import ChildProcesses, wait_until
 
 
 # A shell that starts pytest in the background without job control (`nohup`, `cmd &` in a

@@ -10,10 +10,52 @@ for _key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PLANWEAVE_MODEL"):
     os.environ.pop(_key, None)
 
 
+import signal
+import threading
+from collections.abc import Iterator
+
 import pytest
+
+from planweave.planner.testing import ChildProcesses, wait_until
+
+
+# A shell that starts pytest in the background without job control (`nohup`, `cmd &` in a
+# script) makes it ignore SIGINT, and children inherit that: a test sending Ctrl-C to a
+# `planweave` child would then wait for nothing. An installed handler resets to the default in
+# a child at exec, so take SIGINT back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
 def _planweave_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs recorded by a test go to a fresh directory, never to the user's ~/.planweave."""
     monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def _tracing_finished_within_the_test() -> Iterator[None]:
+    """A tracer closed without waiting sends its spans from a background thread; a warning it
+    logs after the test would land in the next test's `caplog` (seen in a random order). So
+    each test waits here for the background shutdowns it started."""
+    yield
+    wait_until(
+        lambda: not any(t.name == "planweave-trace-shutdown" for t in threading.enumerate()),
+        "the tracers' background shutdowns finished",
+    )
+
+
+@pytest.fixture
+def children() -> Iterator[ChildProcesses]:
+    """Long-lived subprocesses: `children.spawn(...)` or `with children.running(...)`.
+
+    Each child runs in its own process group, killed with everything it started at
+    teardown: after a failure too, and after pytest-timeout fails the test (its default
+    "signal" method raises inside the test, so teardown runs). A test may still stop a
+    child gracefully first and assert on how it exited.
+    """
+    started = ChildProcesses()
+    try:
+        yield started
+    finally:
+        started.kill_all()

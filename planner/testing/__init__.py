@@ -15,6 +15,7 @@ Example::
 """
 
 from planweave.planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
+from planweave.planner.testing.processes import ChildProcesses
 from planweave.planner.testing.records import RecordedRequest
 from planweave.planner.testing.replies import (
     DEFAULT_MALFORMED_BODY,
@@ -25,8 +26,10 @@ from planweave.planner.testing.replies import (
     json_spans,
     tokenize,
 )
+from planweave.planner.testing.waiting import WaitTimeoutError, await_until, wait_until
 
 __all__ = [
+    "ChildProcesses",
     "DEFAULT_MALFORMED_BODY",
     "FakeModelServer",
     "HttpError",
@@ -36,6 +39,9 @@ __all__ = [
     "ReplyHandler",
     "ReplyLike",
     "ToolCall",
+    "WaitTimeoutError",
+    "await_until",
     "json_spans",
     "tokenize",
+    "wait_until",
 ]

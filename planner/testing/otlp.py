@@ -104,6 +104,7 @@ class OTLPReceiver:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[ExportRequest] = []
+        self._arrived = 0
         self._stopping = threading.Event()
         self._open = threading.Event()
         self._open.set()
@@ -219,6 +220,18 @@ class OTLPReceiver:
                 self._changed.wait(left)
             return list(self._requests)
 
+    def wait_for_arrivals(self, count: int = 1, timeout_s: float = 5.0) -> int:
+        """Wait until `count` requests have been read, answered or not (a slow answer may still
+        be pending); returns how many have. `TimeoutError` saying how many came."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._arrived < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the OTLP receiver read {self._arrived} requests, not {count}, in {timeout_s:g}s")
+                self._changed.wait(left)
+            return self._arrived
+
     def wait_for_spans(self, count: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         """Wait until at least `count` spans have been accepted; returns them all."""
         deadline = time.monotonic() + timeout_s
@@ -269,6 +282,9 @@ class OTLPReceiver:
                 )
             except Exception as exc:  # noqa: BLE001 - a bad body is answered, not raised
                 record.status, record.error = 400, f"{type(exc).__name__}: {exc}"
+        with self._changed:
+            self._arrived += 1
+            self._changed.notify_all()
         stopped = False
         if not self._open.is_set():
             with self._changed:

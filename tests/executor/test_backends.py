@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from planweave.executor import LocalBackend
+from planweave.planner.testing import await_until
 from planweave.tools import Tool, ToolContext, tool
 
 NO_CONTEXT = ToolContext()
@@ -41,16 +42,20 @@ async def test_blocking_calls_run_side_by_side_up_to_max_threads() -> None:
             running -= 1
 
     backend = LocalBackend(max_threads=3)
-    t0 = time.perf_counter()
     await asyncio.gather(*(backend.invoke(busy, {}, NO_CONTEXT) for _ in range(9)))
-    assert peak == 3
-    assert time.perf_counter() - t0 < 0.5  # three rounds of 0.05 s, not nine
+    assert peak == 3  # three side by side, never more
     await backend.aclose()
 
+    # A barrier only opens when all 100 calls are blocked in it at once (else it breaks after 30 s).
+    barrier = threading.Barrier(100, timeout=30)
+
+    @tool
+    def meet() -> int:
+        return barrier.wait()
+
     wide = LocalBackend(max_threads=100)
-    t0 = time.perf_counter()
-    results = await asyncio.gather(*(wide.invoke(sleeper(), {"seconds": 0.1}, NO_CONTEXT) for _ in range(100)))
-    assert results == [0.1] * 100 and time.perf_counter() - t0 < 1.0
+    results = await asyncio.gather(*(wide.invoke(meet, {}, NO_CONTEXT) for _ in range(100)))
+    assert sorted(results) == list(range(100))
     await wide.aclose()
 
 
@@ -73,15 +78,28 @@ async def test_errors_reach_the_caller() -> None:
 
 
 async def test_a_cancelled_call_does_not_disturb_the_others() -> None:
+    slow_started, release_slow, slow_returned = threading.Event(), threading.Event(), threading.Event()
+
+    @tool
+    def held() -> str:
+        slow_started.set()
+        try:
+            release_slow.wait(30)
+            return "late"
+        finally:
+            slow_returned.set()
+
     backend = LocalBackend(max_threads=4)
-    slow = asyncio.ensure_future(backend.invoke(sleeper(), {"seconds": 0.1}, NO_CONTEXT))
+    slow = asyncio.ensure_future(backend.invoke(held, {}, NO_CONTEXT))
     others = [asyncio.ensure_future(backend.invoke(sleeper(), {"seconds": 0.05}, NO_CONTEXT)) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await await_until(slow_started.is_set, "the slow call started in its thread")
     slow.cancel()
     assert await asyncio.gather(*others) == [0.05] * 3
     with pytest.raises(asyncio.CancelledError):
         await slow
-    await asyncio.sleep(0.15)  # the abandoned call returns into a cancelled future: ignored
+    release_slow.set()
+    await await_until(slow_returned.is_set, "the abandoned call returned")  # into a cancelled future: ignored
+    await asyncio.sleep(0)  # let its result reach the loop
     assert await backend.invoke(sleeper(), {"seconds": 0}, NO_CONTEXT) == 0
     await backend.aclose()
 
@@ -97,16 +115,15 @@ async def test_threads_stop_when_idle_and_on_close() -> None:
     used: list[threading.Thread] = []
     idle = LocalBackend(max_threads=4, idle_s=0.05)
     await asyncio.gather(*(idle.invoke(sleeper(used), {"seconds": 0.01}, NO_CONTEXT) for _ in range(4)))
-    await asyncio.sleep(0.3)
-    assert used and not any(t.is_alive() for t in used)
+    assert used
+    await await_until(lambda: not any(t.is_alive() for t in used), "idle worker threads stopped")
     assert await idle.invoke(sleeper(), {"seconds": 0}, NO_CONTEXT) == 0  # new threads start as needed
 
     used.clear()
     closing = LocalBackend(max_threads=4)
     await asyncio.gather(*(closing.invoke(sleeper(used), {"seconds": 0.01}, NO_CONTEXT) for _ in range(4)))
     await closing.aclose()
-    await asyncio.sleep(0.1)
-    assert not any(t.is_alive() for t in used)
+    await await_until(lambda: not any(t.is_alive() for t in used), "worker threads stopped on close")
 
 
 async def test_argument_less_calls_get_fresh_defaults() -> None:

@@ -15,6 +15,7 @@ import planweave.executor
 from planweave.tools.errors import ConfigError
 from planweave.executor import Executor, RunEvent, Step, StepAdded
 from planweave.executor.events import EVENT_TYPES, EventBus, event_from_dict, register_event_type
+from planweave.planner.testing import await_until
 from planweave.tools import tool
 
 
@@ -77,7 +78,7 @@ async def test_kept_history_equals_what_a_subscriber_sees() -> None:
 async def test_cancelled_steps_are_in_the_history() -> None:
     ex = Executor([nap])
     async with ex.start([Step(id="s", tool="nap", args={"seconds": 5})], run_id="r") as run:
-        await asyncio.sleep(0.01)
+        await await_until(lambda: run.step_status("s") == "running", "`s` was running")
         run.cancel()
     assert [ev.kind for ev in run.history][-2:] == ["step_cancelled", "run_finished"]
 

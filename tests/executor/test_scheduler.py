@@ -20,6 +20,7 @@ from planweave.executor import (
     StepFailure,
     StepRetrying,
 )
+from planweave.planner.testing import await_until
 from planweave.tools import ToolContext, ToolError, tool
 
 FINAL_KINDS = {"step_succeeded", "step_failed", "step_skipped", "step_cancelled", "step_restored"}
@@ -63,6 +64,41 @@ class Flaky:
         return flaky
 
 
+class Rendezvous:
+    """A tool whose calls wait until `parties` of them are running at once.
+
+    Proves steps overlap without timing them: run serially, the first call waits
+    alone, times out (generously) and the step fails with `not all ... running together`.
+    """
+
+    def __init__(self, parties: int, name: str = "meet") -> None:
+        self.parties = parties
+        self.name = name
+        self.running = 0
+        self.peak = 0
+        self.all_here = asyncio.Event()
+
+    async def arrive(self) -> int:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        if self.running >= self.parties:
+            self.all_here.set()
+        try:
+            await asyncio.wait_for(self.all_here.wait(), 30)
+        except TimeoutError:
+            raise AssertionError(f"not all {self.parties} calls were running together") from None
+        finally:
+            self.running -= 1
+        return self.peak
+
+    def as_tool(self) -> Any:
+        @tool(name=self.name)
+        async def meet() -> int:
+            return await self.arrive()
+
+        return meet
+
+
 def step(id: str, tool: str = "echo", **kw: Any) -> Step:  # noqa: A002
     kw.setdefault("args", {"value": id} if tool == "echo" else {})
     return Step(id=id, tool=tool, **kw)
@@ -90,37 +126,68 @@ async def test_outputs_flow_through_references_and_context() -> None:
 
 
 async def test_no_superstep_barrier() -> None:
-    """A slow branch never delays an unrelated fast branch."""
-    ex = Executor([sleep])
-    steps = [step("slow", "sleep", args={"seconds": 0.4})]
+    """A slow branch never delays an unrelated fast branch.
+
+    `slow` only finishes once the whole fast chain has; `other` only finishes once
+    `after_slow` has started. With a barrier between rounds either wait would never end.
+    """
+    fast_chain_done = asyncio.Event()
+    after_slow_started = asyncio.Event()
+
+    @tool
+    async def wait_for(name: str) -> bool:
+        event = {"fast_chain_done": fast_chain_done, "after_slow_started": after_slow_started}[name]
+        await asyncio.wait_for(event.wait(), 30)
+        return True
+
+    @tool
+    async def signal(name: str) -> bool:
+        {"fast_chain_done": fast_chain_done, "after_slow_started": after_slow_started}[name].set()
+        return True
+
+    ex = Executor([wait_for, signal, echo])
+    steps = [step("slow", "wait_for", args={"name": "fast_chain_done"})]
+    steps.append(step("other", "wait_for", args={"name": "after_slow_started"}))
     prev = None
     for i in range(5):
-        steps.append(step(f"f{i}", "sleep", args={"seconds": 0.01}, depends_on=[prev] if prev else []))
+        steps.append(step(f"f{i}", depends_on=[prev] if prev else []))
         prev = f"f{i}"
-    steps.append(step("after_slow", "sleep", args={"seconds": 0}, depends_on=["slow"]))
+    steps.append(step("fast_end", "signal", args={"name": "fast_chain_done"}, depends_on=["f4"]))
+    # The dependent of the slow step starts right after it, not after some global round.
+    steps.append(step("after_slow", "signal", args={"name": "after_slow_started"}, depends_on=["slow"]))
     result = await ex.run(steps)
-    fast_end = result.steps["f4"].finished_at
-    slow_end = result.steps["slow"].finished_at
-    assert fast_end is not None and slow_end is not None
-    assert fast_end < slow_end - 0.2
-    # And the dependent of the slow step starts right after it, not after some global round.
-    assert result.steps["after_slow"].started_at - slow_end < 0.05  # type: ignore[operator]
+    assert result.ok, {k: s.error for k, s in result.steps.items() if s.error}
+    assert result.steps["f4"].finished_at <= result.steps["slow"].finished_at  # type: ignore[operator]
+    assert result.steps["after_slow"].started_at <= result.steps["other"].finished_at  # type: ignore[operator]
 
 
 async def test_parallel_steps_overlap() -> None:
-    ex = Executor([sleep])
-    t0 = time.perf_counter()
-    result = await ex.run([step(f"s{i}", "sleep", args={"seconds": 0.2}) for i in range(20)])
-    assert result.ok and time.perf_counter() - t0 < 1.0  # 20 x 0.2 s run side by side, not 4 s
+    meet = Rendezvous(20)
+    result = await Executor([meet.as_tool()]).run([step(f"s{i}", "meet", args={}) for i in range(20)])
+    assert result.ok, result.error  # all 20 were running side by side
+    assert meet.peak == 20
 
 
 async def test_blocking_sync_tool_does_not_stall_the_loop() -> None:
-    ex = Executor([block, sleep])
+    chain_done = threading.Event()
+
+    @tool
+    def block_until_chain_done() -> bool:
+        """Blocks its thread until the async chain has finished: on the loop, it never would."""
+        return chain_done.wait(30)
+
+    @tool
+    async def mark_chain_done() -> None:
+        chain_done.set()
+
+    ex = Executor([block_until_chain_done, mark_chain_done, sleep])
     result = await ex.run(
-        [step("b", "block", args={"seconds": 0.5})]
+        [step("b", "block_until_chain_done", args={})]
         + [step(f"a{i}", "sleep", args={"seconds": 0.01}, depends_on=[f"a{i-1}"] if i else []) for i in range(5)]
+        + [step("done", "mark_chain_done", args={}, depends_on=["a4"])]
     )
-    assert result.steps["a4"].finished_at < result.steps["b"].finished_at - 0.3  # type: ignore[operator]
+    assert result.output("b") is True  # the chain ran to the end while `b` blocked its thread
+    assert result.steps["a4"].finished_at <= result.steps["b"].finished_at  # type: ignore[operator]
     await ex.aclose()
 
 
@@ -211,16 +278,27 @@ async def test_timeout_is_retryable() -> None:
 
 async def test_on_failure_fail_cancels_the_rest() -> None:
     events: list[RunEvent] = []
+    long_started = asyncio.Event()
+    interrupted: list[str] = []
 
     @tool
     async def crash() -> None:
-        await asyncio.sleep(0.05)
+        await long_started.wait()
         raise RuntimeError("disk on fire")
 
-    result = await Executor([crash, sleep]).run(
+    @tool
+    async def long_sleep(seconds: float) -> None:
+        long_started.set()
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            interrupted.append("long")
+            raise
+
+    result = await Executor([crash, sleep, long_sleep]).run(
         [
             Step(id="c", tool="crash"),
-            step("long", "sleep", args={"seconds": 10}),
+            step("long", "long_sleep", args={"seconds": 60}),
             step("after", "sleep", args={"seconds": 0}, depends_on=["long"]),
         ],
         subscribers=[events.append],
@@ -228,7 +306,7 @@ async def test_on_failure_fail_cancels_the_rest() -> None:
     assert result.status == "failed"
     assert result.error == "step `c` failed: disk on fire"
     assert {k: s.status for k, s in result.steps.items()} == {"c": "failed", "long": "cancelled", "after": "cancelled"}
-    assert result.duration_s < 2
+    assert interrupted == ["long"]  # the running step was cancelled, not waited for
     assert all(n == 1 for n in finals(events).values()) and len(finals(events)) == 3
 
 
@@ -284,16 +362,17 @@ async def test_when_condition_skips_step_and_its_dependents() -> None:
 
 async def test_for_each_runs_items_in_parallel_and_retries_only_failed_items() -> None:
     seen: Counter[int] = Counter()
+    first_round = Rendezvous(4)
 
     @tool
     async def square(x: int) -> int:
         seen[x] += 1
-        await asyncio.sleep(0.1)
+        if seen[x] == 1:
+            await first_round.arrive()  # all four items run at once
         if x == 3 and seen[x] == 1:
             raise ConnectionError("transient")
         return x * x
 
-    t0 = time.perf_counter()
     result = await Executor([square, echo]).run(
         [
             step("nums", args={"value": [1, 2, 3, 4]}),
@@ -302,7 +381,7 @@ async def test_for_each_runs_items_in_parallel_and_retries_only_failed_items() -
     )
     assert result.output("sq") == [1, 4, 9, 16]
     assert seen == Counter({1: 1, 2: 1, 3: 2, 4: 1})
-    assert time.perf_counter() - t0 < 0.35
+    assert first_round.peak == 4
 
 
 async def test_for_each_needs_a_list() -> None:
@@ -316,12 +395,10 @@ async def test_for_each_needs_a_list() -> None:
 async def test_live_run_accepts_steps_while_running() -> None:
     ex = Executor([sleep, echo])
     async with ex.start([step("first", "sleep", args={"seconds": 0.01, "value": 7})], goal="g") as run:
-        await asyncio.sleep(0.1)
-        assert run.step_status("first") == "succeeded"
+        await await_until(lambda: run.step_status("first") == "succeeded", "`first` succeeded")
         t = time.time()
         run.add_steps([step("second", args={"value": "${first}"})])
-        await asyncio.sleep(0.01)
-        assert run.step_status("second") == "succeeded"
+        await await_until(lambda: run.step_status("second") == "succeeded", "`second` succeeded")
         with pytest.raises(PlanError, match="there is no step `ghost`"):
             run.add_steps([step("third", args={"value": "${ghost}"})])
         run.close()
@@ -329,7 +406,7 @@ async def test_live_run_accepts_steps_while_running() -> None:
             run.add_steps([step("late")])
     result = run.result
     assert result.output("second") == 7
-    assert result.steps["second"].started_at - t < 0.05  # type: ignore[operator]
+    assert result.steps["second"].started_at >= t  # type: ignore[operator]
     assert "third" not in result.steps
 
 
@@ -341,7 +418,9 @@ async def test_cancel_marks_every_step_final_exactly_once() -> None:
         + [step("later", "sleep", args={"seconds": 0}, depends_on=["s0"])],
         subscribers=[events.append],
     ) as run:
-        await asyncio.sleep(0.05)
+        await await_until(
+            lambda: all(run.step_status(f"s{i}") == "running" for i in range(3)), "`s0`..`s2` were running"
+        )
         run.cancel("user pressed stop")
     assert run.result.status == "cancelled"
     assert set(s.status for s in run.result.steps.values()) == {"cancelled"}
@@ -354,7 +433,7 @@ async def test_exception_in_driving_code_cancels_the_run() -> None:
     ex = Executor([sleep])
     with pytest.raises(KeyError):
         async with ex.start([step("s", "sleep", args={"seconds": 5})]) as run:
-            await asyncio.sleep(0.01)
+            await await_until(lambda: run.step_status("s") == "running", "`s` was running")
             raise KeyError("oops")
     assert run.result.status == "cancelled" and run.result.steps["s"].status == "cancelled"
 
@@ -513,16 +592,27 @@ async def test_failed_step_skips_every_step_sharing_its_dependents_set() -> None
 
 async def test_steps_added_later_join_a_set_that_is_pending_finished_or_blocked() -> None:
     boom = Flaky(99, ValueError).as_tool()
-    ex = Executor([sleep, echo, boom])
+    release_slow = asyncio.Event()
+
+    @tool
+    async def held(value: str) -> str:
+        await asyncio.wait_for(release_slow.wait(), 30)
+        return value
+
+    ex = Executor([held, echo, boom])
     async with ex.start(
         [
-            step("slow", "sleep", args={"seconds": 0.1, "value": "S"}),
+            step("slow", "held", args={"value": "S"}),
             step("fast"),
             step("bad", "flaky", on_failure="continue"),
             step("w1", args={"value": "${slow} ${fast}"}),
         ]
     ) as run:
-        await asyncio.sleep(0.02)  # `fast` and `bad` are final, `slow` still sleeps
+        await await_until(
+            lambda: run.step_status("fast") == "succeeded" and run.step_status("bad") == "failed",
+            "`fast` succeeded and `bad` failed",
+        )
+        assert run.step_status("slow") == "running"  # held until released below
         run.add_steps([step("w2", args={"value": "${fast} ${slow}"})])  # same set as `w1`, still pending
         run.add_steps([step("now", args={"value": "${fast}"})])  # a set that is already done
         run.add_steps([step("never", depends_on=["bad", "fast"])])
@@ -531,6 +621,7 @@ async def test_steps_added_later_join_a_set_that_is_pending_finished_or_blocked(
         assert run.step_status("w2") == "pending"
         await asyncio.sleep(0)
         assert run.step_status("now") in ("running", "succeeded")
+        release_slow.set()
     result = run.result
     assert result.output("w1") == "S fast" and result.output("w2") == "fast S"
     assert result.steps["never2"].error == "needs `bad`, which failed"
@@ -558,12 +649,13 @@ async def test_large_fan_out_and_chain_finish() -> None:
 
 
 async def test_thousands_of_ready_steps_all_run_side_by_side() -> None:
-    t0 = time.perf_counter()
-    result = await Executor([sleep]).run(
+    meet = Rendezvous(1500)
+    result = await Executor([sleep, meet.as_tool()]).run(
         [step("root", "sleep", args={"seconds": 0})]
-        + [step(f"s{i}", "sleep", args={"seconds": 0.2}, depends_on=["root"]) for i in range(1500)]
+        + [step(f"s{i}", "meet", args={}, depends_on=["root"]) for i in range(1500)]
     )
-    assert result.ok and time.perf_counter() - t0 < 1.5  # one round of 0.2 s, not six
+    assert result.ok, result.error  # one round of 1500, not several
+    assert meet.peak == 1500
 
 
 async def test_cancel_reaches_steps_that_are_ready_but_not_started() -> None:

@@ -22,6 +22,7 @@ from planweave.executor.events import StepSucceeded, SummaryUpdate, register_eve
 from planweave.executor.state import RunState
 from planweave.executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
 from planweave.executor.store import RunStore, StoreError, open_store
+from planweave.planner.testing import ChildProcesses
 from planweave.tools import tool
 
 
@@ -249,12 +250,12 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_write_at_once(tmp_path: Path) -> None:
+def test_two_processes_write_at_once(tmp_path: Path, children: ChildProcesses) -> None:
     path = str(tmp_path / "runs.db")
     SQLiteRunStore(path).close()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, path, name, "400"], env=env) for name in ("p1", "p2")
+        children.spawn([sys.executable, "-c", WRITER, path, name, "400"], env=env) for name in ("p1", "p2")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     s = SQLiteRunStore(path)

@@ -105,10 +105,12 @@ async def test_known_model_cost_from_litellm_price_map(server: FakeModelServer) 
 
 async def test_first_step_starts_before_the_plan_stream_ends(server: FakeModelServer) -> None:
     started: dict[str, float] = {}
+    stream_open: dict[str, bool] = {}
 
     @tool
     async def mark(name: str) -> str:
         started[name] = time.monotonic()
+        stream_open[name] = not server.chat_requests[0].completed
         return name
 
     reply = plan({"id": "a", "tool": "mark", "args": {"name": "a"}}, {"id": "b", "tool": "mark", "args": {"name": "b"}})
@@ -117,7 +119,8 @@ async def test_first_step_starts_before_the_plan_stream_ends(server: FakeModelSe
     assert result.ok, result.error
     stream_end = server.chat_requests[0].last_byte_monotonic
     assert stream_end is not None
-    assert started["a"] < stream_end - 0.4  # ran while the model was still writing step b
+    assert stream_open["a"]  # `a` ran while the model was still writing step b
+    assert started["a"] < stream_end
     assert started["b"] >= stream_end - 0.05
 
 
@@ -205,10 +208,9 @@ async def test_budget_steps(server: FakeModelServer) -> None:
 
 
 async def test_budget_time_leaves_nothing_running(server: FakeModelServer) -> None:
-    server.enqueue(plan({"id": "z", "tool": "slow", "args": {"seconds": 30}}))
-    t0 = time.perf_counter()
+    # The step would sleep for longer than the test's timeout: returning at all means it was cancelled.
+    server.enqueue(plan({"id": "z", "tool": "slow", "args": {"seconds": 600}}))
     result = await planner(server, budget=Budget(max_seconds=0.5)).run("sleep")
-    assert time.perf_counter() - t0 < 5
     assert result.status == "budget_exceeded" and result.budget == "max_seconds"
     assert result.steps["z"].status == "cancelled"
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("planweave-step")]

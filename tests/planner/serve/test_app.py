@@ -23,7 +23,7 @@ from planweave.executor.sqlite_store import SQLiteRunStore
 from planweave.planner import Budget, Planner
 from planweave.planner.errors import ConfigError
 from planweave.planner.serve.app import ServerConfig, create_app, serve
-from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply
+from planweave.planner.testing import ChildProcesses, FakeModelServer, RecordedRequest, Reply
 from planweave.tools import tool
 
 
@@ -531,7 +531,7 @@ def test_cors_lets_configured_browser_origins_in(start: StartServer) -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
-def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path) -> None:
+def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path, children: ChildProcesses) -> None:
     """`serve` itself, in a subprocess: the offline planner (no model server needed), then Ctrl-C."""
     import os
     import signal
@@ -546,7 +546,7 @@ def test_serve_runs_uvicorn_until_interrupted(tmp_path: Path) -> None:
         f"serve(Planner(workspace={str(tmp_path)!r}), port={port}, log_level='warning')\n"
     )
     env = {**os.environ, "PLANWEAVE_API_KEY": "k"}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    proc = children.spawn([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:

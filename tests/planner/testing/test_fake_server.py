@@ -39,6 +39,7 @@ from planweave.planner.testing import (
     ToolCall,
     json_spans,
     tokenize,
+    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -512,7 +513,7 @@ def test_delay_before_response(server: FakeModelServer, http: httpx.Client) -> N
     for expected in (200, 503):
         start = time.monotonic()
         assert chat(http, server).status_code == expected
-        assert 0.28 <= time.monotonic() - start < 2.0
+        assert time.monotonic() - start >= 0.28  # the server waited (how precisely is for bench/)
 
 
 # --------------------------------------------------------------------- timing
@@ -524,25 +525,25 @@ def test_ttft_and_token_rate(http: httpx.Client) -> None:
         start = time.monotonic()
         _, lines = stream_lines(http, srv)
         times = [t for t, line in lines if line.startswith("data: {")]
-        assert 0.18 <= times[0] - start < 1.0  # first event at ttft
-        assert 0.16 <= times[-1] - times[0] < 1.0  # 9 gaps of 20 ms
+        assert times[0] - start >= 0.18  # first event at ttft, not before
+        assert times[-1] - times[0] >= 0.16  # 9 gaps of 20 ms at least
         record = srv.last_request
         assert record.first_byte_monotonic is not None and record.first_body_monotonic is not None
         assert record.first_body_monotonic - record.first_byte_monotonic >= 0.18
 
         start = time.monotonic()
         chat(http, srv)  # non-streamed: ttft + 9 / 50
-        assert 0.36 <= time.monotonic() - start < 1.5
+        assert time.monotonic() - start >= 0.36
 
+    # The server's own latency would take hours: the reply's latency overrides it, or this never returns.
     with FakeModelServer([Reply.text(text).with_latency(ttft_s=0.0, tokens_per_s=math.inf)],
-                         ttft_s=1.0, tokens_per_s=1) as srv:
-        start = time.monotonic()
-        stream_lines(http, srv)
-        assert time.monotonic() - start < 0.5
+                         ttft_s=3600.0, tokens_per_s=0.001) as srv:
+        _, lines = stream_lines(http, srv)
+        assert "data: [DONE]" in [line for _, line in lines]
 
 
 def test_pause_after_first_step(server: FakeModelServer, http: httpx.Client) -> None:
-    reply = Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 0.4)
+    reply = Reply.json_obj(PLAN).with_pause_after_json(("steps", 0), 1.0)
     server.enqueue(reply, reply)
     _, lines = stream_lines(http, server, tools=[PLAN_TOOL])
     timed = [(t, json.loads(line[6:])) for t, line in lines if line.startswith("data: {")]
@@ -553,10 +554,10 @@ def test_pause_after_first_step(server: FakeModelServer, http: httpx.Client) -> 
         sent += calls[0]["function"].get("arguments", "")
         gaps.append((t1 - t0, sent))
     longest, text_before = max(gaps)
-    assert longest >= 0.38
+    assert longest >= 0.95
     expected_prefix = json.dumps(PLAN).split("}, ")[0] + "}"  # first complete step object
     assert text_before == expected_prefix
-    assert sorted(g for g, _ in gaps)[-2] < 0.2  # only one pause
+    assert [g for g, _ in gaps if g >= 0.95] == [longest]  # only one pause
 
     _, lines = stream_lines(http, server)  # same script as content when no tools
     chunks = payloads(lines)
@@ -573,10 +574,11 @@ def test_pause_at_offsets_zero_and_end(server: FakeModelServer, http: httpx.Clie
 
 def test_records_and_overlap(server: FakeModelServer, http: httpx.Client) -> None:
     server.enqueue(Reply.text("first part. second part.").with_pause_after("first part.", 0.5), "b")
+    sent_at = time.time()
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(stream_lines, http, server)
-        while not server.requests or server.requests[0].first_body_monotonic is None:
-            time.sleep(0.01)
+        wait_until(lambda: server.requests and server.requests[0].first_body_monotonic is not None,
+                   "the first stream started")
         chat(http, server, messages=[{"role": "user", "content": "second"}])
         future.result()
     first, second = server.chat_requests
@@ -584,7 +586,7 @@ def test_records_and_overlap(server: FakeModelServer, http: httpx.Client) -> Non
     assert first.first_byte_monotonic is not None and first.last_byte_monotonic is not None
     assert first.received_monotonic <= first.first_byte_monotonic <= first.last_byte_monotonic
     assert second.received_monotonic < first.last_byte_monotonic  # started before the stream ended
-    assert abs(first.received_time - time.time()) < 10
+    assert sent_at <= first.received_time <= time.time()  # wall-clock time, unlike the monotonic ones
     assert first.stream and not second.stream
     assert second.last_user_text == "second"
     assert first.headers["content-type"] == "application/json"
@@ -659,12 +661,10 @@ def test_stop_aborts_slow_responses(http: httpx.Client) -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    while not srv.requests:
-        time.sleep(0.01)
-    start = time.monotonic()
+    wait_until(lambda: srv.requests, "the server received the request")
     srv.stop()
-    thread.join(5)
-    assert time.monotonic() - start < 2.0
+    thread.join(10)
+    assert not thread.is_alive()  # the 30 s answer was aborted, not waited for
     assert len(errors) == 1 and isinstance(errors[0], httpx.RemoteProtocolError)
     assert srv.requests[0].status is None
 

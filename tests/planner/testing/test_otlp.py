@@ -142,10 +142,8 @@ def test_simulated_http_500_keeps_the_request_but_not_its_spans(receiver: OTLPRe
 def test_simulated_slow_answer(receiver: OTLPReceiver) -> None:
     receiver.respond(delay_s=0.5)
     body = encode_spans(make_spans()).SerializeToString()
-    start = time.perf_counter()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the answer comes
         httpx.post(receiver.traces_url, content=body, timeout=0.1)
-    assert time.perf_counter() - start < 0.4
     [request] = receiver.wait_for_requests(1)
     assert request.status == 200  # it did answer, after the client had given up
     start = time.perf_counter()
@@ -167,11 +165,12 @@ def test_stop_while_slow_drops_the_connection_and_records_no_answer() -> None:
 
             thread = threading.Thread(target=send)
             thread.start()
-            time.sleep(0.2)
-            start = time.perf_counter()
+            receiver.wait_for_arrivals(1)
             receiver.stop()
             thread.join(5)
-            assert time.perf_counter() - start < 2 and errors
+            # The client was answered by a dropped connection, not by its own 5 s timeout.
+            assert not thread.is_alive() and errors, errors
+            assert not isinstance(errors[0], httpx.TimeoutException), errors
     finally:
         receiver.stop()
     assert [r.status for r in receiver.requests] == [0]

@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import planweave.planner.tracing.subscriber as tracing
 from planweave.executor import Executor, RunEvent, Step, StepSucceeded
 from planweave.planner import Budget, Planner
-from planweave.planner.testing import FakeModelServer, Reply
+from planweave.planner.testing import FakeModelServer, Reply, await_until, wait_until
 from planweave.planner.testing.otlp import OTLPReceiver, decode_export_request, span_tree
 from planweave.planner.tracing.builder import HANDLERS, TraceBuilder
 from planweave.planner.tracing.subscriber import LangfuseExporter, LangfuseTracer, TracingConfig, create_tracer
@@ -101,6 +101,14 @@ def memory_tracer(**kw: Any) -> tuple[LangfuseTracer, InMemorySpanExporter]:
     return tracer, exporter
 
 
+def background_shutdowns() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "planweave-trace-shutdown"]
+
+
+def wait_for_background_shutdowns() -> None:
+    wait_until(lambda: not background_shutdowns(), "the tracers' background shutdowns finished")
+
+
 def decoded(exporter: InMemorySpanExporter) -> list[dict[str, Any]]:
     """The spans as the receiver would decode them (same protobuf encoding as on the wire)."""
     return decode_export_request(encode_spans(exporter.get_finished_spans()).SerializeToString())
@@ -150,6 +158,9 @@ def test_trace_urls() -> None:
         direct = create_tracer(config=config, span_exporter=LangfuseExporter(config))
         assert direct is not None and direct.trace_url == f"{receiver.url}/project/proj1/traces/{direct.trace_id}"
         direct.close(0)
+        # close(0) sends in the background: let that finish while the receiver still listens, or its
+        # "unreachable" warning lands in whichever test runs next.
+        wait_for_background_shutdowns()
 
 
 # --- the trace of a planner run (in memory) ------------------------------------------------------
@@ -285,8 +296,7 @@ async def test_cancelling_the_run_ends_the_trace_as_cancelled(server: FakeModelS
     tracer, exporter = memory_tracer()
     events = Events()
     task = asyncio.create_task(make_planner(server).run("sleep", subscribers=[tracer, events]))
-    while not events.of("step_started"):
-        await asyncio.sleep(0.01)
+    await await_until(lambda: events.of("step_started"), "the step started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -351,7 +361,7 @@ async def test_executor_run_with_retries_failures_and_skips() -> None:
 async def test_executor_cancel_marks_running_steps() -> None:
     tracer, exporter = memory_tracer(planner=False)
     async with Executor([slow]).start([Step(id="nap", tool="slow", args={"seconds": 30})], subscribers=[tracer]) as run:
-        await asyncio.sleep(0.05)
+        await await_until(lambda: run.step_status("nap") == "running", "`nap` was running")
         run.cancel("stop now")
     tracer.close()
     [root] = span_tree(decoded(exporter))
@@ -377,27 +387,28 @@ def test_the_subscriber_never_raises_and_warns_once(caplog: pytest.LogCaptureFix
     tracer.close()
 
 
-async def test_overhead_per_step_is_small() -> None:
+async def test_spans_are_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What keeps tracing cheap for a run (the overhead itself is a number for `bench/`)."""
+
     @tool
     def noop(i: int) -> int:
         """Return i."""
         return i
 
+    built_on: set[threading.Thread] = set()
+    original = HANDLERS["step_succeeded"]
+
+    def recording(self: TraceBuilder, event: Any) -> None:
+        built_on.add(threading.current_thread())
+        original(self, event)
+
+    monkeypatch.setitem(HANDLERS, "step_succeeded", recording)
     steps = [Step(id=f"s{i}", tool="noop", args={"i": i}) for i in range(300)]
-    executor = Executor([noop])
-    await executor.run(steps)  # warm up
-    t0 = time.perf_counter()
-    await executor.run(steps)
-    bare = time.perf_counter() - t0
     tracer, exporter = memory_tracer(planner=False)
-    t0 = time.perf_counter()
-    await executor.run(steps, subscribers=[tracer])
-    traced = time.perf_counter() - t0
+    await Executor([noop]).run(steps, subscribers=[tracer])
     tracer.close()
     assert len(exporter.get_finished_spans()) == 301
-    per_step_ms = (traced - bare) / len(steps) * 1000
-    print(f"tracing overhead: {per_step_ms:.3f} ms per step ({bare * 1000:.1f} ms bare, {traced * 1000:.1f} ms traced)")
-    assert per_step_ms < 0.5  # spans are built off the event loop
+    assert built_on and threading.current_thread() not in built_on
 
 
 # --- real HTTP to the local OTLP receiver ------------------------------------------------------
@@ -414,7 +425,7 @@ async def test_http_round_trip_to_the_receiver(server: FakeModelServer) -> None:
         assert tracer is not None
         result = await make_planner(server).run(f"fetch {GOAL_SECRET}", subscribers=[tracer])
         assert result.ok
-        assert await tracer.aclose() is True
+        assert await tracer.aclose() is True  # delivered and confirmed
         spans = receiver.wait_for_spans(7)
         assert len({s["span_id"] for s in spans}) == len(spans)  # each span sent once
         request = receiver.requests[0]
@@ -490,6 +501,8 @@ async def test_an_unhealthy_langfuse_loses_the_trace_with_one_warning(
                 assert receiver.held == 1 and receiver.requests == []  # aclose did not wait for it
                 receiver.stop()  # drops the held export
                 receiver.wait_for_requests(1)
+            # The export itself fails in the background meanwhile: no second warning.
+            await await_until(lambda: not background_shutdowns(), "the tracer's background shutdown finished")
         warnings = [r.getMessage() for r in caplog.records if r.name == "planweave.tracing"]
         assert len(warnings) == 1 and tracer.trace_id in warnings[0], warnings
         expected = {

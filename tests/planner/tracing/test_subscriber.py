@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -396,13 +397,13 @@ async def test_spans_are_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatc
         return i
 
     built_on: set[threading.Thread] = set()
-    original = HANDLERS["step_succeeded"]
+    original = HANDLERS[StepSucceeded]
 
     def recording(self: TraceBuilder, event: Any) -> None:
         built_on.add(threading.current_thread())
         original(self, event)
 
-    monkeypatch.setitem(HANDLERS, "step_succeeded", recording)
+    monkeypatch.setitem(HANDLERS, StepSucceeded, recording)
     steps = [Step(id=f"s{i}", tool="noop", args={"i": i}) for i in range(300)]
     tracer, exporter = memory_tracer(planner=False)
     await Executor([noop]).run(steps, subscribers=[tracer])

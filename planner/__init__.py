@@ -6,8 +6,9 @@ Importing this package is cheap: the names below are loaded on first use (so `pl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from planweave.tools._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from planweave.planner.budget import Budget
@@ -41,16 +42,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module `planner` has no attribute `{name}`")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

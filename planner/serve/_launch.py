@@ -119,7 +119,8 @@ class _Front:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if self.app.state == "loading" and scope["type"] == "http" and scope["path"] == "/health":
+        health = scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/health"
+        if health and self.app.state == "loading":
             await _send_json(send, 200, {"status": "ok", "models": "loading"})
             return
         await self.app.wait()

@@ -608,7 +608,9 @@ def serve_(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
-    from planweave.planner.serve.app import ServerConfig, serve
+    # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
+    # server's start-up thread, so `/health` answers before they are (planweave.planner.serve._launch).
+    from planweave.planner.serve._launch import run_server
 
     if reasoning not in ("think", "field", "off"):
         fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
@@ -616,24 +618,32 @@ def serve_(
                           ("--max-chars", max_chars), ("--max-concurrent-runs", max_concurrent_runs)):
         if value <= 0:
             fail_usage(f"`{option}` must be a positive number, not {value}.")
-    budget = _budget(
-        max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
-        max_replans=max_replans, max_seconds=max_seconds,
-    )
-    planner = _planner(
-        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-        http_timeout=http_timeout, budget=budget, name=name, record=record,
-    )
-    config = ServerConfig(
-        api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
-        max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
-        cors_origins=list(cors_origin or []),
-    )
+
+    def build() -> Any:
+        from planweave.planner.serve.app import ServerConfig, start_app
+
+        budget = _budget(
+            max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+            max_replans=max_replans, max_seconds=max_seconds,
+        )
+        planner = _planner(
+            model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+            http_timeout=http_timeout, budget=budget, name=name, record=record,
+        )
+        config = ServerConfig(
+            api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
+            max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
+            cors_origins=list(cors_origin or []),
+        )
+        return start_app(planner, config)
+
+    # As the planner resolves it (`LLMConfig.resolved_model`), without importing the planner to ask.
+    planning_model = model or os.environ.get("PLANWEAVE_MODEL") or "planweave/offline"
 
     def announce(url: str) -> None:
-        typer.echo(f"planweave: serving model `{model_id}` (planning with `{planner.model}`) at {url}", err=True)
+        typer.echo(f"planweave: serving model `{model_id}` (planning with `{planning_model}`) at {url}", err=True)
 
-    serve(planner, host=host, port=port, config=config, log_level=log_level, on_start=announce)
+    run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce)
 
 
 @app.command("validate")

@@ -24,7 +24,9 @@ run (failed, over budget) are normal replies saying so; errors of a request use 
 
 The model libraries (litellm, instructor) take seconds to import, so the server loads them on a
 worker thread at start-up (`_ModelLibraries`) and answers at once; a request that needs a model
-awaits that load without blocking the event loop.
+awaits that load without blocking the event loop. `serve` goes further: it answers `/health`
+before this module's own imports (FastAPI, the planner, networkx) are needed, and builds the
+app on a worker thread (`planweave.planner.serve._launch`).
 
 This module is the HTTP side (routes, keys, limits, error responses, running the server); how a
 conversation becomes a goal and a run becomes a chat reply is `planweave.planner.serve.chat`.
@@ -33,19 +35,15 @@ conversation becomes a goal and a run becomes a chat reply is `planweave.planner
 from __future__ import annotations
 
 import asyncio
-import errno
 import hmac
-import ipaddress
 import json
 import logging
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Query, Request
@@ -58,6 +56,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from planweave.executor.events import RunEvent
 from planweave.executor.store import RunStore, StoreError
+from planweave.planner.serve._launch import Background, LoadState, PortInUseError, bind, run_server
 from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
     final_text, planweave_fields,
@@ -152,75 +151,43 @@ class _APIError(Exception):
 # --- running -----------------------------------------------------------------------------------
 
 
-ModelsState = Literal["loading", "ready", "failed"]
-
-
 class _ModelLibraries:
     """litellm and instructor, imported once on a daemon thread so the event loop never waits on them.
 
-    `start` is called by the app's lifespan (and by the first request, for servers that run no
-    lifespan); `ready` is what a request that needs a model awaits. A daemon thread rather than
-    the loop's executor: shutting down must not wait for an import that is still going.
+    `start` is called by the app's lifespan, by `serve` once the app is built, and by the first
+    request (for servers that run no lifespan); `ready` is what a request that needs a model awaits.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._load = Background(_import_model_libraries, name="planweave-serve-models")
 
     @property
-    def state(self) -> ModelsState:
-        if not self._done.is_set():
-            return "loading"
-        return "failed" if self._error is not None else "ready"
+    def state(self) -> LoadState:
+        return self._load.state
 
     def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._load, name="planweave-serve-models", daemon=True)
-                self._thread.start()
-
-    def _load(self) -> None:
-        try:
-            from planweave.planner.llm import import_litellm
-
-            import_litellm()
-            import instructor  # noqa: F401  (structured calls need it; importing it costs as much again)
-        except BaseException as exc:  # reported to every request that needs a model
-            self._error = exc
-        with self._lock:
-            self._done.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, future in waiters:
-            try:
-                loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # that loop is closed: nobody waits any more
-                pass
+        self._load.start()
 
     async def ready(self) -> None:
         """Return once the libraries are loaded (start loading them if nobody did); raise if they failed to."""
-        self.start()
-        if not self._done.is_set():
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            with self._lock:
-                if not self._done.is_set():
-                    self._waiters.append((loop, future))
-                else:
-                    future.set_result(None)
-            await future
-        if self._error is not None:
+        await self._load.wait()
+        error = self._load.error
+        if error is not None:
             raise ConfigError(
-                f"the model libraries failed to load ({type(self._error).__name__}: {self._error}); "
+                f"the model libraries failed to load ({type(error).__name__}: {error}); "
                 "reinstall planweave (`pip install -c constraints.txt -e .`) and restart the server."
             )
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _import_model_libraries() -> None:
+    from planweave.planner.llm import import_litellm
+
+    import_litellm()
+    import instructor  # noqa: F401  (structured calls need it; importing it costs as much again)
+
+
+_MODEL_LIBRARIES = _ModelLibraries()
+"""One per process, as imports are: every app in it shares the one load."""
 
 
 class _Runs:
@@ -231,7 +198,7 @@ class _Runs:
         self.config = config
         self.active = 0
         self.created = int(time.time())
-        self.models = _ModelLibraries()
+        self.models = _MODEL_LIBRARIES
 
     def admit(self) -> str:
         limit = self.config.max_concurrent_runs
@@ -603,47 +570,6 @@ class _Guard:
 # --- running the server ------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-class PortInUseError(ConfigError):
-    """The address `serve` should listen on is taken (by another server, or an earlier `planweave serve`)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(
-            f"port {port} on `{host}` is already in use (another server is listening there); "
-            f"stop that server or pick another port with `--port`."
-        )
-        self.host, self.port = host, port
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to `host`:`port`, as uvicorn would bind it; `PortInUseError` when it is taken.
-
-    Binding before uvicorn starts turns a busy port into one clear error (uvicorn logs it and exits 1).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno != errno.EADDRINUSE:
-            raise ConfigError(
-                f"cannot listen on `{host}` port {port} ({exc.strerror}); pick another `--port` or `--host`."
-            ) from exc
-        raise PortInUseError(host, port) from exc
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve(
     planner: Planner,
     *,
@@ -655,31 +581,21 @@ def serve(
 ) -> None:
     """Serve `planner` over HTTP until interrupted (Ctrl-C cancels the runs in progress).
 
-    `on_start` is called with the API's base URL (`http://HOST:PORT/v1`) once the port is bound.
-    Raises `ConfigError` when `host` is not a loopback address and no API key is configured, and
-    `PortInUseError` (a `ConfigError`) when the port is taken.
+    `on_start` is called with the API's base URL (`http://HOST:PORT/v1`) once the port is bound;
+    `/health` answers from then on, while the app is built and the model libraries load.
+    Raises `ConfigError` when `host` is not a loopback address and no API key is configured,
+    `PortInUseError` (a `ConfigError`) when the port is taken, and what building the app raised
+    (a broken run store, say) after stopping the server.
     """
-    import uvicorn
-
     config = config or ServerConfig()
-    if not _is_loopback(host) and not config.api_key:
-        raise ConfigError(
-            f"refusing to listen on `{host}` without an API key: anyone who can reach it could run tools "
-            "and spend your model budget. Set `PLANWEAVE_API_KEY` (or pass `--api-key`), or listen on 127.0.0.1."
-        )
+    run_server(
+        lambda: start_app(planner, config), host=host, port=port, api_key=config.api_key, log_level=log_level,
+        on_start=on_start,
+    )
+
+
+def start_app(planner: Planner, config: ServerConfig) -> FastAPI:
+    """`create_app`, and the model libraries loading already (`run_server` runs no lifespan of this app)."""
     app = create_app(planner, config)
-    sock = bind(host, port)
-    with sock:
-        bound_port = sock.getsockname()[1]
-        shown = f"[{host.strip('[]')}]" if ":" in host else host
-        if on_start is not None:
-            on_start(f"http://{shown}:{bound_port}/v1")
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=bound_port, log_level=log_level, ws="none", timeout_graceful_shutdown=5)
-        )
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; serving is over, as asked
-            pass
-    if not server.started:  # the app failed to start up; uvicorn has logged why (as `uvicorn.run` does)
-        raise SystemExit(3)
+    _MODEL_LIBRARIES.start()
+    return app

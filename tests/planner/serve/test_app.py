@@ -591,17 +591,17 @@ _GATE = """
 import os, sys, time
 
 
-class _HoldInstructor:
-    \"\"\"Holds every import of `instructor` until the file `PLANWEAVE_TEST_GATE` names exists.\"\"\"
+class _Hold:
+    \"\"\"Holds every import of the module `PLANWEAVE_TEST_HOLD` names until the file `PLANWEAVE_TEST_GATE` names exists.\"\"\"
 
     def find_spec(self, name, path=None, target=None):
-        if name == "instructor":
+        if name == os.environ["PLANWEAVE_TEST_HOLD"]:
             while not os.path.exists(os.environ["PLANWEAVE_TEST_GATE"]):
                 time.sleep(0.01)
         return None
 
 
-sys.meta_path.insert(0, _HoldInstructor())
+sys.meta_path.insert(0, _Hold())
 """
 
 
@@ -618,10 +618,19 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "PLANWEAVE_HOME": str(tmp_path / "home"), **extra}
 
 
-def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path) -> None:
-    """The model libraries load on a worker thread: while they load (here held at `import instructor`
-    by a sitecustomize gate) `/health` answers "loading", so the event loop is free; a chat request
-    made meanwhile waits for them and then succeeds; then `/health` says "ready"."""
+@pytest.mark.parametrize(
+    "held",
+    [
+        "instructor",  # the model libraries
+        "planweave.planner.core",  # the planner (and with it the executor, networkx and the tools)
+        "fastapi",  # the app itself
+    ],
+)
+def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_path: Path, held: str) -> None:
+    """The app, the planner and the model libraries are built on worker threads: while one of them
+    loads (here held at its import by a sitecustomize gate) `/health` answers "loading", so the port
+    is served before they are imported and the event loop is free; chat and model requests made
+    meanwhile wait for them and then succeed; then `/health` says "ready"."""
     import signal
     import subprocess
     import sys
@@ -631,7 +640,7 @@ def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path)
     (site / "sitecustomize.py").write_text(_GATE)
     gate = tmp_path / "gate"
     port = free_port()
-    env = cli_env(tmp_path, PYTHONPATH=str(site), PLANWEAVE_TEST_GATE=str(gate))
+    env = cli_env(tmp_path, PYTHONPATH=str(site), PLANWEAVE_TEST_GATE=str(gate), PLANWEAVE_TEST_HOLD=held)
     log = (tmp_path / "stderr.txt").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path), "--no-record"],
@@ -650,12 +659,16 @@ def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path)
         assert first.status_code == 200 and first.json() == {"status": "ok", "models": "loading"}
 
         replies: list[httpx.Response] = []
+        models: list[httpx.Response] = []
         body = {"model": "planweave", "messages": ask("compute 2 ** 8")}
         chat = threading.Thread(
             target=lambda: replies.append(httpx.post(root + "/v1/chat/completions", json=body, timeout=120))
         )
         chat.start()
-        # The libraries are still held, so the chat request waits; the loop answers all the same.
+        listing = threading.Thread(target=lambda: models.append(httpx.get(root + "/v1/models", timeout=120)))
+        if held != "instructor":  # listing the model needs the app and planner, not the model libraries
+            listing.start()
+        # `held` is still held, so the requests wait; the loop answers all the same.
         assert httpx.get(root + "/health").json() == {"status": "ok", "models": "loading"}
         assert chat.is_alive() and not replies
 
@@ -664,6 +677,9 @@ def test_cli_serve_answers_health_while_the_model_libraries_load(tmp_path: Path)
         assert replies and replies[0].status_code == 200, replies and replies[0].text
         content = replies[0].json()["choices"][0]["message"]["content"]
         assert "256" in content.partition("</think>")[2]
+        if held != "instructor":
+            listing.join(120)
+            assert models and models[0].json()["data"][0]["planner_model"] == "planweave/offline"
         assert httpx.get(root + "/health").json() == {"status": "ok", "models": "ready"}
     finally:
         gate.touch()
@@ -746,4 +762,26 @@ def test_cli_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
         f"planweave: error: port {port} on `127.0.0.1` is already in use (another server is listening there); "
         "stop that server or pick another port with `--port`.\n"
     )
+    assert proc.stdout == ""
+
+
+def test_cli_serve_that_cannot_build_its_app_stops_with_the_reason(tmp_path: Path) -> None:
+    """The planner is built after the port answers: a bad `--tools` still ends the command with the
+    one-line reason and exit 2, and the start-up line named the model (from `PLANWEAVE_MODEL`,
+    resolved without building the planner)."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path),
+         "--tools", "nosuchtool", "--log-level", "warning"],
+        env=cli_env(tmp_path, PLANWEAVE_MODEL="openai/from-env"), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == (
+        f"planweave: serving model `planweave` (planning with `openai/from-env`) at http://127.0.0.1:{port}/v1"
+    )
+    assert lines[-1].startswith("planweave: error: unknown tool `nosuchtool`; built-in tools are `calculator`")
     assert proc.stdout == ""

@@ -320,8 +320,11 @@ class LLMClient:
     def max_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
         """The most output tokens the run's token and cost budgets still allow for one request
         (None: no such budget). A request whose prompt alone leaves no room for one output token
-        is not sent: `BudgetExceededError` instead. So a run ends over its token budget by no
-        more than the provider's count of the last prompt exceeds the estimate (`_estimate_tokens`)."""
+        is not sent: `BudgetExceededError` instead. So calls made one after another end a run over
+        its token budget by no more than the provider's count of the last prompt exceeds the
+        estimate (`_estimate_tokens`). Calls made at the same time (an `llm` step while the plan
+        still streams, parallel `llm` steps) are each capped by what was left when they were sent,
+        so together they may pass the budget by up to the others' caps."""
         budget = self.budget
         if budget is None or _offline(model):
             return None

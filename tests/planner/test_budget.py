@@ -1,5 +1,7 @@
 """Budget checks raise `BudgetExceededError` (in the error tree, with which limit and the values),
-and a run that hits one ends `budget_exceeded`."""
+and a run that hits one ends `budget_exceeded`. Token budgets are hard: each call's `max_tokens` is
+capped by what is left, a call whose prompt alone would not fit is not sent, and a reply cut at its
+limit is bad output (re-asked while the budget allows, else a budget stop)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from typing import Any
 import pytest
 
 from planweave.executor import open_store
-
 from planweave.planner import Budget, BudgetExceededError, Planner
 from planweave.planner import budget as budget_module
 from planweave.planner.budget import check_replans, check_steps, check_usage
@@ -83,7 +84,9 @@ async def test_a_run_that_hits_a_budget_ends_budget_exceeded(server: FakeModelSe
 
 # --- token budgets are hard, end to end ---------------------------------------------------------
 # The fake server stops at each request's `max_tokens` like a provider (finish_reason `length`,
-# only the tokens sent counted), so these runs spend what a provider would bill.
+# only the tokens sent counted), so these runs spend what a provider would bill. It counts a prompt
+# as planweave estimates one (4 characters a token, rounded up), so the bound checked here is the
+# budget itself; with a real provider it is the budget plus the last prompt's estimate error.
 
 
 @tool
@@ -105,8 +108,9 @@ def finish_reply(answer: str, **options: Any) -> Reply:
 
 
 def budget_planner(server: FakeModelServer, budget: Budget, **kw: Any) -> Planner:
-    return Planner(model="openai/fake-model", api_base=server.base_url, api_key="k", tools=[add],
-                   budget=budget, retry_delay_s=0.01, **kw)
+    kw.setdefault("tools", [add])
+    return Planner(model="openai/fake-model", api_base=server.base_url, api_key="k", budget=budget,
+                   retry_delay_s=0.01, **kw)
 
 
 @pytest.mark.parametrize(
@@ -173,3 +177,24 @@ async def test_a_join_cut_again_when_re_asked_fails_the_run_cleanly(server: Fake
     assert result.status == "failed" and result.answer is None
     assert result.error is not None and result.error.startswith("the model's join decision stayed invalid")
     assert len(server.chat_requests) == 3 == result.usage.llm_calls and server.pending_replies == 1
+
+
+async def test_a_tool_call_the_budget_has_no_room_for_stops_the_run(server: FakeModelServer) -> None:
+    # The `llm` step's prompt alone would pass what is left: it is not sent, and the run stops
+    # there as it would after a call that went over (not `partial`, not a failed step planned around).
+    @tool
+    async def read() -> str:
+        """Read the document."""
+        return "a long document to think about " * 100
+
+    steps = [{"id": "doc", "tool": "read"}, {"id": "think", "tool": "llm", "args": {"prompt": "sum up", "context": "${doc}"}}]
+    server.enqueue(plan_reply(*steps), finish_reply("done"))
+    store = open_store()
+    # Plans not streamed: the step starts once the plan's call is counted. (A step that runs while
+    # the plan still streams is capped by what was left when it started: see `LLMClient.max_tokens`.)
+    planner = budget_planner(server, Budget(max_tokens=800), store=store, tools=[read], stream=False)
+    result = await planner.run("think")
+    assert (result.status, result.budget) == ("budget_exceeded", "max_tokens")
+    assert len(server.chat_requests) == 1 == result.usage.llm_calls  # the plan only
+    assert result.usage.total_tokens <= 800 and store.summary(result.run_id).status == "budget_exceeded"
+    assert result.error is not None and "the next LLM call's prompt" in result.error

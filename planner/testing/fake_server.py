@@ -378,8 +378,9 @@ class FakeModelServer:
             return None
 
     def _chat(self, record: RecordedRequest, out: Responder) -> None:
-        limit = _output_limit(record.json, out)
-        if limit is False:
+        limit, invalid = _output_limit(record.json)
+        if invalid is not None:
+            out.send_json(400, {"error": invalid})
             return
         reply = self._next_reply(record, out)
         if reply is None:
@@ -476,9 +477,9 @@ class FakeModelServer:
 _LIMIT_PARAMS = ("max_tokens", "max_completion_tokens")
 
 
-def _output_limit(body: dict[str, Any], out: Responder) -> int | None | bool:
-    """The request's output token limit (``None``: no limit), or ``False`` after answering a
-    400 for an invalid one, worded as OpenAI words it."""
+def _output_limit(body: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:
+    """The request's output token limit (``None``: no limit), or the error body for an invalid
+    one, worded as OpenAI words it."""
     limits: list[int] = []
     for param in _LIMIT_PARAMS:
         value = body.get(param)
@@ -493,10 +494,8 @@ def _output_limit(body: dict[str, Any], out: Responder) -> int | None | bool:
         else:
             limits.append(value)
             continue
-        error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-        out.send_json(400, {"error": error})
-        return False
-    return min(limits) if limits else None
+        return None, {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return (min(limits) if limits else None), None
 
 
 def _cut(

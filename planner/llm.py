@@ -319,7 +319,12 @@ class LLMClient:
 
     def max_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
         """The most output tokens the run's token and cost budgets still allow for one request
-        (None: no such budget). At least 1; the run stops at its next budget check."""
+        (None: no such budget). A request whose prompt alone leaves no room for one output token
+        is not sent: `BudgetExceededError` instead. So calls made one after another end a run over
+        its token budget by no more than the provider's count of the last prompt exceeds the
+        estimate (`_estimate_tokens`). Calls made at the same time (an `llm` step while the plan
+        still streams, parallel `llm` steps) are each capped by what was left when they were sent,
+        so together they may pass the budget by up to the others' caps."""
         budget = self.budget
         if budget is None or _offline(model):
             return None
@@ -327,13 +332,27 @@ class LLMClient:
         caps: list[int] = []
         if budget.max_tokens is not None:
             caps.append(budget.max_tokens - self.usage.total_tokens - prompt_tokens)
+            if caps[-1] < 1:
+                raise BudgetExceededError(
+                    "max_tokens", limit=budget.max_tokens, used=self.usage.total_tokens,
+                    message=f"the run used {self.usage.total_tokens} tokens; the next LLM call's prompt "
+                            f"(about {prompt_tokens} tokens) would pass its budget of {budget.max_tokens}; "
+                            "raise it (`--max-tokens`, `Budget(max_tokens=...)`)",
+                )
         if budget.max_cost_usd is not None and self.usage.cost_usd is not None:
             per_million_out = self.cost(model, 0, 1_000_000)
             prompt_cost = self.cost(model, prompt_tokens, 0)
             if per_million_out and prompt_cost is not None:
                 left = budget.max_cost_usd - self.usage.cost_usd - prompt_cost
                 caps.append(int(left / per_million_out * 1_000_000))
-        return max(1, min(caps)) if caps else None
+                if caps[-1] < 1:
+                    raise BudgetExceededError(
+                        "max_cost_usd", limit=budget.max_cost_usd, used=self.usage.cost_usd,
+                        message=f"the run cost ${self.usage.cost_usd:.4f}; the next LLM call's prompt "
+                                f"would pass its budget of ${budget.max_cost_usd:.4f}; "
+                                "raise it (`--max-cost`, `Budget(max_cost_usd=...)`)",
+                    )
+        return min(caps) if caps else None
 
     def _kwargs(self, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": model, "timeout": self.config.timeout_s, "num_retries": 0}
@@ -577,8 +596,9 @@ class LLMClient:
 
         async def send(model: str, attempt: int) -> str:
             call = self._start(purpose, model, prompt, messages, attempt)
+            kw = self._kwargs(model, messages)  # outside the `try`: a budget stop here sent nothing
             try:
-                response = await litellm.acompletion(messages=messages, **self._kwargs(model, messages))
+                response = await litellm.acompletion(messages=messages, **kw)
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
@@ -592,7 +612,21 @@ class LLMClient:
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
-    return max(1, sum(len(str(m.get("content", ""))) for m in messages) // 4)
+    """About 4 characters a token, rounded up, over what a provider counts as the prompt: each
+    message's text and the tool calls it carries (instructor's re-asks send them back)."""
+    chars = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            chars += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
+        elif content is not None:
+            chars += len(str(content))
+        for call in m.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else getattr(call, "function", None)
+            for key in ("name", "arguments"):
+                value = function.get(key) if isinstance(function, dict) else getattr(function, key, None)
+                chars += len(value) if isinstance(value, str) else 0
+    return max(1, -(-chars // 4))
 
 
 def _short(exc: BaseException | str, limit: int = 300) -> str:

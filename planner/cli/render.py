@@ -30,9 +30,14 @@ from planweave.executor.graph import PlanGraph, compile_condition
 from planweave.executor.plan import Plan, Step
 from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, find_refs, parse
 from planweave.planner.errors import ConfigError
+from planweave.planner.events import Decision, LLMCalled, PlanUpdated
+from planweave.planner.state import PlannerState
 
 if TYPE_CHECKING:
+    from planweave.executor.events import RunEvent
     from planweave.executor.result import StepResult
+    from planweave.executor.state import StepProgress
+    from planweave.executor.store import RunRecord
 
 __all__ = [
     "GraphFormat",
@@ -269,15 +274,56 @@ def tree_text(plan: PlanLike, states: States | None = None, *, width: int = 100,
     return out.getvalue()
 
 
-def run_tree(record: Any) -> Tree:
+@dataclass(slots=True)
+class _RoundLayout:
+    """One planning round as `planweave show` draws it: what it planned and, in the order the
+    tree shows them, its LLM calls and step ids."""
+
+    plan: PlanUpdated
+    entries: list[LLMCalled | str]
+    decisions: list[Decision]
+
+
+class _RunTreeState(PlannerState):
+    """The run's one fold (`PlannerState`), plus where each LLM call goes in the tree: a round's
+    planning calls come before the round itself (they are recorded before its `PlanUpdated`), and
+    a tool's call made while the first plan still streams goes after that round's steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layout: list[_RoundLayout] = []
+        self.waiting_calls: list[LLMCalled] = []
+        """Planning calls of the round to come."""
+        self.early_calls: list[LLMCalled] = []
+        """Tools' calls made before the first round was planned."""
+
+    def apply(self, event: RunEvent) -> None:
+        match event:
+            case LLMCalled():
+                if event.purpose == "plan":
+                    self.waiting_calls.append(event)
+                elif not self.layout:
+                    self.early_calls.append(event)
+                else:
+                    self.layout[-1].entries.append(event)
+            case PlanUpdated():
+                entries: list[LLMCalled | str] = [*self.waiting_calls, *event.step_ids, *self.early_calls]
+                self.layout.append(_RoundLayout(event, entries, []))
+                self.waiting_calls, self.early_calls = [], []
+            case Decision() if self.layout and event.action != "finish":
+                self.layout[-1].decisions.append(event)
+        super().apply(event)
+
+
+def run_tree(record: RunRecord) -> Tree:
     """A recorded run (`planweave.executor.store.RunRecord`) as a tree, for `planweave show`.
 
     The root says the run's status, duration and goal; under it each planning round with
     its LLM calls (tokens, cost) and its steps (state, attempts, time, output or error),
     then the usage, the answer and the error. A workflow run has its steps under the root.
     """
-    summary, events = record.summary, list(record.events)
-    steps = record.steps()
+    summary = record.summary
+    state = record.state(_RunTreeState)
     status = STATE_STYLES.get(summary.status)
     root = Tree(Text.assemble(
         (f"run {summary.id}", "bold"), f"  {summary.kind} {summary.name}".rstrip(), "  ",
@@ -287,46 +333,24 @@ def run_tree(record: Any) -> Tree:
     if summary.goal:
         root.add(Text(f"goal: {summary.goal}", "italic"))
     placed: set[str] = set()
-    branch: Tree | None = None  # the current round
-    round_label = Text()
-    waiting_calls: list[Text] = []  # a round's planning calls come before the round itself
-    early_calls: list[Text] = []
-    for ev in events:
-        kind = ev.get("kind")
-        if kind == "llm_called":
-            cost = "cost unknown" if ev.get("cost_usd") is None else f"${ev['cost_usd']:.4f}"
-            tokens = int(ev.get("input_tokens") or 0) + int(ev.get("output_tokens") or 0)
-            label = Text(f"LLM {ev.get('purpose', '')}: {ev.get('model', '')}, {tokens} tokens, {cost}", "dim")
-            if ev.get("error"):
-                label.append(f", error: {ev['error']}", "red")
-            if ev.get("purpose") == "plan":  # planning belongs to the next round
-                waiting_calls.append(label)
-            elif branch is None:  # a tool's call while the first plan still streams: after its steps
-                early_calls.append(label)
-            else:
-                branch.add(label)
-        elif kind == "plan_updated":
-            round_label = Text(f"round {ev.get('round')}", "bold")
-            if ev.get("rationale"):
-                round_label.append(f": {ev['rationale']}", "not bold")
-            branch = root.add(round_label)
-            for call in waiting_calls:
-                branch.add(call)
-            waiting_calls = []
-            for sid in ev.get("step_ids", []):
-                if sid in steps and sid not in placed:
-                    placed.add(sid)
-                    branch.add(_step_label(steps[sid]))
-            for call in early_calls:
-                branch.add(call)
-            early_calls = []
-        elif kind == "decision" and branch is not None and ev.get("action") != "finish":
-            round_label.append(f"  → {ev.get('action')}" + (f": {ev['reason']}" if ev.get("reason") else ""), "yellow")
-    for sid, step in steps.items():
+    for planned in state.layout:
+        label = Text(f"round {planned.plan.round}", "bold")
+        if planned.plan.rationale:
+            label.append(f": {planned.plan.rationale}", "not bold")
+        for decision in planned.decisions:
+            label.append(f"  → {decision.action}" + (f": {decision.reason}" if decision.reason else ""), "yellow")
+        branch = root.add(label)
+        for entry in planned.entries:
+            if isinstance(entry, LLMCalled):
+                branch.add(_call_label(entry))
+            elif entry in state.steps and entry not in placed:
+                placed.add(entry)
+                branch.add(_step_label(state.steps[entry]))
+    for sid, step in state.steps.items():
         if sid not in placed:
             root.add(_step_label(step))
-    for call in [*early_calls, *waiting_calls]:
-        root.add(call)
+    for call in [*state.early_calls, *state.waiting_calls]:
+        root.add(_call_label(call))
     if summary.kind == "planner" or summary.llm_calls:
         cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
         root.add(Text(f"LLM: {summary.llm_calls} calls, {summary.total_tokens} tokens, cost {cost}", "dim"))
@@ -337,23 +361,29 @@ def run_tree(record: Any) -> Tree:
     return root
 
 
-def _step_label(step: Mapping[str, Any]) -> Text:
-    style = STATE_STYLES.get(step.get("status", ""), STATE_STYLES["pending"])
+def _call_label(call: LLMCalled) -> Text:
+    cost = "cost unknown" if call.cost_usd is None else f"${call.cost_usd:.4f}"
+    label = Text(f"LLM {call.purpose}: {call.model}, {call.input_tokens + call.output_tokens} tokens, {cost}", "dim")
+    if call.error:
+        label.append(f", error: {call.error}", "red")
+    return label
+
+
+def _step_label(step: StepProgress) -> Text:
+    style = STATE_STYLES.get(step.status, STATE_STYLES["pending"])
     label = Text.assemble(
-        (f"{style.symbol} ", style.rich), (str(step.get("id")), "bold"), "  ", (str(step.get("tool", "")), "cyan"), "  ",
-        (str(step.get("status")), style.rich),
+        (f"{style.symbol} ", style.rich), (step.id, "bold"), "  ", (step.tool, "cyan"), "  ", (step.status, style.rich),
     )
-    if (step.get("attempts") or 0) > 1:
-        label.append(f"  {step['attempts']} attempts")
-    started, finished = step.get("started_at"), step.get("finished_at")
-    if started is not None and finished is not None:
-        label.append(f"  {format_seconds(finished - started)}")
-    if step.get("status") == "succeeded":
-        output = step.get("output")
+    if step.attempt > 1:
+        label.append(f"  {step.attempt} attempts")
+    if step.started_at is not None and step.finished_at is not None:
+        label.append(f"  {format_seconds(step.finished_at - step.started_at)}")
+    if step.status == "succeeded":
+        output = step.output
         text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False, default=str)
         label.append(f"  {_short(' '.join(text.split()), 60)}", "dim")
-    elif step.get("error"):
-        label.append(f"  {_short(' '.join(str(step['error']).split()), 100)}", "red" if step.get("status") == "failed" else "dim")
+    elif step.status in ("failed", "skipped", "cancelled") and step.error:
+        label.append(f"  {_short(' '.join(step.error.split()), 100)}", "red" if step.status == "failed" else "dim")
     return label
 
 

@@ -28,6 +28,18 @@ handler raises, the server answers 500 and keeps the exception in
 for reply kinds, the tokenisation rule and the timing model, and
 :func:`planweave.planner.testing._render.estimate_prompt_tokens` for usage estimates.
 
+Length limit: like a real provider, the server stops generating at the
+request's ``max_tokens`` (or ``max_completion_tokens``; the smaller if both are
+given).  Tokens are those of :func:`~planweave.planner.testing.replies.tokenize`
+(the same ones that are streamed): when a reply has more, only the first
+``max_tokens`` are sent, across the content and then each tool call's
+arguments in order (a tool call that starts after the cut is left out), the
+``finish_reason`` is ``"length"`` (streamed: on the last choice chunk), and
+``usage.completion_tokens`` counts only the tokens sent (a reply's
+``completion_tokens`` override is capped at the limit too).  A limit that is
+not an integer >= 1 is refused with a 400 ``invalid_request_error`` naming the
+parameter, before a scripted reply is used.
+
 HTTP/1.1 keep-alive is supported; streamed responses use chunked transfer
 encoding, so a dropped stream surfaces in clients as an incomplete body.
 """
@@ -43,6 +55,8 @@ from typing import Any
 
 from planweave.planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
 from planweave.planner.testing._render import (
+    Emission,
+    EmittedToolCall,
     completion_body,
     resolve_emission,
     stream_events,
@@ -364,6 +378,10 @@ class FakeModelServer:
             return None
 
     def _chat(self, record: RecordedRequest, out: Responder) -> None:
+        limit, invalid = _output_limit(record.json)
+        if invalid is not None:
+            out.send_json(400, {"error": invalid})
+            return
         reply = self._next_reply(record, out)
         if reply is None:
             return
@@ -387,6 +405,8 @@ class FakeModelServer:
             rate = None
         emission = resolve_emission(reply, body, record.number)
         usage = usage_dict(reply, emission, body)
+        if limit is not None:
+            emission, usage = _cut(emission, usage, limit, explicit_finish=reply.finish_reason is not None)
 
         if not record.stream:
             n_tokens = emission.completion_tokens
@@ -452,3 +472,55 @@ class FakeModelServer:
         out.record.completed = True
         out.write_chunk(b"data: [DONE]\n\n")
         out.write(b"0\r\n\r\n")
+
+
+_LIMIT_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+def _output_limit(body: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:
+    """The request's output token limit (``None``: no limit), or the error body for an invalid
+    one, worded as OpenAI words it."""
+    limits: list[int] = []
+    for param in _LIMIT_PARAMS:
+        value = body.get(param)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            message = f"Invalid type for '{param}': expected an integer, but got {type(value).__name__} instead."
+            code = "invalid_type"
+        elif value < 1:
+            message = f"Invalid '{param}': integer below minimum value. Expected a value >= 1, but got {value} instead."
+            code = "integer_below_min_value"
+        else:
+            limits.append(value)
+            continue
+        return None, {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return (min(limits) if limits else None), None
+
+
+def _cut(
+    emission: Emission, usage: dict[str, int], limit: int, *, explicit_finish: bool
+) -> tuple[Emission, dict[str, int]]:
+    """``emission`` and ``usage`` as a provider sends them when generation stops at ``limit``
+    tokens: the first ``limit`` tokens (content, then each tool call's arguments), finish reason
+    ``length`` (unless the reply scripted its own), and no more than the sent tokens counted."""
+    if emission.completion_tokens > limit:
+        left = limit
+        content, content_tokens = emission.content, emission.content_tokens
+        if content is not None:
+            content_tokens = content_tokens[:left]
+            content = "".join(content_tokens)
+            left -= len(content_tokens)
+        calls: list[EmittedToolCall] = []
+        argument_tokens: list[tuple[str, ...]] = []
+        for call, tokens in zip(emission.tool_calls, emission.argument_tokens):
+            if left <= 0 and tokens:  # generation stopped before this call began
+                break
+            kept = tokens[:left]
+            left -= len(kept)
+            calls.append(EmittedToolCall(call.id, call.name, "".join(kept)))
+            argument_tokens.append(kept)
+        finish = emission.finish_reason if explicit_finish else "length"
+        emission = Emission(content, tuple(calls), finish, content_tokens, tuple(argument_tokens))
+    completion = min(usage["completion_tokens"], limit)
+    return emission, {**usage, "completion_tokens": completion, "total_tokens": usage["prompt_tokens"] + completion}

@@ -32,7 +32,11 @@ one space, or else a run of whitespace. English prose gives about 3.5
 characters per token and JSON about 2.5 (somewhat more tokens than a real BPE
 tokenizer, which makes streams finer-grained). Every pause offset (see below)
 is also forced to be a token boundary. Every token is sent as one SSE chunk
-and counts as one completion token.
+and counts as one completion token. A request's ``max_tokens`` (or
+``max_completion_tokens``) cuts the reply after that many tokens, with
+``finish_reason="length"``, as a real provider does (see
+:class:`~planweave.planner.testing.FakeModelServer`); pauses past the cut are
+not taken.
 
 Timing
 ------
@@ -279,9 +283,11 @@ class Reply(BaseModel):
     Timing fields: ``delay_s`` (before anything is sent), ``ttft_s``,
     ``tokens_per_s``, ``pause_after`` (see the module docstring).
 
-    Other: ``finish_reason`` overrides the computed one (``"tool_calls"`` if
-    tool calls were emitted, else ``"stop"``); ``prompt_tokens`` and
-    ``completion_tokens`` override the usage estimates; ``headers`` are extra
+    Other: ``finish_reason`` overrides the computed one (``"length"`` if the
+    request's ``max_tokens`` cut the reply short, else ``"tool_calls"`` if tool
+    calls were emitted, else ``"stop"``); ``prompt_tokens`` and
+    ``completion_tokens`` override the usage estimates (``completion_tokens``
+    is still capped at the request's ``max_tokens``); ``headers`` are extra
     response headers.
     """
 

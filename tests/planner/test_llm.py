@@ -246,7 +246,7 @@ async def test_max_tokens_of_each_request_is_capped_by_the_token_budget(server: 
     )
     result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=500)).run("add 1 and 2")
     first, second = (r.json for r in server.chat_requests)
-    estimate = [max(1, sum(len(str(m["content"])) for m in r["messages"]) // 4) for r in (first, second)]
+    estimate = [-(-sum(len(m["content"]) for m in r["messages"]) // 4) for r in (first, second)]  # rounded up
     assert first["max_tokens"] == 500 - estimate[0]
     assert second["max_tokens"] == max(1, 500 - 340 - estimate[1])
     assert result.status == "budget_exceeded" and result.budget == "max_tokens"
@@ -258,7 +258,7 @@ async def test_max_tokens_of_each_request_is_capped_by_the_cost_budget(server: F
     result = await planner(server.base_url, api_key="k", budget=Budget(max_cost_usd=0.1), prices=prices).run("x")
     assert result.ok
     request = server.chat_requests[0].json
-    prompt_tokens = max(1, sum(len(str(m["content"])) for m in request["messages"]) // 4)
+    prompt_tokens = -(-sum(len(m["content"]) for m in request["messages"]) // 4)
     assert request["max_tokens"] == int((0.1 - prompt_tokens * 1.0 / 1_000_000) / 1000.0 * 1_000_000)
 
 

@@ -434,6 +434,123 @@ def test_stream_content_then_parallel_tool_calls(
     assert args == {0: '{"x": 1}', 1: '{"y": 2}'}
 
 
+# ------------------------------------------------------------------- max_tokens
+
+
+def finish_reasons(chunks: list[dict[str, Any]]) -> list[str]:
+    return [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+
+
+def test_max_tokens_cuts_a_reply_like_a_provider(server: FakeModelServer, http: httpx.Client) -> None:
+    text = "Hello there, world!"  # 8 tokens: Hell|o| ther|e|,| worl|d|!
+    server.enqueue(text, text, text)
+    body = chat(http, server, max_tokens=3).json()
+    assert body["choices"][0]["message"]["content"] == "Hello ther"
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    exact = chat(http, server, max_tokens=8).json()  # a limit the reply just fits is no cut
+    assert exact["choices"][0]["message"]["content"] == text
+    assert exact["choices"][0]["finish_reason"] == "stop" and exact["usage"]["completion_tokens"] == 8
+    smaller = chat(http, server, max_tokens=5, max_completion_tokens=2).json()  # the smaller one counts
+    assert smaller["choices"][0]["message"]["content"] == "Hello"
+    assert smaller["usage"]["completion_tokens"] == 2
+
+
+def test_max_tokens_cuts_a_stream_and_its_usage(server: FakeModelServer, http: httpx.Client) -> None:
+    server.enqueue("Hello there, world!")
+    _, lines = stream_lines(http, server, max_tokens=3, stream_options={"include_usage": True})
+    chunks = payloads(lines)
+    assert [c["choices"][0]["delta"].get("content") for c in chunks[1:4]] == ["Hell", "o", " ther"]
+    assert streamed_content(chunks) == "Hello ther"
+    assert chunks[-2]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    assert finish_reasons(chunks) == ["length"]
+    assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert [line for _, line in lines if line][-1] == "data: [DONE]"
+    assert server.last_request.completed
+
+
+def test_max_tokens_cuts_tool_call_arguments(server: FakeModelServer, http: httpx.Client) -> None:
+    arguments = json.dumps(PLAN)
+    server.enqueue(Reply.json_obj(PLAN), Reply.json_obj(PLAN))
+    limit = 5
+    cut = "".join(tokenize(arguments)[:limit])
+    body = chat(http, server, tools=[PLAN_TOOL], max_tokens=limit).json()
+    (call,) = body["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "Plan", "arguments": cut}
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == limit
+
+    _, lines = stream_lines(http, server, tools=[PLAN_TOOL], max_tokens=limit)
+    chunks = payloads(lines)
+    streamed = "".join(
+        call["function"]["arguments"] for c in chunks for call in c["choices"][0]["delta"].get("tool_calls", [])
+    )
+    assert streamed == cut and finish_reasons(chunks) == ["length"]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(streamed)
+
+
+def test_max_tokens_leaves_out_the_tool_calls_after_the_cut(server: FakeModelServer, http: httpx.Client) -> None:
+    reply = Reply(content="Let me check.", tool_calls=(ToolCall.of("a", {"x": 1}), ToolCall.of("b", {"y": 2})))
+    content_tokens = len(tokenize("Let me check."))
+    server.enqueue(reply, reply)
+    in_content = chat(http, server, max_tokens=content_tokens).json()["choices"][0]
+    assert in_content["message"]["content"] == "Let me check." and "tool_calls" not in in_content["message"]
+    assert in_content["finish_reason"] == "length"
+    chunks = payloads(stream_lines(http, server, max_tokens=content_tokens + 2)[1])
+    names = [call["function"]["name"] for c in chunks for call in c["choices"][0]["delta"].get("tool_calls", [])
+             if "id" in call]
+    assert names == ["a"] and finish_reasons(chunks) == ["length"]
+
+
+def test_max_tokens_caps_a_scripted_usage_and_keeps_a_scripted_finish_reason(
+    server: FakeModelServer, http: httpx.Client
+) -> None:
+    server.enqueue(Reply.text("short", completion_tokens=500), Reply.text("Hello there, world!", finish_reason="stop"))
+    capped = chat(http, server, max_tokens=10).json()
+    assert capped["choices"][0]["message"]["content"] == "short"
+    assert capped["usage"]["completion_tokens"] == 10
+    scripted = chat(http, server, max_tokens=1).json()["choices"][0]
+    assert (scripted["message"]["content"], scripted["finish_reason"]) == ("Hell", "stop")
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens",
+         "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got 0 instead."),
+        ({"max_completion_tokens": "10"}, "max_completion_tokens",
+         "Invalid type for 'max_completion_tokens': expected an integer, but got str instead."),
+        ({"max_tokens": True}, "max_tokens", "Invalid type for 'max_tokens': expected an integer, but got bool instead."),
+    ],
+    ids=["zero", "string", "bool"],
+)
+def test_an_invalid_max_tokens_is_a_400_that_uses_no_reply(
+    server: FakeModelServer, http: httpx.Client, body: dict[str, Any], param: str, message: str
+) -> None:
+    server.enqueue("kept")
+    response = chat(http, server, **body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param and response.json()["error"]["message"] == message
+    assert server.pending_replies == 1
+    assert chat(http, server).json()["choices"][0]["message"]["content"] == "kept"
+
+
+def test_openai_client_sees_a_cut_reply(server: FakeModelServer) -> None:
+    server.enqueue("Hello there, world!", "Hello there, world!")
+    with openai.OpenAI(base_url=server.base_url, api_key="sk-fake", max_retries=0) as client:
+        completion = client.chat.completions.create(model="fake-model", messages=USER, max_tokens=2)
+        assert completion.choices[0].finish_reason == "length"
+        assert completion.choices[0].message.content == "Hello"
+        assert completion.usage is not None and completion.usage.completion_tokens == 2
+        stream = client.chat.completions.create(
+            model="fake-model", messages=USER, max_tokens=2, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = list(stream)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2
+
+
 # ------------------------------------------------------------------------- faults
 
 

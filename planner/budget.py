@@ -2,9 +2,11 @@
 
 A check raises `BudgetExceededError`; the run catches it, cancels its steps and ends with status
 `budget_exceeded` and a best-effort answer. `max_seconds` is a timeout scope in the run itself.
-Token and cost budgets are also kept *inside* each call: `LLMClient` caps every request's
-`max_tokens` by what the budget still allows (`tokens_left`), so a run ends within one call of
-its limit.
+Token and cost budgets are also kept *inside* each call: `LLMClient.max_tokens()` caps every
+request's `max_tokens` by what the budget still allows, and a call whose prompt alone would pass
+the budget is not sent. Calls made one after another therefore stay within the budget, up to how
+far the provider's count of the last prompt exceeds planweave's estimate; calls made at the same
+time (an `llm` step while the plan streams) are each capped by what was left when they started.
 """
 
 from __future__ import annotations

@@ -72,6 +72,19 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert proc.stdout.strip().endswith("[]"), proc.stdout + proc.stderr
 
 
+def test_a_quiet_run_draws_nothing_so_imports_no_graph_library(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.argv=['planweave','run','what is 6 * 7','--quiet']\n"
+        "from planweave.planner.cli import app\ntry:\n    app.main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('exit', code, 'networkx' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**__import__("os").environ, "PLANWEAVE_MODEL": "", "PLANWEAVE_HOME": str(tmp_path)},
+    )
+    assert proc.stdout.splitlines() == ["6 * 7 = 42", "exit 0 False"], proc.stdout + proc.stderr
+
+
 def test_run_offline_goal_in_a_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "planweave", "run", "what is 6 * 7", "--workspace", str(tmp_path), "--json"],

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import ValidationError
 
 from planweave.executor.errors import PlanError, PlanProblem
@@ -23,6 +22,8 @@ from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_p
 from planweave.tools.base import Tool, ToolRegistry, format_validation_error, tool
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from planweave.executor.workflow import Workflow
 
 __all__ = ["CompiledStep", "GROUP_TOOL", "PlanGraph", "compile_condition", "validate_plan"]
@@ -109,6 +110,8 @@ class PlanGraph:
         10,000-step run does not pay for it unless something asks.
         """
         if self._graph is None:
+            import networkx as nx  # only here and for cycles: a run that never asks never imports it
+
             g: nx.DiGraph[str] = nx.DiGraph()
             g.add_nodes_from(self.steps)
             g.add_edges_from((dep, sid) for sid, c in self.steps.items() for dep in c.deps)
@@ -399,6 +402,8 @@ class PlanGraph:
                     queue.append(d)
         if seen == len(indegree):
             return []
+        import networkx as nx
+
         needs: nx.DiGraph[str] = nx.DiGraph()  # edge a -> b: `a` needs `b`
         needs.add_nodes_from(deps_by_step)
         needs.add_edges_from((sid, dep) for sid, deps in deps_by_step.items() for dep in deps if dep in deps_by_step)

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import networkx as nx
 from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
@@ -34,6 +33,8 @@ from planweave.planner.events import Decision, LLMCalled, PlanUpdated
 from planweave.planner.state import PlannerState
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from planweave.executor.events import RunEvent
     from planweave.executor.result import StepResult
     from planweave.executor.state import StepProgress
@@ -185,6 +186,10 @@ def _written_deps(step: Step) -> list[str]:
 
 
 def _digraph(nodes: list[_Node]) -> nx.DiGraph[str]:
+    # networkx is imported where a graph is drawn: the live view imports this module for its
+    # styles, and a `--quiet` run draws nothing.
+    import networkx as nx
+
     g: nx.DiGraph[str] = nx.DiGraph()
     g.add_nodes_from(n.step.id for n in nodes)
     g.add_edges_from((d, n.step.id) for n in nodes for d in n.deps if d in g)
@@ -195,6 +200,8 @@ def _ordered(nodes: list[_Node]) -> list[_Node]:
     """Dependency order, ties kept in plan order; plan order when there is a cycle."""
     pos = {n.step.id: i for i, n in enumerate(nodes)}
     by_id = {n.step.id: n for n in nodes}
+    import networkx as nx
+
     try:
         order = list(nx.lexicographical_topological_sort(_digraph(nodes), key=pos.__getitem__))
     except nx.NetworkXUnfeasible:
@@ -204,6 +211,8 @@ def _ordered(nodes: list[_Node]) -> list[_Node]:
 
 def _layers(nodes: list[_Node]) -> list[list[str]]:
     """Layers for drawing top-down: each step one layer below the deepest step it needs."""
+    import networkx as nx
+
     g = _digraph(nodes)
     try:
         generations = [list(gen) for gen in nx.topological_generations(g)]

@@ -40,13 +40,15 @@ def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
     assert set(data) >= {"timestamp", "machine", "versions", "git", "settings", "commands", "ratios", "targets"}
     assert data["settings"]["quick"] is True and data["settings"]["repeats"] == 1
     assert data["versions"]["litellm"] and data["machine"]["cpu_count"] >= 1
-    assert list(data["commands"]) == ["import litellm", "run", "--help", "runs", "serve /health"]
+    assert list(data["commands"]) == ["import litellm", "import litellm (run's gc)", "run", "--help", "runs", "serve /health"]
     for command in data["commands"].values():
         assert len(command["samples"]) == 1 and command["samples"][0] > 0
         assert command["min"] == command["median"] == command["samples"][0]
         assert command["argv"]
     ratio = data["ratios"]["run / import litellm (medians)"]
     assert ratio == data["commands"]["run"]["median"] / data["commands"]["import litellm"]["median"]
+    like = data["ratios"]["run / import litellm (run's gc) (medians)"]
+    assert like == data["commands"]["run"]["median"] / data["commands"]["import litellm (run's gc)"]["median"]
     assert [t["name"] for t in data["targets"]] == ["run / import litellm", "--help", "runs", "serve /health"]
     assert all(isinstance(t["pass"], bool) and t["value"] > 0 for t in data["targets"])
     printed = capsys.readouterr().out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from planweave.planner.cli.app import app
@@ -70,6 +71,33 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = "import sys; sys.argv=['planweave','--help']\nfrom planweave.planner.cli import app\ntry:\n    app.main()\nexcept SystemExit:\n    pass\nprint([m for m in ('litellm', 'instructor', 'planweave.executor', 'httpx', 'planweave.tools.builtin') if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip().endswith("[]"), proc.stdout + proc.stderr
+
+
+def test_a_quiet_run_draws_nothing_so_imports_no_graph_library(tmp_path: Path) -> None:
+    code = (
+        "import gc, sys; sys.argv=['planweave','run','what is 6 * 7','--quiet']\n"
+        "from planweave.planner.cli import app\ntry:\n    app.main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('exit', code, 'networkx' in sys.modules)\n"
+        "print('collector enabled', gc.isenabled(), 'start-up heap frozen', gc.get_freeze_count() > 100_000)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**__import__("os").environ, "PLANWEAVE_MODEL": "", "PLANWEAVE_HOME": str(tmp_path)},
+    )
+    assert proc.stdout.splitlines() == [
+        "6 * 7 = 42", "exit 0 False", "collector enabled True start-up heap frozen True"
+    ], proc.stdout + proc.stderr
+
+
+def test_an_embedded_app_leaves_the_garbage_collector_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path))
+    monkeypatch.setenv("PLANWEAVE_MODEL", "")
+    frozen = gc.get_freeze_count()
+    res = runner.invoke(app, ["run", "what is 6 * 7", "--quiet"])
+    assert res.exit_code == 0 and res.stdout.strip() == "6 * 7 = 42", res.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_run_offline_goal_in_a_subprocess(tmp_path: Path) -> None:

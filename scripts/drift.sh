@@ -12,7 +12,7 @@ python3 -m venv "$venv"
 . "$venv/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet --upgrade -e '.[dev,bench,png]'
-python -m pip list --format=freeze --exclude-editable > "$venv/versions.txt"
+python -m pip list --format=freeze --exclude-editable --exclude pip > "$venv/versions.txt"
 echo "newest allowed versions: $venv/versions.txt"
 diff <(grep -v '^#' constraints.txt | sort -f) <(sort -f "$venv/versions.txt") || true
 python -m mypy

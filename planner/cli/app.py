@@ -639,13 +639,29 @@ def serve_(
     cors_origin: Annotated[
         Optional[list[str]], typer.Option(help="A browser origin allowed to call the API. Repeatable.")
     ] = None,
+    allowed_host: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            envvar="PLANWEAVE_ALLOWED_HOSTS",
+            help="A Host name (NAME or NAME:PORT) to answer besides loopback ones, e.g. behind a proxy. Repeatable.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
     # server's start-up thread, so `/health` answers before they are (planweave.planner.serve._launch).
+    from planweave.planner.errors import ConfigError
+    from planweave.planner.serve._guard import check_allowed_hosts, check_api_key, check_cors_origins
     from planweave.planner.serve._launch import run_server
 
+    hosts = [h.strip() for value in allowed_host or [] for h in value.split(",") if h.strip()]
+    try:
+        api_key = check_api_key(api_key)
+        check_cors_origins(list(cors_origin or []))
+        check_allowed_hosts(hosts)
+    except ConfigError as exc:
+        fail_usage(str(exc))
     if reasoning not in ("think", "field", "off"):
         fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
     for option, value in (("--max-body-bytes", max_body_bytes), ("--max-messages", max_messages),
@@ -667,7 +683,7 @@ def serve_(
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
             max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
-            cors_origins=list(cors_origin or []),
+            cors_origins=list(cors_origin or []), allowed_hosts=hosts,
         )
         return start_app(planner, config)
 

@@ -197,7 +197,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def check_exposure(host: str, api_key: str | None) -> None:
-    """`ConfigError` when `host` is reachable from other machines and no API key guards it."""
+    """`ConfigError` when `host` is reachable from other machines and no API key guards it, or the key is blank."""
+    if api_key is not None and not api_key.strip():
+        from planweave.planner.serve._guard import check_api_key
+
+        check_api_key(api_key)  # raises, saying why
     if not is_loopback(host) and not api_key:
         raise ConfigError(
             f"refusing to listen on `{host}` without an API key: anyone who can reach it could run tools "

@@ -35,10 +35,10 @@ conversation becomes a goal and a run becomes a chat reply is `planweave.planner
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -49,13 +49,16 @@ import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from planweave.executor.events import RunEvent
 from planweave.executor.store import RunStore, StoreError
+from planweave.planner.serve._guard import (
+    ALLOWED_HOSTS_ENV, API_KEY_ENV, Guard, check_allowed_hosts, check_api_key, check_cors_origins,
+)
 from planweave.planner.serve._launch import Background, LoadState, PortInUseError, bind, run_server
 from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
@@ -77,11 +80,22 @@ _CANCEL_GRACE_S = 10.0
 """How long a request that goes away waits for its cancelled run to record itself."""
 
 
-class ServerConfig(BaseModel):
-    """Settings of the HTTP server (the planner's own settings are the `Planner`'s)."""
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
-    api_key: str | None = Field(default_factory=lambda: os.environ.get("PLANWEAVE_API_KEY") or None)
-    """Clients must send `Authorization: Bearer <api_key>`; None: no authentication (loopback only)."""
+
+class ServerConfig(BaseModel):
+    """Settings of the HTTP server (the planner's own settings are the `Planner`'s).
+
+    Browsers are kept out unless asked for (see `docs/security.md`): a request must name this
+    server in `Host` (a loopback name with the bound port, or one of `allowed_hosts`), must not
+    come from another site (`Origin`, `Sec-Fetch-Site`) unless that origin is in `cors_origins`,
+    and must send its body as `application/json`.
+    """
+
+    api_key: str | None = Field(default_factory=lambda: os.environ.get(API_KEY_ENV))
+    """Clients must send `Authorization: Bearer <api_key>`; None: no authentication (loopback only).
+    A blank key is refused: it would look like protection and be none."""
     model_id: str = "planweave"
     """The model name clients choose (`GET /v1/models` lists it)."""
     reasoning: ReasoningFormat = "think"
@@ -93,7 +107,27 @@ class ServerConfig(BaseModel):
     max_concurrent_runs: int | None = Field(32, gt=0)
     """New runs are refused with 429 while this many are running; None: no limit."""
     cors_origins: list[str] = Field(default_factory=list)
-    """Browser origins allowed to call the API directly (custom front ends); empty: none."""
+    """Browser origins allowed to call the API directly (custom front ends), as `scheme://host[:port]`;
+    empty: none, and every cross-site browser request is refused. `*` allows any site (unsafe without a key)."""
+    allowed_hosts: list[str] = Field(default_factory=lambda: _env_list(ALLOWED_HOSTS_ENV))
+    """`Host` names the server answers to besides loopback ones (`name`: any port, `name:port`: that
+    port; `*`: any host). Needed behind a reverse proxy or on a public address; default from
+    `PLANWEAVE_ALLOWED_HOSTS` (comma-separated)."""
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_blank(cls, key: str | None) -> str | None:
+        return check_api_key(key)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        return check_cors_origins(origins)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_are_hosts(cls, hosts: list[str]) -> list[str]:
+        return check_allowed_hosts(hosts)
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -139,6 +173,7 @@ class _APIError(Exception):
         type_: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
     ) -> None:
+        message = hide_paths(message)
         super().__init__(message)
         self.status, self.message, self.code, self.param, self.type = status, message, code, param, type_
         self.headers = headers
@@ -146,6 +181,41 @@ class _APIError(Exception):
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+_HIDDEN_PATHS: dict[str, str] = {}
+"""Directories and files of this machine that error messages name instead by a label (`hide_path`)."""
+
+
+def hide_path(path: str | os.PathLike[str] | None, label: str) -> None:
+    """Say `label` instead of `path` in every HTTP error from now on: a client has no business
+    learning where the run store, the working directory or the user's home are."""
+    if path is None:
+        return
+    text = os.fspath(path)
+    if len(text) > 1 and os.path.isabs(text):
+        _HIDDEN_PATHS[text.rstrip(os.sep) or text] = label
+
+
+def hide_paths(text: str) -> str:
+    """`text` with every registered path (longest first) replaced by its label; only whole path
+    components, so `/app` is hidden in `/app/runs.db` but not in `/application`."""
+    for path in sorted(_HIDDEN_PATHS, key=len, reverse=True):
+        if path in text:
+            pattern = r"(?<![\w.~-])" + re.escape(path) + r"(?![\w.~-])"
+            text = re.sub(pattern, _HIDDEN_PATHS[path].replace("\\", "\\\\"), text)
+    return text
+
+
+def _hide_machine_paths() -> None:
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    hide_path(sys.prefix, "<python>")
+    hide_path(tempfile.gettempdir(), "<temp>")
+    hide_path(Path.home(), "~")
+    hide_path(Path.cwd(), "<working directory>")
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -200,7 +270,11 @@ class _Runs:
         self.created = int(time.time())
         self.models = _MODEL_LIBRARIES
 
-    def admit(self) -> str:
+    def admit(self) -> _Slot:
+        """Reserve a run slot now, before any response starts (streamed or not), or raise 429.
+
+        The caller releases it when the run's response is over (`_Slot.release`, idempotent):
+        counting only once a stream's generator starts would let any number of streams in."""
         limit = self.config.max_concurrent_runs
         if limit is not None and self.active >= limit:
             raise _APIError(
@@ -211,20 +285,17 @@ class _Runs:
                 type_="rate_limit_error",
                 headers={"Retry-After": "1"},
             )
-        return uuid.uuid4().hex[:16]
+        self.active += 1
+        return _Slot(self, uuid.uuid4().hex[:16])
 
     async def drive(
         self, goal: str, run_id: str, inputs: dict[str, Any] | None = None
     ) -> AsyncGenerator[RunEvent | PlannerResult, None]:
         """The run's events as they happen, then its result. Closing this early cancels the run and
-        waits (shielded, bounded) until it has recorded itself as cancelled."""
+        waits (shielded, bounded) until it has recorded itself as cancelled. The caller holds the
+        run's slot (`admit`) from before this starts until its response is over."""
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        self.active += 1  # counted while it waits for the model libraries too: the limit holds at start-up
-        try:
-            await self.models.ready()
-        except BaseException:
-            self.active -= 1
-            raise
+        await self.models.ready()
         task = asyncio.create_task(
             self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
             name=f"planweave-serve-{run_id}",
@@ -235,11 +306,38 @@ class _Runs:
                 yield event
             yield task.result()
         finally:
-            self.active -= 1
             if not task.done():
                 task.cancel()
                 with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
                     await asyncio.wait({task})
+
+
+class _Slot:
+    """One admitted run's place under `max_concurrent_runs`, held until `release` (safe to call twice)."""
+
+    def __init__(self, runs: _Runs, run_id: str) -> None:
+        self._runs: _Runs | None = runs
+        self.run_id = run_id
+
+    def release(self) -> None:
+        if self._runs is not None:
+            self._runs.active -= 1
+            self._runs = None
+
+
+class _AdmittedStream(EventSourceResponse):
+    """A streamed run's response: its slot is released when the response is over, however it ends
+    (finished, client gone, or never started because the connection closed first)."""
+
+    def __init__(self, content: AsyncGenerator[str, None], slot: _Slot, headers: dict[str, str]) -> None:
+        super().__init__(content, headers=headers, sep="\n")
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 def _json(value: Any) -> str:
@@ -282,6 +380,11 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
     runs = _Runs(planner, config)
     _ = planner.store  # open it now: a broken store fails at start, not on the first request
+    _hide_machine_paths()
+    store_path = getattr(planner.store, "path", None)
+    if isinstance(store_path, str):
+        hide_path(os.path.dirname(os.path.abspath(store_path)), "<run store directory>")
+        hide_path(os.path.abspath(store_path), "<run store>")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -289,7 +392,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
         yield
 
     app = FastAPI(
-        title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False, lifespan=lifespan
+        title="planweave", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -322,31 +425,38 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             goal = conversation_goal(body.messages, max_messages=config.max_messages, max_chars=config.max_chars)
         except ConversationError as exc:
             raise _APIError(400, exc.message, code=exc.code, param=exc.param) from exc
-        run_id = runs.admit()
-        reply = ChatReply(body.reasoning_format or config.reasoning)
-        base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
-        headers = {"X-Planweave-Run-Id": run_id}
-        if body.stream:
-            usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
-            return EventSourceResponse(
-                _chat_stream(runs, goal, run_id, reply, base, usage_chunk), headers=headers, sep="\n"
-            )
-        result: PlannerResult | None = None
+        slot = runs.admit()
+        run_id = slot.run_id
+        held: _Slot | None = slot
         try:
-            async with anyio.create_task_group() as tg:
+            reply = ChatReply(body.reasoning_format or config.reasoning)
+            base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
+            headers = {"X-Planweave-Run-Id": run_id}
+            if body.stream:
+                usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
+                stream = _chat_stream(runs, goal, run_id, reply, base, usage_chunk)
+                response = _AdmittedStream(stream, slot, headers)
+                held = None  # the response releases it now
+                return response
+            result: PlannerResult | None = None
+            try:
+                async with anyio.create_task_group() as tg:
 
-                async def cancel_on_disconnect() -> None:
-                    await _wait_disconnect(request)
+                    async def cancel_on_disconnect() -> None:
+                        await _wait_disconnect(request)
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(cancel_on_disconnect)
+                    async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+                        async for _, final in events:
+                            result = final
                     tg.cancel_scope.cancel()
-
-                tg.start_soon(cancel_on_disconnect)
-                async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
-                    async for _, final in events:
-                        result = final
-                tg.cancel_scope.cancel()
-        except Exception as exc:  # answered here, so the connection stays usable for the client's next request
-            log.exception("chat run `%s` broke", run_id)
-            return _bug(exc).response()
+            except Exception as exc:  # answered here, so the connection stays usable for the client's next request
+                log.exception("chat run `%s` broke", run_id)
+                return _bug(exc).response()
+        finally:
+            if held is not None:
+                held.release()
         completion = {
             **base,
             "object": "chat.completion",
@@ -360,9 +470,9 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     async def start_run(body: RunRequest) -> Response:
         if not body.goal.strip():
             raise _APIError(400, "the goal is empty; say what you want done.", param="goal")
-        run_id = runs.admit()
-        return EventSourceResponse(
-            _event_stream(runs, body.goal, run_id, body.inputs), headers={"X-Planweave-Run-Id": run_id}, sep="\n"
+        slot = runs.admit()
+        return _AdmittedStream(
+            _event_stream(runs, body.goal, slot.run_id, body.inputs), slot, {"X-Planweave-Run-Id": slot.run_id}
         )
 
     @app.get("/v1/runs")
@@ -385,7 +495,10 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             raise _APIError(404, str(exc), code="run_not_found", param="run_id") from exc
         return Response(_json(exported), media_type="application/json")
 
-    app.add_middleware(_Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(
+        Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes, allowed_hosts=config.allowed_hosts,
+        cors_origins=config.cors_origins,
+    )
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -452,7 +565,7 @@ async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, A
     except Exception as exc:
         if not isinstance(exc, PlanweaveError):
             log.exception("run `%s` broke", run_id)
-        yield _json({"kind": "error", "run_id": run_id, "message": f"{type(exc).__name__}: {exc}"})
+        yield _json({"kind": "error", "run_id": run_id, "message": hide_paths(f"{type(exc).__name__}: {exc}")})
 
 
 # --- errors in OpenAI's shape ------------------------------------------------------------------
@@ -495,76 +608,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     else:
         message = str(exc.detail)
     return _APIError(exc.status_code, message, headers=dict(exc.headers or {})).response()
-
-
-class _Guard:
-    """The bearer-key check and the body-size limit, before FastAPI parses anything. Pure ASGI, so
-    streamed responses and the disconnect message pass through untouched."""
-
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
-        self.app = app
-        self.api_key = api_key
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] == "/health":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        problem = self._auth_problem(headers.get("authorization", ""))
-        if problem is not None:
-            await problem.response()(scope, receive, send)
-            return
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(int(length)).response()(scope, receive, send)
-            return
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before sending its body
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                await self._too_large(None).response()(scope, receive, send)
-                return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()  # then `http.disconnect`, which cancels the run
-
-        await self.app(scope, replay, send)
-
-    def _auth_problem(self, authorization: str) -> _APIError | None:
-        if self.api_key is None:
-            return None
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            message = ("no API key: send `Authorization: Bearer <key>` with the key this server was started with "
-                       "(`PLANWEAVE_API_KEY` or `--api-key`).")
-        elif not hmac.compare_digest(key.strip().encode(), self.api_key.encode()):
-            message = ("the API key is not valid for this server; use the key it was started with "
-                       "(`PLANWEAVE_API_KEY` or `--api-key`).")
-        else:
-            return None
-        return _APIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-    def _too_large(self, size: int | None) -> _APIError:
-        what = f"is {size} bytes" if size is not None else "is too large"
-        return _APIError(
-            413,
-            f"the request body {what}; this server accepts at most {self.max_body_bytes} bytes "
-            "(`--max-body-bytes`); send a shorter conversation.",
-            code="request_too_large",
-        )
 
 
 # --- running the server ------------------------------------------------------------------------

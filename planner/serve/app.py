@@ -93,7 +93,7 @@ class ServerConfig(BaseModel):
     and must send its body as `application/json`.
     """
 
-    api_key: str | None = Field(default_factory=lambda: os.environ.get(API_KEY_ENV))
+    api_key: str | None = Field(default_factory=lambda: os.environ.get(API_KEY_ENV), validate_default=True)
     """Clients must send `Authorization: Bearer <api_key>`; None: no authentication (loopback only).
     A blank key is refused: it would look like protection and be none."""
     model_id: str = "planweave"
@@ -109,7 +109,7 @@ class ServerConfig(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to call the API directly (custom front ends), as `scheme://host[:port]`;
     empty: none, and every cross-site browser request is refused. `*` allows any site (unsafe without a key)."""
-    allowed_hosts: list[str] = Field(default_factory=lambda: _env_list(ALLOWED_HOSTS_ENV))
+    allowed_hosts: list[str] = Field(default_factory=lambda: _env_list(ALLOWED_HOSTS_ENV), validate_default=True)
     """`Host` names the server answers to besides loopback ones (`name`: any port, `name:port`: that
     port; `*`: any host). Needed behind a reverse proxy or on a public address; default from
     `PLANWEAVE_ALLOWED_HOSTS` (comma-separated)."""

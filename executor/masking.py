@@ -16,6 +16,15 @@ Three kinds of rules, all applied by `Masker.mask` while it walks dicts, lists a
 - **yours**: regular expressions (`patterns=`; a group named `secret` masks only that
   part of the match), extra key names (`keys=`, regexes searched in the key) and literal
   values (`values=`, e.g. the API key the run was configured with).
+- **known values** (`Masker.from_env`, `Masker.remember`): the value of every environment
+  variable named like a key (`OPENAI_API_KEY`, `HF_TOKEN`, `AWS_SECRET_ACCESS_KEY`,
+  `DB_PASSWORD`, ...: `secret_env_values`), whatever it looks like, and the values of a
+  run's secret inputs (`SecretInputs`), so a provider or a tool that echoes one is masked too.
+
+Secret run inputs never reach the model: `SecretInputs.for_prompt` shows each as a
+placeholder that names its reference (`${inputs.api_token}`), the executor substitutes the
+real value only into the arguments of the tool call, and `values_only()` masks every message
+sent to the model by the known values, as a last line (see `docs/security.md`).
 
 The result is a masked copy: containers are rebuilt, the input is never changed.
 pydantic models and dataclasses are masked as the dicts they dump to; other objects are
@@ -35,7 +44,10 @@ from pydantic import BaseModel
 
 from planweave.tools.errors import SetupError
 
-__all__ = ["DEFAULT_PATTERNS", "MASK_PATTERNS_ENV", "REDACTED", "Masker"]
+__all__ = [
+    "DEFAULT_PATTERNS", "MASK_PATTERNS_ENV", "REDACTED", "Masker", "SecretInputs", "is_secret_env_name",
+    "secret_env_values",
+]
 
 REDACTED = "[REDACTED]"
 MASK_PATTERNS_ENV = "PLANWEAVE_MASK_PATTERNS"
@@ -80,6 +92,26 @@ _SECRET_SUFFIXES = ("token", "auth", "bearer", "accesskey", "sessionkey", "apike
 _WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _MIN_TEXT = 6  # no rule can match a shorter string
 _MIN_LITERAL = 6  # shorter literal values would mask ordinary words
+_MAX_REMEMBERED = 4096  # literal values a long-lived masker keeps (a server remembers each run's secrets)
+
+# Environment variables whose value is a credential, by the words of their name (split at `_`):
+# litellm's provider keys (`OPENAI_API_KEY`, `AZURE_AD_TOKEN`, `WATSONX_APIKEY`, `CLARIFAI_PAT`,
+# `SNOWFLAKE_JWT`, `AWS_BEARER_TOKEN_BEDROCK`, `GIGACHAT_CREDENTIALS`), cloud secrets, passwords.
+_ENV_SECRET_WORDS = frozenset(
+    {
+        "KEY", "APIKEY", "ZENAPIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD", "PAT", "JWT",
+        "CREDENTIAL", "CREDENTIALS", "PASSPHRASE",
+    }
+)  # fmt: skip
+# ... unless the name ends by saying it holds something else: where the secret is, or a setting about it.
+_ENV_NOT_SECRET_ENDINGS = frozenset(
+    {
+        "FILE", "PATH", "DIR", "URL", "URI", "HOST", "ENDPOINT", "NAME", "VERSION", "ENABLED", "TTL", "SECONDS",
+        "LIMIT", "FIELD", "ROUTES", "HEADER", "TYPE", "MODE", "COUNT", "SIZE", "ALIAS", "REGION", "AUDIENCE",
+        "ISSUER", "INTERVAL",
+    }
+)  # fmt: skip
+_MIN_ENV_SECRET = 8  # shorter values are flags and ports, not keys
 
 
 class Masker:
@@ -115,16 +147,21 @@ class Masker:
         self._key_patterns = [_compile(k, "key pattern", re.IGNORECASE) for k in keys]
         self._values = sorted({v for v in values if isinstance(v, str) and len(v) >= _MIN_LITERAL}, key=len, reverse=True)
         rules = [re.compile(p) for p in DEFAULT_PATTERNS] if defaults else []
+        self._literal_rule: re.Pattern[str] | None = None
         if self._values:
-            rules.append(re.compile("|".join(re.escape(v) for v in self._values)))
+            self._literal_rule = re.compile("|".join(re.escape(v) for v in self._values))
+            rules.append(self._literal_rule)
         self._rules: list[re.Pattern[str]] = [*rules, *self._user_patterns]
         self._key_cache: dict[str, bool] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Masker:
         """A masker with the default rules plus the patterns in `PLANWEAVE_MASK_PATTERNS`
-        (one regular expression, or a JSON list of them)."""
-        raw = (os.environ if environ is None else environ).get(MASK_PATTERNS_ENV, "").strip()
+        (one regular expression, or a JSON list of them), and the values of the environment's
+        keys and passwords (`secret_env_values`): masked wherever they appear, prefix or not."""
+        env = os.environ if environ is None else environ
+        kwargs["values"] = [*kwargs.get("values", ()), *secret_env_values(env)]
+        raw = env.get(MASK_PATTERNS_ENV, "").strip()
         patterns: list[str | re.Pattern[str]] = list(kwargs.pop("patterns", ()))
         if raw:
             if raw.startswith("["):
@@ -153,6 +190,26 @@ class Masker:
             max_depth=self.max_depth,
         )
         return clone
+
+    def remember(self, *values: str | None) -> None:
+        """Mask these literal values too, from now on, in this masker itself (and in the copies made
+        after this call): for secrets learnt while running, such as a run's secret inputs, that the
+        run store and tracer holding this masker must mask. Keeps the most recent 4096 values."""
+        fresh = [v for v in values if isinstance(v, str) and len(v) >= _MIN_LITERAL and v not in self._values]
+        if not fresh:
+            return
+        kept = [*self._values, *fresh][-_MAX_REMEMBERED:]
+        rules = [r for r in self._rules if r is not self._literal_rule]
+        literal = re.compile("|".join(re.escape(v) for v in sorted(kept, key=len, reverse=True)))
+        at = len(rules) - len(self._user_patterns)  # before the user's patterns, as in `__init__`
+        # Swapped whole, so a thread masking meanwhile sees the old rules or the new, never half.
+        self._values = sorted(kept, key=len, reverse=True)
+        self._rules, self._literal_rule = [*rules[:at], literal, *rules[at:]], literal
+
+    def values_only(self, replacement: str | None = None) -> Masker:
+        """A masker of this one's literal values alone (no patterns, no key names): what the model
+        is shown must keep its text, and lose only the secrets that are known for sure."""
+        return Masker(values=self._values, defaults=False, replacement=replacement or self.replacement)
 
     # --- masking ------------------------------------------------------------------------------
 
@@ -237,3 +294,96 @@ def _compile(pattern: str | re.Pattern[str], what: str, flags: int = 0) -> re.Pa
         raise SetupError(
             f"mask {what} `{pattern}` is not a valid regular expression ({exc}); fix it, or escape it with `re.escape`."
         ) from None
+
+
+def is_secret_env_name(name: str) -> bool:
+    """Whether an environment variable named `name` holds a credential (`OPENAI_API_KEY`,
+    `HF_TOKEN`, `DB_PASSWORD`: yes; `MAX_TOKENS`, `SSL_CERT_FILE`, `AZURE_AUTHORITY_HOST`: no)."""
+    words = [w for w in re.split(r"[_\W]+", name.upper()) if w]
+    if not words or words[-1] in _ENV_NOT_SECRET_ENDINGS:
+        return False
+    return any(w in _ENV_SECRET_WORDS for w in words) or words[-1].endswith(("APIKEY", "TOKEN", "SECRET", "PASSWORD"))
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the environment's credentials (`is_secret_env_name`), 8 characters or longer:
+    every key planweave or litellm may read from the environment, whatever its provider's prefix."""
+    env = os.environ if environ is None else environ
+    return [v.strip() for k, v in env.items() if len(v.strip()) >= _MIN_ENV_SECRET and is_secret_env_name(k)]
+
+
+_PLACEHOLDER = "[secret input: its value is hidden from you; write `${{inputs.{name}}}` where a tool needs it]"
+
+
+class SecretInputs:
+    """The secret ones among a run's inputs, and how each is shown and masked.
+
+    An input is secret when its name looks like a secret (`api_token`, `password`, by the
+    masker's key rules) or its value holds secret-looking text (an `sk-...` key, a password in a
+    URL). The model sees a placeholder naming the reference instead (`for_prompt`); a tool gets
+    the real value through that reference, which the executor resolves at call time; the values
+    are masked by value everywhere after `remember_in` (store, traces, prompts).
+
+        secrets = SecretInputs({"api_token": "tok-123456", "city": "Paris"}, masker)
+        secrets.names                  # {"api_token"}
+        secrets.for_prompt()           # {"api_token": "[secret input: ... `${inputs.api_token}` ...]", "city": "Paris"}
+        secrets.remember_in(masker)    # the store and tracer holding `masker` now mask "tok-123456"
+    """
+
+    def __init__(self, inputs: Mapping[str, Any], masker: Masker) -> None:
+        self.inputs = dict(inputs)
+        self.masker = masker
+        self.names: set[str] = set()
+        self.values: list[str] = []
+        for name, value in self.inputs.items():
+            if masker.is_secret_key(name) and value not in (None, ""):
+                self.names.add(name)
+                self.values += _texts(value)
+            elif found := _secret_texts(value, masker):
+                self.names.add(name)
+                self.values += found
+
+    def for_prompt(self) -> dict[str, Any]:
+        """The inputs as the model may see them: a secret one as a placeholder naming its
+        reference, the others masked (a nested `password` field, a key inside a text)."""
+        return {
+            name: _PLACEHOLDER.format(name=name) if name in self.names else self.masker.mask(value)
+            for name, value in self.inputs.items()
+        }
+
+    def remember_in(self, masker: object) -> None:
+        """From now on `masker` masks these values wherever they appear (anything but a `Masker`: nothing)."""
+        if isinstance(masker, Masker):
+            masker.remember(*self.values)
+
+
+def _secret_texts(value: Any, masker: Masker, depth: int = 0) -> list[str]:
+    """The secret strings inside `value`: under a secret-looking key, or secret-looking themselves."""
+    if isinstance(value, str):
+        return [value] if masker.mask_text(value) != value else []
+    if depth > 32:
+        return []
+    if isinstance(value, Mapping):
+        found: list[str] = []
+        for k, v in value.items():
+            secret_key = isinstance(k, str) and v not in (None, "") and masker.is_secret_key(k)
+            found += _texts(v, depth + 1) if secret_key else _secret_texts(v, masker, depth + 1)
+        return found
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [t for v in value for t in _secret_texts(v, masker, depth + 1)]
+    return []
+
+
+def _texts(value: Any, depth: int = 0) -> list[str]:
+    """Every string (and long number) inside `value`: the literal values to mask."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if depth > 32:
+        return []
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _texts(v, depth + 1)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [t for v in value for t in _texts(v, depth + 1)]
+    return []

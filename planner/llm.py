@@ -237,10 +237,14 @@ class LLMClient:
         on_call: Callable[[LLMCall], None] | None = None,
         *,
         budget: Budget | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.on_call = on_call
         self.budget = budget
+        self.redact = redact
+        """Applied to the text of every message before it is sent (and recorded): the run's known
+        secrets (`Masker.values_only`) never reach the model, whatever prompt they got into."""
         self.calls: list[LLMCall] = []
         self.usage = Usage()
         self.check_ready()
@@ -267,6 +271,12 @@ class LLMClient:
             budget = self.budget
             if budget is not None and budget.max_cost_usd is not None and self.cost(model, 1000, 1000) is None:
                 raise UnpricedBudgetError(model, budget.max_cost_usd)
+
+    def _redacted(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        redact = self.redact
+        if redact is None:
+            return messages
+        return [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m for m in messages]
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -449,6 +459,7 @@ class LLMClient:
         """Stream a structured reply as JSON text deltas (tool-call arguments or content).
 
         A stream that breaks off part-way raises `ModelStreamError` (the caller re-asks)."""
+        messages = self._redacted(messages)
         litellm = import_litellm()
         tool = {
             "type": "function",
@@ -530,6 +541,7 @@ class LLMClient:
 
         Every request instructor sends (re-asks included) goes through this client, so each is
         recorded and capped by the budget."""
+        messages = self._redacted(messages)
         litellm = import_litellm()
         import instructor
 
@@ -592,6 +604,7 @@ class LLMClient:
 
     async def text(self, messages: list[dict[str, Any]], *, prompt: Mapping[str, str], purpose: str) -> str:
         """A plain text completion (the `llm` tool)."""
+        messages = self._redacted(messages)
         litellm = import_litellm()
 
         async def send(model: str, attempt: int) -> str:

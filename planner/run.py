@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
+from planweave.executor.masking import SecretInputs
 from planweave.executor.events import RunFinished, StepCancelled, StepFailed, StepRestored, StepSkipped, StepSucceeded
 from planweave.executor.result import describe_failed_steps
 from planweave.executor.store import ResumeState
@@ -101,10 +102,17 @@ class PlannerRun:
         trace: Mapping[str, Any] | None = None,
     ) -> None:
         self.p = planner
+        # Secret inputs are masked by value from here on (store, traces, every message to the model).
+        self.secrets = SecretInputs(inputs, planner.masker)
+        self.secrets.remember_in(planner.masker)
         # First: a missing key or an unknown model fails here, before anything is recorded or traced.
-        self.client = LLMClient(planner.config, on_call=self._on_call, budget=planner.budget)
+        self.client = LLMClient(
+            planner.config, on_call=self._on_call, budget=planner.budget, redact=planner.masker.values_only().mask_text
+        )
         self.resumed = resume
         store = planner.store if record else None
+        if store is not None:
+            self.secrets.remember_in(getattr(store, "mask", None))  # a store given with its own masker
         if store is not None:
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
                     **planner.meta}
@@ -187,7 +195,8 @@ class PlannerRun:
 
     def _inputs(self) -> list[dict[str, str]]:
         """The run's inputs as the prompts show them (long values truncated, kept whole in the context)."""
-        return [{"name": k, "text": _describe(v, self.p.output_chars)} for k, v in self.inputs.items()]
+        shown = self.secrets.for_prompt()  # a secret input is a placeholder naming its `${inputs.name}`
+        return [{"name": k, "text": _describe(v, self.p.output_chars)} for k, v in shown.items()]
 
     def _history(self) -> list[dict[str, str]]:
         out = []

@@ -385,6 +385,8 @@ def _finish_planner_run(
             planner.store.set_status(run_id, "interrupted", error="interrupted by Ctrl-C")
         typer.echo(f"planweave: interrupted; resume with `planweave resume {run_id}`", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    # Known secrets (secret inputs, environment keys) that a tool echoed stay hidden here too.
+    result = type(result).model_validate(planner.masker.values_only().mask(result.model_dump(mode="json")))
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:

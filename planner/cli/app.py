@@ -231,13 +231,21 @@ def _run_workflow(
         )
     run_id = run_id or uuid.uuid4().hex[:16]
     store = open_run_store() if record else None
-    subscribers = []
-    if store is not None:
-        meta = {"file": str(file.resolve()), "inputs": inputs, **meta}
-        subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
+    from planweave.executor.masking import Masker, SecretInputs
     from planweave.planner.tracing.subscriber import create_tracer
 
-    tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"])
+    # Secret inputs (and environment keys) are masked by value in the store and the trace; the
+    # store keeps the other inputs (for `resume`) and only the names of the secret ones.
+    masker = Masker.from_env()
+    secrets = SecretInputs(inputs, masker)
+    secrets.remember_in(masker)
+    secrets.remember_in(getattr(store, "mask", None))
+    subscribers = []
+    if store is not None:
+        kept = {k: v for k, v in inputs.items() if k not in secrets.names}
+        meta = {"file": str(file.resolve()), "inputs": kept, "secret_inputs": sorted(secrets.names), **meta}
+        subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
+    tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"], masker=masker)
     if tracer is not None:
         subscribers.append(tracer)
 
@@ -272,6 +280,11 @@ AllowFailedStepsOpt = Annotated[
 def _finish_workflow(
     workflow: Any, result: RunResult, *, title: str, as_json: bool, quiet: bool, allow_failed_steps: bool
 ) -> NoReturn:
+    from planweave.executor.masking import Masker, SecretInputs
+
+    masker = Masker.from_env()  # known secrets (secret inputs, environment keys) a tool echoed stay hidden
+    SecretInputs(result.inputs, masker).remember_in(masker)
+    result = type(result).model_validate(masker.values_only().mask(result.model_dump(mode="json")))
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -571,6 +584,12 @@ def resume(
     private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
     timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
     if summary.kind == "workflow":
+        if meta.get("secret_inputs"):  # not stored, so the resumed run would lack them
+            names = ", ".join(f"`{n}`" for n in meta["secret_inputs"])
+            fail_usage(
+                f"run `{summary.id}` had secret inputs ({names}), which the run store does not keep; "
+                f"run the workflow again with `planweave exec {meta['file']}` and those `--input`s."
+            )
         llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
         selected = _tools(
             tool_specs, workspace=where, allow_private_hosts=private, http_timeout=timeout,

@@ -24,7 +24,8 @@ import codecs
 import ipaddress
 import json
 import socket
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Final, TypeAlias
 
 import httpx
@@ -72,6 +73,9 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _ERROR_SNIPPET_BYTES: Final = 2048
 _ERROR_SNIPPET_CHARS: Final = 300
 _USER_AGENT: Final = "planweave-http_get/0.1"
+_DECODE_STEP: Final = 64 * 1024
+"""Most decoded bytes one step of decompression may produce: the byte cap is checked between steps,
+so a small compressed body (a "zip bomb") never expands in memory beyond the cap and one step."""
 
 
 class HttpResponse(TypedDict):
@@ -186,7 +190,8 @@ def make_http_get(
         raise ConfigError(f"`timeout_s` must be positive, got {timeout_s}.")
     if max_bytes <= 0:
         raise ConfigError(f"`max_bytes` must be positive, got {max_bytes}.")
-    base_headers = {"User-Agent": _USER_AGENT, **(headers or {})}
+    # Only encodings `_read_capped` decodes step by step under the byte cap.
+    base_headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "gzip, deflate", **(headers or {})}
     fix_timeout = (fixes or {}).get("timeout_s", "build the tool with a larger `make_http_get(timeout_s=...)`")
     fix_private = (fixes or {}).get(
         "allow_private",
@@ -397,16 +402,109 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
-    """Up to `max_bytes` of the (decompressed) body, and whether there was more."""
+    """Up to `max_bytes` of the decoded body, and whether there was more.
+
+    The body is read raw and decompressed here, at most `_DECODE_STEP` bytes at a time, so the
+    cap applies to decoded bytes as they arrive (httpx would decode each network chunk whole:
+    64 KB of gzip can be 64 MB of text)."""
+    decoders = _decoders(response)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        if size + len(chunk) > max_bytes:
-            chunks.append(chunk[: max_bytes - size])
+
+    def take(pieces: Iterator[bytes]) -> bool:
+        """Keep pieces up to the cap; True once it is reached with more to come."""
+        nonlocal size
+        for piece in pieces:
+            if size + len(piece) > max_bytes:
+                chunks.append(piece[: max_bytes - size])
+                size = max_bytes
+                return True
+            chunks.append(piece)
+            size += len(piece)
+        return False
+
+    try:
+        async for raw in response.aiter_raw():
+            if take(_through(decoders, raw)):
+                return b"".join(chunks), True
+        if take(_finish(decoders)):
             return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"the body is not valid {response.headers.get('content-encoding')} ({exc})") from None
     return b"".join(chunks), False
+
+
+class _Inflater:
+    """gzip or deflate, decoded at most `_DECODE_STEP` bytes per step (`zlib` with `max_length`)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.started = False
+        self.inflate = self._new()
+
+    def _new(self, raw: bool = False) -> zlib._Decompress:
+        return zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS | (16 if self.gzip else 0))
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            try:
+                out = self.inflate.decompress(data, _DECODE_STEP)
+            except zlib.error:
+                if self.gzip or self.started:
+                    raise
+                self.inflate = self._new(raw=True)  # "deflate" sent without its zlib header, as some servers do
+                self.started = True
+                continue
+            self.started = True
+            data = self.inflate.unconsumed_tail
+            if self.inflate.eof:
+                data = self.inflate.unused_data + data
+                if not self.gzip or not data:
+                    if out:
+                        yield out
+                    return  # deflate has one stream; anything after it is ignored, as httpx does
+                self.inflate = self._new()  # the next member of a multi-member gzip body
+            if out:
+                yield out
+
+    def flush(self) -> Iterator[bytes]:
+        if self.started and not self.inflate.eof:
+            raise zlib.error("it ends before its compressed stream does")
+        out = self.inflate.flush()
+        for start in range(0, len(out), _DECODE_STEP):
+            yield out[start : start + _DECODE_STEP]
+
+
+def _decoders(response: httpx.Response) -> list[_Inflater]:
+    """The decoders for `Content-Encoding`, in the order they undo it (the last applied first)."""
+    names = [n.strip().lower() for n in response.headers.get("content-encoding", "").split(",") if n.strip()]
+    decoders = []
+    for name in reversed(names):
+        if name == "identity":
+            continue
+        if name not in ("gzip", "x-gzip", "deflate"):
+            raise ToolError(
+                f"`{response.url}` sent its body with the `{name}` content encoding, which http_get cannot "
+                "decode; it asks for gzip or deflate, so do not override `Accept-Encoding`.",
+                tool=_TOOL,
+                permanent=True,
+            )
+        decoders.append(_Inflater(name))
+    return decoders
+
+
+def _through(decoders: Sequence[_Inflater], data: bytes) -> Iterator[bytes]:
+    if not decoders:
+        yield data
+        return
+    for piece in decoders[0].feed(data):
+        yield from _through(decoders[1:], piece)
+
+
+def _finish(decoders: Sequence[_Inflater]) -> Iterator[bytes]:
+    for i, decoder in enumerate(decoders):
+        for piece in decoder.flush():
+            yield from _through(decoders[i + 1 :], piece)
 
 
 def _decode(body: bytes, charset: str | None, *, final: bool) -> str:

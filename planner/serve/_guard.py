@@ -217,7 +217,9 @@ class Guard:
             if (name, port) in self.allowed_hosts or (name, None) in self.allowed_hosts:
                 return None
             effective = port if port is not None else _DEFAULT_PORTS.get(scope.get("scheme", "http"), 80)
-            own_names = _LOOPBACK_NAMES | ({str(server[0]).lower()} if server[0] else set())
+            bound = str(server[0] or "").lower().strip("[]")
+            # The address it listens on is a name it answers to, unless that is "every address".
+            own_names = _LOOPBACK_NAMES | ({bound} if bound not in ("", "0.0.0.0", "::") else set())
             if name in own_names and (bound_port is None or effective == bound_port):
                 return None
         shown = host if len(host) <= 100 else host[:100] + "..."

@@ -113,7 +113,6 @@ class PlannerRun:
         store = planner.store if record else None
         if store is not None:
             self.secrets.remember_in(getattr(store, "mask", None))  # a store given with its own masker
-        if store is not None:
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
                     **planner.meta}
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)

@@ -139,6 +139,17 @@ def test_the_command_line_records_and_prints_no_secret(tmp_path: Path) -> None:
         )
         assert events.returncode == 0 and "ACME: token [REDACTED]" in events.stdout
         assert leaked(events.stdout.replace("\\", "")) == [], [l for l in events.stdout.splitlines() if leaked(l)]
+    # The store kept no secret input, so resuming the run asks for it instead of running without it.
+    open_store(home / "runs.db").set_status(run_ids[0], "interrupted", error="interrupted by Ctrl-C")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "planweave", "resume", run_ids[0]], capture_output=True, text=True, cwd=tmp_path,
+        timeout=120, env=env,
+    )
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip() == (
+        f"planweave: error: run `{run_ids[0]}` had secret inputs (`api_token`, `db`, `db_url`), which the run store "
+        f"does not keep; run the workflow again with `planweave exec {workflow}` and those `--input`s."
+    )
 
 
 # --- the rules ---------------------------------------------------------------------------------

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import threading
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from planweave.executor._nodes import FINAL, Node
 from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
-from planweave.executor.events import EventBus
+from planweave.executor.events import EventBus, StepProgress
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
-from planweave.tools.base import ToolContext
+from planweave.tools.base import ToolContext, ToolProgress
 
 if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
@@ -166,6 +167,7 @@ class StepAttempts:
                 inputs=self.inputs,
                 outputs=self.outputs,
                 item=item_value,
+                report=self._progress_reporter(step.id),
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT
@@ -174,6 +176,32 @@ class StepAttempts:
         if step.timeout_s is None:
             return call
         return self._timed(node, attempt, call)
+
+    def _progress_reporter(self, step_id: str) -> Callable[[ToolProgress], None]:
+        """`ToolContext.report` for one step: a `StepProgress` event per report, emitted on the
+        loop's thread (a sync tool reports from its worker thread)."""
+        bus, run_id = self._bus, self.id
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+
+        def report(update: ToolProgress) -> None:
+            if not bus.active:
+                return
+            event = StepProgress(
+                run_id=run_id,
+                step_id=step_id,
+                progress_kind=update.kind,
+                done=update.done,
+                total=update.total,
+                message=update.message,
+                partial=update.partial,
+            )
+            if threading.get_ident() == loop_thread:
+                bus.emit(event)
+            else:
+                loop.call_soon_threadsafe(bus.emit, event)
+
+        return report
 
     async def _timed(self, node: Node, attempt: int, call: Awaitable[Any]) -> Any:
         step = node.c.step

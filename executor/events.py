@@ -37,6 +37,7 @@ __all__ = [
     "StepAdded",
     "StepCancelled",
     "StepFailed",
+    "StepProgress",
     "StepReady",
     "StepRestored",
     "StepRetrying",
@@ -138,6 +139,22 @@ class StepStarted(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class StepProgress(RunEvent):
+    """A running step's tool reported progress or a partial output (`ToolContext.progress`,
+    `ToolContext.partial`, an MCP server's progress notifications)."""
+
+    kind: ClassVar[str] = "step_progress"
+    step_id: str
+    progress_kind: str = "progress"
+    """`progress` (done of total, with a message), `partial` (a piece of output) or `notice`
+    (something the run should know, e.g. a crashed MCP server was restarted)."""
+    done: float | None = None
+    total: float | None = None
+    message: str | None = None
+    partial: Any = None
+
+
+@dataclass(slots=True, kw_only=True)
 class StepRetrying(RunEvent):
     kind: ClassVar[str] = "step_retrying"
     step_id: str
@@ -202,6 +219,7 @@ _EVENT_TYPES: dict[str, type[RunEvent]] = {
         StepRestored,
         StepReady,
         StepStarted,
+        StepProgress,
         StepRetrying,
         StepSucceeded,
         StepFailed,

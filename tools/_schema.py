@@ -88,6 +88,6 @@ def schema_args_model(tool_name: str, schema: Mapping[str, Any]) -> type[BaseMod
         # Field names are positional: a property may be named `schema`, `model_config` or `a-b`.
         default = ... if prop in required else None
         fields[f"p{i}"] = (annotation, Field(default, alias=prop))
-    extra = "forbid" if schema.get("additionalProperties") is False else "allow"
+    config = ConfigDict(extra="forbid" if schema.get("additionalProperties") is False else "allow")
     model_name = "".join(part.capitalize() for part in tool_name.replace("-", "_").split("_")) + "Args"
-    return create_model(model_name, __config__=ConfigDict(extra=extra, populate_by_name=False), **fields)
+    return create_model(model_name, __config__=config, **fields)

@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
-from pydantic_core import PydanticCustomError
 
 from planweave.tools.errors import ToolDefinitionError
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
-__all__ = ["SCHEMA_CONTEXT", "schema_args_model", "schema_problems"]
+__all__ = ["SCHEMA_CONTEXT", "SchemaProblem", "schema_args_model", "schema_problems"]
 
 SCHEMA_CONTEXT = "__planweave_context__"
 """The keyword a schema tool's function receives its `ToolContext` under (not a schema property)."""
@@ -55,10 +54,14 @@ def schema_problems(schema: Mapping[str, Any], value: Any) -> list[str]:
     return problems
 
 
+class SchemaProblem(ValueError):
+    """A value breaks its JSON schema (a pydantic `value_error` whose text needs no prefix)."""
+
+
 def _check_property(subschema: Mapping[str, Any], value: Any) -> Any:
     problems = schema_problems(subschema, value)
     if problems:
-        raise PydanticCustomError("json_schema", "{problems}", {"problems": "; ".join(problems)})
+        raise SchemaProblem("; ".join(problems))
     return value
 
 

@@ -24,7 +24,7 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from planweave.tools._schema import SCHEMA_CONTEXT as _SCHEMA_CONTEXT, schema_args_model, schema_problems
+from planweave.tools._schema import SCHEMA_CONTEXT as _SCHEMA_CONTEXT, SchemaProblem, schema_args_model, schema_problems
 from planweave.tools.errors import (
     ToolArgumentsError,
     ToolDefinitionError,
@@ -95,6 +95,8 @@ def format_validation_error(exc: ValidationError) -> str:
             parts.append(f"`{loc}` is required")
         elif err["type"] == "extra_forbidden":
             parts.append(f"`{loc}` is not an argument of this tool")
+        elif isinstance(err.get("ctx", {}).get("error"), SchemaProblem):  # says what it got already
+            parts.append(f"`{loc}`: {err['ctx']['error']}")
         else:
             parts.append(f"`{loc}`: {err['msg']} (got {_short(err.get('input'))})")
     return "; ".join(parts)

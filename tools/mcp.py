@@ -347,6 +347,12 @@ class _Shared:
         self.restarts = 0
         self._lock = asyncio.Lock()
 
+    @property
+    def label(self) -> str:
+        """The configured name, else the name the server gives itself, else `MCPServer.label`."""
+        own = self.session.server_name if self.session is not None else ""
+        return self.server.name or _NAME_BAD.sub("_", own) or self.server.label
+
     async def current(self) -> _Session:
         """The live session, starting (or restarting) one when there is none."""
         async with self._lock:
@@ -372,7 +378,7 @@ class _Shared:
                 return f"restarting it failed too: {exc}"
             self.session = session
             self.restarts += 1
-            log.warning("MCP server `%s` crashed; restarted it (restart %d)", self.server.label, self.restarts)
+            log.warning("MCP server `%s` crashed; restarted it (restart %d)", self.label, self.restarts)
             return "it was restarted"
 
     async def close(self) -> None:
@@ -418,10 +424,11 @@ async def _call(
             server=server.label, tool=tool_name,
         )
     session = await shared.current()
+    label = shared.label
     client = session.client
     if client is None:  # died between the check and now
-        raise MCPConnectionError(f"MCP server `{server.label}` went away before `{tool_name}` was called; try again.",
-                                 server=server.label, tool=tool_name)
+        raise MCPConnectionError(f"MCP server `{label}` went away before `{tool_name}` was called; try again.",
+                                 server=label, tool=tool_name)
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         ctx.progress(progress, total, message)
@@ -433,29 +440,29 @@ async def _call(
     except MCPError as exc:
         if exc.code in (INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND):
             raise MCPToolError(
-                f"MCP server `{server.label}` refused `{remote_name}`: {exc.message}; fix the arguments or the tool name.",
-                server=server.label, tool=tool_name,
+                f"MCP server `{label}` refused `{remote_name}`: {exc.message}; fix the arguments or the tool name.",
+                server=label, tool=tool_name,
             ) from None
         if exc.code == CONNECTION_CLOSED and server.command is not None:
             outcome = await shared.restart_after(session)
-            message = f"MCP server `{server.label}` exited during `{remote_name}` (it crashed); {outcome}."
+            message = f"MCP server `{label}` exited during `{remote_name}` (it crashed); {outcome}."
             if ctx.report is not None:
                 ctx.report(ToolProgress("notice", message=message))
-            raise MCPConnectionError(message + " The call can be tried again.", server=server.label, tool=tool_name) from None
+            raise MCPConnectionError(message + " The call can be tried again.", server=label, tool=tool_name) from None
         raise MCPConnectionError(
-            f"the call of `{remote_name}` on MCP server `{server.label}` failed ({exc.message}); it can be tried again.",
-            server=server.label, tool=tool_name,
+            f"the call of `{remote_name}` on MCP server `{label}` failed ({exc.message}); it can be tried again.",
+            server=label, tool=tool_name,
         ) from None
     except (OSError, EOFError) as exc:
         raise MCPConnectionError(
-            f"the connection to MCP server `{server.label}` broke during `{remote_name}` ({_why(exc)}).",
-            server=server.label, tool=tool_name,
+            f"the connection to MCP server `{label}` broke during `{remote_name}` ({_why(exc)}).",
+            server=label, tool=tool_name,
         ) from None
     if result.is_error:
         text = _text(result) or "no details given"
         raise MCPToolError(
-            f"MCP tool `{remote_name}` of server `{server.label}` reported an error: {text}",
-            server=server.label, tool=tool_name,
+            f"MCP tool `{remote_name}` of server `{label}` reported an error: {text}",
+            server=label, tool=tool_name,
         )
     return result_output(result)
 

@@ -266,13 +266,17 @@ class _Session:
             raise MCPStartError(self._start_message(f"no answer within {self.server.start_timeout_s:g}s"),
                                 server=self.server.label) from None
         if self._error is not None:
-            raise MCPStartError(self._start_message(_why(self._error)), server=self.server.label) from None
+            missing = isinstance(_leaf(self._error), FileNotFoundError)
+            raise MCPStartError(self._start_message(_why(self._error), missing), server=self.server.label) from None
 
-    def _start_message(self, why: str) -> str:
+    def _start_message(self, why: str, missing: bool = False) -> str:
         s = self.server
         if s.url is not None:
             return (f"MCP server `{s.label}` at `{s.url}` cannot be reached ({why}); check the URL "
                     "is the server's Streamable HTTP endpoint (often ending in `/mcp`) and that it is running.")
+        if missing:
+            return (f"MCP server `{s.label}` (`{s.describe()}`) did not start ({why}); check `{s.command}` is "
+                    "installed and on PATH, or give its full path.")
         return (f"MCP server `{s.label}` (`{s.describe()}`) did not start ({why}); check the command runs "
                 "on its own and speaks MCP over stdio (its error output is above).")
 

@@ -166,6 +166,34 @@ ToolsOpt = Annotated[
     ),
 ]
 
+McpOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--mcp",
+        help="An MCP server whose tools plans may use: a command line (`python server.py`) or a Streamable HTTP "
+        "URL. Repeatable.",
+    ),
+]
+McpConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--mcp-config", help="A JSON file of MCP servers in the `mcpServers` format of desktop assistants."),
+]
+
+
+def _mcp_servers(specs: list[str] | None, config: Path | None) -> list[Any]:
+    """The servers `--mcp` and `--mcp-config` name (a bad value or file is bad input: exit 2)."""
+    if not specs and config is None:
+        return []
+    from planweave.tools.errors import MCPConfigError
+    from planweave.tools.mcp import MCPServer, load_mcp_config
+
+    try:
+        servers = [MCPServer.parse(spec) for spec in specs or []]
+        return servers + (load_mcp_config(config) if config is not None else [])
+    except MCPConfigError as exc:
+        fail_usage(str(exc))
+
+
 # What http_get's errors tell a user of the command line to do (instead of naming Python functions).
 CLI_FIXES = {
     "allow_private": "run again with `--allow-private-hosts`",
@@ -213,6 +241,7 @@ def _run_workflow(
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
+    mcp: list[Any] | None = None,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
     import asyncio
@@ -222,7 +251,10 @@ def _run_workflow(
     from planweave.executor.workflow import load_workflow
 
     workflow = load_workflow(file)
-    validate_plan(workflow, tools)
+    if mcp:
+        workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
+    if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
+        validate_plan(workflow, tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
         fail_usage(
@@ -311,14 +343,19 @@ def exec_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
+    servers = _mcp_servers(mcp, mcp_config)
     selected = _tools(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
         llm=_llm_tool(model, api_base),
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
-    workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    workflow, result = _run_workflow(
+        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers
+    )
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
@@ -341,6 +378,7 @@ def _planner(
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
     name: str = "",
     record: bool = True,
+    mcp: list[Any] | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -359,6 +397,7 @@ def _planner(
         name=name,
         store=None if record else False,
         meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
+        mcp=mcp or (),
     )
 
 
@@ -414,6 +453,7 @@ def _start_planner_run(
     name: str,
     record: bool,
     quiet: bool,
+    mcp: list[Any] | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
     loading = _preload_model_libraries()
@@ -421,7 +461,7 @@ def _start_planner_run(
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -454,19 +494,22 @@ def run_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
     import uuid
 
     if not goal.strip():
         fail_usage("the goal is empty; say what you want done, e.g. planweave run \"what is 17 * 23\".")
+    servers = _mcp_servers(mcp, mcp_config)
     budget = _budget(
         max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
         max_replans=max_replans, max_seconds=max_seconds,
     )
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
+        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -640,6 +683,8 @@ def serve_(
         Optional[list[str]], typer.Option(help="A browser origin allowed to call the API. Repeatable.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
@@ -652,6 +697,7 @@ def serve_(
                           ("--max-chars", max_chars), ("--max-concurrent-runs", max_concurrent_runs)):
         if value <= 0:
             fail_usage(f"`{option}` must be a positive number, not {value}.")
+    servers = _mcp_servers(mcp, mcp_config)
 
     def build() -> Any:
         from planweave.planner.serve.app import ServerConfig, start_app
@@ -662,7 +708,7 @@ def serve_(
         )
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=servers,
         )
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
@@ -701,12 +747,25 @@ def validate(
 @app.command("tools")
 def tools_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
-    """List the tools plans and workflows can use (the built-in ones and `llm`), with their arguments."""
+    """List the tools plans and workflows can use (the built-in ones, `llm` and any MCP server's), with their arguments."""
     from planweave.tools.base import ToolRegistry
     from planweave.tools.builtin import builtin_tools
 
     registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None)])
+    servers = _mcp_servers(mcp, mcp_config)
+    if servers:
+        import asyncio
+
+        from planweave.tools.mcp import mcp_tools_into
+
+        async def connect() -> None:
+            async with mcp_tools_into(registry, servers):
+                pass  # the tools stay listed; calling them would need the servers running
+
+        asyncio.run(connect())
     if as_json:
         typer.echo(json.dumps(registry.catalogue(), indent=2))
         return

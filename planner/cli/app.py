@@ -772,6 +772,47 @@ def tools_(
     print_tools(registry)
 
 
+@app.command("mcp")
+def mcp_(
+    http: Annotated[bool, typer.Option("--http", help="Serve Streamable HTTP at /mcp instead of stdio.")] = False,
+    host: Annotated[str, typer.Option(help="With --http: address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --http: port to listen on.")] = 8765,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(envvar="PLANWEAVE_API_KEY", show_default=False, help="With --http: clients must send `Authorization: Bearer KEY`."),
+    ] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    tools: ToolsOpt = None,
+    workspace: WorkspaceOpt = Path("."),
+    allow_private_hosts: PrivateHostsOpt = False,
+    http_timeout: HttpTimeoutOpt = DEFAULT_HTTP_TIMEOUT,
+    max_cost: MaxCostOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
+) -> None:
+    """Serve planweave to MCP clients (desktop assistants, editors): run_goal, run_workflow, get_run, list_runs."""
+    from planweave.planner.mcp_server import MCPSettings, serve_http, serve_stdio
+
+    budget = {k: v for k, v in (("max_cost_usd", max_cost), ("max_steps", max_steps), ("max_seconds", max_seconds))
+              if v is not None}
+    settings = MCPSettings(
+        model=model, api_base=api_base, tools=list(tools or []), workspace=workspace,
+        allow_private_hosts=allow_private_hosts, http_timeout_s=http_timeout, budget=budget,
+        mcp=_mcp_servers(mcp, mcp_config),
+    )
+    if not http:
+        serve_stdio(settings)
+        return
+
+    def announce(url: str) -> None:
+        typer.echo(f"planweave: serving MCP at {url}", err=True)
+
+    serve_http(settings, host=host, port=port, api_key=api_key or None, on_start=announce)
+
+
 register(app)  # runs, show, stats, prune, delete, graph
 
 

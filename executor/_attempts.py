@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from planweave.executor._nodes import FINAL, Node
 from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
-from planweave.executor.events import EventBus, StepProgress
+from planweave.executor.events import EventBus, StepProgressed
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
 from planweave.tools.base import ToolContext, ToolProgress
@@ -178,7 +178,7 @@ class StepAttempts:
         return self._timed(node, attempt, call)
 
     def _progress_reporter(self, step_id: str) -> Callable[[ToolProgress], None]:
-        """`ToolContext.report` for one step: a `StepProgress` event per report, emitted on the
+        """`ToolContext.report` for one step: a `StepProgressed` event per report, emitted on the
         loop's thread (a sync tool reports from its worker thread)."""
         bus, run_id = self._bus, self.id
         loop = asyncio.get_running_loop()
@@ -187,7 +187,7 @@ class StepAttempts:
         def report(update: ToolProgress) -> None:
             if not bus.active:
                 return
-            event = StepProgress(
+            event = StepProgressed(
                 run_id=run_id,
                 step_id=step_id,
                 progress_kind=update.kind,

@@ -37,7 +37,7 @@ __all__ = [
     "StepAdded",
     "StepCancelled",
     "StepFailed",
-    "StepProgress",
+    "StepProgressed",
     "StepReady",
     "StepRestored",
     "StepRetrying",
@@ -139,7 +139,7 @@ class StepStarted(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
-class StepProgress(RunEvent):
+class StepProgressed(RunEvent):
     """A running step's tool reported progress or a partial output (`ToolContext.progress`,
     `ToolContext.partial`, an MCP server's progress notifications)."""
 
@@ -219,7 +219,7 @@ _EVENT_TYPES: dict[str, type[RunEvent]] = {
         StepRestored,
         StepReady,
         StepStarted,
-        StepProgress,
+        StepProgressed,
         StepRetrying,
         StepSucceeded,
         StepFailed,

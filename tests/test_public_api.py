@@ -20,7 +20,7 @@ def test_executor_public_names() -> None:
             "Backend", "EventBus", "Executor", "Limits", "LocalBackend", "OnFailure", "Parallel", "Plan",
             "PlanError", "PlanProblem", "Recovery", "ReferenceResolutionError", "RetryPolicy", "Run",
             "RunClosedError", "RunEvent", "RunFailedError", "RunFinished", "RunResult", "RunStarted", "RunStatus",
-            "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepProgress", "StepReady", "StepRestored",
+            "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepProgressed", "StepReady", "StepRestored",
             "StepResult", "StepRetrying", "StepSkipped", "StepStarted", "StepStatus", "StepSucceeded",
             "StepTimeoutError", "Workflow", "WorkflowFileError", "event_from_dict", "load_workflow", "validate_plan",
             "Masker", "REDACTED", "RunRecord", "RunStore", "RunSummary", "SQLiteRunStore", "StoreError", "open_store",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from planweave.executor import Executor, PlanError, RunEvent, Step, load_workflow
-from planweave.executor.events import StepProgress, StepRetrying, StepStarted
+from planweave.executor.events import StepProgressed, StepRetrying, StepStarted
 from planweave.planner.testing import wait_until
 from planweave.tools import tool
 from planweave.tools.errors import MCPConfigError, MCPStartError
@@ -95,10 +95,10 @@ async def test_a_tool_error_fails_the_step_without_retrying_it() -> None:
 
 
 async def test_progress_notifications_become_step_progress_events() -> None:
-    seen, keep = _events(StepProgress)
+    seen, keep = _events(StepProgressed)
     result = await Executor(mcp=[SERVER]).run([Step(id="count", tool="count_to", args={"n": 3})], subscribers=[keep])
     assert result.outputs["count"] == {"result": "counted to 3"}
-    assert [(e.step_id, e.progress_kind, e.done, e.total, e.message) for e in seen if isinstance(e, StepProgress)] == [
+    assert [(e.step_id, e.progress_kind, e.done, e.total, e.message) for e in seen if isinstance(e, StepProgressed)] == [
         ("count", "progress", 1.0, 3.0, "counted 1"),
         ("count", "progress", 2.0, 3.0, "counted 2"),
         ("count", "progress", 3.0, 3.0, "counted 3"),
@@ -121,7 +121,7 @@ async def test_a_server_that_crashes_mid_run_is_restarted_and_the_step_retried(t
     first, second = result.outputs["before"]["result"], result.outputs["after"]["result"]
     assert first == int((tmp_path / "crashed").read_text()) and second != first
     assert result.outputs["crash"] == {"result": f"survived in {second}"}
-    notices = [e for e in events if isinstance(e, StepProgress) and e.progress_kind == "notice"]
+    notices = [e for e in events if isinstance(e, StepProgressed) and e.progress_kind == "notice"]
     assert [(e.step_id, e.message) for e in notices] == [
         ("crash", "MCP server `demo` exited during `crash_once` (it crashed); it was restarted.")
     ]
@@ -155,7 +155,7 @@ async def test_two_concurrent_runs_share_one_server_process(tmp_path: Path) -> N
 
 
 async def test_streamable_http_server_calls_and_progress(http_url: str) -> None:
-    seen, keep = _events(StepProgress)
+    seen, keep = _events(StepProgressed)
     server = MCPServer.http(http_url, headers={"X-Test": "1"}, name="remote")
 
     @tool
@@ -173,7 +173,7 @@ async def test_streamable_http_server_calls_and_progress(http_url: str) -> None:
     )
     assert result.status == "succeeded", result.error
     assert result.outputs == {"local": 2, "remote": {"total": 5.0}, "count": {"result": "counted to 2"}}
-    assert [e.done for e in seen if isinstance(e, StepProgress)] == [1.0, 2.0]
+    assert [e.done for e in seen if isinstance(e, StepProgressed)] == [1.0, 2.0]
 
 
 async def test_a_workflow_names_its_mcp_servers(tmp_path: Path) -> None:

@@ -74,30 +74,33 @@ async def test_plan_arguments_are_checked_against_the_servers_schema_before_anyt
     assert "`b` is required" in message
 
 
-async def test_structured_and_text_results_become_step_outputs() -> None:
-    result = await Executor(mcp=[SERVER]).run(
-        [
-            Step(id="sum", tool="add", args={"a": 1, "b": 2}),
-            Step(id="loud", tool="shout", args={"text": "total ${sum.total}"}),
-        ]
-    )
-    assert result.status == "succeeded", result.error
-    assert result.outputs == {"sum": {"total": 3.0}, "loud": "TOTAL 3.0"}
-
-
-async def test_a_tool_error_fails_the_step_without_retrying_it() -> None:
-    result = await Executor(mcp=[SERVER]).run(
-        [Step(id="no", tool="reject", args={"reason": "not today"}, retry={"max_attempts": 3, "initial_delay_s": 0})]
-    )
-    step = result.steps["no"]
-    assert (result.status, step.status, step.attempts, step.error_type) == ("failed", "failed", 1, "MCPToolError")
-    assert step.error == "MCP tool `reject` of server `demo` reported an error: Error executing tool reject: rejected: not today"
-
-
-async def test_progress_notifications_become_step_progress_events() -> None:
+async def test_calls_give_structured_and_text_outputs_tool_errors_and_progress() -> None:
+    """One server for three runs (each server start costs a Python start-up)."""
     seen, keep = _events(StepProgressed)
-    result = await Executor(mcp=[SERVER]).run([Step(id="count", tool="count_to", args={"n": 3})], subscribers=[keep])
-    assert result.outputs["count"] == {"result": "counted to 3"}
+    async with Executor(mcp=[SERVER]) as executor:
+        # structuredContent, else the text, is the step's output
+        result = await executor.run(
+            [
+                Step(id="sum", tool="add", args={"a": 1, "b": 2}),
+                Step(id="loud", tool="shout", args={"text": "total ${sum.total}"}),
+            ]
+        )
+        assert result.status == "succeeded", result.error
+        assert result.outputs == {"sum": {"total": 3.0}, "loud": "TOTAL 3.0"}
+
+        # an `isError` result fails the step for good: not retried
+        result = await executor.run(
+            [Step(id="no", tool="reject", args={"reason": "not today"}, retry={"max_attempts": 3, "initial_delay_s": 0})]
+        )
+        step = result.steps["no"]
+        assert (result.status, step.status, step.attempts, step.error_type) == ("failed", "failed", 1, "MCPToolError")
+        assert step.error == (
+            "MCP tool `reject` of server `demo` reported an error: Error executing tool reject: rejected: not today"
+        )
+
+        # progress notifications become step_progress events
+        result = await executor.run([Step(id="count", tool="count_to", args={"n": 3})], subscribers=[keep])
+        assert result.outputs["count"] == {"result": "counted to 3"}
     assert [(e.step_id, e.progress_kind, e.done, e.total, e.message) for e in seen if isinstance(e, StepProgressed)] == [
         ("count", "progress", 1.0, 3.0, "counted 1"),
         ("count", "progress", 2.0, 3.0, "counted 2"),

@@ -10,6 +10,8 @@ def test_tools_public_names() -> None:
             "ConfigError", "PlanweaveError", "RuntimeFailure", "SetupError", "Tool", "ToolArgumentsError", "ToolContext",
             "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutputError", "ToolRefusedError",
             "ToolRegistry", "builtin_tools", "format_validation_error", "tool",
+            "MCPConfigError", "MCPConnectionError", "MCPServer", "MCPStartError", "MCPToolError", "ToolProgress",
+            "connect_mcp", "load_mcp_config",
         ]
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import subprocess
 import os
 import sys
 import threading
@@ -106,3 +107,27 @@ async def test_a_cancelled_request_cancels_the_run(tmp_path: Path, hanging_url: 
         while (await status())[0][0] == "running":
             await asyncio.sleep(0.05)
         assert await status() == [("cancelled", f"fetch {url}")]
+
+
+async def test_streamable_http_needs_the_key(tmp_path: Path, children: Any) -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    env = {**os.environ, "PLANWEAVE_HOME": str(tmp_path), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("PLANWEAVE_API_KEY", None)
+    proc = children.spawn(
+        [sys.executable, "-m", "planweave.planner.cli.app", "mcp", "--http", "--port", "0", "--api-key", "k-123"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    line = await asyncio.to_thread(proc.stderr.readline)
+    assert line.startswith("planweave: serving MCP at http://127.0.0.1:"), line
+    url = line.split(" at ", 1)[1].strip()
+    assert url.endswith("/mcp")
+    async with httpx2.AsyncClient() as http:
+        refused = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert refused.status_code == 401
+    assert "no API key" in refused.json()["error"]
+    async with httpx2.AsyncClient(headers={"Authorization": "Bearer k-123"}) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            listing = await client.list_tools()
+    assert {t.name for t in listing.tools} == {"run_goal", "run_workflow", "get_run", "list_runs"}

@@ -736,11 +736,23 @@ def validate(
     from planweave.executor.workflow import load_workflow
 
     workflow = load_workflow(file)
-    validate_plan(
-        workflow,
-        _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
-               llm=_llm_tool(None, None)),
-    )
+    selected = _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
+                      llm=_llm_tool(None, None))
+    if workflow.mcp:  # the steps may call its MCP servers' tools: list them first
+        import asyncio
+
+        from planweave.tools.base import ToolRegistry
+        from planweave.tools.mcp import mcp_tools_into
+
+        registry = ToolRegistry(selected)
+
+        async def check() -> None:
+            async with mcp_tools_into(registry, workflow.mcp):
+                validate_plan(workflow, registry)
+
+        asyncio.run(check())
+    else:
+        validate_plan(workflow, selected)
     typer.echo(f"{file}: valid ({plural(len(workflow.plan.steps), 'step')})")
 
 

@@ -75,3 +75,14 @@ def test_run_plans_with_an_mcp_servers_tools_beside_the_built_in_ones(tmp_path: 
     res = cli("run", "what is 6 * 7?", "--mcp", DEMO_CMD, "--json", "--no-record", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "42" in json.loads(res.stdout)["answer"]
+
+
+def test_validate_lists_a_workflows_own_mcp_servers_before_checking(tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        f"name: x\nmcp:\n  demo: {{command: {json.dumps(sys.executable)}, args: [{json.dumps(str(DEMO))}]}}\n"
+        "steps:\n  - {id: sum, tool: add, args: {a: 1, b: 2}}\n"
+    )
+    res = cli("validate", str(flow))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{flow}: valid (1 step)"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from planweave.executor._nodes import FINAL, Node
 from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
-from planweave.executor.events import EventBus, StepProgressed
+from planweave.executor.events import EventBus
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
 from planweave.tools.base import ToolContext, ToolProgress
@@ -180,26 +180,21 @@ class StepAttempts:
     def _progress_reporter(self, step_id: str) -> Callable[[ToolProgress], None]:
         """`ToolContext.report` for one step: a `StepProgressed` event per report, emitted on the
         loop's thread (a sync tool reports from its worker thread)."""
-        bus, run_id = self._bus, self.id
+        bus = self._bus
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()
 
         def report(update: ToolProgress) -> None:
             if not bus.active:
                 return
-            event = StepProgressed(
-                run_id=run_id,
-                step_id=step_id,
-                progress_kind=update.kind,
-                done=update.done,
-                total=update.total,
-                message=update.message,
-                partial=update.partial,
-            )
+            fields = (step_id, update.kind, update.done, update.total, update.message, update.partial)
             if threading.get_ident() == loop_thread:
-                bus.emit(event)
+                bus.note("step_progress", *fields)
             else:
-                loop.call_soon_threadsafe(bus.emit, event)
+                try:
+                    loop.call_soon_threadsafe(bus.note, "step_progress", *fields)
+                except RuntimeError:  # the loop is closed: the run is over, nobody is listening
+                    pass
 
         return report
 

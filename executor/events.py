@@ -299,6 +299,10 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
     "step_started": lambda run_id, at, step_id, tool, attempt, args: StepStarted(
         run_id=run_id, at=at, step_id=step_id, tool=tool, attempt=attempt, args=args
     ),
+    "step_progress": lambda run_id, at, step_id, progress_kind, done, total, message, partial: StepProgressed(
+        run_id=run_id, at=at, step_id=step_id, progress_kind=progress_kind, done=done, total=total, message=message,
+        partial=partial,
+    ),
     "step_retrying": lambda run_id, at, step_id, attempt, delay_s, error, error_type: StepRetrying(
         run_id=run_id, at=at, step_id=step_id, attempt=attempt, delay_s=delay_s, error=error, error_type=error_type
     ),

@@ -180,6 +180,17 @@ McpConfigOpt = Annotated[
 ]
 
 
+def _mcp_meta(specs: list[str] | None, config: Path | None) -> dict[str, Any]:
+    """The MCP flags as recorded with a run, for `resume` (the flags, not the resolved servers:
+    a config file's headers and env may hold secrets)."""
+    meta: dict[str, Any] = {}
+    if specs:
+        meta["mcp"] = list(specs)
+    if config is not None:
+        meta["mcp_config"] = str(config.resolve())
+    return meta
+
+
 def _mcp_servers(specs: list[str] | None, config: Path | None) -> list[Any]:
     """The servers `--mcp` and `--mcp-config` name (a bad value or file is bad input: exit 2)."""
     if not specs and config is None:
@@ -352,7 +363,8 @@ def exec_(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
         llm=_llm_tool(model, api_base),
     )
-    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
+    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base,
+            **_mcp_meta(mcp, mcp_config)}
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers
     )
@@ -379,6 +391,7 @@ def _planner(
     name: str = "",
     record: bool = True,
     mcp: list[Any] | None = None,
+    mcp_meta: dict[str, Any] | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -396,7 +409,7 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {})},
         mcp=mcp or (),
     )
 
@@ -454,6 +467,7 @@ def _start_planner_run(
     record: bool,
     quiet: bool,
     mcp: list[Any] | None = None,
+    mcp_meta: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
     loading = _preload_model_libraries()
@@ -461,7 +475,7 @@ def _start_planner_run(
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp, mcp_meta=mcp_meta,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -510,6 +524,7 @@ def run_(
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
+        mcp_meta=_mcp_meta(mcp, mcp_config),
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -596,6 +611,8 @@ def resume(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
     from planweave.executor.store import FINAL_STATUSES
@@ -611,6 +628,10 @@ def resume(
     where = workspace or Path(meta.get("workspace", "."))
     private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
     timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
+    if not mcp and mcp_config is None:  # the run's own MCP servers
+        mcp, config = meta.get("mcp"), meta.get("mcp_config")
+        mcp_config = Path(config) if config else None
+    servers = _mcp_servers(mcp, mcp_config)
     if summary.kind == "workflow":
         llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
         selected = _tools(
@@ -622,9 +643,11 @@ def resume(
             Path(meta["file"]),
             dict(meta.get("inputs") or {}),
             tools=selected,
-            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
+            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
+                  **_mcp_meta(mcp, mcp_config)},
             run_id=summary.id,
             completed=state.completed,
+            mcp=servers,
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -636,7 +659,7 @@ def resume(
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json,
+        record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
     )
     _finish_planner_run(
         planner,

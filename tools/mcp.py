@@ -32,7 +32,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planweave.tools.base import Tool, ToolContext, ToolProgress, ToolRegistry
 from planweave.tools.errors import MCPConfigError, MCPConnectionError, MCPStartError, MCPToolError
@@ -69,6 +69,11 @@ class MCPServer(BaseModel):
     call_timeout_s: float | None = Field(None, gt=0)
     """Longest wait for one tool call's answer (None: the step's own `timeout_s` rules)."""
     start_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("env", "headers", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        return tuple((str(k), str(v)) for k, v in value.items()) if isinstance(value, Mapping) else value
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServer:
@@ -457,11 +462,12 @@ async def _call(
             f"the call of `{remote_name}` on MCP server `{label}` failed ({exc.message}); it can be tried again.",
             server=label, tool=tool_name,
         ) from None
-    except (OSError, EOFError) as exc:
+    except Exception as exc:  # the transport's own errors (closed streams, HTTP failures): transient
         raise MCPConnectionError(
-            f"the connection to MCP server `{label}` broke during `{remote_name}` ({_why(exc)}).",
+            f"the connection to MCP server `{label}` broke during `{remote_name}` ({_why(exc)}); "
+            "it can be tried again.",
             server=label, tool=tool_name,
-        ) from None
+        ) from exc
     if result.is_error:
         text = _text(result) or "no details given"
         raise MCPToolError(

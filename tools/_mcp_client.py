@@ -170,21 +170,23 @@ class _Shared:
             return self.session
 
     async def restart_after(self, dead: _Session) -> str:
-        """Start the server again after `dead` failed (once, however many calls saw it fail)."""
+        """Start a stdio server again (reconnect to a URL) after `dead` lost its connection:
+        once, however many calls saw it go. Says what happened, for the message."""
+        verb = "restart" if self.server.command is not None else "reconnect"
         async with self._lock:
             if self.session is not dead and self.session is not None and self.session.alive:
-                return "another call already restarted it"
+                return f"another call already {verb}ed it"
             await dead.stop()
             self.session = None
             try:
                 session = _Session(self.server)
                 await session.start()
             except MCPStartError as exc:
-                return f"restarting it failed too: {exc}"
+                return f"{verb}ing failed too: {exc}"
             self.session = session
             self.restarts += 1
-            log.warning("MCP server `%s` crashed; restarted it (restart %d)", self.label, self.restarts)
-            return "it was restarted"
+            log.warning("MCP server `%s` lost its connection; %sed it (%d so far)", self.label, verb, self.restarts)
+            return f"it was {verb}ed"
 
     async def close(self) -> None:
         async with self._lock:
@@ -248,9 +250,10 @@ async def _call(
                 f"MCP server `{label}` refused `{remote_name}`: {exc.message}; fix the arguments or the tool name.",
                 server=label, tool=tool_name,
             ) from None
-        if exc.code == CONNECTION_CLOSED and server.command is not None:
+        if exc.code == CONNECTION_CLOSED:
             outcome = await shared.restart_after(session)
-            message = f"MCP server `{label}` exited during `{remote_name}` (it crashed); {outcome}."
+            what = "exited during" if server.command is not None else "closed the connection during"
+            message = f"MCP server `{label}` {what} `{remote_name}` (it crashed); {outcome.rstrip('.')}."
             if ctx.report is not None:
                 ctx.report(ToolProgress("notice", message=message))
             raise MCPConnectionError(message + " The call can be tried again.", server=label, tool=tool_name) from None

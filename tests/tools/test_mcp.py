@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,8 @@ DEMO = Path(__file__).with_name("mcp_demo_server.py")
 SERVER = MCPServer.stdio(sys.executable, str(DEMO))
 
 
-@pytest.fixture
-def http_url() -> Iterator[str]:
-    """The demo server over Streamable HTTP, served by uvicorn in a thread on 127.0.0.1."""
+def _demo_http(sock: socket.socket) -> tuple[Any, threading.Thread]:
+    """Serve the demo server over Streamable HTTP with uvicorn on `sock`, in a thread."""
     import uvicorn
 
     sys.path.insert(0, str(DEMO.parent))
@@ -34,15 +34,27 @@ def http_url() -> Iterator[str]:
         import mcp_demo_server
     finally:
         sys.path.remove(str(DEMO.parent))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(mcp_demo_server.http_app(), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_until(lambda: server.started, "the MCP demo server listens")
+    return server, thread
+
+
+def _loopback_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+@pytest.fixture
+def http_url() -> Iterator[str]:
+    """The demo server over Streamable HTTP, served by uvicorn in a thread on 127.0.0.1."""
+    sock = _loopback_socket()
+    server, thread = _demo_http(sock)
     try:
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     finally:
         server.should_exit = True
         thread.join()
@@ -177,6 +189,32 @@ async def test_streamable_http_server_calls_and_progress(http_url: str) -> None:
     assert result.status == "succeeded", result.error
     assert result.outputs == {"local": 2, "remote": {"total": 5.0}, "count": {"result": "counted to 2"}}
     assert [e.done for e in seen if isinstance(e, StepProgressed)] == [1.0, 2.0]
+
+
+async def test_a_url_server_that_goes_away_is_reconnected_once_it_is_back() -> None:
+    sock = _loopback_socket()
+    port = sock.getsockname()[1]
+    server, thread = _demo_http(sock)
+    async with Executor(mcp=[f"http://127.0.0.1:{port}/mcp"]) as executor:
+        assert (await executor.run([Step(id="a", tool="pid")])).status == "succeeded"
+        server.should_exit = True
+        thread.join()
+        sock.close()
+        down = await executor.run([Step(id="a", tool="pid")])
+        assert down.steps["a"].error_type == "MCPConnectionError"
+        assert down.steps["a"].error.startswith(  # type: ignore[union-attr]
+            "MCP server `demo` closed the connection during `pid` (it crashed); reconnecting failed too: "
+            f"MCP server `127.0.0.1` at `http://127.0.0.1:{port}/mcp` cannot be reached ("
+        )
+        sock = _loopback_socket(port)
+        server, thread = _demo_http(sock)
+        try:
+            back = await executor.run([Step(id="a", tool="pid")])
+        finally:
+            server.should_exit = True
+            thread.join()
+            sock.close()
+    assert back.status == "succeeded", back.error
 
 
 async def test_a_workflow_names_its_mcp_servers(tmp_path: Path) -> None:

@@ -151,6 +151,18 @@ class _Shared:
         self.session: _Session | None = None
         self.restarts = 0
         self._lock = asyncio.Lock()
+        self.made: dict[tuple[str, str], tuple[MCPToolInfo, Tool]] = {}
+        """Tools built from the session's listing, by (remote name, name): building one compiles its
+        schema, so every run joining the server reuses them (rebuilt when a restart relists)."""
+
+    def tool(self, prefix: str, info: MCPToolInfo, taken: set[str]) -> Tool:
+        name = _free_name(prefix, info, taken)
+        cached = self.made.get((info.name, name))
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        made = _make_tool(self.server, name, prefix, info)
+        self.made[(info.name, name)] = (info, made)
+        return made
 
     @property
     def label(self) -> str:
@@ -281,10 +293,13 @@ def _tool_name(raw: str) -> str:
     return name if name and not name[0].isdigit() and name[0] != "-" else f"_{name}"[:64]
 
 
-def _make_tool(server: MCPServer, prefix: str, info: MCPToolInfo, taken: set[str]) -> Tool:
+def _free_name(prefix: str, info: MCPToolInfo, taken: set[str]) -> str:
+    """The tool's own name, or with its server's name in front when the name is taken."""
     name = _tool_name(info.name)
-    if name in taken:
-        name = _tool_name(f"{prefix}_{info.name}")
+    return _tool_name(f"{prefix}_{info.name}") if name in taken else name
+
+
+def _make_tool(server: MCPServer, name: str, prefix: str, info: MCPToolInfo) -> Tool:
     remote = info.name
 
     async def call(args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -317,7 +332,7 @@ class MCPConnections:
             infos = session.tools if session is not None else []
             prefix = _tool_name(server.name or (session.server_name if session else "") or server.label)
             for info in infos:
-                t = _make_tool(server, prefix, info, names)
+                t = entry.tool(prefix, info, names)
                 names.add(t.name)
                 self.tools.append(t)
 

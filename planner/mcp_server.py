@@ -249,8 +249,19 @@ def build_server(settings: MCPSettings | None = None) -> MCPServer:
 
 
 def serve_stdio(settings: MCPSettings | None = None) -> None:
-    """Serve over stdin/stdout until the client closes them."""
-    asyncio.run(build_server(settings).run_stdio_async())
+    """Serve over stdin/stdout until the client closes them. The MCP servers planweave uses in
+    turn start first (a bad one fails here, not at the first run) and stay up between runs."""
+    import contextlib
+
+    from planweave.tools.mcp import connect_mcp
+
+    settings = settings or MCPSettings()
+
+    async def main() -> None:
+        async with connect_mcp(settings.mcp) if settings.mcp else contextlib.nullcontext():
+            await build_server(settings).run_stdio_async()
+
+    asyncio.run(main())
 
 
 class _RequireKey:

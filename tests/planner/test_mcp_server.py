@@ -131,3 +131,26 @@ async def test_streamable_http_needs_the_key(tmp_path: Path, children: Any) -> N
         async with Client(streamable_http_client(url, http_client=http)) as client:
             listing = await client.list_tools()
     assert {t.name for t in listing.tools} == {"run_goal", "run_workflow", "get_run", "list_runs"}
+
+
+async def test_run_workflow_with_an_mcp_server_of_its_own(tmp_path: Path) -> None:
+    demo = Path(__file__).resolve().parents[1] / "tools" / "mcp_demo_server.py"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: sums\ninputs: {a: 1}\nsteps:\n  - {id: sum, tool: add, args: {a: '${inputs.a}', b: 2}}\n"
+                    "  - {id: twice, tool: calculator, args: {expression: '${sum.total} * 2'}}\n")
+    mcp = f"{sys.executable} {demo}"
+    progress: list[str | None] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async with Client(_planweave_mcp(tmp_path, "--mcp", mcp)) as client:
+        result = await client.call_tool("run_workflow", {"file": str(flow), "inputs": {"a": 40}},
+                                        progress_callback=on_progress)
+        assert not result.is_error, result.content
+        report: dict[str, Any] = result.structured_content or {}
+        assert report["status"] == "succeeded"
+        assert report["outputs"] == {"sum": {"total": 42.0}, "twice": 84.0}
+        assert sorted(progress, key=str) == ["step `sum` succeeded", "step `twice` succeeded"]
+        missing = await client.call_tool("run_workflow", {"file": str(tmp_path / "nope.yaml")})
+        assert missing.is_error and "nope.yaml" in str(missing.content)

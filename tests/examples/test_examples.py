@@ -90,3 +90,19 @@ def test_readme_shows_the_mcp_client_example_verbatim() -> None:
     source = (EXAMPLES / "mcp_client.py").read_text()
     code = source.split('"""', 2)[2].strip()
     assert code in (ROOT / "README.md").read_text(), "README's copy of examples/mcp_client.py is out of date"
+
+
+def test_readme_mcp_client_snippets_configure_planweave_mcp(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from planweave.tools.mcp import load_mcp_config
+
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", (ROOT / "README.md").read_text(), re.S)]
+    desktop = next(b for b in blocks if "mcpServers" in b)
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text(json.dumps(desktop))
+    [server] = load_mcp_config(config)  # the format `--mcp-config` reads is the one the README shows
+    assert (server.name, server.command, server.args[0]) == ("planweave", "planweave", "mcp")
+    editor = next(b for b in blocks if "servers" in b)["servers"]["planweave"]
+    assert (editor["type"], editor["command"], editor["args"][0]) == ("stdio", "planweave", "mcp")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import threading
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from planweave.executor._nodes import FINAL, Node
@@ -20,7 +21,7 @@ from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
 from planweave.executor.events import EventBus
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
-from planweave.tools.base import ToolContext
+from planweave.tools.base import ToolContext, ToolProgress
 
 if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
@@ -166,6 +167,7 @@ class StepAttempts:
                 inputs=self.inputs,
                 outputs=self.outputs,
                 item=item_value,
+                report=self._progress_reporter(step.id),
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT
@@ -174,6 +176,27 @@ class StepAttempts:
         if step.timeout_s is None:
             return call
         return self._timed(node, attempt, call)
+
+    def _progress_reporter(self, step_id: str) -> Callable[[ToolProgress], None]:
+        """`ToolContext.report` for one step: a `StepProgressed` event per report, emitted on the
+        loop's thread (a sync tool reports from its worker thread)."""
+        bus = self._bus
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+
+        def report(update: ToolProgress) -> None:
+            if not bus.active:
+                return
+            fields = (step_id, update.kind, update.done, update.total, update.message, update.partial)
+            if threading.get_ident() == loop_thread:
+                bus.note("step_progress", *fields)
+            else:
+                try:
+                    loop.call_soon_threadsafe(bus.note, "step_progress", *fields)
+                except RuntimeError:  # the loop is closed: the run is over, nobody is listening
+                    pass
+
+        return report
 
     async def _timed(self, node: Node, attempt: int, call: Awaitable[Any]) -> Any:
         step = node.c.step

@@ -37,6 +37,7 @@ __all__ = [
     "StepAdded",
     "StepCancelled",
     "StepFailed",
+    "StepProgressed",
     "StepReady",
     "StepRestored",
     "StepRetrying",
@@ -138,6 +139,22 @@ class StepStarted(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class StepProgressed(RunEvent):
+    """A running step's tool reported progress or a partial output (`ToolContext.progress`,
+    `ToolContext.partial`, an MCP server's progress notifications)."""
+
+    kind: ClassVar[str] = "step_progress"
+    step_id: str
+    progress_kind: str = "progress"
+    """`progress` (done of total, with a message), `partial` (a piece of output) or `notice`
+    (something the run should know, e.g. a crashed MCP server was restarted)."""
+    done: float | None = None
+    total: float | None = None
+    message: str | None = None
+    partial: Any = None
+
+
+@dataclass(slots=True, kw_only=True)
 class StepRetrying(RunEvent):
     kind: ClassVar[str] = "step_retrying"
     step_id: str
@@ -202,6 +219,7 @@ _EVENT_TYPES: dict[str, type[RunEvent]] = {
         StepRestored,
         StepReady,
         StepStarted,
+        StepProgressed,
         StepRetrying,
         StepSucceeded,
         StepFailed,
@@ -280,6 +298,10 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
     "step_ready": lambda run_id, at, step_id: StepReady(run_id=run_id, at=at, step_id=step_id),
     "step_started": lambda run_id, at, step_id, tool, attempt, args: StepStarted(
         run_id=run_id, at=at, step_id=step_id, tool=tool, attempt=attempt, args=args
+    ),
+    "step_progress": lambda run_id, at, step_id, progress_kind, done, total, message, partial: StepProgressed(
+        run_id=run_id, at=at, step_id=step_id, progress_kind=progress_kind, done=done, total=total, message=message,
+        partial=partial,
     ),
     "step_retrying": lambda run_id, at, step_id, attempt, delay_s, error, error_type: StepRetrying(
         run_id=run_id, at=at, step_id=step_id, attempt=attempt, delay_s=delay_s, error=error, error_type=error_type

@@ -22,7 +22,8 @@ countdowns), `planweave.executor.failures` (`StepFailure`, `Recovery`, `FailureH
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from planweave.executor.backends import Backend, LocalBackend
@@ -36,6 +37,7 @@ from planweave.tools.errors import ConfigError
 
 if TYPE_CHECKING:
     from planweave.executor.workflow import Workflow
+    from planweave.tools.mcp import MCPServer
 
 __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
 
@@ -51,6 +53,9 @@ class Executor:
         failure_handler: called on every failed attempt; returns a `Recovery` that overrides
             the step's retry policy (the eight-factor guide's `on_failure`).
         seed: seeds retry jitter, for reproducible delays.
+        mcp: MCP servers whose tools join `tools` (`MCPServer`s, command lines or URLs). They
+            start when the executor is entered (`async with executor:`) or, if it is not, for
+            each `run`; a live run (`start`) needs the executor entered.
     """
 
     def __init__(
@@ -62,8 +67,13 @@ class Executor:
         backend: Backend | None = None,
         failure_handler: FailureHandler | None = None,
         seed: int | None = None,
+        mcp: Iterable[MCPServer | str] = (),
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        self.mcp = list(mcp)
+        self._mcp_stack: contextlib.AsyncExitStack | None = None
+        self._mcp_users = 0
+        """Connections open now (the entered executor's, each `run`'s): `start` needs one."""
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError(f"`max_concurrency` must be at least 1, not {max_concurrency}; pass None for no limit.")
         for name, limit in (tool_limits or {}).items():
@@ -103,6 +113,11 @@ class Executor:
             deadline_s = deadline_s if deadline_s is not None else plan.limits.deadline_s
             max_steps = max_steps if max_steps is not None else plan.limits.max_steps
             plan = plan.plan
+        if self.mcp and self._mcp_users == 0:
+            raise ConfigError(
+                "this executor has MCP servers, which must be running before a live run starts; "
+                "enter the executor first: `async with Executor(..., mcp=[...]) as executor:`."
+            )
         return Run(
             self,
             plan,
@@ -122,8 +137,9 @@ class Executor:
 
         A `Workflow`'s result fails when one of its success criteria does not hold.
         """
-        async with self.start(plan, **kwargs) as run:
-            run.close()
+        async with self._mcp_for_run(plan):
+            async with self.start(plan, **kwargs) as run:
+                run.close()
         result = run.result
         from planweave.executor.workflow import Workflow
 
@@ -144,10 +160,38 @@ class Executor:
 
         return asyncio.run(main())
 
+    @contextlib.asynccontextmanager
+    async def _mcp_for_run(self, plan: Any) -> AsyncIterator[None]:
+        """Connect the MCP servers (the executor's and a workflow's) for one run; servers already
+        running in this process (an entered executor's) are joined, not started again."""
+        servers = [*self.mcp, *getattr(plan, "mcp", ())]
+        if not servers:
+            yield
+            return
+        from planweave.tools.mcp import mcp_tools_into
+
+        async with mcp_tools_into(self.tools, servers):
+            self._mcp_users += 1
+            try:
+                yield
+            finally:
+                self._mcp_users -= 1
+
     async def aclose(self) -> None:
         await self.backend.aclose()
+        if self._mcp_stack is not None:
+            stack, self._mcp_stack = self._mcp_stack, None
+            self._mcp_users -= 1
+            await stack.aclose()
 
     async def __aenter__(self) -> Executor:
+        if self.mcp and self._mcp_stack is None:
+            from planweave.tools.mcp import mcp_tools_into
+
+            stack = contextlib.AsyncExitStack()
+            await stack.enter_async_context(mcp_tools_into(self.tools, self.mcp))
+            self._mcp_stack = stack
+            self._mcp_users += 1
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from planweave.executor.errors import WorkflowFileError
 from planweave.executor.events import Subscriber
@@ -61,6 +61,7 @@ from planweave.executor.refs import PathError, Ref, pick
 from planweave.executor.result import RunResult
 from planweave.executor.scheduler import Executor
 from planweave.tools.base import Tool, ToolRegistry
+from planweave.tools.mcp import MCPServer, parse_mcp_servers
 from planweave.tools.safe_eval import evaluate
 
 __all__ = ["Limits", "Parallel", "Workflow", "load_workflow"]
@@ -136,8 +137,18 @@ class Workflow(BaseModel):
         default_factory=list, description="Expressions over the final outputs that must all hold."
     )
     limits: Limits = Field(default_factory=Limits)
+    mcp: list[MCPServer] = Field(default_factory=list)
+    """MCP servers whose tools the steps may call: `mcpServers`-style (name -> `command`/`args`/`env`
+    or `url`/`headers`) or a list of command lines and URLs."""
     on_failure: Callable[..., Any] | None = Field(None, exclude=True)
     """A failure handler: `StepFailure -> Recovery` (sync or async)."""
+
+    @field_validator("mcp", mode="before")
+    @classmethod
+    def _mcp_servers(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, list) and all(isinstance(v, MCPServer) for v in value)):
+            return value or []
+        return parse_mcp_servers(value, where="`mcp`")
 
     @property
     def plan(self) -> Plan:

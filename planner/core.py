@@ -18,6 +18,7 @@ from its own module, or the public ones from `planweave`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from planweave.planner.run import PlannerRun
 from planweave.planner.state import PlannerState
 from planweave.planner.tracing.subscriber import TracingConfig
 from planweave.tools.base import Tool, ToolRegistry
+from planweave.tools.mcp import MCPServer
 
 __all__ = ["Planner"]
 
@@ -61,6 +63,9 @@ class Planner:
             `LANGFUSE_SECRET_KEY`, `LANGFUSE_BASE_URL`), False turns it off, or a `TracingConfig`.
         masker: masks secrets in traces (and recorded runs); default the built-in rules plus
             `PLANWEAVE_MASK_PATTERNS` and the model API key.
+        mcp: MCP servers whose tools join `tools` (`MCPServer`s, command lines or URLs). They run
+            while the planner is entered (`async with planner:`), else for each run; one process
+            starts each server once and shares it between concurrent runs.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Planner:
         meta: Mapping[str, Any] | None = None,
         tracing: bool | TracingConfig | None = None,
         masker: Masker | None = None,
+        mcp: Iterable[MCPServer | str] = (),
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -122,6 +128,8 @@ class Planner:
         self.meta = dict(meta or {})
         self.tracing = tracing
         self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
+        self.mcp = [s if isinstance(s, MCPServer) else MCPServer.parse(s) for s in mcp]
+        self._mcp_stack: contextlib.AsyncExitStack | None = None
 
     @property
     def store(self) -> RunStore | None:
@@ -156,16 +164,20 @@ class Planner:
         if not goal or not goal.strip():
             raise ConfigError("the goal is empty; say what you want done")
         trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
-        return await PlannerRun(
-            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
-        ).go()
+        async with self._mcp_connected():
+            return await PlannerRun(
+                self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
+            ).go()
 
     async def plan(self, goal: str, *, inputs: Mapping[str, Any] | None = None) -> tuple[Plan, PlannerResult]:
         """Plan `goal` without running anything: the first round's steps, validated, as a `Plan`
         (save it with `plan.to_yaml()` and run it later with `planweave exec`)."""
         if not goal or not goal.strip():
             raise ConfigError("the goal is empty; say what you want done")
-        return await PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
+        async with self._mcp_connected():
+            return await PlannerRun(
+                self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False
+            ).plan_only()
 
     async def resume(
         self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
@@ -190,9 +202,31 @@ class Planner:
                 f"Start a new run with the same goal instead."
             )
         state = record.resume_state(PlannerState)  # the planner's fold adds its rounds and replans
-        return await PlannerRun(
-            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
-        ).go()
+        async with self._mcp_connected():
+            return await PlannerRun(
+                self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
+            ).go()
+
+    def _mcp_connected(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """The MCP servers running for one run (joined when the planner is entered)."""
+        if not self.mcp:
+            return contextlib.nullcontext()
+        from planweave.tools.mcp import mcp_tools_into
+
+        return mcp_tools_into(self.tools, self.mcp)
+
+    async def __aenter__(self) -> Planner:
+        """Start the MCP servers now and keep them running until the planner is left."""
+        if self.mcp and self._mcp_stack is None:
+            stack = contextlib.AsyncExitStack()
+            await stack.enter_async_context(self._mcp_connected())
+            self._mcp_stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._mcp_stack is not None:
+            stack, self._mcp_stack = self._mcp_stack, None
+            await stack.aclose()
 
     def run_sync(self, goal: str, **kwargs: Any) -> PlannerResult:
         """`run` for scripts and notebooks."""

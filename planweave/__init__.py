@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from planweave.planner.core import Planner
     from planweave.planner.errors import BudgetExceededError
     from planweave.planner.result import PlannerResult
-    from planweave.tools import PlanweaveError, Tool, ToolError, tool
+    from planweave.tools import MCPServer, PlanweaveError, Tool, ToolError, tool
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ _WHERE = {
     "Workflow": "planweave.executor",
     "load_workflow": "planweave.executor",
     "open_store": "planweave.executor",
+    "MCPServer": "planweave.tools",
     "PlanweaveError": "planweave.tools",
     "Tool": "planweave.tools",
     "ToolError": "planweave.tools",

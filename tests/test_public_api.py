@@ -10,6 +10,8 @@ def test_tools_public_names() -> None:
             "ConfigError", "PlanweaveError", "RuntimeFailure", "SetupError", "Tool", "ToolArgumentsError", "ToolContext",
             "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutputError", "ToolRefusedError",
             "ToolRegistry", "builtin_tools", "format_validation_error", "tool",
+            "MCPConfigError", "MCPConnectionError", "MCPServer", "MCPStartError", "MCPToolError", "ToolProgress",
+            "connect_mcp", "load_mcp_config",
         ]
     )
 
@@ -20,7 +22,7 @@ def test_executor_public_names() -> None:
             "Backend", "EventBus", "Executor", "Limits", "LocalBackend", "OnFailure", "Parallel", "Plan",
             "PlanError", "PlanProblem", "Recovery", "ReferenceResolutionError", "RetryPolicy", "Run",
             "RunClosedError", "RunEvent", "RunFailedError", "RunFinished", "RunResult", "RunStarted", "RunStatus",
-            "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepReady", "StepRestored",
+            "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepProgressed", "StepReady", "StepRestored",
             "StepResult", "StepRetrying", "StepSkipped", "StepStarted", "StepStatus", "StepSucceeded",
             "StepTimeoutError", "Workflow", "WorkflowFileError", "event_from_dict", "load_workflow", "validate_plan",
             "Masker", "REDACTED", "RunRecord", "RunStore", "RunSummary", "SQLiteRunStore", "StoreError", "open_store",

@@ -13,15 +13,25 @@ if TYPE_CHECKING:
     from planweave.tools.base import (
         Tool as Tool,
         ToolContext as ToolContext,
+        ToolProgress as ToolProgress,
         ToolRegistry as ToolRegistry,
         format_validation_error as format_validation_error,
         tool as tool,
+    )
+    from planweave.tools.mcp import (
+        MCPServer as MCPServer,
+        connect_mcp as connect_mcp,
+        load_mcp_config as load_mcp_config,
     )
     from planweave.tools.builtin import (
         builtin_tools as builtin_tools,
     )
     from planweave.tools.errors import (
         ConfigError as ConfigError,
+        MCPConfigError as MCPConfigError,
+        MCPConnectionError as MCPConnectionError,
+        MCPStartError as MCPStartError,
+        MCPToolError as MCPToolError,
         PlanweaveError as PlanweaveError,
         RuntimeFailure as RuntimeFailure,
         SetupError as SetupError,
@@ -36,6 +46,14 @@ if TYPE_CHECKING:
 _WHERE = {
     "Tool": "planweave.tools.base",
     "ToolContext": "planweave.tools.base",
+    "ToolProgress": "planweave.tools.base",
+    "MCPServer": "planweave.tools.mcp",
+    "connect_mcp": "planweave.tools.mcp",
+    "load_mcp_config": "planweave.tools.mcp",
+    "MCPConfigError": "planweave.tools.errors",
+    "MCPConnectionError": "planweave.tools.errors",
+    "MCPStartError": "planweave.tools.errors",
+    "MCPToolError": "planweave.tools.errors",
     "ToolRegistry": "planweave.tools.base",
     "format_validation_error": "planweave.tools.base",
     "tool": "planweave.tools.base",

@@ -24,6 +24,7 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from planweave.tools._schema import SCHEMA_CONTEXT as _SCHEMA_CONTEXT, SchemaProblem, schema_args_model, schema_problems
 from planweave.tools.errors import (
     ToolArgumentsError,
     ToolDefinitionError,
@@ -31,12 +32,24 @@ from planweave.tools.errors import (
     ToolOutputError,
 )
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "tool", "format_validation_error"]
+__all__ = ["Tool", "ToolContext", "ToolProgress", "ToolRegistry", "tool", "format_validation_error"]
 
 _ATOMS = frozenset({type(None), bool, int, float, str, bytes})
 """Immutable value types: a default of one of these can be shared between calls."""
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")  # what OpenAI and Anthropic accept
+
+
+@dataclass(frozen=True, slots=True)
+class ToolProgress:
+    """What a tool reported while running: progress (`done` of `total`) or a partial output."""
+
+    kind: str
+    """`progress` (done/total/message) or `partial` (a piece of output before the final one)."""
+    done: float | None = None
+    total: float | None = None
+    message: str | None = None
+    partial: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,21 @@ class ToolContext:
     """Outputs of the steps finished so far, by step id (read-only view)."""
     item: Any = None
     """The current item when the step runs `for_each`."""
+    report: Callable[[ToolProgress], None] | None = None
+    """Set by the executor: turns `progress` and `partial` into `step_progress` events."""
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Say how far the tool has got (`done` of `total`, in any unit); shown live and traced.
+
+        Safe to call from a sync tool's worker thread; a no-op outside a run.
+        """
+        if self.report is not None:
+            self.report(ToolProgress("progress", done=done, total=total, message=message))
+
+    def partial(self, value: Any, message: str | None = None) -> None:
+        """Hand out a piece of the output before the final one (tokens, rows, a page)."""
+        if self.report is not None:
+            self.report(ToolProgress("partial", message=message, partial=value))
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -67,6 +95,8 @@ def format_validation_error(exc: ValidationError) -> str:
             parts.append(f"`{loc}` is required")
         elif err["type"] == "extra_forbidden":
             parts.append(f"`{loc}` is not an argument of this tool")
+        elif isinstance(err.get("ctx", {}).get("error"), SchemaProblem):  # says what it got already
+            parts.append(f"`{loc}`: {err['ctx']['error']}")
         else:
             parts.append(f"`{loc}`: {err['msg']} (got {_short(err.get('input'))})")
     return "; ".join(parts)
@@ -103,6 +133,8 @@ class Tool:
     blocking: bool = True
     """Sync tools run in a worker thread when True (the default), so they cannot stall other steps.
     Set False for trivial CPU-only functions to call them directly on the event loop."""
+    input_schema: dict[str, Any] | None = None
+    """The JSON schema a `from_schema` tool was built from (None for a Python function's tool)."""
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
     """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
@@ -182,9 +214,54 @@ class Tool:
             _arg_names=tuple(fields),
         )
 
+    @classmethod
+    def from_schema(
+        cls,
+        name: str,
+        description: str,
+        input_schema: Mapping[str, Any],
+        call: Callable[[dict[str, Any], ToolContext], Awaitable[Any]],
+        *,
+        output_schema: Mapping[str, Any] | None = None,
+    ) -> Tool:
+        """A tool with no Python function behind it: its arguments are checked against
+        `input_schema` (a JSON schema, e.g. an MCP server's), at plan time like any tool's, and
+        `await call(args, context)` runs it with the arguments given.
+
+            echo = Tool.from_schema(
+                "echo", "Say it back.",
+                {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+                lambda args, ctx: some_client.call("echo", args),
+            )
+        """
+        if not _NAME_RE.match(name):
+            raise ToolDefinitionError(
+                f"`{name}` is not a valid tool name; use letters, digits, `_` or `-`, "
+                "starting with a letter or `_`, at most 64 characters."
+            )
+        schema = dict(input_schema)
+        args_model = schema_args_model(name, schema)
+
+        async def run_call(**kwargs: Any) -> Any:
+            context = kwargs.pop(_SCHEMA_CONTEXT)
+            return await call(kwargs, context)
+
+        return cls(
+            name=name,
+            description=(description or name).strip(),
+            fn=run_call,
+            args_model=args_model,
+            is_async=True,
+            context_param=_SCHEMA_CONTEXT,
+            output_schema=dict(output_schema) if output_schema else None,
+            input_schema=schema,
+        )
+
     @property
     def json_schema(self) -> dict[str, Any]:
         """The JSON schema of the tool's arguments."""
+        if self.input_schema is not None:
+            return dict(self.input_schema)
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         return schema
@@ -205,7 +282,9 @@ class Tool:
 
     def bind(self, args: Mapping[str, Any], context: ToolContext | None = None) -> dict[str, Any]:
         """Validated keyword arguments ready to pass to `fn` (context injected when declared)."""
-        if not args and self._no_args is not None:
+        if self.input_schema is not None:
+            kwargs = self._schema_kwargs(args)
+        elif not args and self._no_args is not None:
             kwargs = dict(self._no_args)  # validating `{}` again would give the same defaults
         else:
             model = self.validate_args(args)
@@ -214,6 +293,18 @@ class Tool:
                 object.__setattr__(self, "_no_args", dict(kwargs))
         if self.context_param is not None:
             kwargs[self.context_param] = context if context is not None else ToolContext()
+        return kwargs
+
+    def _schema_kwargs(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """A `from_schema` tool's arguments, as given, once the whole JSON schema holds."""
+        model = self.validate_args(args)
+        kwargs = model.model_dump(by_alias=True, exclude_unset=True)
+        assert self.input_schema is not None
+        problems = schema_problems(self.input_schema, kwargs)
+        if problems:
+            raise ToolArgumentsError(
+                f"arguments for tool `{self.name}` are invalid: {'; '.join(problems)}.", tool=self.name
+            )
         return kwargs
 
     def _defaults_are_static(self, kwargs: Mapping[str, Any]) -> bool:

@@ -10,7 +10,9 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   │   ├── MissingAPIKeyError      the model's provider key is not set (before any call; planner)
     │   │   ├── UnknownProviderError    litellm knows no provider for the model name (before any call)
     │   │   ├── UnpricedBudgetError     a cost budget on a model with no known price (before any call)
-    │   │   └── PortInUseError          `planweave serve`'s port is taken (planner)
+    │   │   ├── PortInUseError          `planweave serve`'s port is taken (planner)
+    │   │   ├── MCPConfigError          an MCP server setting (`--mcp`, an `mcpServers` file, a workflow's `mcp:`) is wrong (tools)
+    │   │   └── MCPStartError           an MCP server does not start, or its URL does not answer (tools)
     │   ├── ToolDefinitionError         a function cannot become a tool (tools)
     │   ├── ToolNotFoundError           a name is not in the registry (tools)
     │   ├── PlanError                   a plan is invalid; lists every problem (executor)
@@ -25,6 +27,8 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   ├── ToolArgumentsError      arguments do not match the tool's schema (permanent)
         │   ├── ToolRefusedError        the tool refused on policy, e.g. a private address (permanent)
         │   ├── ToolOutputError         the tool returned something not JSON-serialisable (permanent)
+        │   ├── MCPToolError            an MCP server's tool answered with an error (`isError`; permanent)
+        │   ├── MCPConnectionError      the connection to an MCP server broke during a call (transient)
         │   ├── SafeEvalError           an expression is outside the safe subset or fails (tools; permanent)
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
         │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
@@ -63,6 +67,10 @@ __all__ = [
     "ToolArgumentsError",
     "ToolRefusedError",
     "ToolOutputError",
+    "MCPConfigError",
+    "MCPConnectionError",
+    "MCPStartError",
+    "MCPToolError",
 ]
 
 
@@ -139,3 +147,35 @@ class ToolOutputError(ToolError):
     """A tool returned a value that cannot be serialised to JSON."""
 
     permanent = True
+
+
+class MCPConfigError(ConfigError):
+    """An MCP server's configuration is wrong: a `--mcp` value, an `mcpServers` file, a workflow's `mcp:`."""
+
+
+class MCPStartError(ConfigError):
+    """An MCP server could not be started (its command fails) or reached (its URL does not answer)."""
+
+    def __init__(self, message: str, *, server: str = "") -> None:
+        super().__init__(message)
+        self.server = server
+
+
+class MCPToolError(ToolError):
+    """An MCP server's tool answered with an error result (`isError`). Permanent: the server
+    looked at the arguments and said no, so the same call would fail again."""
+
+    permanent = True
+
+    def __init__(self, message: str, *, server: str = "", tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.server = server
+
+
+class MCPConnectionError(ToolError):
+    """The connection to an MCP server failed during a call (it crashed, timed out or hung up).
+    Transient: a crashed stdio server has been restarted by then, so trying again can work."""
+
+    def __init__(self, message: str, *, server: str = "", tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.server = server

@@ -166,6 +166,45 @@ ToolsOpt = Annotated[
     ),
 ]
 
+McpOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--mcp",
+        help="An MCP server whose tools plans may use: a command line (`python server.py`) or a Streamable HTTP "
+        "URL. Repeatable.",
+    ),
+]
+McpConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--mcp-config", help="A JSON file of MCP servers in the `mcpServers` format of desktop assistants."),
+]
+
+
+def _mcp_meta(specs: list[str] | None, config: Path | None) -> dict[str, Any]:
+    """The MCP flags as recorded with a run, for `resume` (the flags, not the resolved servers:
+    a config file's headers and env may hold secrets)."""
+    meta: dict[str, Any] = {}
+    if specs:
+        meta["mcp"] = list(specs)
+    if config is not None:
+        meta["mcp_config"] = str(config.resolve())
+    return meta
+
+
+def _mcp_servers(specs: list[str] | None, config: Path | None) -> list[Any]:
+    """The servers `--mcp` and `--mcp-config` name (a bad value or file is bad input: exit 2)."""
+    if not specs and config is None:
+        return []
+    from planweave.tools.errors import MCPConfigError
+    from planweave.tools.mcp import MCPServer, load_mcp_config
+
+    try:
+        servers = [MCPServer.parse(spec) for spec in specs or []]
+        return servers + (load_mcp_config(config) if config is not None else [])
+    except MCPConfigError as exc:
+        fail_usage(str(exc))
+
+
 # What http_get's errors tell a user of the command line to do (instead of naming Python functions).
 CLI_FIXES = {
     "allow_private": "run again with `--allow-private-hosts`",
@@ -213,6 +252,7 @@ def _run_workflow(
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
+    mcp: list[Any] | None = None,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
     import asyncio
@@ -222,7 +262,10 @@ def _run_workflow(
     from planweave.executor.workflow import load_workflow
 
     workflow = load_workflow(file)
-    validate_plan(workflow, tools)
+    if mcp:
+        workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
+    if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
+        validate_plan(workflow, tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
         fail_usage(
@@ -324,14 +367,20 @@ def exec_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
+    servers = _mcp_servers(mcp, mcp_config)
     selected = _tools(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
         llm=_llm_tool(model, api_base),
     )
-    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
-    workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base,
+            **_mcp_meta(mcp, mcp_config)}
+    workflow, result = _run_workflow(
+        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers
+    )
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
@@ -354,6 +403,8 @@ def _planner(
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
     name: str = "",
     record: bool = True,
+    mcp: list[Any] | None = None,
+    mcp_meta: dict[str, Any] | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -371,7 +422,8 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {})},
+        mcp=mcp or (),
     )
 
 
@@ -429,6 +481,8 @@ def _start_planner_run(
     name: str,
     record: bool,
     quiet: bool,
+    mcp: list[Any] | None = None,
+    mcp_meta: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
     loading = _preload_model_libraries()
@@ -436,7 +490,7 @@ def _start_planner_run(
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp, mcp_meta=mcp_meta,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -469,19 +523,23 @@ def run_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
     import uuid
 
     if not goal.strip():
         fail_usage("the goal is empty; say what you want done, e.g. planweave run \"what is 17 * 23\".")
+    servers = _mcp_servers(mcp, mcp_config)
     budget = _budget(
         max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
         max_replans=max_replans, max_seconds=max_seconds,
     )
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
+        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
+        mcp_meta=_mcp_meta(mcp, mcp_config),
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -568,6 +626,8 @@ def resume(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
     from planweave.executor.store import FINAL_STATUSES
@@ -583,6 +643,10 @@ def resume(
     where = workspace or Path(meta.get("workspace", "."))
     private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
     timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
+    if not mcp and mcp_config is None:  # the run's own MCP servers
+        mcp, config = meta.get("mcp"), meta.get("mcp_config")
+        mcp_config = Path(config) if config else None
+    servers = _mcp_servers(mcp, mcp_config)
     if summary.kind == "workflow":
         if meta.get("secret_inputs"):  # not stored, so the resumed run would lack them
             names = ", ".join(f"`{n}`" for n in meta["secret_inputs"])
@@ -600,9 +664,11 @@ def resume(
             Path(meta["file"]),
             dict(meta.get("inputs") or {}),
             tools=selected,
-            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
+            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
+                  **_mcp_meta(mcp, mcp_config)},
             run_id=summary.id,
             completed=state.completed,
+            mcp=servers,
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -614,7 +680,7 @@ def resume(
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json,
+        record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
     )
     _finish_planner_run(
         planner,
@@ -668,6 +734,8 @@ def serve_(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
@@ -689,6 +757,7 @@ def serve_(
                           ("--max-chars", max_chars), ("--max-concurrent-runs", max_concurrent_runs)):
         if value <= 0:
             fail_usage(f"`{option}` must be a positive number, not {value}.")
+    servers = _mcp_servers(mcp, mcp_config)
 
     def build() -> Any:
         from planweave.planner.serve.app import ServerConfig, start_app
@@ -699,7 +768,7 @@ def serve_(
         )
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=servers,
         )
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
@@ -727,27 +796,93 @@ def validate(
     from planweave.executor.workflow import load_workflow
 
     workflow = load_workflow(file)
-    validate_plan(
-        workflow,
-        _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
-               llm=_llm_tool(None, None)),
-    )
+    selected = _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
+                      llm=_llm_tool(None, None))
+    if workflow.mcp:  # the steps may call its MCP servers' tools: list them first
+        import asyncio
+
+        from planweave.tools.base import ToolRegistry
+        from planweave.tools.mcp import mcp_tools_into
+
+        registry = ToolRegistry(selected)
+
+        async def check() -> None:
+            async with mcp_tools_into(registry, workflow.mcp):
+                validate_plan(workflow, registry)
+
+        asyncio.run(check())
+    else:
+        validate_plan(workflow, selected)
     typer.echo(f"{file}: valid ({plural(len(workflow.plan.steps), 'step')})")
 
 
 @app.command("tools")
 def tools_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
 ) -> None:
-    """List the tools plans and workflows can use (the built-in ones and `llm`), with their arguments."""
+    """List the tools plans and workflows can use (the built-in ones, `llm` and any MCP server's), with their arguments."""
     from planweave.tools.base import ToolRegistry
     from planweave.tools.builtin import builtin_tools
 
     registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None)])
+    servers = _mcp_servers(mcp, mcp_config)
+    if servers:
+        import asyncio
+
+        from planweave.tools.mcp import mcp_tools_into
+
+        async def connect() -> None:
+            async with mcp_tools_into(registry, servers):
+                pass  # the tools stay listed; calling them would need the servers running
+
+        asyncio.run(connect())
     if as_json:
         typer.echo(json.dumps(registry.catalogue(), indent=2))
         return
     print_tools(registry)
+
+
+@app.command("mcp")
+def mcp_(
+    http: Annotated[bool, typer.Option("--http", help="Serve Streamable HTTP at /mcp instead of stdio.")] = False,
+    host: Annotated[str, typer.Option(help="With --http: address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="With --http: port to listen on.")] = 8765,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(envvar="PLANWEAVE_API_KEY", show_default=False, help="With --http: clients must send `Authorization: Bearer KEY`."),
+    ] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    tools: ToolsOpt = None,
+    workspace: WorkspaceOpt = Path("."),
+    allow_private_hosts: PrivateHostsOpt = False,
+    http_timeout: HttpTimeoutOpt = DEFAULT_HTTP_TIMEOUT,
+    max_cost: MaxCostOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    mcp: McpOpt = None,
+    mcp_config: McpConfigOpt = None,
+) -> None:
+    """Serve planweave to MCP clients (desktop assistants, editors): run_goal, run_workflow, get_run, list_runs."""
+    from planweave.planner.mcp_server import MCPSettings, serve_http, serve_stdio
+
+    budget = {k: v for k, v in (("max_cost_usd", max_cost), ("max_steps", max_steps), ("max_seconds", max_seconds))
+              if v is not None}
+    settings = MCPSettings(
+        model=model, api_base=api_base, tools=list(tools or []), workspace=workspace,
+        allow_private_hosts=allow_private_hosts, http_timeout_s=http_timeout, budget=budget,
+        mcp=_mcp_servers(mcp, mcp_config),
+    )
+    if not http:
+        serve_stdio(settings)
+        return
+
+    def announce(url: str) -> None:
+        typer.echo(f"planweave: serving MCP at {url}", err=True)
+
+    serve_http(settings, host=host, port=port, api_key=api_key or None, on_start=announce)
 
 
 register(app)  # runs, show, stats, prune, delete, graph

@@ -279,6 +279,8 @@ class LiveView:
                 return f"next try in {max(0.0, s.retry_at - now):.1f}s, after {_one_line(s.last_error or '', 80)}"
             if s.last_error:
                 return f"attempt {s.attempt - 1} failed: {_one_line(s.last_error, 80)}"
+            if s.reported:
+                return s.reported
             step = s.step
             args = step.args if isinstance(step, Step) else (step or {}).get("args", {})
             return args_summary(args, 60) if isinstance(args, dict) else ""

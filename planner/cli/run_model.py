@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from planweave.executor.events import (
-    RunEvent, RunFinished, StepCancelled, StepFailed, StepRestored, StepRetrying, StepSkipped, StepStarted,
-    StepSucceeded,
+    RunEvent, RunFinished, StepCancelled, StepFailed, StepProgressed, StepRestored, StepRetrying, StepSkipped,
+    StepStarted, StepSucceeded,
 )
 from planweave.executor.plan import Step
 from planweave.executor.state import StepProgress
@@ -84,6 +84,8 @@ class StepView(StepProgress):
 
     detail: str = ""
     """Why it was skipped or cancelled, or a short form of its output (made once, not per redraw)."""
+    reported: str = ""
+    """What its tool last reported while running (`step_progress`): `3/10 pages`, a partial output."""
 
 
 RoundView = PlanningRound
@@ -107,6 +109,8 @@ class RunModel(PlannerState):
                 self.steps[event.step_id].detail = _one_line(_output_text(event.output), 60)
             case StepRestored():
                 self.steps[event.step_id].detail = "restored from an earlier run"
+            case StepProgressed() if event.step_id in self.steps:
+                self.steps[event.step_id].reported = progress_text(event)
             case StepSkipped() | StepCancelled():
                 self.steps[event.step_id].detail = event.reason
             case RunFinished() if not self.planner:
@@ -152,6 +156,16 @@ class RunModel(PlannerState):
 # --- plain lines (not a terminal) --------------------------------------------------------------
 
 
+def progress_text(ev: StepProgressed) -> str:
+    """A tool's report in a few words: `2/5 counted 2`, `partial: ...`, or a notice as it is."""
+    if ev.progress_kind == "partial":
+        return "partial: " + _one_line(_output_text(ev.partial), 60)
+    if ev.progress_kind == "progress" and ev.done is not None:
+        amount = f"{ev.done:g}/{ev.total:g}" if ev.total else f"{ev.done:g}"
+        return f"{amount} {_one_line(ev.message, 60)}" if ev.message else amount
+    return _one_line(ev.message or "", 120)
+
+
 def plain_line(ev: RunEvent, model: RunModel) -> str | None:
     """The line a non-terminal prints for `ev` (already applied to `model`), or None."""
     sid = getattr(ev, "step_id", None)
@@ -171,6 +185,8 @@ def plain_line(ev: RunEvent, model: RunModel) -> str | None:
         return f"step {sid} succeeded in {format_seconds(ev.duration_s)}{after}"
     if isinstance(ev, StepRestored):
         return f"step {sid} restored from an earlier run"
+    if isinstance(ev, StepProgressed) and ev.progress_kind != "partial":  # partial outputs would flood a log
+        return f"step {sid}: {progress_text(ev)}"
     if isinstance(ev, StepFailed):
         after = f" after {ev.attempts} attempts" if ev.attempts > 1 else ""
         return f"step {sid} failed{after}: {_one_line((s.last_error if s else None) or ev.error, 200)}"

@@ -30,6 +30,7 @@ from planweave.executor.events import (
     StepAdded,
     StepCancelled,
     StepFailed,
+    StepProgressed,
     StepRestored,
     StepRetrying,
     StepSkipped,
@@ -229,6 +230,9 @@ class Narration:
                 yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {e.reason}\n"
             case LLMCalled() if e.error:
                 yield "reasoning", f"- a model call failed: {_preview(e.error, 300)}\n"
+            case StepProgressed() if e.progress_kind != "partial":  # a tool's progress or notice
+                amount = f"{e.done:g}/{e.total:g} " if e.done is not None and e.total else ""
+                yield "reasoning", f"- `{e.step_id}` {amount}{_preview(e.message or '', 160)}\n"
             case _:
                 pass
 

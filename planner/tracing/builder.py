@@ -24,6 +24,7 @@ from planweave.executor.events import (
     StepAdded,
     StepCancelled,
     StepFailed,
+    StepProgressed,
     StepRestored,
     StepRetrying,
     StepSkipped,
@@ -264,6 +265,17 @@ class TraceBuilder:
             metadata=self._clean({"attempt": e.attempt, "error": e.error, "error_type": e.error_type, "delay_s": e.delay_s}),
         )
 
+    def _on_step_progressed(self, e: StepProgressed) -> None:
+        state = self._state(e.step_id)
+        fields: dict[str, Any] = {
+            "metadata": self._clean({"done": e.done, "total": e.total, "message": e.message}),
+        }
+        if e.progress_kind == "partial":
+            fields["output"] = self._clean(e.partial)
+        if e.progress_kind == "notice":
+            fields.update(level="WARNING", status_message=self._clean(e.message or ""))
+        self._event(state.span or state.parent, e.progress_kind, e.at, **fields)
+
     def _finish_step(self, e: StepSucceeded | StepFailed | StepCancelled, **fields: Any) -> bool:
         state = self._state(e.step_id)
         if state.span is None or state.ended:
@@ -441,6 +453,7 @@ HANDLERS: dict[type[RunEvent], Callable[[TraceBuilder, Any], None]] = {
     StepAdded: TraceBuilder._on_step_added,
     StepStarted: TraceBuilder._on_step_started,
     StepRetrying: TraceBuilder._on_step_retrying,
+    StepProgressed: TraceBuilder._on_step_progressed,
     StepSucceeded: TraceBuilder._on_step_succeeded,
     StepFailed: TraceBuilder._on_step_failed,
     StepSkipped: TraceBuilder._on_step_skipped,

@@ -72,3 +72,37 @@ def test_readme_shows_the_example_files_verbatim(name: str) -> None:
     source = (EXAMPLES / name).read_text()
     code = source.split('"""', 2)[2].strip()  # without the module docstring
     assert code in (ROOT / "README.md").read_text(), f"README's copy of examples/{name} is out of date"
+
+
+def test_mcp_client_example_uses_the_example_mcp_server() -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "mcp_client.py")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "tools: count_words, to_celsius"
+    assert [line for line in lines if line.startswith("progress:")] == [
+        f"progress: {i} of 4 words" for i in range(1, 5)
+    ]
+    assert lines[-1] == "succeeded {'celsius': 38.5, 'kelvin': 311.65} 4 words"
+
+
+def test_readme_shows_the_mcp_client_example_verbatim() -> None:
+    source = (EXAMPLES / "mcp_client.py").read_text()
+    code = source.split('"""', 2)[2].strip()
+    assert code in (ROOT / "README.md").read_text(), "README's copy of examples/mcp_client.py is out of date"
+
+
+def test_readme_mcp_client_snippets_configure_planweave_mcp(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from planweave.tools.mcp import load_mcp_config
+
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", (ROOT / "README.md").read_text(), re.S)]
+    desktop = next(b for b in blocks if "mcpServers" in b)
+    config = tmp_path / "claude_desktop_config.json"
+    config.write_text(json.dumps(desktop))
+    [server] = load_mcp_config(config)  # the format `--mcp-config` reads is the one the README shows
+    assert (server.name, server.command, server.args[0]) == ("planweave", "planweave", "mcp")
+    editor = next(b for b in blocks if "servers" in b)["servers"]["planweave"]
+    assert (editor["type"], editor["command"], editor["args"][0]) == ("stdio", "planweave", "mcp")

@@ -166,6 +166,7 @@ class StepAttempts:
                 inputs=self.inputs,
                 outputs=self.outputs,
                 item=item_value,
+                item_index=item[0] if item is not None else None,
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT

@@ -317,7 +317,8 @@ def exec_(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
         llm=_llm_tool(model, api_base),
     )
-    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
+    meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base,
+            "allow_failed_steps": allow_failed_steps}
     workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
@@ -468,6 +469,7 @@ def run_(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
     )
+    planner.meta["allow_failed_steps"] = allow_failed_steps  # for `resume` (the budget is recorded by the run)
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
         planner,
@@ -552,9 +554,16 @@ def resume(
     max_seconds: MaxSecondsOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
-    allow_failed_steps: AllowFailedStepsOpt = False,
+    allow_failed_steps: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--allow-failed-steps/--no-allow-failed-steps",
+            help="Exit 0 when the run ends `partial` (default: as the run was started).",
+        ),
+    ] = None,
 ) -> None:
-    """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
+    """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
+    those not given are the run's own (its model, tools, budget and flags, as recorded)."""
     from planweave.executor.store import FINAL_STATUSES
 
     store = open_run_store()
@@ -568,6 +577,8 @@ def resume(
     where = workspace or Path(meta.get("workspace", "."))
     private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
     timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
+    if allow_failed_steps is None:
+        allow_failed_steps = bool(meta.get("allow_failed_steps"))
     if summary.kind == "workflow":
         llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
         selected = _tools(
@@ -579,22 +590,29 @@ def resume(
             Path(meta["file"]),
             dict(meta.get("inputs") or {}),
             tools=selected,
-            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
+            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
+                  "allow_failed_steps": allow_failed_steps},
             run_id=summary.id,
             completed=state.completed,
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
         )
-    budget = _budget(
-        max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
-        max_replans=max_replans, max_seconds=max_seconds,
-    )
+    from planweave.planner.budget import Budget
+
+    recorded = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
+    budget = Budget(**{
+        **recorded, **{k: v for k, v in dict(
+            max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+            max_replans=max_replans, max_seconds=max_seconds,
+        ).items() if v is not None},
+    })  # fmt: skip
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
         record=True, quiet=quiet or as_json,
     )
+    planner.meta["allow_failed_steps"] = allow_failed_steps
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),

@@ -252,7 +252,8 @@ def test_a_plan_cut_off_mid_stream_is_finished_by_the_planner_not_joined(
     expected = " + ".join(sid.upper() for sid in ELEVEN)
     with FakeModelServer() as server:
         server.enqueue(Reply.json_obj(plan).with_pause_after_json(("steps", 2), 120))
-        cmd = [sys.executable, "-m", "planweave", "run", "fetch ten things and combine them", "--max-llm-calls", "9",
+        cmd = [sys.executable, "-m", "planweave", "run", "fetch ten things and combine them", "--max-llm-calls", "3",
+               "--allow-failed-steps",
                "--model", "openai/fake", "--api-base", server.base_url, "--tools", str(tools_py), "--json"]
         proc = children.spawn(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -297,6 +298,8 @@ def test_a_plan_cut_off_mid_stream_is_finished_by_the_planner_not_joined(
     assert len(cut) == 1 and cut[0]["purpose"] == "plan"
     assert [e["round"] for e in events if e["kind"] == "plan_updated"] == [1]
     assert result["usage"]["llm_calls"] == 3
+    # Resume restored the run's budget and flags (the resumed process records what it used).
+    assert summary.meta["budget"]["max_llm_calls"] == 3 and summary.meta["allow_failed_steps"] is True
 
 
 def recorded_run_id(home: Path) -> str:

@@ -40,7 +40,7 @@ def test_sigkill_at_random_points_never_reruns_a_recorded_success(tmp_path: Path
     counts = torture.run_torture(8, 4, seed=20261202, directory=tmp_path)
     print("\ncrash torture:", json.dumps(asdict(counts)))
     assert counts.failures == []
-    assert counts.trials == 12 and counts.kills >= counts.trials
+    assert counts.trials == 12 and counts.kills >= 6
     assert counts.kills_mid_plan >= 1 and counts.kills_during_resume >= 1
     assert counts.reruns_of_recorded_successes == 0
     assert counts.changed_keys == 0

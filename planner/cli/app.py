@@ -658,6 +658,10 @@ def serve_(
         Optional[list[str]], typer.Option(help="A browser origin allowed to call the API. Repeatable.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(min=0, help="On SIGINT/SIGTERM, seconds running runs may go on before they are interrupted (resumable)."),
+    ] = 5.0,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
@@ -685,7 +689,7 @@ def serve_(
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
             max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
-            cors_origins=list(cors_origin or []),
+            cors_origins=list(cors_origin or []), shutdown_grace_s=shutdown_grace,
         )
         return start_app(planner, config)
 
@@ -695,7 +699,8 @@ def serve_(
     def announce(url: str) -> None:
         typer.echo(f"planweave: serving model `{model_id}` (planning with `{planning_model}`) at {url}", err=True)
 
-    run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce)
+    run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce,
+               shutdown_grace_s=shutdown_grace)
 
 
 @app.command("validate")

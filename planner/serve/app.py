@@ -56,7 +56,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from planweave.executor.events import RunEvent
 from planweave.executor.store import RunStore, StoreError
-from planweave.planner.serve._launch import Background, LoadState, PortInUseError, bind, run_server
+from planweave.planner.serve._launch import (
+    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_MARGIN_S, Background, LoadState, PortInUseError, bind, run_server,
+)
 from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
     final_text, planweave_fields,
@@ -94,6 +96,9 @@ class ServerConfig(BaseModel):
     """New runs are refused with 429 while this many are running; None: no limit."""
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to call the API directly (custom front ends); empty: none."""
+    shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    """On SIGINT or SIGTERM, how long running runs may go on before they are interrupted
+    (recorded `interrupted`, resumable; their clients get a final error event)."""
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -190,6 +195,17 @@ _MODEL_LIBRARIES = _ModelLibraries()
 """One per process, as imports are: every app in it shares the one load."""
 
 
+class _Interrupted(Exception):
+    """The server shut down while this run was going: it is recorded `interrupted` (resumable)."""
+
+    def __init__(self, run_id: str, grace_s: float) -> None:
+        super().__init__(
+            f"planweave shut down while run `{run_id}` was going (it had {grace_s:g}s to finish); the run is "
+            f"recorded as `interrupted`: resume it with `planweave resume {run_id}`, or send the request again."
+        )
+        self.run_id = run_id
+
+
 class _Runs:
     """The server's shared state: the planner, the settings, and how many runs are going."""
 
@@ -199,8 +215,31 @@ class _Runs:
         self.active = 0
         self.created = int(time.time())
         self.models = _MODEL_LIBRARIES
+        self.tasks: dict[str, asyncio.Task[PlannerResult]] = {}
+        self.stopping = False
+        """Shutdown began: no new runs."""
+        self.interrupted: set[str] = set()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop admitting runs; give those running `grace_s` to finish, then interrupt the rest.
+
+        An interrupted run is recorded `interrupted` (not `cancelled`: it can be resumed), and its
+        client's stream ends with an error event saying so (`drive` raises `_Interrupted`)."""
+        self.stopping = True
+        running = [t for t in self.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        for run_id, task in list(self.tasks.items()):
+            if not task.done():
+                self.interrupted.add(run_id)
+                task.cancel()
 
     def admit(self) -> str:
+        if self.stopping:
+            raise _APIError(
+                503, "planweave is shutting down and takes no new runs; send the request again in a moment.",
+                code="server_shutting_down", type_="server_error",
+            )
         limit = self.config.max_concurrent_runs
         if limit is not None and self.active >= limit:
             raise _APIError(
@@ -230,12 +269,19 @@ class _Runs:
             name=f"planweave-serve-{run_id}",
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))
+        self.tasks[run_id] = task
         try:
             while (event := await queue.get()) is not None:
                 yield event
+            if run_id in self.interrupted:
+                store = self.planner.store
+                if store is not None:  # recorded before the client hears of it
+                    await asyncio.to_thread(store.set_status, run_id, "interrupted", error="the server shut down")
+                raise _Interrupted(run_id, self.config.shutdown_grace_s)
             yield task.result()
         finally:
             self.active -= 1
+            self.tasks.pop(run_id, None)
             if not task.done():
                 task.cancel()
                 with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
@@ -291,6 +337,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="planweave", openapi_url=None, docs_url=None, redoc_url=None, strict_content_type=False, lifespan=lifespan
     )
+    app.state.shutdown = runs.shutdown  # called by `serve` when SIGINT or SIGTERM arrives (`_launch._Front`)
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -329,7 +376,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
         if body.stream:
             usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
             return EventSourceResponse(
-                _chat_stream(runs, goal, run_id, reply, base, usage_chunk), headers=headers, sep="\n"
+                _chat_stream(runs, goal, run_id, reply, base, usage_chunk), headers=headers, sep="\n",
+                shutdown_grace_period=_stream_grace(config),
             )
         result: PlannerResult | None = None
         try:
@@ -344,6 +392,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
                     async for _, final in events:
                         result = final
                 tg.cancel_scope.cancel()
+        except _Interrupted as exc:
+            return _APIError(503, str(exc), code="server_shutting_down", type_="server_error").response()
         except Exception as exc:  # answered here, so the connection stays usable for the client's next request
             log.exception("chat run `%s` broke", run_id)
             return _bug(exc).response()
@@ -362,7 +412,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             raise _APIError(400, "the goal is empty; say what you want done.", param="goal")
         run_id = runs.admit()
         return EventSourceResponse(
-            _event_stream(runs, body.goal, run_id, body.inputs), headers={"X-Planweave-Run-Id": run_id}, sep="\n"
+            _event_stream(runs, body.goal, run_id, body.inputs), headers={"X-Planweave-Run-Id": run_id}, sep="\n",
+            shutdown_grace_period=_stream_grace(config),
         )
 
     @app.get("/v1/runs")
@@ -394,6 +445,12 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             expose_headers=["X-Planweave-Run-Id"],
         )
     return app
+
+
+def _stream_grace(config: ServerConfig) -> float:
+    """How long sse_starlette lets a stream go on once shutdown begins (it cancels it after that):
+    the runs' grace period, and time for an interrupted run to record itself and say so."""
+    return config.shutdown_grace_s + SHUTDOWN_MARGIN_S
 
 
 def _check_model(model_id: str, config: ServerConfig, *, param: str | None) -> None:
@@ -429,6 +486,11 @@ async def _chat_stream(
                 if delta:
                     yield chunk(delta)
                 result = final or result
+    except _Interrupted as exc:  # the server shut down: a last chunk saying so, then the end
+        yield _json({"error": {"message": str(exc), "type": "server_error", "param": None,
+                               "code": "server_shutting_down"}})  # fmt: skip
+        yield "[DONE]"
+        return
     except Exception as exc:  # a bug, not a run's failure: tell the client in OpenAI's stream error shape
         log.exception("chat run `%s` broke", run_id)
         error = _bug(exc)
@@ -449,6 +511,8 @@ async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, A
             async for item in items:
                 if isinstance(item, RunEvent):
                     yield _json(item.to_dict())
+    except _Interrupted as exc:
+        yield _json({"kind": "error", "run_id": run_id, "message": str(exc), "status": "interrupted"})
     except Exception as exc:
         if not isinstance(exc, PlanweaveError):
             log.exception("run `%s` broke", run_id)
@@ -579,7 +643,9 @@ def serve(
     log_level: str = "info",
     on_start: Callable[[str], object] | None = None,
 ) -> None:
-    """Serve `planner` over HTTP until interrupted (Ctrl-C cancels the runs in progress).
+    """Serve `planner` over HTTP until interrupted. On SIGINT or SIGTERM it stops accepting
+    connections, gives running runs `config.shutdown_grace_s`, then records them `interrupted`
+    (resumable) and ends each client's stream with an error event.
 
     `on_start` is called with the API's base URL (`http://HOST:PORT/v1`) once the port is bound;
     `/health` answers from then on, while the app is built and the model libraries load.
@@ -590,7 +656,7 @@ def serve(
     config = config or ServerConfig()
     run_server(
         lambda: start_app(planner, config), host=host, port=port, api_key=config.api_key, log_level=log_level,
-        on_start=on_start,
+        on_start=on_start, shutdown_grace_s=config.shutdown_grace_s,
     )
 
 

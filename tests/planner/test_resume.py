@@ -309,3 +309,57 @@ def recorded_run_id(home: Path) -> str:
         return summary.id
     finally:
         store.close()
+
+
+async def test_python_resume_restores_the_recorded_model_and_budget_and_needs_the_run_tools(tmp_path: Path) -> None:
+    import asyncio
+
+    from planweave.executor.store import open_store as open_
+    from planweave.planner import Budget, ConfigError
+    from planweave.planner.testing import await_until
+    from planweave.tools import tool
+
+    started = asyncio.Event()
+
+    @tool(name="wait")
+    async def wait_forever(name: str) -> str:
+        """Never ends (the run is stopped while it waits)."""
+        started.set()
+        await asyncio.Event().wait()
+        return name
+
+    @tool(name="wait")
+    async def wait_not(name: str) -> str:
+        """Ends at once."""
+        return name.upper()
+
+    store = open_(tmp_path / "runs.db")
+    with FakeModelServer() as server:
+        server.enqueue(Reply.json_obj({"steps": [["w", "wait", {"name": "x"}]], "rationale": "wait"}))
+        first = Planner(model="openai/fake", api_base=server.base_url, api_key="sk-fake", tools=[wait_forever],
+                        store=store, budget=Budget(max_llm_calls=2))  # fmt: skip
+        planned = asyncio.Event()
+        task = asyncio.create_task(
+            first.run("wait for x", run_id="r1", subscribers=[lambda e: e.kind == "plan_updated" and planned.set()])
+        )
+        await await_until(lambda: started.is_set() and planned.is_set(), "the round is planned and its step started",
+                          timeout_s=30)  # fmt: skip
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store.set_status("r1", "interrupted", error="stopped by the test")  # as Ctrl-C on the command line does
+
+        with pytest.raises(ConfigError, match="used the tools `wait`, which this planner does not have"):
+            await Planner(tools=[], store=store).resume("r1")
+
+        # No model, API base or budget given: the run's own (the join goes to the fake server).
+        server.enqueue(finish_reply("X"))
+        result = await Planner(tools=[wait_not], store=store, api_key="sk-fake").resume("r1")
+        assert result.status == "succeeded" and result.answer == "X" and len(server.chat_requests) == 2, (result.error, result.llm_calls)
+        assert result.usage.llm_calls == 2  # the first run's plan call counts
+
+        # Its budget of 2 LLM calls holds across the resume: a second resume has none left.
+        store.set_status("r1", "interrupted", error="again, for the test")
+        again = await Planner(tools=[wait_not], store=store, api_key="sk-fake").resume("r1")
+        assert again.status == "budget_exceeded" and again.budget == "max_llm_calls"
+        assert len(server.chat_requests) == 2

@@ -96,8 +96,8 @@ def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
 
 
 def run_settings(planner: Planner) -> dict[str, Any]:
-    """What a run records of how it was set up, so that `resume` restores it (explicit settings
-    given to the resuming planner or command override these)."""
+    """What a run records of how it was set up: `resume` restores the budget (unless the resuming
+    planner or command is given one); the other settings are there to be seen (`planweave show`)."""
     config = planner.config
     return {
         "budget": planner.budget.model_dump(),
@@ -356,7 +356,9 @@ class PlannerRun:
         if history is not None:
             self._restore_usage(history)
         reused = sum(1 for s in state.steps if s.id in state.completed)
-        cut = f"; planning round {self.round + 1} was cut off after {len(unplanned)} steps, the planner finishes it" if unplanned else ""
+        cut = ""
+        if unplanned:
+            cut = f"; planning round {self.round + 1} was cut off after {len(unplanned)} steps, the planner finishes it"
         self.emit(
             Decision(
                 run_id=self.run.id,

@@ -264,6 +264,9 @@ def test_a_plan_cut_off_mid_stream_is_finished_by_the_planner_not_joined(
             proc.communicate(timeout=30)
         kinds = recorded_kinds(home)
         assert "plan_updated" not in kinds and kinds.count("llm_call_started") == 1
+        killed = open_store(home)
+        assert killed.summary(recorded_run_id(home)).llm_calls == 1  # the cut-off plan call, counted at its start
+        killed.close()
 
         def finish_planning(request: Any) -> Reply:
             if request.last_user_text.startswith("Decide"):
@@ -355,7 +358,8 @@ async def test_python_resume_restores_the_recorded_model_and_budget_and_needs_th
         # No model, API base or budget given: the run's own (the join goes to the fake server).
         server.enqueue(finish_reply("X"))
         result = await Planner(tools=[wait_not], store=store, api_key="sk-fake").resume("r1")
-        assert result.status == "succeeded" and result.answer == "X" and len(server.chat_requests) == 2, (result.error, result.llm_calls)
+        assert result.status == "succeeded", result.error
+        assert result.answer == "X" and len(server.chat_requests) == 2
         assert result.usage.llm_calls == 2  # the first run's plan call counts
 
         # Its budget of 2 LLM calls holds across the resume: a second resume has none left.

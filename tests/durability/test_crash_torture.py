@@ -37,7 +37,7 @@ def load_script() -> ModuleType:
 @pytest.mark.timeout(600)
 def test_sigkill_at_random_points_never_reruns_a_recorded_success(tmp_path: Path) -> None:
     torture = load_script()
-    counts = torture.run_torture(8, 4, seed=20261202, directory=tmp_path)
+    counts = torture.run_torture(9, 3, seed=20261202, directory=tmp_path)
     print("\ncrash torture:", json.dumps(asdict(counts)))
     assert counts.failures == []
     assert counts.trials == 12 and counts.kills >= 6

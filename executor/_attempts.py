@@ -168,6 +168,7 @@ class StepAttempts:
                 outputs=self.outputs,
                 item=item_value,
                 report=self._progress_reporter(step.id),
+                item_index=item[0] if item is not None else None,
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT

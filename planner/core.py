@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,7 @@ class Planner:
             tools = builtin_tools(workspace=workspace, allow_private_hosts=allow_private_hosts)
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.budget = budget or Budget()
+        self._budget_given = budget is not None
         self.max_reasks = max_reasks
         self.step_retry = step_retry
         self.prompts = PromptLibrary(prompts_dir)
@@ -180,12 +183,22 @@ class Planner:
             ).plan_only()
 
     async def resume(
-        self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
+        self,
+        run_id: str,
+        *,
+        subscribers: Iterable[Callable[[RunEvent], object]] = (),
+        budget: Budget | None = None,
     ) -> PlannerResult:
         """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C).
 
         Steps that succeeded are not run again (their recorded outputs are used), steps that
-        were running run again, and the planner continues from the recorded context.
+        were running run again, and the planner continues from the recorded context: a plan
+        round cut off while it streamed is finished by the model (shown the steps it had
+        planned), never joined on part of a plan.
+
+        The run's budget, model and API base are restored from its record unless given here
+        (`budget`) or to this planner; what the run spent before it stopped counts against the
+        budget. The planner must have the tools the run had.
         """
         store = self.store
         if store is None:
@@ -202,10 +215,34 @@ class Planner:
                 f"Start a new run with the same goal instead."
             )
         state = record.resume_state(PlannerState)  # the planner's fold adds its rounds and replans
+        history = record.state(PlannerState)
+        planner = self._as_recorded(summary.id, summary.meta, budget)
         async with self._mcp_connected():
             return await PlannerRun(
-                self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
+                planner, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state,
+                trace={}, history=history,
             ).go()
+
+    def _as_recorded(self, run_id: str, meta: Mapping[str, Any], budget: Budget | None) -> Planner:
+        """This planner with the recorded run's settings where this one was given none."""
+        missing = sorted(set(meta.get("tools") or ()) - set(self.tools.names()))
+        if missing:
+            names = ", ".join(f"`{n}`" for n in missing)
+            raise ConfigError(
+                f"run `{run_id}` used the tools {names}, which this planner does not have; "
+                f"pass them in `tools=` to resume it."
+            )
+        planner = copy.copy(self)
+        recorded_budget = meta.get("budget")
+        if budget is not None:
+            planner.budget = budget
+        elif not self._budget_given and isinstance(recorded_budget, dict):
+            planner.budget = Budget.model_validate(recorded_budget)
+        config = self.config
+        model = config.model or meta.get("model")
+        api_base = config.api_base or (meta.get("api_base") if config.model is None else None)
+        planner.config = dataclasses.replace(config, model=model, api_base=api_base)
+        return planner
 
     def _mcp_connected(self) -> contextlib.AbstractAsyncContextManager[object]:
         """The MCP servers running for one run (joined when the planner is entered)."""

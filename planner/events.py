@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from planweave.executor.events import RunEvent, SummaryUpdate, register_event_type
 
-__all__ = ["AnswerDelta", "Decision", "LLMCalled", "PlanRejected", "PlanUpdated", "PlannerFinished"]
+__all__ = ["AnswerDelta", "Decision", "LLMCallStarted", "LLMCalled", "PlanRejected", "PlanUpdated", "PlannerFinished"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -36,7 +36,30 @@ class PlanRejected(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class LLMCallStarted(RunEvent):
+    """A request is about to be sent to a model provider (recorded before it is sent).
+
+    It counts the request at once, so a request cut off by a crash is still counted and shows
+    in the run; its `LLMCalled` (same `call_id`) brings the tokens, cost and output."""
+
+    kind: ClassVar[str] = "llm_call_started"
+    call_id: str
+    purpose: str
+    model: str
+    attempt: int = 1
+    """Which try this request is for its model (2 and up: transient retries)."""
+    reask: int = 0
+    """0 for the first ask; n for the n-th re-ask after invalid output."""
+    prompt: dict[str, str] = field(default_factory=dict)
+
+    def summary_update(self) -> SummaryUpdate:
+        return SummaryUpdate(llm_calls=1)
+
+
+@dataclass(slots=True, kw_only=True)
 class LLMCalled(RunEvent):
+    """A request to a model provider ended (answered, failed, or cut off by a crash)."""
+
     kind: ClassVar[str] = "llm_called"
     purpose: str
     model: str
@@ -53,13 +76,18 @@ class LLMCalled(RunEvent):
     """The messages sent (after the last re-ask)."""
     output: Any = None
     """What the model returned (text, or the parsed object as a dict)."""
+    call_id: str = ""
+    """The `LLMCallStarted` this ends ("" in runs recorded before calls were recorded at start)."""
+    attempt: int = 1
+    """Which try this request was for its model (as in its `LLMCallStarted`)."""
 
     def summary_update(self) -> SummaryUpdate:
         cost = self.cost_usd
         if cost is None and self.error and not self.input_tokens:
             cost = 0.0  # a call that failed before the provider billed anything
         return SummaryUpdate(
-            llm_calls=1, input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=cost
+            llm_calls=0 if self.call_id else 1,  # counted by its `LLMCallStarted`
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=cost,
         )
 
 
@@ -94,5 +122,5 @@ class PlannerFinished(RunEvent):
         return SummaryUpdate(status=self.status, answer=self.answer)
 
 
-for _cls in (PlanUpdated, PlanRejected, LLMCalled, Decision, AnswerDelta, PlannerFinished):
+for _cls in (PlanUpdated, PlanRejected, LLMCallStarted, LLMCalled, Decision, AnswerDelta, PlannerFinished):
     register_event_type(_cls)

@@ -22,6 +22,7 @@ import asyncio
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -170,6 +171,8 @@ class LLMCall:
     because event and result consumers add up `attempts + reasks`."""
     reasks: int = 0
     """Always 0: a re-ask is a request with its own record (see `reask`)."""
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    """Pairs the request's start (`on_start`, before it is sent) with its record (`on_call`)."""
 
 
 class Usage(BaseModel):
@@ -238,9 +241,13 @@ class LLMClient:
         *,
         budget: Budget | None = None,
         redact: Callable[[str], str] | None = None,
+        on_start: Callable[[LLMCall], None] | None = None,
     ) -> None:
         self.config = config
         self.on_call = on_call
+        self.on_start = on_start
+        """Called with each request's record just before it is sent (a run records it first, so a
+        request cut off by a crash is still counted)."""
         self.budget = budget
         self.redact = redact
         """Applied to the text of every message before it is sent (and recorded): the run's known
@@ -296,6 +303,12 @@ class LLMClient:
             check_usage(self.budget, self.usage, before_call=True)
         return LLMCall(purpose=purpose, model=model, prompt=dict(prompt), messages=list(messages),
                        attempt=attempt, reask=reask)
+
+    def _sending(self, call: LLMCall) -> None:
+        """The request is about to go out: say so (nothing before this point was sent)."""
+        call.started_at = time.time()
+        if self.on_start is not None:
+            self.on_start(call)
 
     def _fill(self, call: LLMCall, response: Any) -> None:
         usage = getattr(response, "usage", None)
@@ -476,6 +489,7 @@ class LLMClient:
             if not _offline(model):
                 kw["tools"] = [tool]
                 kw["tool_choice"] = {"type": "function", "function": {"name": tool_name}}
+            self._sending(call)
             try:
                 stream = await litellm.acompletion(
                     messages=messages, stream=True, stream_options={"include_usage": True}, **kw
@@ -566,6 +580,7 @@ class LLMClient:
                 cap = self.max_tokens(model, sent_messages)
                 if cap is not None:
                     kwargs["max_tokens"] = cap
+                self._sending(call)
                 try:
                     response = await litellm.acompletion(*args, **kwargs)
                 except BaseException as exc:
@@ -610,6 +625,7 @@ class LLMClient:
         async def send(model: str, attempt: int) -> str:
             call = self._start(purpose, model, prompt, messages, attempt)
             kw = self._kwargs(model, messages)  # outside the `try`: a budget stop here sent nothing
+            self._sending(call)
             try:
                 response = await litellm.acompletion(messages=messages, **kw)
             except BaseException as exc:

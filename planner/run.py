@@ -23,11 +23,20 @@ from planweave.executor.store import ResumeState
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from planweave.planner.budget import check_replans, check_steps, check_usage
 from planweave.planner.errors import BudgetExceededError, LLMError, ModelStreamError, PlanningError
-from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
-from planweave.planner.llm import LLMCall, LLMClient
+from planweave.planner.events import (
+    AnswerDelta,
+    Decision,
+    LLMCalled,
+    LLMCallStarted,
+    PlannerFinished,
+    PlanRejected,
+    PlanUpdated,
+)
+from planweave.planner.llm import LLMCall, LLMClient, Usage
 from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
 from planweave.planner.prompts import PromptLibrary
 from planweave.planner.result import PlannerResult, PlannerStatus
+from planweave.planner.state import PlannerState
 from planweave.planner.streaming import FieldStream, StepStream
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
 from planweave.tools.base import Tool, format_validation_error, tool
@@ -35,7 +44,7 @@ from planweave.tools.base import Tool, format_validation_error, tool
 if TYPE_CHECKING:
     from planweave.planner.core import Planner
 
-__all__ = ["PlannerRun", "make_llm_tool"]
+__all__ = ["PlannerRun", "make_llm_tool", "run_settings"]
 
 _STEP_FINAL = (StepSucceeded, StepFailed, StepSkipped, StepCancelled, StepRestored)
 
@@ -87,6 +96,20 @@ def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
     return llm
 
 
+def run_settings(planner: Planner) -> dict[str, Any]:
+    """What a run records of how it was set up: `resume` restores the budget (unless the resuming
+    planner or command is given one); the other settings are there to be seen (`planweave show`)."""
+    config = planner.config
+    return {
+        "budget": planner.budget.model_dump(),
+        "settings": {
+            "max_reasks": planner.max_reasks, "stream": planner.stream_plans, "timeout_s": config.timeout_s,
+            "max_retries": config.max_retries, "fallbacks": list(config.fallbacks),
+            "max_concurrency": planner.max_concurrency, "output_chars": planner.output_chars,
+        },
+    }  # fmt: skip
+
+
 class PlannerRun:
     """The state of one `Planner.run` (or `Planner.plan`, which records and runs nothing)."""
 
@@ -100,6 +123,7 @@ class PlannerRun:
         resume: ResumeState | None = None,
         record: bool = True,
         trace: Mapping[str, Any] | None = None,
+        history: PlannerState | None = None,
     ) -> None:
         self.p = planner
         # Secret inputs are masked by value from here on (store, traces, every message to the model).
@@ -107,14 +131,19 @@ class PlannerRun:
         self.secrets.remember_in(planner.masker)
         # First: a missing key or an unknown model fails here, before anything is recorded or traced.
         self.client = LLMClient(
-            planner.config, on_call=self._on_call, budget=planner.budget, redact=planner.masker.values_only().mask_text
+            planner.config, on_call=self._on_call, budget=planner.budget, redact=planner.masker.values_only().mask_text,
+            on_start=self._on_start,
         )
         self.resumed = resume
+        self.history = history
+        """The resumed run's recorded events, folded (where its last round stopped, its usage)."""
+        self._planned_before: set[str] = set()
+        """While a cut-off round is finished: the steps it had already planned (not offered again)."""
         store = planner.store if record else None
         if store is not None:
             self.secrets.remember_in(getattr(store, "mask", None))  # a store given with its own masker
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
-                    **planner.meta}
+                    **run_settings(planner), **planner.meta}
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
@@ -157,10 +186,20 @@ class PlannerRun:
         in order with the executor's, and a failing subscriber is logged and counted, never fatal."""
         self.run.emit(event)
 
+    def _on_start(self, call: LLMCall) -> None:
+        self.emit(
+            LLMCallStarted(
+                run_id=self.run.id, call_id=call.call_id, purpose=call.purpose, model=call.model,
+                attempt=call.attempt, reask=call.reask, prompt=call.prompt,
+            )
+        )
+
     def _on_call(self, call: LLMCall) -> None:
         self.emit(
             LLMCalled(
                 run_id=self.run.id,
+                call_id=call.call_id,
+                attempt=call.attempt,
                 purpose=call.purpose,
                 model=call.model,
                 prompt=call.prompt,
@@ -311,36 +350,69 @@ class PlannerRun:
             return f"Stopped before any result: {reason}."
         return f"Stopped early ({reason}). Results so far: " + "; ".join(done)
 
-    def _restore(self) -> bool:
-        """Re-add a resumed run's recorded steps; True when there were any (then the join comes next)."""
-        state = self.resumed
+    def _restore(self) -> tuple[bool, str | None, list[str]]:
+        """Re-add a resumed run's recorded steps and say where it goes on from:
+        (join next, why it replans, the steps of a plan round that was cut off).
+
+        A round whose plan finished (`PlanUpdated`) goes on to the join; a round cut off while its
+        plan streamed is finished by the planner (never joined on part of a plan); after a
+        recorded `replan`, the next round is planned with its reason."""
+        state, history = self.resumed, self.history
         if state is None:
-            return False
+            return False, None, []
         self.round, self.replans = state.rounds, state.replans
+        unplanned = history.unplanned_steps() if history is not None else []
+        if history is not None:
+            self._restore_usage(history)
         reused = sum(1 for s in state.steps if s.id in state.completed)
+        cut = ""
+        if unplanned:
+            cut = f"; planning round {self.round + 1} was cut off after {len(unplanned)} steps, the planner finishes it"
         self.emit(
             Decision(
                 run_id=self.run.id,
                 action="resume",
                 round=self.round,
-                reason=f"resumed: {reused} of {len(state.steps)} recorded steps reused, the rest run again",
+                reason=f"resumed: {reused} of {len(state.steps)} recorded steps reused, the rest run again{cut}",
             )
         )
-        if not state.steps:
-            return False
-        for step in state.steps:
-            self.tracker.track(step.id)
-        self.run.add_steps(state.steps)
+        if state.steps:
+            for step in state.steps:
+                self.tracker.track(step.id)
+            self.run.add_steps(state.steps)
+        last = history.last_decision if history is not None else None
+        if last is not None and last.action == "replan" and last.round == self.round:
+            return False, last.reason or "the results do not answer the goal yet", unplanned
+        if unplanned or not state.steps:
+            return False, None, unplanned
         self.round = max(self.round, 1)
-        return True
+        return True, None, []
+
+    def _restore_usage(self, history: PlannerState) -> None:
+        """Count what the run spent before it stopped against its budget; close the calls it cut off."""
+        self.client.usage = Usage(
+            input_tokens=history.input_tokens,
+            output_tokens=history.output_tokens,
+            llm_calls=history.llm_calls,
+            cost_usd=history.cost_usd,
+        )
+        for started in history.open_calls.values():  # counted already, by their start
+            self.emit(
+                LLMCalled(
+                    run_id=self.run.id, call_id=started.call_id, attempt=started.attempt, purpose=started.purpose,
+                    model=started.model, prompt=dict(started.prompt), reasks=0, cost_usd=0.0,
+                    started_at=started.at, latency_s=max(0.0, time.time() - started.at),
+                    error="cut off: the process stopped before this call ended; its answer, if any, was lost",
+                )
+            )
 
     async def _loop(self) -> str:
-        reason: str | None = None
-        restored = self._restore()
+        join_next, reason, planned = self._restore()
         while True:
-            if not restored:
+            if not join_next:
                 self.round += 1
-                update, ids = await self._plan_round(reason)
+                update, ids = await self._plan_round(reason, planned)
+                planned = []
                 if not ids:
                     answer = update.answer or ""  # `_plan_round` re-asks an empty plan with no answer
                     self.emit(
@@ -348,7 +420,7 @@ class PlannerRun:
                     )
                     self.emit(AnswerDelta(run_id=self.run.id, text=answer))
                     return answer
-            restored = False
+            join_next = False
             await self.tracker.done.wait()
             if self.budget_hit is not None:
                 raise self.budget_hit
@@ -428,7 +500,9 @@ class PlannerRun:
             self.emit(AnswerDelta(run_id=self.run.id, text=decision.answer or ""))
         return decision
 
-    async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
+    async def _plan_round(self, reason: str | None, planned: list[str] | None = None) -> tuple[PlanUpdate, list[str]]:
+        """One planning round. `planned`: steps this round already planned before the process
+        was cut off; the model is shown them (with their results so far) and asked for the rest."""
         prompt = self._prompt("plan")
         system = prompt.render(
             goal=self.goal,
@@ -437,11 +511,26 @@ class PlannerRun:
             history=self._history(),
             replan_reason=reason,
         )
+        ask = "Write the plan."
+        if planned:
+            steps = [self.run.graph.steps[sid] for sid in planned]
+            ask = self._prompt("plan_finish").render(
+                steps=[{"id": s.step.id, "tool": s.tool.name, "args": _describe(s.step.args, 300)} for s in steps]
+            )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": "Write the plan."},
+            {"role": "user", "content": ask},
         ]
-        accepted: list[str] = []
+        accepted: list[str] = list(planned or [])
+        self._planned_before = set(accepted)
+        try:
+            return await self._ask_plan(prompt, messages, accepted)
+        finally:
+            self._planned_before = set()
+
+    async def _ask_plan(
+        self, prompt: Any, messages: list[dict[str, Any]], accepted: list[str]
+    ) -> tuple[PlanUpdate, list[str]]:
         errors: list[str] = []
         for reask in range(self.p.max_reasks + 1):
             self._check_usage(before_call=True)
@@ -498,6 +587,10 @@ class PlannerRun:
 
     def _offer(self, item: dict[str, Any] | list[Any], accepted: list[str], buffered: list[Step]) -> list[str]:
         """Validate one streamed step and submit it, or hold it until the steps it needs arrive."""
+        if self._planned_before:
+            sid = item.get("id") if isinstance(item, dict) else (item[0] if item else None)
+            if sid in self._planned_before:
+                return []  # a finished round repeating a step planned before the cut: it is in already
         try:
             planned = PlannedStep.model_validate(item)
             retry = planned.retry_policy(self.p.step_retry)

@@ -15,7 +15,15 @@ from typing import Any
 
 from planweave.executor.events import RunEvent
 from planweave.executor.state import RunState
-from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
+from planweave.planner.events import (
+    AnswerDelta,
+    Decision,
+    LLMCalled,
+    LLMCallStarted,
+    PlannerFinished,
+    PlanRejected,
+    PlanUpdated,
+)
 
 __all__ = ["PlannerState", "PlanningRound"]
 
@@ -51,6 +59,13 @@ class PlannerState(RunState):
         """The answer as streamed so far (the final one once the planner has finished)."""
         self.planner = False
         """True once a planner event was seen (the run has LLM calls to report)."""
+        self.planned_step_ids: set[str] = set()
+        """Steps of the rounds whose plan was finished (`PlanUpdated`); a step added but not in
+        here belongs to a round that was cut off (the process died while the plan streamed)."""
+        self.last_decision: Decision | None = None
+        """The latest `finish`, `replan`, `budget_stop` or `cancel` (a `resume` is not a decision)."""
+        self.open_calls: dict[str, LLMCallStarted] = {}
+        """Requests started and not ended: in flight, or cut off by a crash."""
 
     @property
     def status(self) -> str:
@@ -67,9 +82,14 @@ class PlannerState(RunState):
                 if event.reset:  # the join is asked again: its answer starts over
                     self.answer = ""
                 self.answer += event.text
+            case LLMCallStarted():
+                self.planner = True
+                self.llm_calls += 1
+                self.open_calls[event.call_id] = event
             case LLMCalled():
                 self.planner = True
-                self.llm_calls += event.attempts + event.reasks
+                if not event.call_id or self.open_calls.pop(event.call_id, None) is None:
+                    self.llm_calls += event.attempts + event.reasks  # not counted at its start
                 self.input_tokens += event.input_tokens
                 self.output_tokens += event.output_tokens
                 if event.cost_usd is None:
@@ -80,6 +100,7 @@ class PlannerState(RunState):
                 self.planner = True
                 self.planned_rounds = max(self.planned_rounds, event.round)
                 self.rounds.append(PlanningRound(event.round, event.rationale, list(event.step_ids)))
+                self.planned_step_ids.update(event.step_ids)
             case PlanRejected():
                 self.planner = True
                 self.rejections += 1
@@ -87,6 +108,8 @@ class PlannerState(RunState):
                 self.planner = True
                 if event.action == "replan":
                     self.replans += 1
+                if event.action != "resume":
+                    self.last_decision = event
                 if self.rounds and self.rounds[-1].round == event.round:
                     self.rounds[-1].decision, self.rounds[-1].reason = event.action, event.reason
                 else:
@@ -104,6 +127,10 @@ class PlannerState(RunState):
                     self.cost_usd = usage.get("cost_usd", self.cost_usd)
             case _:
                 super().apply(event)
+
+    def unplanned_steps(self) -> list[str]:
+        """Steps added in a round whose plan was cut off before it finished, in order."""
+        return [sid for sid in self.steps if sid not in self.planned_step_ids]
 
     def resume_fields(self) -> dict[str, Any]:
         return {"rounds": self.planned_rounds, "replans": self.replans}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -84,6 +85,17 @@ class ToolContext:
         """Hand out a piece of the output before the final one (tokens, rows, a page)."""
         if self.report is not None:
             self.report(ToolProgress("partial", message=message, partial=value))
+    item_index: int | None = None
+    """The current item's position when the step runs `for_each` (from 0)."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of this step (retries, and runs again after a resume),
+        different for each step and each `for_each` item: send it with a side effect (an
+        `Idempotency-Key` header, a unique column) so that the outside world does it once."""
+        item = "" if self.item_index is None else str(self.item_index)
+        digest = hashlib.sha256(f"{self.run_id}\x1f{self.step_id}\x1f{item}".encode()).hexdigest()
+        return f"pw-{digest[:32]}"
 
 
 def format_validation_error(exc: ValidationError) -> str:

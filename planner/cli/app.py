@@ -377,7 +377,7 @@ def exec_(
         llm=_llm_tool(model, api_base),
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base,
-            **_mcp_meta(mcp, mcp_config)}
+            **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps}
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers
     )
@@ -541,6 +541,7 @@ def run_(
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
         mcp_meta=_mcp_meta(mcp, mcp_config),
     )
+    planner.meta["allow_failed_steps"] = allow_failed_steps  # for `resume` (the budget is recorded by the run)
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
         planner,
@@ -625,11 +626,18 @@ def resume(
     max_seconds: MaxSecondsOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
-    allow_failed_steps: AllowFailedStepsOpt = False,
     mcp: McpOpt = None,
     mcp_config: McpConfigOpt = None,
+    allow_failed_steps: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--allow-failed-steps/--no-allow-failed-steps",
+            help="Exit 0 when the run ends `partial` (default: as the run was started).",
+        ),
+    ] = None,
 ) -> None:
-    """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
+    """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
+    those not given are the run's own (its model, tools, budget and flags, as recorded)."""
     from planweave.executor.store import FINAL_STATUSES
 
     store = open_run_store()
@@ -647,6 +655,8 @@ def resume(
         mcp, config = meta.get("mcp"), meta.get("mcp_config")
         mcp_config = Path(config) if config else None
     servers = _mcp_servers(mcp, mcp_config)
+    if allow_failed_steps is None:
+        allow_failed_steps = bool(meta.get("allow_failed_steps"))
     if summary.kind == "workflow":
         if meta.get("secret_inputs"):  # not stored, so the resumed run would lack them
             names = ", ".join(f"`{n}`" for n in meta["secret_inputs"])
@@ -665,7 +675,7 @@ def resume(
             dict(meta.get("inputs") or {}),
             tools=selected,
             meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
-                  **_mcp_meta(mcp, mcp_config)},
+                  **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps},
             run_id=summary.id,
             completed=state.completed,
             mcp=servers,
@@ -673,15 +683,21 @@ def resume(
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
         )
-    budget = _budget(
-        max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
-        max_replans=max_replans, max_seconds=max_seconds,
-    )
+    from planweave.planner.budget import Budget
+
+    recorded = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
+    budget = Budget(**{
+        **recorded, **{k: v for k, v in dict(
+            max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+            max_replans=max_replans, max_seconds=max_seconds,
+        ).items() if v is not None},
+    })  # fmt: skip
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
         record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
     )
+    planner.meta["allow_failed_steps"] = allow_failed_steps
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
@@ -736,6 +752,10 @@ def serve_(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
     mcp: McpOpt = None,
     mcp_config: McpConfigOpt = None,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(min=0, help="On SIGINT/SIGTERM, seconds running runs may go on before they are interrupted (resumable)."),
+    ] = 5.0,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
@@ -773,7 +793,7 @@ def serve_(
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
             max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
-            cors_origins=list(cors_origin or []), allowed_hosts=hosts,
+            cors_origins=list(cors_origin or []), allowed_hosts=hosts, shutdown_grace_s=shutdown_grace,
         )
         return start_app(planner, config)
 
@@ -783,7 +803,8 @@ def serve_(
     def announce(url: str) -> None:
         typer.echo(f"planweave: serving model `{model_id}` (planning with `{planning_model}`) at {url}", err=True)
 
-    run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce)
+    run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce,
+               shutdown_grace_s=shutdown_grace)
 
 
 @app.command("validate")

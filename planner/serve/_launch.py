@@ -9,6 +9,11 @@ hands every request to that app once it is built; a request that comes earlier a
 build without blocking the event loop. If the build fails (a broken run store, an unknown
 tool), the server stops and `run_server` raises that error, as if it had failed before serving.
 
+Shutting down (SIGINT or SIGTERM): uvicorn stops accepting connections, and `_Front` tells the
+built app (its `state.shutdown(grace_s)`, when it has one): the planner's app gives running
+runs a grace period, then records them `interrupted` (resumable) and ends each client's stream
+with an error event. uvicorn waits for that (`shutdown_grace_s` plus `SHUTDOWN_MARGIN_S`).
+
 This module imports nothing heavy (uvicorn only inside `run_server`), so the command line can
 start serving before it has imported the app. `planweave.planner.serve.app` re-exports the
 public names (`serve`, `bind`, `PortInUseError`).
@@ -20,10 +25,11 @@ import asyncio
 import errno
 import ipaddress
 import json
+import math
 import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from planweave.planner.errors import ConfigError
 
@@ -31,6 +37,12 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 T = TypeVar("T")
+
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
+"""How long running runs may go on after SIGINT or SIGTERM before they are interrupted."""
+SHUTDOWN_MARGIN_S = 10.0
+"""What uvicorn waits beyond the grace period: for interrupted runs to record themselves and for
+their streams to send the final error event."""
 
 LoadState = Literal["loading", "ready", "failed"]
 """loading: the work is still going; ready: it finished; failed: it raised (see `Background.error`)."""
@@ -112,8 +124,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _Front:
     """The ASGI app uvicorn serves: `/health` at once, everything else by the built app."""
 
-    def __init__(self, app: Background[ASGIApp]) -> None:
+    def __init__(self, app: Background[ASGIApp], *, shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
         self.app = app
+        self.shutdown_grace_s = shutdown_grace_s
+        self.server: Any = None
+        """The `uvicorn.Server` serving this (set by `run_server`): its `should_exit` says shutdown began."""
+        self._watch: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -139,10 +155,27 @@ class _Front:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.app.start()  # the build starts with the server, not at the first request
+                if self.server is not None:
+                    self._watch = asyncio.create_task(self._on_exit(self.server), name="planweave-shutdown-watch")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+    async def _on_exit(self, server: Any) -> None:
+        """Once shutdown begins, let the built app wind its runs down (`state.shutdown`).
+
+        uvicorn exposes the start of shutdown only as `should_exit` (set by its signal handler,
+        or by whoever stops it), which its own main loop polls too."""
+        while not server.should_exit:
+            await asyncio.sleep(0.05)
+        if self.app.state != "ready":
+            return
+        built = await self.app.result()
+        shutdown = getattr(getattr(built, "state", None), "shutdown", None)
+        if shutdown is not None:
+            await shutdown(self.shutdown_grace_s)
 
 
 async def _send_json(send: Send, status: int, body: object) -> None:
@@ -217,10 +250,12 @@ def run_server(
     api_key: str | None,
     log_level: str = "info",
     on_start: Callable[[str], object] | None = None,
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S,
 ) -> None:
     """Serve the app `build()` returns (built on a worker thread) until interrupted; see the module doc.
 
     `api_key` is the key the app will require (only checked here: a public `host` needs one).
+    `shutdown_grace_s`: how long running runs may go on after SIGINT or SIGTERM.
     """
     check_exposure(host, api_key)
     import uvicorn
@@ -239,9 +274,11 @@ def run_server(
                 server.should_exit = True  # uvicorn's main loop checks it; run_server then raises the error
 
         app: Background[ASGIApp] = Background(build, name="planweave-serve-startup", on_done=stop_if_failed)
-        server = uvicorn.Server(
+        front = _Front(app, shutdown_grace_s=shutdown_grace_s)
+        server = front.server = uvicorn.Server(
             uvicorn.Config(
-                _Front(app), host=host, port=bound_port, log_level=log_level, ws="none", timeout_graceful_shutdown=5
+                front, host=host, port=bound_port, log_level=log_level, ws="none",
+                timeout_graceful_shutdown=math.ceil(shutdown_grace_s + SHUTDOWN_MARGIN_S),
             )
         )
         try:

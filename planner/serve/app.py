@@ -59,7 +59,9 @@ from planweave.executor.store import RunStore, StoreError
 from planweave.planner.serve._guard import (
     ALLOWED_HOSTS_ENV, API_KEY_ENV, Guard, check_allowed_hosts, check_api_key, check_cors_origins,
 )
-from planweave.planner.serve._launch import Background, LoadState, PortInUseError, bind, run_server
+from planweave.planner.serve._launch import (
+    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_MARGIN_S, Background, LoadState, PortInUseError, bind, run_server,
+)
 from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
     final_text, planweave_fields,
@@ -128,6 +130,10 @@ class ServerConfig(BaseModel):
     @classmethod
     def _hosts_are_hosts(cls, hosts: list[str]) -> list[str]:
         return check_allowed_hosts(hosts)
+
+    shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    """On SIGINT or SIGTERM, how long running runs may go on before they are interrupted
+    (recorded `interrupted`, resumable; their clients get a final error event)."""
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -260,6 +266,17 @@ _MODEL_LIBRARIES = _ModelLibraries()
 """One per process, as imports are: every app in it shares the one load."""
 
 
+class _Interrupted(Exception):
+    """The server shut down while this run was going: it is recorded `interrupted` (resumable)."""
+
+    def __init__(self, run_id: str, grace_s: float) -> None:
+        super().__init__(
+            f"planweave shut down while run `{run_id}` was going (it had {grace_s:g}s to finish); the run is "
+            f"recorded as `interrupted`: resume it with `planweave resume {run_id}`, or send the request again."
+        )
+        self.run_id = run_id
+
+
 class _Runs:
     """The server's shared state: the planner, the settings, and how many runs are going."""
 
@@ -269,12 +286,35 @@ class _Runs:
         self.active = 0
         self.created = int(time.time())
         self.models = _MODEL_LIBRARIES
+        self.tasks: dict[str, asyncio.Task[PlannerResult]] = {}
+        self.stopping = False
+        """Shutdown began: no new runs."""
+        self.interrupted: set[str] = set()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop admitting runs; give those running `grace_s` to finish, then interrupt the rest.
+
+        An interrupted run is recorded `interrupted` (not `cancelled`: it can be resumed), and its
+        client's stream ends with an error event saying so (`drive` raises `_Interrupted`)."""
+        self.stopping = True
+        running = [t for t in self.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        for run_id, task in list(self.tasks.items()):
+            if not task.done():
+                self.interrupted.add(run_id)
+                task.cancel()
 
     def admit(self) -> _Slot:
         """Reserve a run slot now, before any response starts (streamed or not), or raise 429.
 
         The caller releases it when the run's response is over (`_Slot.release`, idempotent):
         counting only once a stream's generator starts would let any number of streams in."""
+        if self.stopping:
+            raise _APIError(
+                503, "planweave is shutting down and takes no new runs; send the request again in a moment.",
+                code="server_shutting_down", type_="server_error",
+            )
         limit = self.config.max_concurrent_runs
         if limit is not None and self.active >= limit:
             raise _APIError(
@@ -301,11 +341,18 @@ class _Runs:
             name=f"planweave-serve-{run_id}",
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))
+        self.tasks[run_id] = task
         try:
             while (event := await queue.get()) is not None:
                 yield event
+            if run_id in self.interrupted:
+                store = self.planner.store
+                if store is not None:  # recorded before the client hears of it
+                    await asyncio.to_thread(store.set_status, run_id, "interrupted", error="the server shut down")
+                raise _Interrupted(run_id, self.config.shutdown_grace_s)
             yield task.result()
         finally:
+            self.tasks.pop(run_id, None)
             if not task.done():
                 task.cancel()
                 with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
@@ -329,8 +376,10 @@ class _AdmittedStream(EventSourceResponse):
     """A streamed run's response: its slot is released when the response is over, however it ends
     (finished, client gone, or never started because the connection closed first)."""
 
-    def __init__(self, content: AsyncGenerator[str, None], slot: _Slot, headers: dict[str, str]) -> None:
-        super().__init__(content, headers=headers, sep="\n")
+    def __init__(
+        self, content: AsyncGenerator[str, None], slot: _Slot, headers: dict[str, str], *, grace_s: float
+    ) -> None:
+        super().__init__(content, headers=headers, sep="\n", shutdown_grace_period=grace_s)
         self.slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -394,6 +443,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="planweave", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
+    app.state.shutdown = runs.shutdown  # called by `serve` when SIGINT or SIGTERM arrives (`_launch._Front`)
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -435,7 +485,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             if body.stream:
                 usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
                 stream = _chat_stream(runs, goal, run_id, reply, base, usage_chunk)
-                response = _AdmittedStream(stream, slot, headers)
+                response = _AdmittedStream(stream, slot, headers, grace_s=_stream_grace(config))
                 held = None  # the response releases it now
                 return response
             result: PlannerResult | None = None
@@ -451,6 +501,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
                         async for _, final in events:
                             result = final
                     tg.cancel_scope.cancel()
+            except _Interrupted as exc:
+                return _APIError(503, str(exc), code="server_shutting_down", type_="server_error").response()
             except Exception as exc:  # answered here, so the connection stays usable for the client's next request
                 log.exception("chat run `%s` broke", run_id)
                 return _bug(exc).response()
@@ -472,7 +524,8 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             raise _APIError(400, "the goal is empty; say what you want done.", param="goal")
         slot = runs.admit()
         return _AdmittedStream(
-            _event_stream(runs, body.goal, slot.run_id, body.inputs), slot, {"X-Planweave-Run-Id": slot.run_id}
+            _event_stream(runs, body.goal, slot.run_id, body.inputs), slot, {"X-Planweave-Run-Id": slot.run_id},
+            grace_s=_stream_grace(config),
         )
 
     @app.get("/v1/runs")
@@ -509,6 +562,12 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     return app
 
 
+def _stream_grace(config: ServerConfig) -> float:
+    """How long sse_starlette lets a stream go on once shutdown begins (it cancels it after that):
+    the runs' grace period, and time for an interrupted run to record itself and say so."""
+    return config.shutdown_grace_s + SHUTDOWN_MARGIN_S
+
+
 def _check_model(model_id: str, config: ServerConfig, *, param: str | None) -> None:
     if model_id != config.model_id:
         raise _APIError(
@@ -542,6 +601,11 @@ async def _chat_stream(
                 if delta:
                     yield chunk(delta)
                 result = final or result
+    except _Interrupted as exc:  # the server shut down: a last chunk saying so, then the end
+        yield _json({"error": {"message": str(exc), "type": "server_error", "param": None,
+                               "code": "server_shutting_down"}})  # fmt: skip
+        yield "[DONE]"
+        return
     except Exception as exc:  # a bug, not a run's failure: tell the client in OpenAI's stream error shape
         log.exception("chat run `%s` broke", run_id)
         error = _bug(exc)
@@ -562,6 +626,8 @@ async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, A
             async for item in items:
                 if isinstance(item, RunEvent):
                     yield _json(item.to_dict())
+    except _Interrupted as exc:
+        yield _json({"kind": "error", "run_id": run_id, "message": str(exc), "status": "interrupted"})
     except Exception as exc:
         if not isinstance(exc, PlanweaveError):
             log.exception("run `%s` broke", run_id)
@@ -622,7 +688,9 @@ def serve(
     log_level: str = "info",
     on_start: Callable[[str], object] | None = None,
 ) -> None:
-    """Serve `planner` over HTTP until interrupted (Ctrl-C cancels the runs in progress).
+    """Serve `planner` over HTTP until interrupted. On SIGINT or SIGTERM it stops accepting
+    connections, gives running runs `config.shutdown_grace_s`, then records them `interrupted`
+    (resumable) and ends each client's stream with an error event.
 
     `on_start` is called with the API's base URL (`http://HOST:PORT/v1`) once the port is bound;
     `/health` answers from then on, while the app is built and the model libraries load.
@@ -633,7 +701,7 @@ def serve(
     config = config or ServerConfig()
     run_server(
         lambda: start_app(planner, config), host=host, port=port, api_key=config.api_key, log_level=log_level,
-        on_start=on_start,
+        on_start=on_start, shutdown_grace_s=config.shutdown_grace_s,
     )
 
 

@@ -19,11 +19,13 @@ The public names here are re-exported by `planweave.planner.tracing.subscriber`;
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,9 @@ log = logging.getLogger("planweave.tracing")
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 OTLP_PATH = "/api/public/otel/v1/traces"
+EXIT_TIMEOUT_S = 0.5
+"""How long the interpreter's exit waits for traces still being delivered (the run itself already
+waited `flush_timeout_s` for its trace): a Langfuse that hangs never holds up the exit longer."""
 TRACER_SCOPE = "planweave"
 """The instrumentation scope of planweave's spans (Langfuse's processor exports them by this name)."""
 
@@ -141,7 +146,9 @@ class TracePipeline:
 
         self.owned = owned
         """Made for one tracer (an injected exporter): shut down when that tracer closes."""
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "planweave"}))
+        # Not `shutdown_on_exit`: OpenTelemetry's exit hook waits for a hung export without a
+        # bound; planweave's own (`_at_exit`) waits `EXIT_TIMEOUT_S` at most.
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "planweave"}), shutdown_on_exit=False)
         if owned:  # one injected exporter for both processors (below)
             exporter = SharedExporter(exporter, users=2)
         self.provider.add_span_processor(ScopeFilter(TRACER_SCOPE, BatchSpanProcessor(exporter, schedule_delay_millis=1000)))
@@ -158,6 +165,8 @@ class TracePipeline:
             # An exporter of its own: the two processors each shut theirs down.
             span_exporter=exporter if owned else _new_exporter(config),
         )
+        if not owned:
+            _exit_hook_after(self.client)
 
     def flush(self) -> None:
         """Export everything started so far (blocks: callers bound the wait)."""
@@ -214,25 +223,45 @@ def pipeline_for(config: TracingConfig, span_exporter: SpanExporter | None = Non
 
 def shutdown(timeout_s: float = 2.0) -> bool:
     """Flush and shut down the clients `create_tracer` made, waiting `timeout_s` at most
-    (the SDK also does this at exit, without a bound). True when everything finished in time.
-    Tracing with the same public key is then over for this process: the SDK keeps one
-    pipeline per key, and it stays shut down."""
+    (the SDK also does this at exit, without a bound: shutting a client down cancels that).
+    True when everything finished in time; otherwise delivery goes on in daemon threads,
+    which do not hold up the interpreter's exit. Tracing with the same public key is then
+    over for this process: the SDK keeps one pipeline per key, and it stays shut down."""
     with _PIPELINES_LOCK:
         pipelines = list(_PIPELINES.values())
         _PIPELINES.clear()
-    done = threading.Event()
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    finished = []
+    for pipeline in pipelines:  # one thread each: a hung one does not keep the others waiting
+        done = threading.Event()
+        finished.append(done)
 
-    def work() -> None:
-        try:
-            for pipeline in pipelines:
+        def work(pipeline: TracePipeline = pipeline, done: threading.Event = done) -> None:
+            try:
                 pipeline.shutdown()
-        except Exception:
-            log.debug("Langfuse client shutdown failed", exc_info=True)
-        finally:
-            done.set()
+            except Exception:
+                log.debug("Langfuse client shutdown failed", exc_info=True)
+            finally:
+                done.set()
 
-    threading.Thread(target=work, name="planweave-trace-shutdown", daemon=True).start()
-    return done.wait(timeout_s)
+        threading.Thread(target=work, name="planweave-trace-shutdown", daemon=True).start()
+    return all(done.wait(max(0.0, deadline - time.monotonic())) for done in finished)
+
+
+def _at_exit() -> None:
+    """At the interpreter's exit: deliver what is left, for `EXIT_TIMEOUT_S` at most.
+
+    Runs before the Langfuse SDK's own exit hook (`_exit_hook_after`), whose unbounded flush
+    it replaces: shutting the client down (in `shutdown`'s thread) unregisters that hook."""
+    if not shutdown(EXIT_TIMEOUT_S):
+        log.debug("Langfuse tracing: delivery still pending at exit after %gs; not waiting longer", EXIT_TIMEOUT_S)
+
+
+def _exit_hook_after(client: Langfuse) -> None:
+    """(Re-)register `_at_exit` after `client` registered its own hook: exit hooks run last
+    registered first."""
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)
 
 
 _WARNED: set[str] = set()

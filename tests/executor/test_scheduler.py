@@ -682,3 +682,36 @@ def test_bad_limits_are_config_errors_that_say_the_fix() -> None:
     assert str(info.value) == "`max_concurrency` must be at least 1, not 0; pass None for no limit."
     with pytest.raises(ConfigError, match=r"`tool_limits\['http_get'\]` must be at least 1, not 0; leave the tool out"):
         Executor(tool_limits={"http_get": 0})
+
+
+async def test_idempotency_key_is_stable_across_retries_and_distinct_per_step_and_item() -> None:
+    seen: list[tuple[str, int, Any, str]] = []
+
+    @tool
+    def effect(ctx: ToolContext, value: Any = None) -> Any:
+        """Fails its first attempt, to be retried."""
+        seen.append((ctx.step_id, ctx.attempt, ctx.item, ctx.idempotency_key))
+        if ctx.attempt == 1:
+            raise TimeoutError("try again")
+        return value
+
+    retry = {"max_attempts": 2, "initial_delay_s": 0, "jitter": 0}
+    result = await Executor([effect]).run(
+        [
+            Step(id="one", tool="effect", args={"value": 1}, retry=retry),
+            Step(id="two", tool="effect", args={"value": 2}, retry=retry),
+            Step(id="each", tool="effect", args={"value": "${item}"}, for_each="${inputs.xs}", retry=retry),
+        ],
+        inputs={"xs": ["p", "q"]},
+        run_id="run-1",
+    )
+    assert result.status == "succeeded"
+    keys: dict[tuple[str, Any], set[str]] = {}
+    for step_id, _attempt, item, key in seen:
+        keys.setdefault((step_id, item), set()).add(key)
+    # One key per step and item, the same on its retry; all different from each other.
+    assert sorted(keys) == [("each", "p"), ("each", "q"), ("one", None), ("two", None)]
+    assert all(len(k) == 1 for k in keys.values()) and len(set.union(*keys.values())) == 4
+    # Another run of the same steps gets other keys; the same run id (a resume) the same ones.
+    assert ToolContext(run_id="run-1", step_id="one").idempotency_key in keys[("one", None)]
+    assert ToolContext(run_id="run-2", step_id="one").idempotency_key not in keys[("one", None)]

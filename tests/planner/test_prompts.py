@@ -15,7 +15,7 @@ HISTORY = [{"id": "a", "tool": "calculator", "status": "succeeded", "text": "391
 
 
 def test_every_bundled_template_has_a_rendering_test() -> None:
-    assert PromptLibrary().names() == ["join", "llm_tool", "plan", "repair"]
+    assert PromptLibrary().names() == ["join", "llm_tool", "plan", "plan_finish", "repair"]
 
 
 def test_plan_template() -> None:
@@ -29,6 +29,14 @@ def test_plan_template() -> None:
     assert "- `a` (calculator, succeeded): 391" in again and "## Why you are planning again\n`a` failed" in again
     assert p.version == "3"
     assert p.hash == hashlib.sha256((PACKAGE_DIR / "plan.j2").read_bytes()).hexdigest()[:12]
+
+
+def test_plan_finish_template() -> None:
+    p = PromptLibrary().get("plan_finish")
+    text = p.render(steps=[{"id": "a", "tool": "calculator", "args": '{"expression": "17 * 23"}'}])
+    assert '- `a` (calculator): {"expression": "17 * 23"}' in text
+    assert "cut off" in text and "Write only the remaining steps" in text and "do not repeat these" in text
+    assert p.version == "1"
 
 
 def test_join_template() -> None:

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,18 @@ def calls(log: Path) -> Counter[str]:
     return Counter(log.read_text().split()) if log.exists() else Counter()
 
 
+def recorded_kinds(home: Path) -> list[str]:
+    """The kinds of the events the (only) run in `home` has recorded so far."""
+    import planweave.planner.events  # noqa: F401  (registers the planner's event kinds)
+
+    store = open_store(home)
+    try:
+        runs = store.list_runs()
+        return [e["kind"] for e in store.events(runs[0].id)] if runs else []
+    finally:
+        store.close()
+
+
 def recorded_successes(home: Path) -> set[str]:
     """The steps the (only) run in `home` has recorded as succeeded so far."""
     store = open_store(home)
@@ -121,6 +134,9 @@ def test_planner_run_killed_with_sigkill_resumes_without_rerunning_steps(
                        "the child called `fetch` twice and `hang` once", timeout_s=60)
             wait_until(lambda: recorded_successes(Path(env["PLANWEAVE_HOME"])) == {"a", "b"},
                        "the store recorded `a` and `b` as succeeded", timeout_s=60)
+            # The plan round finished (else the resumed run finishes planning first: tested below).
+            wait_until(lambda: "plan_updated" in recorded_kinds(Path(env["PLANWEAVE_HOME"])),
+                       "the store recorded the finished plan round", timeout_s=60)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
@@ -213,3 +229,141 @@ async def test_resume_refuses_finished_and_unknown_runs(tmp_path: Path) -> None:
         await p.resume(result.run_id)
     with pytest.raises(StoreError, match="no run `zzz`"):
         await p.resume("zzz")
+
+
+ELEVEN = [f"s{i}" for i in range(1, 11)]
+
+
+def long_plan() -> dict[str, object]:
+    """Ten fetches and a combine of all of them: eleven steps."""
+    steps: list[list[object]] = [[sid, "fetch", {"name": sid}] for sid in ELEVEN]
+    steps.append(["all", "combine", {"parts": [f"${{{sid}}}" for sid in ELEVEN]}])
+    return {"steps": steps, "rationale": "fetch ten, then combine"}
+
+
+def test_a_plan_cut_off_mid_stream_is_finished_by_the_planner_not_joined(
+    setup: tuple[Path, Path, dict[str, str]], children: ChildProcesses
+) -> None:
+    """Killed after 3 of 11 steps streamed: the resumed run asks the model to finish the plan
+    (showing the 3 steps and their results), runs the rest, and only then joins."""
+    tools_py, log, env = setup
+    home = Path(env["PLANWEAVE_HOME"])
+    plan = long_plan()
+    expected = " + ".join(sid.upper() for sid in ELEVEN)
+    with FakeModelServer() as server:
+        server.enqueue(Reply.json_obj(plan).with_pause_after_json(("steps", 2), 120))
+        cmd = [sys.executable, "-m", "planweave", "run", "fetch ten things and combine them", "--max-llm-calls", "3",
+               "--allow-failed-steps",
+               "--model", "openai/fake", "--api-base", server.base_url, "--tools", str(tools_py), "--json"]
+        proc = children.spawn(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: recorded_successes(home) == {"s1", "s2", "s3"},
+                       "the store recorded the first three streamed steps as succeeded", timeout_s=60)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        kinds = recorded_kinds(home)
+        assert "plan_updated" not in kinds and kinds.count("llm_call_started") == 1
+        killed = open_store(home)
+        assert killed.summary(recorded_run_id(home)).llm_calls == 1  # the cut-off plan call, counted at its start
+        killed.close()
+
+        def finish_planning(request: Any) -> Reply:
+            if request.last_user_text.startswith("Decide"):
+                return finish_reply(f"combined: {expected}")
+            rest = [s for s in plan["steps"] if f"`{s[0]}`" not in request.last_user_text]  # type: ignore[attr-defined]
+            return Reply.json_obj({"steps": rest, "rationale": "the rest"})
+
+        server.handler = finish_planning
+        resumed = subprocess.run(
+            [sys.executable, "-m", "planweave", "resume", "--json", recorded_run_id(home)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        result = json.loads(resumed.stdout)
+        finish_request = server.chat_requests[1]
+
+    assert result["status"] == "succeeded", result
+    assert result["answer"] == f"combined: {expected}"
+    assert set(result["steps"]) == {*ELEVEN, "all"} and result["steps"]["all"]["output"] == expected
+    # The finishing call showed the planned steps, with the results of those that had finished.
+    ask = finish_request.last_user_text
+    assert all(f"`{sid}`" in ask for sid in ("s1", "s2", "s3")) and "`s4`" not in ask
+    assert "S1" in json.dumps(finish_request.messages)
+    n = calls(log)
+    assert all(n[f"fetch:{sid}"] == 1 for sid in ELEVEN) and n["combine"] == 1
+    store = open_store(home)
+    summary = store.summary(result["run_id"])
+    # 3 calls: the plan call cut off by the kill (recorded at its start), the finishing one, the join.
+    assert summary.status == "succeeded" and summary.llm_calls == 3
+    events = store.events(summary.id)
+    cut = [e for e in events if e["kind"] == "llm_called" and (e.get("error") or "").startswith("cut off")]
+    assert len(cut) == 1 and cut[0]["purpose"] == "plan"
+    assert [e["round"] for e in events if e["kind"] == "plan_updated"] == [1]
+    assert result["usage"]["llm_calls"] == 3
+    # Resume restored the run's budget and flags (the resumed process records what it used).
+    assert summary.meta["budget"]["max_llm_calls"] == 3 and summary.meta["allow_failed_steps"] is True
+
+
+def recorded_run_id(home: Path) -> str:
+    store = open_store(home)
+    try:
+        [summary] = store.list_runs()
+        return summary.id
+    finally:
+        store.close()
+
+
+async def test_python_resume_restores_the_recorded_model_and_budget_and_needs_the_run_tools(tmp_path: Path) -> None:
+    import asyncio
+
+    from planweave.executor.store import open_store as open_
+    from planweave.planner import Budget, ConfigError
+    from planweave.planner.testing import await_until
+    from planweave.tools import tool
+
+    started = asyncio.Event()
+
+    @tool(name="wait")
+    async def wait_forever(name: str) -> str:
+        """Never ends (the run is stopped while it waits)."""
+        started.set()
+        await asyncio.Event().wait()
+        return name
+
+    @tool(name="wait")
+    async def wait_not(name: str) -> str:
+        """Ends at once."""
+        return name.upper()
+
+    store = open_(tmp_path / "runs.db")
+    with FakeModelServer() as server:
+        server.enqueue(Reply.json_obj({"steps": [["w", "wait", {"name": "x"}]], "rationale": "wait"}))
+        first = Planner(model="openai/fake", api_base=server.base_url, api_key="sk-fake", tools=[wait_forever],
+                        store=store, budget=Budget(max_llm_calls=2))  # fmt: skip
+        planned = asyncio.Event()
+        task = asyncio.create_task(
+            first.run("wait for x", run_id="r1", subscribers=[lambda e: e.kind == "plan_updated" and planned.set()])
+        )
+        await await_until(lambda: started.is_set() and planned.is_set(), "the round is planned and its step started",
+                          timeout_s=30)  # fmt: skip
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store.set_status("r1", "interrupted", error="stopped by the test")  # as Ctrl-C on the command line does
+
+        with pytest.raises(ConfigError, match="used the tools `wait`, which this planner does not have"):
+            await Planner(tools=[], store=store).resume("r1")
+
+        # No model, API base or budget given: the run's own (the join goes to the fake server).
+        server.enqueue(finish_reply("X"))
+        result = await Planner(tools=[wait_not], store=store, api_key="sk-fake").resume("r1")
+        assert result.status == "succeeded", result.error
+        assert result.answer == "X" and len(server.chat_requests) == 2
+        assert result.usage.llm_calls == 2  # the first run's plan call counts
+
+        # Its budget of 2 LLM calls holds across the resume: a second resume has none left.
+        store.set_status("r1", "interrupted", error="again, for the test")
+        again = await Planner(tools=[wait_not], store=store, api_key="sk-fake").resume("r1")
+        assert again.status == "budget_exceeded" and again.budget == "max_llm_calls"
+        assert len(server.chat_requests) == 2

@@ -26,7 +26,7 @@ from planweave.executor.graph import CompiledStep, PlanGraph
 from planweave.executor.plan import Plan, Step
 from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus, describe_failed_steps
 from planweave.tools.errors import RuntimeFailure
-from planweave.tools.safe_eval import evaluate
+from planweave.tools.safe_eval import INLINE_WORK, WorkLimitExceeded, evaluate, evaluate_async
 
 if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
@@ -297,13 +297,18 @@ class Run(StepAttempts):
                 join.members.append(node)
         self._drain()
 
-    def _ready(self, node: Node) -> None:
+    def _ready(self, node: Node, *, condition_checked: bool = False) -> None:
         c = node.c
-        if c.condition is not None:
+        if c.condition is not None and not condition_checked:
             expr, refs = c.condition
             try:
                 names = {f"_r{i}": self._lookup(r, None) for i, r in enumerate(refs)}
-                ok = bool(evaluate(expr, names))
+                ok = bool(evaluate(expr, names, work_limit=INLINE_WORK))
+            except WorkLimitExceeded:
+                # Too heavy for the event loop: decide in a worker thread, the step waits meanwhile.
+                assert self._tg is not None
+                self._tg.create_task(self._ready_heavy(node, expr, names), name=f"planweave-when-{c.step.id}")
+                return
             except Exception as exc:
                 self._fail(node, exc)
                 return
@@ -324,6 +329,21 @@ class Run(StepAttempts):
             self._start(node)
         else:
             self._queued.append(node)
+
+    async def _ready_heavy(self, node: Node, expr: str, names: dict[str, Any]) -> None:
+        try:
+            ok = bool(await evaluate_async(expr, names))
+        except Exception as exc:
+            if node.status == "pending":
+                self._fail(node, exc)
+            return
+        if node.status != "pending":  # the run ended meanwhile
+            return
+        if ok:
+            self._ready(node, condition_checked=True)
+        else:
+            self._skip(node, f"condition `{node.c.step.when}` is false")
+        self._drain()
 
     def _start(self, node: Node) -> None:
         assert self._tg is not None

@@ -26,6 +26,8 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   ├── ToolRefusedError        the tool refused on policy, e.g. a private address (permanent)
         │   ├── ToolOutputError         the tool returned something not JSON-serialisable (permanent)
         │   ├── SafeEvalError           an expression is outside the safe subset or fails (tools; permanent)
+        │   │   ├── SizeLimitExceeded   a value an expression would build is too large
+        │   │   └── WorkLimitExceeded   an expression needs more work or time than its budget
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
         │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
         ├── PathError                   a field path does not exist in a value (executor)

@@ -77,6 +77,7 @@ __all__ = [
     "MAX_SECONDS",
     "MAX_WORK",
     "SafeEvalError",
+    "SizeLimitExceeded",
     "WorkLimitExceeded",
     "check",
     "evaluate",
@@ -110,6 +111,10 @@ class SafeEvalError(ToolError):
     def __init__(self, message: str, *, expression: str, tool: str | None = None) -> None:
         super().__init__(message, tool=tool)
         self.expression = expression
+
+
+class SizeLimitExceeded(SafeEvalError):
+    """A value the expression would build is larger than `MAX_INT_BITS` or `MAX_ITEMS`."""
 
 
 class WorkLimitExceeded(SafeEvalError):
@@ -303,17 +308,61 @@ def check(expression: str, names: Iterable[str] | None = None) -> None:
     Raises:
         SafeEvalError: for a syntax error or a construct outside the subset,
             anywhere in the expression (also in branches that would not run), or
-            for an unknown name; the same messages `evaluate` would give.
+            for an unknown name; the same messages `evaluate` would give. Parts
+            that use no names are evaluated (on a small work budget), so
+            `x > 9**9**9` fails here as it would when run.
     """
     source = expression.strip()
     tree = _parse(source)
-    if names is None:
+    known = set(names) if names is not None else None
+    _check_constants(source, frozenset(known) if known is not None else None)
+    if known is None:
         return
-    checker = _Evaluator(source, dict.fromkeys(names))
+    checker = _Evaluator(source, dict.fromkeys(known))
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and id(node) not in called:
             checker.name(node)  # returns for a known name, raises the unknown-name message otherwise
+
+
+@functools.lru_cache(maxsize=512)
+def _check_constants(source: str, names: frozenset[str] | None) -> None:
+    """Evaluate each largest part of the expression that uses no names: it fails the same way every time."""
+    tree = _parse(source)
+    order: list[ast.AST] = [tree]
+    for node in order:  # breadth first: parents before children
+        order.extend(ast.iter_child_nodes(node))
+    variable: set[int] = set()  # ids of nodes that use a name, or hold one that does
+    called = {id(node.func) for node in order if isinstance(node, ast.Call)}
+    for node in reversed(order):
+        if isinstance(node, ast.Name) and id(node) not in called:
+            if node.id not in _CONSTANTS or (names is not None and node.id in names) or names is None:
+                variable.add(id(node))
+        elif any(id(child) in variable for child in ast.iter_child_nodes(node)):
+            variable.add(id(node))
+    evaluator = _Evaluator(source, {}, INLINE_WORK)
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in variable or type(node) not in _HANDLERS:
+            stack.extend(ast.iter_child_nodes(node))
+            continue
+        if isinstance(node, (ast.Constant, ast.Name)):
+            continue
+        try:
+            evaluator.eval(node)  # a largest part without names: its parent uses one, or it is the whole
+        except SafeEvalError as exc:
+            if not isinstance(exc, (SizeLimitExceeded, WorkLimitExceeded)):
+                continue  # e.g. division by zero: a run-time matter, the branch may never run
+            if isinstance(exc, SizeLimitExceeded):
+                raise
+            raise SafeEvalError(
+                f"`{evaluator.seg(node)}` is too much work for an expression (more than "
+                f"{INLINE_WORK:,} units); use smaller values.",
+                expression=source,
+            ) from None
+        except RecursionError:
+            pass  # `evaluate` reports deep nesting itself
 
 
 @functools.lru_cache(maxsize=512)
@@ -424,6 +473,9 @@ class _Evaluator:
     def fail(self, message: str) -> NoReturn:
         raise SafeEvalError(message, expression=self.source)
 
+    def too_large(self, message: str) -> NoReturn:
+        raise SizeLimitExceeded(message, expression=self.source)
+
     def seg(self, node: ast.AST) -> str:
         text = ast.get_source_segment(self.source, node) or ast.unparse(node)
         return _clip(" ".join(text.split()))
@@ -511,7 +563,7 @@ class _Evaluator:
         kind = type(value)
         if kind is int:
             if value.bit_length() > MAX_INT_BITS:
-                self.fail(
+                self.too_large(
                     f"the result of `{self.seg(node)}` has {value.bit_length():,} bits; "
                     f"integers are limited to {MAX_INT_BITS:,} bits (about "
                     f"{int(MAX_INT_BITS * math.log10(2)):,} digits)."
@@ -519,7 +571,7 @@ class _Evaluator:
         elif kind is str or kind is list or kind is tuple:
             size = self.size(value)
             if size > MAX_ITEMS:
-                self.fail(f"`{self.seg(node)}` built {_sized(value, size)}; the limit is {MAX_ITEMS:,}.")
+                self.too_large(f"`{self.seg(node)}` built {_sized(value, size)}; the limit is {MAX_ITEMS:,}.")
         return value
 
     # -- validation (structure only, before any value exists) -------------------
@@ -656,20 +708,20 @@ class _Evaluator:
             self.charge((lbits + rbits) // 16)
         if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:
             if right.bit_length() > 64:
-                self.fail(
+                self.too_large(
                     f"the result of `{self.seg(node)}` would be astronomically large; "
                     f"integers are limited to {MAX_INT_BITS:,} bits."
                 )
             bits = right * math.log2(abs(left))
             if bits > MAX_INT_BITS:
                 digits = right * math.log10(abs(left))
-                self.fail(
+                self.too_large(
                     f"the result of `{self.seg(node)}` would have about {digits:,.0f} digits; "
                     f"the limit is about {int(MAX_INT_BITS * math.log10(2)):,} digits."
                 )
             self.charge(int(bits) // 16)
         elif isinstance(op, ast.Mult) and lbits + rbits > MAX_INT_BITS:
-            self.fail(f"the result of `{self.seg(node)}` would exceed {MAX_INT_BITS:,} bits.")
+            self.too_large(f"the result of `{self.seg(node)}` would exceed {MAX_INT_BITS:,} bits.")
 
     def check_size(self, node: ast.BinOp, left: Any, right: Any) -> int | None:
         """Refuse operations on strings and containers whose result would be huge, before
@@ -681,18 +733,18 @@ class _Evaluator:
             if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
                 size = self.size(sequence) * max(count, 0)
                 if size > MAX_ITEMS:
-                    self.fail(f"`{self.seg(node)}` would build {_sized(sequence, size)}; the limit is {MAX_ITEMS:,}.")
+                    self.too_large(f"`{self.seg(node)}` would build {_sized(sequence, size)}; the limit is {MAX_ITEMS:,}.")
                 self.charge(len(sequence) * max(count, 0) // (8 if isinstance(sequence, str) else 1) + 1)
                 return size
         elif isinstance(op, ast.Add) and isinstance(left, (str, list, tuple)) and type(left) is type(right):
             size = self.size(left) + self.size(right)
             if size > MAX_ITEMS:
-                self.fail(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
+                self.too_large(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
             self.charge((len(left) + len(right)) // (8 if isinstance(left, str) else 1) + 1)
             return size
         elif isinstance(op, ast.Mod) and isinstance(left, str):
             # printf-style formatting can pad to any width (`'%099999999d' % 1`).
-            self.fail(
+            self.too_large(
                 f"string formatting with `%` is not supported (in `{self.seg(node)}`); "
                 "join strings with `+` and `str(...)`."
             )
@@ -845,7 +897,7 @@ class _Evaluator:
             # int -> str is quadratic in the digits: check before building it.
             size = self.size(args[0])
             if size > MAX_ITEMS:
-                self.fail(f"`{self.seg(node)}` would build a `str` of more than {MAX_ITEMS:,} characters.")
+                self.too_large(f"`{self.seg(node)}` would build a `str` of more than {MAX_ITEMS:,} characters.")
             self.charge(size * 4)
         try:
             return self.bounded(node, _FUNCTIONS[node.func.id](*args))

@@ -292,5 +292,5 @@ def test_public_names() -> None:
 
     assert sorted(safe_eval.__all__) == [
         'INLINE_WORK', 'MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'MAX_SECONDS', 'MAX_WORK',
-        'SafeEvalError', 'WorkLimitExceeded', 'check', 'evaluate', 'evaluate_async',
+        'SafeEvalError', 'SizeLimitExceeded', 'WorkLimitExceeded', 'check', 'evaluate', 'evaluate_async',
     ]

@@ -382,6 +382,7 @@ class PlannerRun:
         except ModelStreamError as exc:
             problem = str(exc)
         self._check_usage()
+        problem = problem or "; ".join(answer.problems)
         full = answer.text
         decision: JoinDecision | None = None
         if not problem:
@@ -446,10 +447,11 @@ class PlannerRun:
                         for item in stream.feed(piece):
                             problems += self._offer(item, accepted, buffered)
                     else:
-                        stream.text += piece
+                        stream.keep(piece)
             except ModelStreamError as exc:
                 problems.append(str(exc))
             self._check_usage()
+            problems += stream.problems  # limits the reply broke (size, depth, steps)
             full = stream.text
             update: PlanUpdate | None = None
             try:

@@ -89,6 +89,8 @@ class _Scanner:
         self.problems: list[str] = []
         """What was wrong with the reply, as sentences for the model (empty when nothing was)."""
         self.truncated = False
+        self.work = 0
+        """Characters scanned plus characters decoded so far: linear in the reply's length."""
 
     @property
     def text(self) -> str:
@@ -116,6 +118,7 @@ class _Scanner:
 
     def _scan(self, chunk: str) -> None:
         i, n = 0, len(chunk)
+        self.work += n
         if not self._started:
             i = chunk.find("{")
             if i < 0:
@@ -180,6 +183,7 @@ class _Scanner:
         if self._key_parts is not None:
             raw = "".join(self._key_parts) + chunk[self._key_from : at]
             self._key_parts = None
+            self.work += len(raw)
             self._last_key = _decode(raw)
 
     def _opened(self, chunk: str, at: int, bracket: str) -> None:
@@ -277,6 +281,7 @@ class StepStream(_Scanner):
             self._in_steps = False
 
     def _finish_item(self, text: str) -> None:
+        self.work += len(text)
         try:
             item = from_json(text, allow_inf_nan=False)
         except ValueError:
@@ -348,6 +353,7 @@ class FieldStream(_Scanner):
     def _take(self, raw: str, *, final: bool) -> None:
         if self._value == self._gate:
             self._gate_parts.append(raw)
+            self.work += len(raw)
             if final:
                 self._gate_open = _decode("".join(self._gate_parts)) == self._gate_value
                 self._gate_parts = []
@@ -355,6 +361,7 @@ class FieldStream(_Scanner):
         if self._broken:
             return
         raw = self._pending + raw
+        self.work += 2 * len(raw)  # matched, then decoded
         if final:
             ready, self._pending = raw, ""
         else:

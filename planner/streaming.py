@@ -193,10 +193,15 @@ class _Scanner:
         pass
 
 
+_DECODER: Final = json.JSONDecoder(strict=False)
+
+
 def _decode(raw: str) -> str | None:
     """A JSON string body, decoded; None when it is not valid."""
+    if "\\" not in raw:
+        return raw  # nothing escaped (and no `"`: the scanner ended the body at the first one)
     try:
-        value = json.loads(f'"{raw}"', strict=False)
+        value = _DECODER.decode(f'"{raw}"')
     except ValueError:
         return None
     return value if isinstance(value, str) else None

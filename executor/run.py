@@ -87,6 +87,8 @@ class Run(StepAttempts):
         self.outputs: Mapping[str, Any] = types.MappingProxyType(self._outputs)
         """Outputs of the steps that have succeeded so far (read-only, live)."""
         self._restore: dict[str, Any] = dict(completed or {})
+        self._item_steps = 0
+        """`for_each` items beyond one per step, counted against `max_steps` (see `steps_used`)."""
         self._unfinished = 0
         self._closed = False
         self._finished = False
@@ -246,14 +248,19 @@ class Run(StepAttempts):
 
     # --- scheduling ------------------------------------------------------------------------------
 
+    @property
+    def steps_used(self) -> int:
+        """Steps counted against `max_steps`: every step, plus each `for_each` item after the first."""
+        return len(self.graph) + self._item_steps
+
     def _check_max_steps(self, n: int) -> None:
-        if self.max_steps is not None and len(self.graph) + n > self.max_steps:
+        if self.max_steps is not None and self.steps_used + n > self.max_steps:
             raise PlanError(
                 [
                     PlanProblem(
                         None,
                         f"the run allows at most {self.max_steps} steps and would have "
-                        f"{len(self.graph) + n}; plan fewer steps or raise `max_steps`.",
+                        f"{self.steps_used + n}; plan fewer steps or raise `max_steps`.",
                     )
                 ]
             )

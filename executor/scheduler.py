@@ -37,7 +37,10 @@ from planweave.tools.errors import ConfigError
 if TYPE_CHECKING:
     from planweave.executor.workflow import Workflow
 
-__all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
+__all__ = ["DEFAULT_MAX_ITEMS_PER_STEP", "Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
+
+DEFAULT_MAX_ITEMS_PER_STEP = 1_000
+"""Most items one `for_each` step runs unless `Executor(max_items_per_step=...)` says otherwise."""
 
 
 class Executor:
@@ -62,8 +65,13 @@ class Executor:
         backend: Backend | None = None,
         failure_handler: FailureHandler | None = None,
         seed: int | None = None,
+        max_items_per_step: int = DEFAULT_MAX_ITEMS_PER_STEP,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        if max_items_per_step < 1:
+            raise ConfigError(f"`max_items_per_step` must be at least 1, not {max_items_per_step}.")
+        self.max_items_per_step = max_items_per_step
+        """Most items one `for_each` step may run (each also counts against the run's `max_steps`)."""
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError(f"`max_concurrency` must be at least 1, not {max_concurrency}; pass None for no limit.")
         for name, limit in (tool_limits or {}).items():

@@ -134,7 +134,12 @@ class PlannerRun:
         self.replans = 0
         self.budget_hit: BudgetExceededError | None = None
         registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
-        self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
+        self.executor = Executor(
+            registry,
+            max_concurrency=planner.max_concurrency,
+            tool_limits=planner.tool_limits,
+            max_items_per_step=self.budget.max_items_per_step,
+        )
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,
@@ -142,6 +147,7 @@ class PlannerRun:
             run_id=run_id,
             subscribers=[self.tracker, *subscribers],
             replans_handled=True,
+            max_steps=self.budget.max_steps,  # `for_each` items count against it as they start
         )
         self.prompt_refs: dict[str, dict[str, str]] = {}
 
@@ -523,7 +529,7 @@ class PlannerRun:
         return {n for n in needs if n not in self.run.graph and n not in RESERVED_ROOTS and n != step.id}
 
     def _submit(self, step: Step, accepted: list[str]) -> list[str]:
-        check_steps(self.budget, len(self.run.graph))
+        check_steps(self.budget, self.run.steps_used)
         self.tracker.track(step.id)  # before adding: a step can end (skipped) during `add_steps`
         try:
             self.run.add_steps([step])

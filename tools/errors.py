@@ -29,7 +29,8 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   │   ├── SizeLimitExceeded   a value an expression would build is too large
         │   │   └── WorkLimitExceeded   an expression needs more work or time than its budget
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
-        │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
+        │   ├── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
+        │   └── ForEachLimitError       a `for_each` has more items than its cap or the step budget (executor)
         ├── PathError                   a field path does not exist in a value (executor)
         ├── RunClosedError              steps were added to a closed or finished run (executor)
         ├── RunFailedError              a run ended failed; carries the result (executor)

@@ -213,6 +213,8 @@ def _run_workflow(
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
+    trusted_modules: list[str] | None = None,
+    trust_all_handlers: bool = False,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
     import asyncio
@@ -221,7 +223,7 @@ def _run_workflow(
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
     validate_plan(workflow, tools)
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
@@ -293,6 +295,23 @@ def _tool_meta(
     }
 
 
+TrustModuleOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trust-module",
+        help="A module (and its submodules) the workflow file may take Python handlers from, besides the "
+        "modules beside the file and planweave's tools. Repeatable.",
+    ),
+]
+TrustAllHandlersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-all-handlers",
+        help="Let the workflow file import handlers from any module (importing a module runs its code).",
+    ),
+]
+
+
 @app.command("exec")
 def exec_(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan: .yaml, .yml, .json or .py.")],
@@ -311,6 +330,8 @@ def exec_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    trust_module: TrustModuleOpt = None,
+    trust_all_handlers: TrustAllHandlersOpt = False,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     selected = _tools(
@@ -318,7 +339,10 @@ def exec_(
         llm=_llm_tool(model, api_base),
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
-    workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    workflow, result = _run_workflow(
+        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record,
+        trusted_modules=trust_module, trust_all_handlers=trust_all_handlers,
+    )
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
@@ -684,12 +708,14 @@ def serve_(
 def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],
     tools: ToolsOpt = None,
+    trust_module: TrustModuleOpt = None,
+    trust_all_handlers: TrustAllHandlersOpt = False,
 ) -> None:
     """Check a workflow or plan file against the tools (`exec`'s) without running it."""
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, trusted_modules=trust_module or (), trust_all_handlers=trust_all_handlers)
     validate_plan(
         workflow,
         _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,

@@ -414,7 +414,9 @@ def _finish_planner_run(
     else:
         if quiet:
             if result.answer:
-                typer.echo(result.answer)
+                from planweave.planner.cli.terminal import clean
+
+                typer.echo(clean(result.answer))
         else:
             view.print_answer(result.answer or "")
             console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)

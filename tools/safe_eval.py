@@ -440,6 +440,7 @@ _NUMBERS: Final = frozenset({int, float, bool})
 _LEAVES: Final = frozenset({float, bool, type(None)})
 _INTS: Final = frozenset({int, bool})
 _STRS: Final = frozenset({str})
+_TWO_STRS: Final = (str, str)
 _CONSTANT_TIME: Final = frozenset({"len", "bool"})
 """Functions whose cost does not depend on their argument's size."""
 _WALK_COST: Final = 8
@@ -774,10 +775,11 @@ class _Evaluator:
         for op, right_node in zip(node.ops, node.comparators):
             symbol, func = _COMPARE[type(op)]
             right = self.eval(right_node)
-            if type(left) is str and type(right) is str:
+            kinds = (type(left), type(right))
+            if kinds == _TWO_STRS:
                 if len(left) + len(right) > 4096:  # short strings cost less than counting them would
                     self.charge((len(left) + len(right)) >> 3)
-            elif type(left) not in _NUMBERS or type(right) not in _NUMBERS:
+            elif kinds[0] not in _NUMBERS or kinds[1] not in _NUMBERS:
                 self.charge(self.cost(left) + self.cost(right))
             try:
                 result = func(left, right)
@@ -836,7 +838,8 @@ class _Evaluator:
         if isinstance(node.slice, ast.Slice):
             return self.slice(node, container, node.slice)
         key = self.eval(node.slice)
-        self.charge_keys((key,))
+        if type(key) is tuple or (type(key) is str and len(key) > 4096):  # hashing it touches all of it
+            self.charge(self.cost(key))
         if isinstance(container, Mapping):
             try:
                 return container[key]

@@ -5,7 +5,6 @@ prints every answer, rationale, step output and error through it, in a real pseu
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import subprocess
@@ -13,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from planweave.planner.cli.app import app
 from planweave.planner.cli.terminal import clean
 from planweave.planner.testing import FakeModelServer, Reply
 
@@ -103,22 +104,16 @@ def test_the_live_view_in_a_terminal_prints_no_hostile_sequence(tmp_path: Path) 
     assert "\rEVIL" not in out
 
 
-def test_piped_output_and_show_carry_no_escape_at_all(tmp_path: Path) -> None:
+def test_piped_output_and_show_carry_no_escape_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeModelServer() as server:
-        server.enqueue(*_replies())
-        proc = subprocess.run(
-            [*_run_args(server), "--json"], capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=120
-        )
-        run_id = json.loads(proc.stdout)["run_id"]
         server.enqueue(*_replies())
         piped = subprocess.run(_run_args(server), capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=120)
     assert piped.returncode == 0, piped.stderr
     assert "It is 42." in piped.stdout
-    shown = subprocess.run(
-        [sys.executable, "-m", "planweave", "show", run_id], capture_output=True, text=True, cwd=ROOT,
-        env=_env(tmp_path), timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert "It is 42." in shown.stdout
-    for text in (piped.stdout, piped.stderr, shown.stdout, shown.stderr):
+    run_id = piped.stdout.strip().splitlines()[-1].rpartition("| run ")[2].split()[0]
+    monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path / "home"))
+    shown = CliRunner().invoke(app, ["show", run_id])  # in this process: `show` reads the same store
+    assert shown.exit_code == 0, shown.output
+    assert "It is 42." in shown.output and "plan " in shown.output
+    for text in (piped.stdout, piped.stderr, shown.output):
         assert "\x1b" not in text and "\x9b" not in text and "\r" not in text

@@ -900,12 +900,16 @@ class _Evaluator:
     def call(self, node: ast.Call) -> Any:
         assert isinstance(node.func, ast.Name)  # `validate` allows calls to listed functions only
         args = [self.eval(arg) for arg in node.args]
-        for arg in args if node.func.id not in _CONSTANT_TIME else ():
-            if type(arg) not in _NUMBERS:
-                self.charge(self.cost(arg))
-            elif type(arg) is int and arg.bit_length() > 64:
-                self.charge(arg.bit_length() // 16)
-        if node.func.id == "str" and len(args) == 1 and type(args[0]) not in (str, float, bool):
+        name = node.func.id
+        if name not in _CONSTANT_TIME:
+            for arg in args:
+                kind = type(arg)
+                if kind is int:
+                    if arg.bit_length() > 64:
+                        self.charge(arg.bit_length() // 16)
+                elif kind is not float and kind is not bool:
+                    self.charge(self.cost(arg))
+        if name == "str" and len(args) == 1 and type(args[0]) not in (str, float, bool):
             # repr of a container or big integer is several characters per unit of size, and
             # int -> str is quadratic in the digits: check before building it.
             size = self.size(args[0])
@@ -913,7 +917,8 @@ class _Evaluator:
                 self.too_large(f"`{self.seg(node)}` would build a `str` of more than {MAX_ITEMS:,} characters.")
             self.charge(size * 4)
         try:
-            return self.bounded(node, _FUNCTIONS[node.func.id](*args))
+            result = _FUNCTIONS[name](*args)
+            return result if type(result) is float else self.bounded(node, result)
         except ZeroDivisionError:
             self.fail(f"division by zero in `{self.seg(node)}`.")
         except OverflowError:

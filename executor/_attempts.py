@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from planweave.executor._nodes import FINAL, Node
-from planweave.executor.errors import ReferenceResolutionError, StepTimeoutError
+from planweave.executor.errors import ForEachLimitError, ReferenceResolutionError, StepTimeoutError
 from planweave.executor.events import EventBus
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
@@ -74,8 +74,14 @@ class StepAttempts:
     _tool_sems: dict[str, asyncio.Semaphore]
     _unlimited: bool
     """No concurrency limit at all: attempts skip `_Slots`."""
+    max_steps: int | None
+    _item_steps: int
 
     # Implemented by `Run`: what an attempt's outcome does to the run.
+    @property
+    def steps_used(self) -> int:
+        raise NotImplementedError
+
     def _settle_here(self, node: Node, output: Any = None, exc: BaseException | None = None) -> None:
         raise NotImplementedError
 
@@ -225,6 +231,7 @@ class StepAttempts:
                 step_id=c.step.id,
             )
         if node.item_outputs is None:
+            self._count_items(c.step.id, len(items))  # before any item runs; once, not per attempt
             node.item_outputs = {}
         done = node.item_outputs
         if self._bus.active:
@@ -243,6 +250,29 @@ class StepAttempts:
                 if i not in done:
                     tg.create_task(one(i, value))
         return [done[i] for i in range(len(items))]
+
+    def _count_items(self, step_id: str, items: int) -> None:
+        """Each item is a tool call: it counts against the per-step cap and the run's `max_steps`."""
+        cap = self.executor.max_items_per_step
+        if items > cap:
+            raise ForEachLimitError(
+                f"step `{step_id}` `for_each` has {items:,} items; one step may run at most {cap:,}. "
+                "Use a shorter list (slice it in an earlier step) or raise `max_items_per_step`.",
+                step_id=step_id,
+                items=items,
+                limit=cap,
+            )
+        extra = max(items - 1, 0)
+        if self.max_steps is not None and self.steps_used + extra > self.max_steps:
+            raise ForEachLimitError(
+                f"step `{step_id}` `for_each` has {items:,} items, and each counts as a step: the run "
+                f"would have {self.steps_used + extra:,} steps, over its budget of {self.max_steps:,}. "
+                "Use a shorter list or raise `max_steps`.",
+                step_id=step_id,
+                items=items,
+                limit=self.max_steps,
+            )
+        self._item_steps += extra
 
     async def _decide(self, node: Node, exc: BaseException, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None to stop trying."""

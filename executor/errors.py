@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from planweave.executor.result import BaseResult
 
 __all__ = [
+    "ForEachLimitError",
     "NoSuchStepError",
     "PlanError",
     "PlanProblem",
@@ -74,6 +75,18 @@ class ReferenceResolutionError(ToolError):
     """A `${...}` reference could not be resolved when the step was about to run. Permanent."""
 
     permanent = True
+
+
+class ForEachLimitError(ToolError):
+    """A `for_each` step has more items than one step may fan out to, or than the run's step
+    budget has left (each item counts as a step). Raised before any item runs."""
+
+    permanent = True
+
+    def __init__(self, message: str, *, step_id: str, items: int, limit: int) -> None:
+        super().__init__(message, step_id=step_id)
+        self.items = items
+        self.limit = limit
 
 
 class RunFailedError(RuntimeFailure):

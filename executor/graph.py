@@ -9,7 +9,6 @@ graph.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,8 @@ from planweave.executor.errors import PlanError, PlanProblem
 from planweave.executor.plan import Plan, Step
 from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, check_path, find_refs, has_refs, parse
 from planweave.tools.base import Tool, ToolRegistry, format_validation_error, tool
+from planweave.tools.safe_eval import SafeEvalError
+from planweave.tools.safe_eval import check as check_expression
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -213,15 +214,17 @@ class PlanGraph:
             if step.when is not None:
                 try:
                     condition = compile_condition(step.when)
-                    ast.parse(condition[0] or "None", mode="eval")
+                    # The checker `evaluate` runs at run time, so what it would refuse is a plan problem.
+                    check_expression(condition[0], [f"_r{i}" for i in range(len(condition[1]))])
                     refs += [("when", r) for r in condition[1]]
                 except RefSyntaxError as exc:
                     problems.append(PlanProblem(sid, f"step `{sid}` `when`: {exc}."))
-                except SyntaxError as exc:
+                except SafeEvalError as exc:
+                    condition = None
                     problems.append(
                         PlanProblem(
                             sid,
-                            f"step `{sid}` has an invalid `when` condition `{step.when}` ({exc.msg}); "
+                            f"step `{sid}` has an invalid `when` condition `{step.when}` ({exc}); "
                             "write an expression such as `${check.count} > 0`.",
                         )
                     )

@@ -26,7 +26,7 @@ from planweave.executor.graph import CompiledStep, PlanGraph
 from planweave.executor.plan import Plan, Step
 from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus, describe_failed_steps
 from planweave.tools.errors import RuntimeFailure
-from planweave.tools.safe_eval import evaluate
+from planweave.tools.safe_eval import INLINE_WORK, WorkLimitExceeded, evaluate, evaluate_async
 
 if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
@@ -87,6 +87,8 @@ class Run(StepAttempts):
         self.outputs: Mapping[str, Any] = types.MappingProxyType(self._outputs)
         """Outputs of the steps that have succeeded so far (read-only, live)."""
         self._restore: dict[str, Any] = dict(completed or {})
+        self._item_steps = 0
+        """`for_each` items beyond one per step, counted against `max_steps` (see `steps_used`)."""
         self._unfinished = 0
         self._closed = False
         self._finished = False
@@ -246,14 +248,19 @@ class Run(StepAttempts):
 
     # --- scheduling ------------------------------------------------------------------------------
 
+    @property
+    def steps_used(self) -> int:
+        """Steps counted against `max_steps`: every step, plus each `for_each` item after the first."""
+        return len(self.graph) + self._item_steps
+
     def _check_max_steps(self, n: int) -> None:
-        if self.max_steps is not None and len(self.graph) + n > self.max_steps:
+        if self.max_steps is not None and self.steps_used + n > self.max_steps:
             raise PlanError(
                 [
                     PlanProblem(
                         None,
                         f"the run allows at most {self.max_steps} steps and would have "
-                        f"{len(self.graph) + n}; plan fewer steps or raise `max_steps`.",
+                        f"{self.steps_used + n}; plan fewer steps or raise `max_steps`.",
                     )
                 ]
             )
@@ -297,13 +304,18 @@ class Run(StepAttempts):
                 join.members.append(node)
         self._drain()
 
-    def _ready(self, node: Node) -> None:
+    def _ready(self, node: Node, *, condition_checked: bool = False) -> None:
         c = node.c
-        if c.condition is not None:
+        if c.condition is not None and not condition_checked:
             expr, refs = c.condition
             try:
                 names = {f"_r{i}": self._lookup(r, None) for i, r in enumerate(refs)}
-                ok = bool(evaluate(expr, names))
+                ok = bool(evaluate(expr, names, work_limit=INLINE_WORK))
+            except WorkLimitExceeded:
+                # Too heavy for the event loop: decide in a worker thread, the step waits meanwhile.
+                assert self._tg is not None
+                self._tg.create_task(self._ready_heavy(node, expr, names), name=f"planweave-when-{c.step.id}")
+                return
             except Exception as exc:
                 self._fail(node, exc)
                 return
@@ -324,6 +336,21 @@ class Run(StepAttempts):
             self._start(node)
         else:
             self._queued.append(node)
+
+    async def _ready_heavy(self, node: Node, expr: str, names: dict[str, Any]) -> None:
+        try:
+            ok = bool(await evaluate_async(expr, names))
+        except Exception as exc:
+            if node.status == "pending":
+                self._fail(node, exc)
+            return
+        if node.status != "pending":  # the run ended meanwhile
+            return
+        if ok:
+            self._ready(node, condition_checked=True)
+        else:
+            self._skip(node, f"condition `{node.c.step.when}` is false")
+        self._drain()
 
     def _start(self, node: Node) -> None:
         assert self._tg is not None

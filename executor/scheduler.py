@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from planweave.executor.workflow import Workflow
     from planweave.tools.mcp import MCPServer
 
-__all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
+__all__ = ["DEFAULT_MAX_ITEMS_PER_STEP", "Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
+
+DEFAULT_MAX_ITEMS_PER_STEP = 1_000
+"""Most items one `for_each` step runs unless `Executor(max_items_per_step=...)` says otherwise."""
 
 
 class Executor:
@@ -68,12 +71,17 @@ class Executor:
         failure_handler: FailureHandler | None = None,
         seed: int | None = None,
         mcp: Iterable[MCPServer | str] = (),
+        max_items_per_step: int = DEFAULT_MAX_ITEMS_PER_STEP,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.mcp = list(mcp)
         self._mcp_stack: contextlib.AsyncExitStack | None = None
         self._mcp_users = 0
         """Connections open now (the entered executor's, each `run`'s): `start` needs one."""
+        if max_items_per_step < 1:
+            raise ConfigError(f"`max_items_per_step` must be at least 1, not {max_items_per_step}.")
+        self.max_items_per_step = max_items_per_step
+        """Most items one `for_each` step may run (each also counts against the run's `max_steps`)."""
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigError(f"`max_concurrency` must be at least 1, not {max_concurrency}; pass None for no limit.")
         for name, limit in (tool_limits or {}).items():

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import importlib.machinery
 import importlib.util
 import json
 import sys
@@ -224,8 +225,18 @@ class Workflow(BaseModel):
 # --- the one loader ------------------------------------------------------------------------------
 
 
-def load_workflow(path: str | Path) -> Workflow:
+def load_workflow(
+    path: str | Path, *, trusted_modules: Iterable[str] = (), trust_all_handlers: bool = False
+) -> Workflow:
     """Load a workflow (or a saved plan) from `.yaml`/`.yml`/`.json`, or a `.py` file defining `workflow`.
+
+    A YAML or JSON file may name Python handlers (`handler: module:function`). Importing a
+    module runs its code, so by default only these are trusted: modules beside the file (in
+    its directory, which is importable while it loads), planweave's own tools
+    (`planweave.tools...`), and the modules in `trusted_modules` (and their submodules).
+    Any other handler is refused before anything is imported; `trust_all_handlers=True`
+    (`--trust-all-handlers`) lifts the check. A `.py` workflow is Python code the user chose
+    to run, and is loaded as such.
 
     Raises `WorkflowFileError` naming the file and, for a malformed workflow, every problem:
     which step, which field, and what is allowed there.
@@ -257,10 +268,70 @@ def load_workflow(path: str | Path) -> Workflow:
             f"(and optionally {', '.join(f for f in Workflow.model_fields if f not in ('steps', 'on_failure'))}).",
             p,
         )
+    beside = [] if trust_all_handlers else _check_handlers(p, data, tuple(trusted_modules))
+    directory = str(p.parent.resolve())
+    sys.path.insert(0, directory)  # handlers beside the file are importable while it loads
     try:
-        return Workflow.model_validate(data)
+        workflow = Workflow.model_validate(data)
     except ValidationError as exc:
         raise _file_error(p, exc, data) from None
+    finally:
+        sys.path.remove(directory)
+    for module_name in beside:
+        # A module of that name imported earlier from elsewhere (say a stdlib one) is what Python
+        # used: it is not the file beside the workflow that made the handler trusted.
+        found = getattr(sys.modules.get(module_name), "__file__", None)
+        if found is None or not Path(found).resolve().is_relative_to(directory):
+            raise WorkflowFileError(
+                f"`{p}`: handler module `{module_name}` is beside the workflow file, but Python imported "
+                f"`{found or module_name}` under that name instead; rename the module beside the file.",
+                p,
+            )
+    return workflow
+
+
+_OWN_HANDLER_MODULES = ("planweave.tools",)
+"""planweave's own modules that workflow files may always take handlers from."""
+
+
+def _check_handlers(p: Path, data: Mapping[str, Any], trusted: tuple[str, ...]) -> list[str]:
+    """Refuse handlers from untrusted modules, before anything is imported; return the modules
+    trusted because they are beside the file (checked again once imported)."""
+    found: list[tuple[str, str]] = []  # (step id, handler spec)
+    stack: list[Any] = [data.get("steps")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, Mapping):
+            if isinstance(item.get("handler"), str):
+                found.append((str(item.get("id", "?")), item["handler"]))
+            stack.append(item.get("parallel"))
+    beside: list[str] = []
+    refused: list[str] = []
+    directory = str(p.parent.resolve())
+    for step_id, spec in found:
+        module_name = spec.partition(":")[0].strip()
+        if not module_name:
+            continue  # a malformed spec: validation reports it
+        if any(module_name == t or module_name.startswith(t + ".") for t in (*_OWN_HANDLER_MODULES, *trusted)):
+            continue
+        # PathFinder looks in the directory only and imports nothing.
+        if importlib.machinery.PathFinder.find_spec(module_name.split(".")[0], [directory]) is not None:
+            beside.append(module_name)
+            continue
+        refused.append(f"step `{step_id}` uses handler `{spec}` from module `{module_name}`")
+    if refused:
+        modules = sorted({r.rpartition("`")[0].rpartition("`")[2] for r in refused})
+        raise WorkflowFileError(
+            f"`{p}`: {'; '.join(refused)}. A workflow file may take handlers only from modules beside it "
+            f"(in `{p.parent}`), from planweave's own tools, or from modules you trust, because importing a "
+            "module runs its code. If you trust it, pass "
+            + " ".join(f"`--trust-module {m}`" for m in modules)
+            + f" (Python: `load_workflow(..., trusted_modules={modules!r})`), or `--trust-all-handlers`.",
+            p,
+        )
+    return beside
 
 
 def _load_python(p: Path) -> Workflow:

@@ -32,6 +32,8 @@ class Budget(BaseModel):
     max_steps: int | None = Field(100, gt=0)
     max_replans: int | None = Field(3, ge=0)
     max_seconds: float | None = Field(None, gt=0)
+    max_items_per_step: int = Field(1_000, gt=0)
+    """Most items one `for_each` step may run; each item also counts against `max_steps`."""
 
 
 def check_usage(budget: Budget, usage: Usage, *, before_call: bool = False) -> None:

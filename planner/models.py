@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from planweave.executor.plan import RetryPolicy
+from planweave.planner.streaming import MAX_DEPTH, MAX_STEPS, nesting_depth
 
 __all__ = ["DEFAULT_STEP_RETRY", "JoinDecision", "PlanUpdate", "PlannedStep"]
 
@@ -44,6 +45,14 @@ class PlannedStep(BaseModel):
         le=10,
         description="Attempts on transient errors, if not 3; 1 for a step that must not run twice.",
     )
+
+    @field_validator("args")
+    @classmethod
+    def _flat_enough(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The model's output is untrusted: deep nesting would only exhaust the stack downstream.
+        if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH:
+            raise ValueError(f"`args` nests lists or objects more than {MAX_DEPTH} levels deep; use flat arguments")
+        return value
 
     def retry_policy(self, default: RetryPolicy) -> RetryPolicy:
         """`default`, with the model's number of attempts when it set one."""
@@ -86,6 +95,13 @@ class PlanUpdate(BaseModel):
     )
     rationale: str = Field("", description="One short sentence: why these steps.")
     answer: str | None = Field(None, description="The final answer, only when no steps are needed.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_STEPS:
+            raise ValueError(f"the plan has {len(value):,} steps; the limit is {MAX_STEPS:,}: plan fewer steps")
+        return value
 
     def planned(self) -> list[PlannedStep]:
         """Every step as a `PlannedStep`."""

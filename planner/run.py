@@ -170,7 +170,12 @@ class PlannerRun:
         self.replans = 0
         self.budget_hit: BudgetExceededError | None = None
         registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
-        self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
+        self.executor = Executor(
+            registry,
+            max_concurrency=planner.max_concurrency,
+            tool_limits=planner.tool_limits,
+            max_items_per_step=self.budget.max_items_per_step,
+        )
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,
@@ -178,6 +183,7 @@ class PlannerRun:
             run_id=run_id,
             subscribers=[self.tracker, *subscribers],
             replans_handled=True,
+            max_steps=self.budget.max_steps,  # `for_each` items count against it as they start
         )
         self.prompt_refs: dict[str, dict[str, str]] = {}
 
@@ -462,6 +468,7 @@ class PlannerRun:
         except ModelStreamError as exc:
             problem = str(exc)
         self._check_usage()
+        problem = problem or "; ".join(answer.problems)
         full = answer.text
         decision: JoinDecision | None = None
         if not problem:
@@ -543,10 +550,11 @@ class PlannerRun:
                         for item in stream.feed(piece):
                             problems += self._offer(item, accepted, buffered)
                     else:
-                        stream.text += piece
+                        stream.keep(piece)
             except ModelStreamError as exc:
                 problems.append(str(exc))
             self._check_usage()
+            problems += stream.problems  # limits the reply broke (size, depth, steps)
             full = stream.text
             update: PlanUpdate | None = None
             try:
@@ -622,7 +630,7 @@ class PlannerRun:
         return {n for n in needs if n not in self.run.graph and n not in RESERVED_ROOTS and n != step.id}
 
     def _submit(self, step: Step, accepted: list[str]) -> list[str]:
-        check_steps(self.budget, len(self.run.graph))
+        check_steps(self.budget, self.run.steps_used)
         self.tracker.track(step.id)  # before adding: a step can end (skipped) during `add_steps`
         try:
             self.run.add_steps([step])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 from planweave.tools.base import tool
-from planweave.tools.safe_eval import SafeEvalError, evaluate
+from planweave.tools.safe_eval import SafeEvalError, evaluate_async
 
 __all__ = ["calculator"]
 
 
-@tool(blocking=False)  # pure CPU work, bounded by safe_eval's size limits: no thread needed
-def calculator(expression: str) -> int | float:
+@tool(blocking=False)  # inline while cheap; `evaluate_async` moves heavy expressions to a thread itself
+async def calculator(expression: str) -> int | float:
     """Evaluate an arithmetic expression and return the number.
 
     Python syntax: `+ - * / // % **` and parentheses with the usual precedence
@@ -26,7 +26,7 @@ def calculator(expression: str) -> int | float:
         expression: The expression, e.g. `(3 + 4) * 2 ** 3` or `round(log(1000, 10) / 7, 3)`.
     """
     try:
-        result = evaluate(expression)
+        result = await evaluate_async(expression)
         if isinstance(result, bool):
             raise SafeEvalError(
                 f"`{expression}` is a comparison ({result}), not a number; the calculator returns "

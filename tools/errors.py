@@ -30,8 +30,11 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   ├── MCPToolError            an MCP server's tool answered with an error (`isError`; permanent)
         │   ├── MCPConnectionError      the connection to an MCP server broke during a call (transient)
         │   ├── SafeEvalError           an expression is outside the safe subset or fails (tools; permanent)
+        │   │   ├── SizeLimitExceeded   a value an expression would build is too large
+        │   │   └── WorkLimitExceeded   an expression needs more work or time than its budget
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
-        │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
+        │   ├── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
+        │   └── ForEachLimitError       a `for_each` has more items than its cap or the step budget (executor)
         ├── PathError                   a field path does not exist in a value (executor)
         ├── RunClosedError              steps were added to a closed or finished run (executor)
         ├── RunFailedError              a run ended failed; carries the result (executor)

@@ -27,8 +27,16 @@ Anything else (other calls, methods, lambdas, comprehensions, f-strings, bitwise
 operators, attributes of non-dicts, any name or attribute starting with `__`)
 raises `SafeEvalError`, as does every run-time failure (division by zero, a
 missing key, a type mismatch). Results are bounded so that `9**9**9` or
-`'a' * 10**9` fail at once instead of exhausting memory: integers up to
-`MAX_INT_BITS` bits, strings and lists up to `MAX_ITEMS` items.
+`'a' * 10**9` fail at once instead of exhausting memory: every intermediate value,
+whatever operation or function produces it, is an integer of at most `MAX_INT_BITS` bits
+or a string or list of at most `MAX_ITEMS` items, checked before it is built where it
+could be large. Time is bounded too: each operation is charged for the elements it
+touches (comparisons, `in`, `str(...)`, sums, copies, big-integer arithmetic), and one
+evaluation may do at most `MAX_WORK` units of work and run `MAX_SECONDS`.
+
+On the event loop, use `evaluate_async`: it evaluates inline while the work stays under
+`INLINE_WORK` (about a millisecond; every typical condition), and otherwise starts over in
+a worker thread, so a heavy expression never stalls the loop.
 
 Why not simpleeval: `bench/safe_eval.py` runs both on 24 adversarial expressions, each in a
 fresh process with 1 GiB and 10 s (simpleeval 1.0.8 as `EvalWithCompoundTypes` with the same
@@ -48,23 +56,46 @@ stays, and planweave does not depend on simpleeval.
 from __future__ import annotations
 
 import ast
+import asyncio
 import difflib
 import functools
 import math
 import operator
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, NoReturn
 
 from planweave.tools.errors import ToolError
 
-__all__ = ["MAX_EXPRESSION_CHARS", "MAX_INT_BITS", "MAX_ITEMS", "SafeEvalError", "check", "evaluate"]
+__all__ = [
+    "INLINE_WORK",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_INT_BITS",
+    "MAX_ITEMS",
+    "MAX_SECONDS",
+    "MAX_WORK",
+    "SafeEvalError",
+    "SizeLimitExceeded",
+    "WorkLimitExceeded",
+    "check",
+    "evaluate",
+    "evaluate_async",
+]
 
 MAX_EXPRESSION_CHARS: Final = 10_000
 """Longest expression accepted, in characters."""
 MAX_INT_BITS: Final = 10_000
 """Largest integer `*` and `**` may produce (about 3,000 decimal digits, still printable)."""
 MAX_ITEMS: Final = 1_000_000
-"""Largest string (characters) or list/tuple (items, nested ones counted too) `*` and `+` may produce."""
+"""Largest string (characters) or list/tuple (items, nested ones counted too) any operation may produce."""
+MAX_WORK: Final = 50_000_000
+"""Most work one evaluation may do, in units of about one element touched in C (a few ns)."""
+INLINE_WORK: Final = 200_000
+"""Work `evaluate_async` (and the executor's conditions) allow on the event loop before moving to a thread."""
+MAX_SECONDS: Final = 5.0
+"""Longest one evaluation may run, whatever its work count says."""
 
 
 class SafeEvalError(ToolError):
@@ -82,6 +113,22 @@ class SafeEvalError(ToolError):
         self.expression = expression
 
 
+class SizeLimitExceeded(SafeEvalError):
+    """A value the expression would build is larger than `MAX_INT_BITS` or `MAX_ITEMS`."""
+
+
+class WorkLimitExceeded(SafeEvalError):
+    """The expression needs more work (or time) than its budget: `limit` units of work.
+
+    Below `MAX_WORK` this is the signal to start over in a worker thread with the full budget
+    (`evaluate_async` and the executor's conditions do); at `MAX_WORK` it is final.
+    """
+
+    def __init__(self, message: str, *, expression: str, limit: int, tool: str | None = None) -> None:
+        super().__init__(message, expression=expression, tool=tool)
+        self.limit = limit
+
+
 def _log(x: Any, base: Any = None) -> float:
     # math.log(x, None) is a TypeError, so the one-argument form needs its own call.
     return math.log(x) if base is None else math.log(x, base)
@@ -91,17 +138,30 @@ def _sum(values: Iterable[Any], start: Any = 0) -> Any:
     # Builtin sum also concatenates lists (`sum(lists, [])`), which could build
     # arbitrarily large results; numbers only keeps it bounded.
     items = list(values)
-    for item in (*items, start):
-        if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise TypeError(f"sum adds numbers only, got a `{type(item).__name__}`")
+    kinds = set(map(type, items))  # at C speed: lists of a million numbers are legal
+    kinds.add(type(start))
+    if not kinds <= {int, float}:
+        odd = next(kind for kind in (*kinds - {int, float},))
+        raise TypeError(f"sum adds numbers only, got a `{odd.__name__}`")
     return sum(items, start)
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    # `round(1, -10**8)` computes 10**(10**8) inside CPython. No bounded value has more than a few
+    # thousand digits, so clamping `ndigits` changes no result and bounds the work.
+    if isinstance(ndigits, int) and not isinstance(ndigits, bool):
+        ndigits = max(-_ROUND_DIGITS, min(_ROUND_DIGITS, ndigits))
+    return round(x) if ndigits is None else round(x, ndigits)
+
+
+_ROUND_DIGITS: Final = 5_000
 
 
 _FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": round,
+    "round": _round,
     "len": len,
     "sum": _sum,
     "int": int,
@@ -170,28 +230,73 @@ _UNSUPPORTED_NODES: Final[dict[type[ast.AST], str]] = {
 }
 
 
-def evaluate(expression: str, names: Mapping[str, Any] | None = None) -> Any:
-    """Evaluate `expression` safely and return its value.
+def evaluate(
+    expression: str,
+    names: Mapping[str, Any] | None = None,
+    *,
+    work_limit: int = MAX_WORK,
+    time_limit_s: float = MAX_SECONDS,
+) -> Any:
+    """Evaluate `expression` safely and return its value, in the calling thread.
 
     Args:
         expression: A Python expression in the subset described in this module's
             docstring, e.g. `"fetch.status == 200 and len(items) > 0"`.
         names: Values the expression may refer to by name. They shadow the
             constants `pi` and `e`; function names stay callable either way.
+        work_limit: Most units of work allowed (see `MAX_WORK`).
+        time_limit_s: Most seconds allowed.
 
     Raises:
+        WorkLimitExceeded: when the work or the time runs out.
         SafeEvalError: for a syntax error, a construct outside the subset, an
             unknown name, or a run-time failure; the message quotes the part at fault.
     """
     source = expression.strip()
     tree = _parse(source)
     try:
-        return _Evaluator(source, names or {}).eval(tree)
+        return _Evaluator(source, names or {}, work_limit, time_limit_s).eval(tree)
     except RecursionError:
         raise SafeEvalError(
             f"`{_clip(source)}` is nested too deeply to evaluate; split it into simpler expressions.",
             expression=source,
         ) from None
+
+
+async def evaluate_async(
+    expression: str,
+    names: Mapping[str, Any] | None = None,
+    *,
+    work_limit: int = MAX_WORK,
+    time_limit_s: float = MAX_SECONDS,
+) -> Any:
+    """`evaluate` without stalling the event loop: inline while cheap, else in a worker thread.
+
+    The inline attempt stops after `INLINE_WORK` units (about a millisecond); an expression
+    that needs more starts over in a thread with `work_limit` and `time_limit_s`, so other
+    tasks keep running meanwhile. Same results and errors as `evaluate`.
+    """
+    try:
+        return evaluate(expression, names, work_limit=min(work_limit, INLINE_WORK), time_limit_s=time_limit_s)
+    except WorkLimitExceeded:
+        if work_limit <= INLINE_WORK:
+            raise
+    return await asyncio.get_running_loop().run_in_executor(
+        _pool(), functools.partial(evaluate, expression, names, work_limit=work_limit, time_limit_s=time_limit_s)
+    )
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads of their own: heavy expressions must not queue behind blocking tools (or starve them)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planweave-eval")
+        return _POOL
 
 
 def check(expression: str, names: Iterable[str] | None = None) -> None:
@@ -205,17 +310,61 @@ def check(expression: str, names: Iterable[str] | None = None) -> None:
     Raises:
         SafeEvalError: for a syntax error or a construct outside the subset,
             anywhere in the expression (also in branches that would not run), or
-            for an unknown name; the same messages `evaluate` would give.
+            for an unknown name; the same messages `evaluate` would give. Parts
+            that use no names are evaluated (on a small work budget), so
+            `x > 9**9**9` fails here as it would when run.
     """
     source = expression.strip()
     tree = _parse(source)
-    if names is None:
+    known = set(names) if names is not None else None
+    _check_constants(source, frozenset(known) if known is not None else None)
+    if known is None:
         return
-    checker = _Evaluator(source, dict.fromkeys(names))
+    checker = _Evaluator(source, dict.fromkeys(known))
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and id(node) not in called:
             checker.name(node)  # returns for a known name, raises the unknown-name message otherwise
+
+
+@functools.lru_cache(maxsize=512)
+def _check_constants(source: str, names: frozenset[str] | None) -> None:
+    """Evaluate each largest part of the expression that uses no names: it fails the same way every time."""
+    tree = _parse(source)
+    order: list[ast.AST] = [tree]
+    for node in order:  # breadth first: parents before children
+        order.extend(ast.iter_child_nodes(node))
+    variable: set[int] = set()  # ids of nodes that use a name, or hold one that does
+    called = {id(node.func) for node in order if isinstance(node, ast.Call)}
+    for node in reversed(order):
+        if isinstance(node, ast.Name) and id(node) not in called:
+            if node.id not in _CONSTANTS or (names is not None and node.id in names) or names is None:
+                variable.add(id(node))
+        elif any(id(child) in variable for child in ast.iter_child_nodes(node)):
+            variable.add(id(node))
+    evaluator = _Evaluator(source, {}, INLINE_WORK)
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if id(node) in variable or type(node) not in _HANDLERS:
+            stack.extend(ast.iter_child_nodes(node))
+            continue
+        if isinstance(node, (ast.Constant, ast.Name)):
+            continue
+        try:
+            evaluator.eval(node)  # a largest part without names: its parent uses one, or it is the whole
+        except SafeEvalError as exc:
+            if not isinstance(exc, (SizeLimitExceeded, WorkLimitExceeded)):
+                continue  # e.g. division by zero: a run-time matter, the branch may never run
+            if isinstance(exc, SizeLimitExceeded):
+                raise
+            raise SafeEvalError(
+                f"`{evaluator.seg(node)}` is too much work for an expression (more than "
+                f"{INLINE_WORK:,} units); use smaller values.",
+                expression=source,
+            ) from None
+        except RecursionError:
+            pass  # `evaluate` reports deep nesting itself
 
 
 @functools.lru_cache(maxsize=512)
@@ -281,25 +430,23 @@ def _listing(items: Iterable[Any], limit: int = 20) -> str:
     return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
 
 
-def _weight(value: Any, budget: int) -> int:
-    """Items in `value`, nested ones included (a shared list counts every time it appears).
+def _int_size(value: int) -> int:
+    """An integer's size in the units of `MAX_ITEMS`: about its decimal digits (1 for a small one)."""
+    bits = value.bit_length()
+    return 1 if bits <= 64 else bits // 3
 
-    Stops counting once past `budget`, so the cost is bounded by the budget.
-    """
-    total = 0
-    stack = [value]
-    while stack and total <= budget:
-        item = stack.pop()
-        if isinstance(item, (str, bytes)):
-            total += len(item)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += len(item)
-            stack.extend(item)
-        elif isinstance(item, Mapping):
-            total += len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-    return total
+
+_NUMBERS: Final = frozenset({int, float, bool})
+_LEAVES: Final = frozenset({float, bool, type(None)})
+_INTS: Final = frozenset({int, bool})
+_STRS: Final = frozenset({str})
+_TWO_STRS: Final = (str, str)
+_CONSTANT_TIME: Final = frozenset({"len", "bool"})
+"""Functions whose cost does not depend on their argument's size."""
+_WALK_COST: Final = 8
+"""Work units per element `_Evaluator.size` visits: a Python loop step costs about 8 C-level touches."""
+_CLOCK_EVERY: Final = 1_000_000
+"""Work units between two looks at the clock (cheap enough, and often enough to stop within the limit)."""
 
 
 class _Evaluator:
@@ -310,20 +457,130 @@ class _Evaluator:
     meet trees it accepted, so they deal with values, not with syntax.
     """
 
-    __slots__ = ("source", "names")
+    __slots__ = ("source", "names", "work", "limit", "clock_at", "deadline", "sizes")
 
-    def __init__(self, source: str, names: Mapping[str, Any]) -> None:
+    def __init__(
+        self, source: str, names: Mapping[str, Any], limit: int = MAX_WORK, time_limit_s: float = MAX_SECONDS
+    ) -> None:
         self.source = source
         self.names = names
+        self.work = 0
+        self.limit = limit
+        self.clock_at = _CLOCK_EVERY
+        self.deadline = time_limit_s
+        """Seconds allowed, until the first look at the clock (after `_CLOCK_EVERY` units, a
+        millisecond or so) makes it a deadline: the common, cheap case never reads the clock."""
+        self.sizes: dict[int, tuple[Any, int]] = {}
+        """`size` of the containers measured so far, by id (the value is kept so its id stays unique)."""
 
     # -- helpers -------------------------------------------------------------
 
     def fail(self, message: str) -> NoReturn:
         raise SafeEvalError(message, expression=self.source)
 
+    def too_large(self, message: str) -> NoReturn:
+        raise SizeLimitExceeded(message, expression=self.source)
+
     def seg(self, node: ast.AST) -> str:
         text = ast.get_source_segment(self.source, node) or ast.unparse(node)
         return _clip(" ".join(text.split()))
+
+    # -- bounds: work (time) and size ----------------------------------------------
+
+    def charge(self, units: int) -> None:
+        """Count `units` of work before doing it; refuse once past the limit or the deadline."""
+        self.work += units
+        if self.work > self.limit:
+            raise WorkLimitExceeded(
+                f"`{_clip(self.source)}` needs more than {self.limit:,} units of work "
+                "(elements compared, copied or converted); simplify it or work on smaller values.",
+                expression=self.source,
+                limit=self.limit,
+            )
+        if self.work >= self.clock_at:
+            now = time.monotonic()
+            if self.clock_at == _CLOCK_EVERY:
+                self.deadline += now
+            self.clock_at = self.work + _CLOCK_EVERY
+            if now > self.deadline:
+                raise WorkLimitExceeded(
+                    f"`{_clip(self.source)}` took too long to evaluate; simplify it or work on smaller values.",
+                    expression=self.source,
+                    limit=self.limit,
+                )
+
+    def size(self, value: Any) -> int:
+        """`value`'s size in the units of `MAX_ITEMS`: characters of a string, items of a container
+        (nested ones counted each time they appear, so a shared list counts as often as it is
+        referenced), digits of a big integer. Walking a container is charged as work."""
+        kind = type(value)
+        if kind is str:
+            return len(value)
+        if kind is int:
+            return _int_size(value)
+        if kind in _LEAVES:
+            return 1
+        known = self.sizes.get(id(value))
+        if known is not None:
+            return known[1]
+        total = visited = 0
+        room = self.limit - self.work + 1
+        stack = [value]
+        while stack and total <= MAX_ITEMS and visited <= room:
+            item = stack.pop()
+            kind = type(item)
+            if kind is str or kind is bytes:
+                total += len(item)
+            elif kind is int:
+                total += _int_size(item) - 1  # a small one is counted by its container's length
+            elif isinstance(item, Mapping):
+                total += len(item)
+                visited += len(item) * 2 * _WALK_COST
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple, set, frozenset)):
+                total += len(item)
+                if len(item) < 32:
+                    visited += len(item) * _WALK_COST
+                    stack.extend(item)
+                    continue
+                # Long homogeneous lists are measured at C speed (map/set/max, a few units an item).
+                visited += len(item) * 2
+                types = set(map(type, item))
+                if types <= _LEAVES:
+                    continue
+                if types <= _INTS and max(map(int.bit_length, item)) <= 64:
+                    continue
+                if types == _STRS:
+                    total += sum(map(len, item))
+                    continue
+                visited += len(item) * _WALK_COST
+                stack.extend(item)
+        self.charge(visited)
+        self.sizes[id(value)] = (value, total)
+        return total
+
+    def cost(self, value: Any) -> int:
+        """Work units to scan `value` once: strings are scanned at memchr speed, about 8 characters a unit."""
+        if type(value) is str:
+            return len(value) // 8 + 1
+        return self.size(value)
+
+    def bounded(self, node: ast.AST, value: Any) -> Any:
+        """`value`, if within the size limits; every new value an operation or call builds passes here."""
+        kind = type(value)
+        if kind is int:
+            if value.bit_length() > MAX_INT_BITS:
+                self.too_large(
+                    f"the result of `{self.seg(node)}` has {value.bit_length():,} bits; "
+                    f"integers are limited to {MAX_INT_BITS:,} bits (about "
+                    f"{int(MAX_INT_BITS * math.log10(2)):,} digits)."
+                )
+        elif kind is str or kind is list or kind is tuple:
+            size = self.size(value)
+            if size > MAX_ITEMS:
+                self.too_large(f"`{self.seg(node)}` built {_sized(value, size)}; the limit is {MAX_ITEMS:,}.")
+        return value
 
     # -- validation (structure only, before any value exists) -------------------
 
@@ -419,15 +676,24 @@ class _Evaluator:
             return not operand
         symbol, op = ("-", operator.neg) if isinstance(node.op, ast.USub) else ("+", operator.pos)
         try:
-            return op(operand)
+            result = op(operand)
         except TypeError:
             self.fail(f"cannot apply unary `{symbol}` to {_a(operand)} in `{self.seg(node)}`.")
+        return self.bounded(node, result) if type(result) is int else result
 
     def binary(self, node: ast.BinOp) -> Any:
         symbol, op = _BINARY[type(node.op)]
         left = self.eval(node.left)
         right = self.eval(node.right)
-        self.check_size(node, left, right)
+        if type(left) in _NUMBERS and type(right) in _NUMBERS:
+            if type(left) is int and type(right) is int:
+                self.check_ints(node, left, right)
+        else:
+            size = self.check_size(node, left, right)
+            if size is not None:
+                result = op(left, right)  # cannot fail: a str, list or tuple `*` or `+` of the right types
+                self.sizes[id(result)] = (result, size)  # measured, so later uses need not walk it
+                return result
         try:
             result = op(left, right)
         except ZeroDivisionError:
@@ -440,43 +706,58 @@ class _Evaluator:
             self.fail(f"`{self.seg(node)}` failed: {exc}.")
         if isinstance(result, complex):
             self.fail(f"`{self.seg(node)}` gives a complex number; only real numbers are supported.")
-        return result
+        return self.bounded(node, result)
 
-    def check_size(self, node: ast.BinOp, left: Any, right: Any) -> None:
-        """Refuse operations whose result would be huge, before computing them."""
+    def check_ints(self, node: ast.BinOp, left: int, right: int) -> None:
+        """Refuse integer arithmetic whose result would be huge, before computing it; charge big ones."""
         op = node.op
-        ints = isinstance(left, int) and isinstance(right, int)
-        if isinstance(op, ast.Pow) and ints and right > 0 and abs(left) > 1:
+        lbits, rbits = left.bit_length(), right.bit_length()
+        if lbits > 64 or rbits > 64:
+            self.charge((lbits + rbits) // 16)
+        if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:
             if right.bit_length() > 64:
-                self.fail(
+                self.too_large(
                     f"the result of `{self.seg(node)}` would be astronomically large; "
                     f"integers are limited to {MAX_INT_BITS:,} bits."
                 )
             bits = right * math.log2(abs(left))
             if bits > MAX_INT_BITS:
                 digits = right * math.log10(abs(left))
-                self.fail(
+                self.too_large(
                     f"the result of `{self.seg(node)}` would have about {digits:,.0f} digits; "
                     f"the limit is about {int(MAX_INT_BITS * math.log10(2)):,} digits."
                 )
-        elif isinstance(op, ast.Mult):
-            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                self.fail(f"the result of `{self.seg(node)}` would exceed {MAX_INT_BITS:,} bits.")
+            self.charge(int(bits) // 16)
+        elif isinstance(op, ast.Mult) and lbits + rbits > MAX_INT_BITS:
+            self.too_large(f"the result of `{self.seg(node)}` would exceed {MAX_INT_BITS:,} bits.")
+
+    def check_size(self, node: ast.BinOp, left: Any, right: Any) -> int | None:
+        """Refuse operations on strings and containers whose result would be huge, before
+        computing them, and charge the elements they touch. Returns the size of a sequence
+        that `*` or `+` will build."""
+        op = node.op
+        if isinstance(op, ast.Mult):
             sequence, count = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and count > 1:
-                size = _weight(sequence, MAX_ITEMS) * count
+            if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+                size = self.size(sequence) * max(count, 0)
                 if size > MAX_ITEMS:
-                    self.fail(f"`{self.seg(node)}` would build {_sized(sequence, size)}; the limit is {MAX_ITEMS:,}.")
+                    self.too_large(f"`{self.seg(node)}` would build {_sized(sequence, size)}; the limit is {MAX_ITEMS:,}.")
+                self.charge(len(sequence) * max(count, 0) // (8 if isinstance(sequence, str) else 1) + 1)
+                return size
         elif isinstance(op, ast.Add) and isinstance(left, (str, list, tuple)) and type(left) is type(right):
-            size = _weight(left, MAX_ITEMS) + _weight(right, MAX_ITEMS)
+            size = self.size(left) + self.size(right)
             if size > MAX_ITEMS:
-                self.fail(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
+                self.too_large(f"`{self.seg(node)}` would build {_sized(left, size)}; the limit is {MAX_ITEMS:,}.")
+            self.charge((len(left) + len(right)) // (8 if isinstance(left, str) else 1) + 1)
+            return size
         elif isinstance(op, ast.Mod) and isinstance(left, str):
             # printf-style formatting can pad to any width (`'%099999999d' % 1`).
-            self.fail(
+            self.too_large(
                 f"string formatting with `%` is not supported (in `{self.seg(node)}`); "
                 "join strings with `+` and `str(...)`."
             )
+        self.charge(self.cost(left) + self.cost(right))
+        return None
 
     def boolean(self, node: ast.BoolOp) -> Any:
         # Python semantics: short-circuit and return the deciding operand.
@@ -494,6 +775,12 @@ class _Evaluator:
         for op, right_node in zip(node.ops, node.comparators):
             symbol, func = _COMPARE[type(op)]
             right = self.eval(right_node)
+            kinds = (type(left), type(right))
+            if kinds == _TWO_STRS:
+                if len(left) + len(right) > 4096:  # short strings cost less than counting them would
+                    self.charge((len(left) + len(right)) >> 3)
+            elif kinds[0] not in _NUMBERS or kinds[1] not in _NUMBERS:
+                self.charge(self.cost(left) + self.cost(right))
             try:
                 result = func(left, right)
             except TypeError:
@@ -521,6 +808,7 @@ class _Evaluator:
 
     def set_(self, node: ast.Set) -> set[Any]:
         items = [self.eval(item) for item in node.elts]
+        self.charge_keys(items)
         try:
             return set(items)
         except TypeError as exc:
@@ -532,17 +820,26 @@ class _Evaluator:
             assert key_node is not None  # `**` unpacking was refused by `validate`
             key = self.eval(key_node)
             value = self.eval(value_node)
+            self.charge_keys((key,))
             try:
                 result[key] = value
             except TypeError as exc:
                 self.fail(f"`{self.seg(key_node)}` cannot be a dict key ({exc}).")
         return result
 
+    def charge_keys(self, keys: Iterable[Any]) -> None:
+        """Hashing a tuple or a long string touches all of it."""
+        for key in keys:
+            if type(key) is tuple or type(key) is str:
+                self.charge(self.cost(key))
+
     def subscript(self, node: ast.Subscript) -> Any:
         container = self.eval(node.value)
         if isinstance(node.slice, ast.Slice):
             return self.slice(node, container, node.slice)
         key = self.eval(node.slice)
+        if type(key) is tuple or (type(key) is str and len(key) > 4096):  # hashing it touches all of it
+            self.charge(self.cost(key))
         if isinstance(container, Mapping):
             try:
                 return container[key]
@@ -581,7 +878,9 @@ class _Evaluator:
                 self.fail(f"slice bounds must be integers, not {_a(bound)} (in `{self.seg(node)}`).")
         if bounds[2] == 0:
             self.fail(f"the slice step cannot be zero (in `{self.seg(node)}`).")
-        return container[slice(*bounds)]
+        part = slice(*bounds)
+        self.charge(len(range(*part.indices(len(container)))) + 1)
+        return container[part]
 
     def attribute(self, node: ast.Attribute) -> Any:
         attr = node.attr
@@ -601,8 +900,25 @@ class _Evaluator:
     def call(self, node: ast.Call) -> Any:
         assert isinstance(node.func, ast.Name)  # `validate` allows calls to listed functions only
         args = [self.eval(arg) for arg in node.args]
+        name = node.func.id
+        if name not in _CONSTANT_TIME:
+            for arg in args:
+                kind = type(arg)
+                if kind is int:
+                    if arg.bit_length() > 64:
+                        self.charge(arg.bit_length() // 16)
+                elif kind is not float and kind is not bool:
+                    self.charge(self.cost(arg))
+        if name == "str" and len(args) == 1 and type(args[0]) not in (str, float, bool):
+            # repr of a container or big integer is several characters per unit of size, and
+            # int -> str is quadratic in the digits: check before building it.
+            size = self.size(args[0])
+            if size > MAX_ITEMS:
+                self.too_large(f"`{self.seg(node)}` would build a `str` of more than {MAX_ITEMS:,} characters.")
+            self.charge(size * 4)
         try:
-            return _FUNCTIONS[node.func.id](*args)
+            result = _FUNCTIONS[name](*args)
+            return result if type(result) is float else self.bounded(node, result)
         except ZeroDivisionError:
             self.fail(f"division by zero in `{self.seg(node)}`.")
         except OverflowError:

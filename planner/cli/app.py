@@ -253,6 +253,8 @@ def _run_workflow(
     completed: dict[str, Any] | None = None,
     record: bool = True,
     mcp: list[Any] | None = None,
+    trusted_modules: list[str] | None = None,
+    trust_all_handlers: bool = False,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
     import asyncio
@@ -261,7 +263,7 @@ def _run_workflow(
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
     if mcp:
         workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
     if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
@@ -349,6 +351,23 @@ def _tool_meta(
     }
 
 
+TrustModuleOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trust-module",
+        help="A module (and its submodules) the workflow file may take Python handlers from, besides the "
+        "modules beside the file and planweave's tools. Repeatable.",
+    ),
+]
+TrustAllHandlersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-all-handlers",
+        help="Let the workflow file import handlers from any module (importing a module runs its code).",
+    ),
+]
+
+
 @app.command("exec")
 def exec_(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan: .yaml, .yml, .json or .py.")],
@@ -369,6 +388,8 @@ def exec_(
     allow_failed_steps: AllowFailedStepsOpt = False,
     mcp: McpOpt = None,
     mcp_config: McpConfigOpt = None,
+    trust_module: TrustModuleOpt = None,
+    trust_all_handlers: TrustAllHandlersOpt = False,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     servers = _mcp_servers(mcp, mcp_config)
@@ -377,9 +398,12 @@ def exec_(
         llm=_llm_tool(model, api_base),
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base,
-            **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps}
+            **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
+            # the user's trust decisions, so that `resume` loads the same file the same way
+            "trusted_modules": list(trust_module or []), "trust_all_handlers": trust_all_handlers}
     workflow, result = _run_workflow(
-        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers
+        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers,
+        trusted_modules=trust_module, trust_all_handlers=trust_all_handlers,
     )
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
@@ -457,7 +481,9 @@ def _finish_planner_run(
     else:
         if quiet:
             if result.answer:
-                typer.echo(result.answer)
+                from planweave.planner.cli.terminal import clean
+
+                typer.echo(clean(result.answer))
         else:
             view.print_answer(result.answer or "")
             console().print(view.summary_line(result, model=planner.model, trace_url=result.trace_url), soft_wrap=True)
@@ -675,10 +701,14 @@ def resume(
             dict(meta.get("inputs") or {}),
             tools=selected,
             meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
-                  **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps},
+                  **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
+                  "trusted_modules": list(meta.get("trusted_modules") or []),
+                  "trust_all_handlers": bool(meta.get("trust_all_handlers"))},
             run_id=summary.id,
             completed=state.completed,
             mcp=servers,
+            trusted_modules=list(meta.get("trusted_modules") or []),
+            trust_all_handlers=bool(meta.get("trust_all_handlers")),
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -811,12 +841,14 @@ def serve_(
 def validate(
     file: Annotated[Path, typer.Argument(help="A workflow or saved plan file.")],
     tools: ToolsOpt = None,
+    trust_module: TrustModuleOpt = None,
+    trust_all_handlers: TrustAllHandlersOpt = False,
 ) -> None:
     """Check a workflow or plan file against the tools (`exec`'s) without running it."""
     from planweave.executor.graph import validate_plan
     from planweave.executor.workflow import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = load_workflow(file, trusted_modules=trust_module or (), trust_all_handlers=trust_all_handlers)
     selected = _tools(tools, workspace=Path("."), allow_private_hosts=False, http_timeout=DEFAULT_HTTP_TIMEOUT,
                       llm=_llm_tool(None, None))
     if workflow.mcp:  # the steps may call its MCP servers' tools: list them first

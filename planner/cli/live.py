@@ -38,6 +38,7 @@ from planweave.executor.plan import Step
 from planweave.planner.events import Decision, PlannerFinished
 from planweave.planner.cli.render import STATE_STYLES, args_summary, format_seconds
 from planweave.planner.cli.run_model import RoundView, RunModel, StepView, _one_line, plain_line, summary_line
+from planweave.planner.cli.terminal import clean
 
 __all__ = ["LiveView", "RoundView", "RunModel", "StepView", "summary_line"]
 
@@ -107,7 +108,7 @@ class LiveView:
         # Straight to the file: not a terminal, so rich has nothing to add, and a big run
         # prints thousands of lines (rich's `out` costs about 100 us each, this about 3).
         file = self.console.file
-        file.write(line + "\n")
+        file.write(clean(line) + "\n")
         file.flush()  # a log being followed sees each line as it happens
 
     def _print_answer(self) -> None:
@@ -322,7 +323,7 @@ class LiveView:
 
 
 def _answer_panel(text: str) -> Panel:
-    return Panel(Text(text), title="answer", title_align="left", border_style="green")
+    return Panel(Text(clean(text)), title="answer", title_align="left", border_style="green")
 
 
 def _pick_rows(steps: list[StepView], max_rows: int | None) -> tuple[list[StepView], list[StepView]]:

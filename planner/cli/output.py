@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from planweave.planner.cli.terminal import clean
+
 if TYPE_CHECKING:
     from planweave.executor.result import BaseResult, RunResult
     from planweave.executor.store import GroupStats, RunSummary
@@ -71,7 +73,7 @@ def print_failure(result: Any) -> None:
     """
     reason = failure_reason(result)
     if reason is not None:
-        typer.echo(f"planweave: {str(result.status).replace('_', ' ')}: {reason}", err=True)
+        typer.echo(f"planweave: {str(result.status).replace('_', ' ')}: {clean(reason)}", err=True)
 
 
 def console(stderr: bool = False) -> Any:
@@ -83,6 +85,7 @@ def console(stderr: bool = False) -> Any:
 def print_result(result: RunResult, *, title: str) -> None:
     """A workflow run: one row per step, then its status line."""
     from rich.table import Table
+    from rich.text import Text
 
     colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
     table = Table(title=title, title_justify="left")
@@ -94,7 +97,8 @@ def print_result(result: RunResult, *, title: str) -> None:
             shown = shown[:117] + "..."
         duration = f"{s.duration_s:.2f}s" if s.duration_s is not None else "-"
         colour = colours.get(s.status, "white")
-        table.add_row(sid, s.tool, f"[{colour}]{s.status}[/]", str(s.attempts), duration, shown or "")
+        # Tool text as `Text`: not parsed as rich markup (`[link=...]`), and cleaned of escapes.
+        table.add_row(sid, s.tool, f"[{colour}]{s.status}[/]", str(s.attempts), duration, Text(clean(shown or "")))
     out = console()
     out.print(table)
     colour = "green" if result.ok else "yellow" if result.status == "partial" else "red"
@@ -105,6 +109,7 @@ def print_runs(runs: list[RunSummary]) -> None:
     """`planweave runs`: one row per recorded run."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     # Fits 80 columns without cutting a character: the fixed columns take at most 62 (16 + 11
     # + 11 + 8 + 9 and one space between columns), the goal folds onto more lines in the rest.
@@ -116,7 +121,9 @@ def print_runs(runs: list[RunSummary]) -> None:
     table.add_column("goal / workflow", overflow="fold", ratio=1, min_width=12)
     for r in runs:
         goal = r.goal.splitlines()[0] if r.kind == "planner" and r.goal else r.name
-        table.add_row(r.id, _status(r.status), _when(r.created_at), _secs(r.duration_s), _cost(r.cost_usd), goal)
+        table.add_row(
+            r.id, _status(r.status), _when(r.created_at), _secs(r.duration_s), _cost(r.cost_usd), Text(clean(goal))
+        )
     console().print(table)
 
 
@@ -124,6 +131,7 @@ def print_stats(report: Iterable[GroupStats]) -> None:
     """`planweave stats`: runs per workflow or goal label, then the slowest steps."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="runs by workflow / goal", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("name", overflow="fold", ratio=1, min_width=16)
@@ -135,11 +143,11 @@ def print_stats(report: Iterable[GroupStats]) -> None:
         slow.add_column(col, overflow="fold")
     for g in report:
         table.add_row(
-            g.name, str(g.runs), f"{g.success_rate:.0%}", _secs(g.p50_s), _secs(g.p95_s),
+            Text(clean(g.name)), str(g.runs), f"{g.success_rate:.0%}", _secs(g.p50_s), _secs(g.p95_s),
             f"{g.tokens_per_run:.0f}", _cost(g.cost_usd),
         )
         for st in g.slowest_steps:
-            slow.add_row(g.name, st.step, st.tool, str(st.runs), _secs(st.p50_s), _secs(st.p95_s), _secs(st.max_s))
+            slow.add_row(Text(clean(g.name)), st.step, st.tool, str(st.runs), _secs(st.p50_s), _secs(st.p95_s), _secs(st.max_s))
     out = console()
     out.print(table)
     if slow.row_count:
@@ -149,6 +157,7 @@ def print_stats(report: Iterable[GroupStats]) -> None:
 def print_tools(registry: ToolRegistry) -> None:
     """`planweave tools`: each tool with its description and arguments."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="tools")
     table.add_column("name")
@@ -158,7 +167,8 @@ def print_tools(registry: ToolRegistry) -> None:
         props = t.json_schema.get("properties", {})
         required = set(t.json_schema.get("required", []))
         args = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
-        table.add_row(t.name, t.description.splitlines()[0] if t.description else "", args)
+        # Descriptions can come from elsewhere (an MCP server): plain text, cleaned.
+        table.add_row(t.name, Text(clean(t.description.splitlines()[0] if t.description else "")), args)
     console().print(table)
 
 

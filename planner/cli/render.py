@@ -28,6 +28,7 @@ from rich.tree import Tree
 from planweave.executor.graph import PlanGraph, compile_condition
 from planweave.executor.plan import Plan, Step
 from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, find_refs, parse
+from planweave.planner.cli.terminal import clean
 from planweave.planner.errors import ConfigError
 from planweave.planner.events import Decision, LLMCalled, PlanUpdated
 from planweave.planner.state import PlannerState
@@ -236,7 +237,7 @@ def _layers(nodes: list[_Node]) -> list[list[str]]:
 
 def _value_text(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = " ".join(str(text).split())
+    text = " ".join(clean(text).split())
     if isinstance(value, str):
         text = json.dumps(text, ensure_ascii=False)[1:-1]
         text = f'"{text}"'
@@ -268,9 +269,9 @@ def plan_tree(plan: PlanLike, states: States | None = None, *, title: str = "pla
             label.append(f"  {style.symbol} {n.state.describe()}", style.rich)
         branch = tree.add(label)
         if n.step.when is not None:
-            branch.add(Text(f"when {n.step.when}", "dim"))
+            branch.add(Text(f"when {clean(n.step.when)}", "dim"))
         if n.step.for_each is not None:
-            branch.add(Text(f"for each {n.step.for_each}", "dim"))
+            branch.add(Text(f"for each {clean(n.step.for_each)}", "dim"))
     return tree
 
 
@@ -340,14 +341,14 @@ def run_tree(record: RunRecord) -> Tree:
         f" in {format_seconds(summary.duration_s)}" if summary.duration_s is not None else "",
     ))
     if summary.goal:
-        root.add(Text(f"goal: {summary.goal}", "italic"))
+        root.add(Text(f"goal: {clean(summary.goal)}", "italic"))
     placed: set[str] = set()
     for planned in state.layout:
         label = Text(f"round {planned.plan.round}", "bold")
         if planned.plan.rationale:
-            label.append(f": {planned.plan.rationale}", "not bold")
+            label.append(f": {clean(planned.plan.rationale)}", "not bold")
         for decision in planned.decisions:
-            label.append(f"  → {decision.action}" + (f": {decision.reason}" if decision.reason else ""), "yellow")
+            label.append(f"  → {decision.action}" + (f": {clean(decision.reason)}" if decision.reason else ""), "yellow")
         branch = root.add(label)
         for entry in planned.entries:
             if isinstance(entry, LLMCalled):
@@ -364,9 +365,9 @@ def run_tree(record: RunRecord) -> Tree:
         cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
         root.add(Text(f"LLM: {summary.llm_calls} calls, {summary.total_tokens} tokens, cost {cost}", "dim"))
     if summary.answer:
-        root.add(Text.assemble(("answer: ", "bold"), summary.answer))
+        root.add(Text.assemble(("answer: ", "bold"), clean(summary.answer)))
     if summary.error:
-        root.add(Text(f"error: {summary.error}", "red"))
+        root.add(Text(f"error: {clean(summary.error)}", "red"))
     return root
 
 
@@ -374,7 +375,7 @@ def _call_label(call: LLMCalled) -> Text:
     cost = "cost unknown" if call.cost_usd is None else f"${call.cost_usd:.4f}"
     label = Text(f"LLM {call.purpose}: {call.model}, {call.input_tokens + call.output_tokens} tokens, {cost}", "dim")
     if call.error:
-        label.append(f", error: {call.error}", "red")
+        label.append(f", error: {clean(call.error)}", "red")
     return label
 
 
@@ -559,6 +560,7 @@ def to_png(plan: PlanLike, states: States | None = None, *, dpi: int = 110, lege
 
 
 def _short(text: str, limit: int) -> str:
+    text = clean(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -29,6 +29,7 @@ from planweave.executor.plan import Step
 from planweave.executor.state import StepProgress
 from planweave.planner.events import Decision, PlanRejected, PlanUpdated
 from planweave.planner.cli.render import StepState, format_seconds
+from planweave.planner.cli.terminal import clean
 from planweave.planner.state import PlannerState, PlanningRound
 
 __all__ = ["RoundView", "RunModel", "StepView", "plain_line", "summary_line"]
@@ -44,7 +45,7 @@ def _output_text(value: Any) -> str:
 
 
 def _one_line(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
+    text = " ".join(clean(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

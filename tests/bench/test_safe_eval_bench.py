@@ -23,6 +23,7 @@ def test_safe_eval_bench_refuses_every_adversarial_expression(tmp_path: Path) ->
     cases = data["safety"]["planweave"]
     assert len(cases) >= 20
     assert [c["expression"] for c in cases if c["outcome"] != "refused"] == []
-    assert {c["detail"] for c in cases} == {"SafeEvalError"}
+    # SafeEvalError or its subclasses for the size and work limits
+    assert {c["detail"] for c in cases} <= {"SafeEvalError", "SizeLimitExceeded", "WorkLimitExceeded"}
     assert set(data["speed_us"]["planweave"]) >= {"1 + 2 * 3", "a.b > 3 and c[0] == 'x'"}
     assert "planweave: 24/24 refused" in proc.stdout

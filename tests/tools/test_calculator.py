@@ -17,7 +17,7 @@ def test_is_a_non_blocking_tool_with_a_one_argument_schema() -> None:
     assert isinstance(calculator, Tool)
     assert calculator.name == "calculator"
     assert calculator.blocking is False
-    assert calculator.is_async is False
+    assert calculator.is_async is True
     schema = calculator.json_schema
     assert schema["required"] == ["expression"]
     assert schema["additionalProperties"] is False
@@ -130,9 +130,9 @@ async def test_arguments_are_validated() -> None:
         await calc(12)
 
 
-def test_constants() -> None:
-    assert calculator.fn("pi") == math.pi
-    assert calculator.fn("e") == math.e
+async def test_constants() -> None:
+    assert await calculator.fn("pi") == math.pi
+    assert await calculator.fn("e") == math.e
 
 
 def test_public_names() -> None:

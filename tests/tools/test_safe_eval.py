@@ -290,4 +290,7 @@ def test_parsing_is_cached() -> None:
 def test_public_names() -> None:
     from planweave.tools import safe_eval
 
-    assert sorted(safe_eval.__all__) == ['MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'SafeEvalError', 'check', 'evaluate']
+    assert sorted(safe_eval.__all__) == [
+        'INLINE_WORK', 'MAX_EXPRESSION_CHARS', 'MAX_INT_BITS', 'MAX_ITEMS', 'MAX_SECONDS', 'MAX_WORK',
+        'SafeEvalError', 'SizeLimitExceeded', 'WorkLimitExceeded', 'check', 'evaluate', 'evaluate_async',
+    ]

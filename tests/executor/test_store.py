@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -144,7 +145,8 @@ def test_prune_keeps_running_runs(store: SQLiteRunStore) -> None:
 def test_dead_process_means_interrupted(store: SQLiteRunStore) -> None:
     store.begin("dead", kind="planner", name="", goal="g", meta={})
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    store._db.execute("UPDATE runs SET pid = ? WHERE id = 'dead'", (int(proc.stdout),))
+    owner = f"{socket.gethostname()}:{int(proc.stdout)}:0000"  # its lease is not expired, its owner is gone
+    store._db.execute("UPDATE runs SET owner = ?, pid = ? WHERE id = 'dead'", (owner, int(proc.stdout)))
     assert store.summary("dead").status == "interrupted"
     assert [r.id for r in store.list_runs(status="interrupted")] == ["dead"]
     store.begin("mine", kind="planner", name="", goal="g", meta={})

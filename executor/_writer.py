@@ -1,0 +1,258 @@
+"""The run store's writer thread: events are committed in batches, off the event loop.
+
+Recorders hand events over with `submit` (a lock and a queue put: well under a microsecond
+on the loop). One thread per store takes everything queued, writes it in one transaction
+(group commit: while one batch commits, the next one gathers), then raises the `committed`
+watermark and wakes the runs waiting for it, on their own loops. A run waits only for the
+events its next step depends on (`planweave.executor.durability`).
+
+The same thread renews the leases of the runs it records (`heartbeat_s`), so a live run
+keeps its lease however long its steps take, and a dead one's lease expires.
+
+If a batch cannot be committed, the runs with events in it fail (`Recorder.fail`): their
+later events are dropped, and the runs stop starting steps. Other runs go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from planweave.executor.events import RunEvent
+
+if TYPE_CHECKING:
+    from planweave.executor.store import Recorder, StoreError
+
+__all__ = ["BatchOutcome", "BatchSink", "EventWriter"]
+
+log = logging.getLogger("planweave.store")
+
+MAX_BATCH = 4096
+"""Most events in one transaction (a bigger backlog is committed in several)."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What writing one batch did, by run id."""
+
+    failed: dict[str, StoreError] = field(default_factory=dict)
+    """Runs whose events could not be written (the batch's other runs were written)."""
+    finished: set[str] = field(default_factory=set)
+    """Runs that recorded a final status in this batch (their leases are no longer renewed)."""
+
+
+class BatchSink(Protocol):
+    """What the writer thread writes to (`SQLiteRunStore`); called on the writer thread only."""
+
+    def write_batch(self, items: list[tuple[str, RunEvent]]) -> BatchOutcome: ...
+
+    def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
+
+    def close_writer(self) -> None: ...
+
+
+_STOP = object()
+
+
+class _Control:
+    """A call to make on the writer thread, in order with the events around it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+
+class EventWriter:
+    """One writer thread for one store (started on the first `submit`)."""
+
+    def __init__(self, sink: BatchSink, *, heartbeat_s: float, name: str = "planweave-store-writer") -> None:
+        self.sink = sink
+        self.heartbeat_s = heartbeat_s
+        self.name = name
+        self.committed = 0
+        """Every event submitted up to this number has been written (or has failed)."""
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._last = 0  # number of the last event submitted
+        self._submit_lock = threading.Lock()  # numbers follow queue order, whatever thread submits
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._tie = itertools.count()
+        self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- any thread ------------------------------------------------------------------------------
+
+    def attach(self, recorder: Recorder) -> None:
+        """Route `recorder.run_id`'s failures to `recorder` and renew its lease until the run ends."""
+        assert recorder.run_id is not None
+        self._recorders[recorder.run_id] = recorder
+        self._start()
+
+    def submit(self, run_id: str, event: RunEvent) -> int:
+        """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            self._queue.put((number, run_id, event))
+        return number
+
+    def call(self, fn: Callable[[], object]) -> int:
+        """Run `fn` on the writer thread after the events queued so far; returns a number as `submit`."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            self._queue.put((number, None, _Control(fn)))
+        self._start()
+        return number
+
+    def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
+        """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
+        with self._cond:
+            if self.committed >= mark:
+                return True
+            heapq.heappush(self._waiters, (mark, next(self._tie), loop, callback))
+        return False
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Block until every event submitted so far is written (True), or `timeout_s` passed (False)."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return True
+        target = self._last
+        with self._cond:
+            return self._cond.wait_for(lambda: self.committed >= target or self._closed, timeout_s)
+
+    def close(self, timeout_s: float | None = 10.0) -> None:
+        """Write what is queued, then stop the thread."""
+        thread = self._thread
+        if thread is None or self._closed:
+            return
+        self._queue.put(_STOP)
+        if threading.current_thread() is not thread:
+            thread.join(timeout_s)
+
+    # --- the thread ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._submit_lock:
+            if self._thread is not None:
+                return
+            # A daemon thread, closed by `atexit`: events queued at the end of a script
+            # (the planner's last event) are written before the interpreter goes.
+            thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+            self._thread = thread
+            thread.start()
+            ref = weakref.ref(self)
+            atexit.register(lambda: (w := ref()) is not None and w.close())
+
+    def _main(self) -> None:
+        last_renewal = time.monotonic()
+        try:
+            while True:
+                try:
+                    first = self._queue.get(timeout=self.heartbeat_s)
+                except queue.Empty:
+                    first = None
+                stop = first is _STOP
+                batch: list[tuple[int, str | None, Any]] = [] if first is None or stop else [first]
+                while not stop and len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._write(batch)
+                if time.monotonic() - last_renewal >= self.heartbeat_s:
+                    last_renewal = time.monotonic()
+                    self._renew()
+                if stop:
+                    return
+        except BaseException as exc:  # a bug here must not leave runs waiting forever
+            log.exception("the run store's writer thread stopped")
+            from planweave.executor.store import StoreError
+
+            for recorder in list(self._recorders.values()):
+                recorder.fail(StoreError(f"the run store's writer thread stopped: {type(exc).__name__}: {exc}"))
+        finally:
+            self._closed = True
+            try:
+                self.sink.close_writer()
+            finally:
+                self._advance(self._last)
+
+    def _write(self, batch: list[tuple[int, str | None, Any]]) -> None:
+        events: list[tuple[str, RunEvent]] = []
+        for number, run_id, item in batch:
+            if isinstance(item, _Control):
+                self._flush_events(events, number - 1)
+                events = []
+                try:
+                    item.fn()
+                except Exception:
+                    log.exception("a run store call on the writer thread failed")
+                self._advance(number)
+                continue
+            assert run_id is not None
+            recorder = self._recorders.get(run_id)
+            if recorder is not None and recorder.failure is not None:
+                continue  # the run has stopped: nothing after its failure is written
+            events.append((run_id, item))
+        self._flush_events(events, batch[-1][0])
+
+    def _flush_events(self, events: list[tuple[str, RunEvent]], number: int) -> None:
+        if events:
+            outcome = self.sink.write_batch(events)
+            for run_id, error in outcome.failed.items():
+                recorder = self._recorders.pop(run_id, None)
+                if recorder is not None:
+                    recorder.fail(error)
+                else:
+                    log.warning("events of run `%s` were not recorded: %s", run_id, error)
+            for run_id in outcome.finished:
+                self._recorders.pop(run_id, None)
+        self._advance(number)
+
+    def _renew(self) -> None:
+        run_ids = list(self._recorders)
+        if not run_ids:
+            return
+        for run_id, error in self.sink.renew_leases(run_ids).items():
+            recorder = self._recorders.pop(run_id, None)
+            if recorder is not None:
+                recorder.fail(error)
+
+    def _advance(self, number: int) -> None:
+        wake: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        with self._cond:
+            if number > self.committed:
+                self.committed = number
+            waiters = self._waiters
+            while waiters and waiters[0][0] <= self.committed:
+                _, _, loop, callback = heapq.heappop(waiters)
+                wake.setdefault(loop, []).append(callback)
+            self._cond.notify_all()
+        for loop, callbacks in wake.items():
+            try:
+                loop.call_soon_threadsafe(_call_all, callbacks)
+            except RuntimeError:  # that loop is closed: its run is over
+                pass
+
+
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()

@@ -1,10 +1,15 @@
 """The run store's writer thread: events are committed in batches, off the event loop.
 
-Recorders hand events over with `submit` (a lock and a queue put: well under a microsecond
-on the loop). One thread per store takes everything queued, writes it in one transaction
-(group commit: while one batch commits, the next one gathers), then raises the `committed`
-watermark and wakes the runs waiting for it, on their own loops. A run waits only for the
-events its next step depends on (`planweave.executor.durability`).
+Recorders hand events over with `submit` (a list append under a lock: well under a
+microsecond on the loop). One thread per store takes everything gathered, writes it in one
+transaction (group commit), then raises the `committed` watermark and wakes the runs waiting
+for it, on their own loops. A run waits only for the events its next step depends on
+(`planweave.executor.durability`).
+
+The thread is woken when someone waits for an event (a step's inputs, a flush, the end of a
+run) or when `MAX_BATCH` events have gathered; otherwise it writes what has gathered every
+`LINGER_S`. So a chain of steps commits once per step (each step's events together), and
+thousands of independent steps commit a few times in all.
 
 The same thread renews the leases of the runs it records (`heartbeat_s`), so a live run
 keeps its lease however long its steps take, and a dead one's lease expires.
@@ -20,7 +25,6 @@ import atexit
 import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 import weakref
@@ -39,6 +43,9 @@ log = logging.getLogger("planweave.store")
 
 MAX_BATCH = 4096
 """Most events in one transaction (a bigger backlog is committed in several)."""
+
+LINGER_S = 0.002
+"""Longest an event nobody waits for stays in memory before the thread writes it."""
 
 
 @dataclass(slots=True)
@@ -61,9 +68,6 @@ class BatchSink(Protocol):
     def close_writer(self) -> None: ...
 
 
-_STOP = object()
-
-
 class _Control:
     """A call to make on the writer thread, in order with the events around it."""
 
@@ -82,9 +86,11 @@ class EventWriter:
         self.name = name
         self.committed = 0
         """Every event submitted up to this number has been written (or has failed)."""
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: list[tuple[int, str | None, Any]] = []  # submitted, not yet taken by the thread
         self._last = 0  # number of the last event submitted
-        self._submit_lock = threading.Lock()  # numbers follow queue order, whatever thread submits
+        self._submit_lock = threading.Lock()  # numbers follow list order, whatever thread submits
+        self._wake = threading.Event()  # set: the thread should write now
+        self._stopping = False
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, Callable[[], None]]] = []
         self._tie = itertools.count()
@@ -104,15 +110,19 @@ class EventWriter:
         """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
         with self._submit_lock:
             self._last = number = self._last + 1
-            self._queue.put((number, run_id, event))
+            pending = self._pending
+            pending.append((number, run_id, event))
+            if len(pending) >= MAX_BATCH:
+                self._wake.set()
         return number
 
     def call(self, fn: Callable[[], object]) -> int:
         """Run `fn` on the writer thread after the events queued so far; returns a number as `submit`."""
         with self._submit_lock:
             self._last = number = self._last + 1
-            self._queue.put((number, None, _Control(fn)))
+            self._pending.append((number, None, _Control(fn)))
         self._start()
+        self._wake.set()
         return number
 
     def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
@@ -121,6 +131,7 @@ class EventWriter:
             if self.committed >= mark:
                 return True
             heapq.heappush(self._waiters, (mark, next(self._tie), loop, callback))
+        self._wake.set()
         return False
 
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -128,6 +139,7 @@ class EventWriter:
         if self._thread is None or threading.current_thread() is self._thread:
             return True
         target = self._last
+        self._wake.set()
         with self._cond:
             return self._cond.wait_for(lambda: self.committed >= target or self._closed, timeout_s)
 
@@ -136,7 +148,8 @@ class EventWriter:
         thread = self._thread
         if thread is None or self._closed:
             return
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         if threading.current_thread() is not thread:
             thread.join(timeout_s)
 
@@ -153,30 +166,19 @@ class EventWriter:
             thread = threading.Thread(target=self._main, name=self.name, daemon=True)
             self._thread = thread
             thread.start()
-            ref = weakref.ref(self)
-            atexit.register(lambda: (w := ref()) is not None and w.close())
+            atexit.register(_close_at_exit, weakref.ref(self))
 
     def _main(self) -> None:
         last_renewal = time.monotonic()
         try:
             while True:
-                try:
-                    first = self._queue.get(timeout=self.heartbeat_s)
-                except queue.Empty:
-                    first = None
-                stop = first is _STOP
-                batch: list[tuple[int, str | None, Any]] = [] if first is None or stop else [first]
-                while not stop and len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                    else:
-                        batch.append(item)
-                if batch:
-                    self._write(batch)
+                self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
+                self._wake.clear()
+                stop = self._stopping
+                with self._submit_lock:
+                    batch, self._pending = self._pending, []
+                for start in range(0, len(batch), MAX_BATCH):
+                    self._write(batch[start : start + MAX_BATCH])
                 if time.monotonic() - last_renewal >= self.heartbeat_s:
                     last_renewal = time.monotonic()
                     self._renew()
@@ -251,6 +253,12 @@ class EventWriter:
                 loop.call_soon_threadsafe(_call_all, callbacks)
             except RuntimeError:  # that loop is closed: its run is over
                 pass
+
+
+def _close_at_exit(ref: weakref.ref[EventWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()
 
 
 def _call_all(callbacks: list[Callable[[], None]]) -> None:

@@ -32,8 +32,10 @@ class Journal(ABC):
     and call back on the run's event loop.
     """
 
-    committed: int
-    """Every event numbered up to this one is durable (or failed: see `failure`)."""
+    @property
+    @abstractmethod
+    def committed(self) -> int:
+        """Every event numbered up to this one is durable (or failed: see `failure`)."""
 
     failure: PlanweaveError | None
     """Set once an event could not be made durable: the run must stop starting steps."""

@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 from planweave.executor._writer import BatchOutcome, EventWriter
 from planweave.executor.events import RunEvent, RunStarted, StepAdded
 from planweave.executor.store import (
@@ -118,6 +120,8 @@ _BUSY, _LOCKED, _READONLY, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 5, 6, 8, 11, 14
 
 _HOST = socket.gethostname()
 _owner: tuple[int, str] | None = None
+_ABANDONED: set[str] = set()
+"""Runs this process holds the lease of but stopped executing (their recording failed)."""
 
 
 def process_owner() -> str:
@@ -141,7 +145,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _lease_live(owner: str, expires: float | None, host: str, pid: int, now: float) -> bool:
+def _lease_live(run_id: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> bool:
     """Whether a run's lease is held by a live process.
 
     The lease's expiry decides, on any host. On this host a dead owner is seen at once (its
@@ -152,8 +156,10 @@ def _lease_live(owner: str, expires: float | None, host: str, pid: int, now: flo
         return host == _HOST and _alive(pid) and pid != os.getpid()
     if expires is None or expires < now:
         return False
+    if owner == process_owner():
+        return run_id not in _ABANDONED
     owner_host, _, rest = owner.partition(":")
-    if owner_host == _HOST and owner != process_owner():
+    if owner_host == _HOST:
         owner_pid = rest.partition(":")[0]
         if owner_pid.isdigit() and int(owner_pid) != os.getpid() and not _alive(int(owner_pid)):
             return False
@@ -393,7 +399,7 @@ class SQLiteRunStore(RunStore):
         """Claim `run_id` inside the caller's write transaction; `row` is (owner, lease_expires, host, pid)."""
         owner, expires, host, pid = row
         me = process_owner()
-        live = owner != me and _lease_live(owner, expires, host, pid, now)
+        live = owner != me and _lease_live(run_id, owner, expires, host, pid, now)
         if live and not force:
             raise self._leased_error(run_id, owner or f"{host}:{pid}", expires)
         expiry = now + self.lease_s
@@ -420,6 +426,9 @@ class SQLiteRunStore(RunStore):
             db.execute(
                 "UPDATE runs SET lease_expires = ? WHERE id = ? AND owner = ?", (time.time(), run_id, process_owner())
             )
+
+    def abandon(self, run_id: str) -> None:
+        _ABANDONED.add(run_id)
 
     def writer(self) -> EventWriter:
         if self._writer is None:
@@ -494,6 +503,7 @@ class SQLiteRunStore(RunStore):
                     "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, meta = ? WHERE id = ?",
                     (_dumps(merged), run_id),
                 )
+        _ABANDONED.discard(run_id)
         # The writer reads the run's sequence and steps afresh (another process may have written it).
         self.writer().call(lambda: (self._wseq.pop(run_id, None), self._wadded.pop(run_id, None)))
         return lease
@@ -590,7 +600,7 @@ class SQLiteRunStore(RunStore):
                 _mask_content(data, mask)
             for key in _BLOB_FIELDS:
                 value = data.get(key)
-                if value is not None and not isinstance(value, (int, float, bool)):
+                if value is not None and type(value) not in (int, float, bool) and _large(value):
                     # Long strings first (the same text in a step's args, output and plan is kept
                     # once), then whatever is still large as one piece.
                     value = _outline(value, put)
@@ -603,7 +613,7 @@ class SQLiteRunStore(RunStore):
                 del data["step_id"]
             else:
                 step_id = None
-            rows.append((run_id, seq, kind, at, step_id, _dumps(data)))
+            rows.append((run_id, seq, kind, at, step_id, _dumps(data) if data else "{}"))
             if isinstance(event, StepAdded):
                 if step_id is not None and step_id not in added:
                     added.add(step_id)
@@ -663,15 +673,15 @@ class SQLiteRunStore(RunStore):
     def _columns(self) -> str:
         return _SUMMARY_COLUMNS + (_LEASE_COLUMNS if self._schema >= 2 else _NO_LEASE_COLUMNS)
 
-    def _status(self, status: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> str:
-        if status == "running" and not _lease_live(owner, expires, host, pid, now):
+    def _status(self, run_id: str, status: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> str:
+        if status == "running" and not _lease_live(run_id, owner, expires, host, pid, now):
             return "interrupted"
         return status
 
     def _summary(self, row: tuple[Any, ...], now: float | None = None) -> RunSummary:
         (rid, kind, name, goal, status, created, finished, duration, steps, calls, tin, tout, cost, answer, error,
          meta, host, pid, owner, expires) = row
-        status = self._status(status, owner, expires, host, pid, time.time() if now is None else now)
+        status = self._status(rid, status, owner, expires, host, pid, time.time() if now is None else now)
         return RunSummary(
             id=rid,
             kind=kind,
@@ -798,7 +808,7 @@ class SQLiteRunStore(RunStore):
                     f"WHERE created_at < ? AND status IN ({marks})",
                     (cutoff, *finished),
                 ).fetchall()
-                if self._status(*r[1:], now) != "running"
+                if self._status(r[0], r[1], r[2], r[3], r[4], r[5], now) != "running"
             ]
             for rid in ids:
                 db.execute("DELETE FROM events WHERE run_id = ?", (rid,))
@@ -887,11 +897,15 @@ _EMPTY_OK = (str, dict, list, tuple)
 
 
 def _large(value: Any) -> bool:
+    """Whether `value`'s JSON is over `BLOB_THRESHOLD` bytes (then it holds what goes to `blobs`)."""
     if isinstance(value, str):
         return len(value) > BLOB_THRESHOLD
-    if isinstance(value, (dict, list)):
-        return len(_dumps(value)) > BLOB_THRESHOLD if value else False
-    return False
+    if not value:
+        return False
+    try:
+        return len(to_json(value, fallback=repr)) > BLOB_THRESHOLD
+    except (ValueError, TypeError):
+        return True
 
 
 def step_id_new(seen: set[str], step_id: Any) -> bool:
@@ -950,4 +964,9 @@ def _collect_blobs_py(db: sqlite3.Connection) -> None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    """Compact JSON (pydantic-core's encoder: several times faster than `json.dumps` on the
+    writer thread's small documents); anything JSON has no type for is stored as its repr."""
+    try:
+        return to_json(value, fallback=repr).decode()
+    except (ValueError, TypeError):  # e.g. a circular container
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)

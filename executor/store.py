@@ -318,6 +318,10 @@ class RunStore(ABC):
     def release(self, run_id: str) -> None:
         """Give up this process's lease on the run (no-op when it holds none)."""
 
+    def abandon(self, run_id: str) -> None:
+        """This process stopped executing the run (its recording failed): its lease no longer
+        counts as live here, even before it expires."""
+
     @abstractmethod
     def writer(self) -> EventWriter:
         """The store's writer thread (one per store, started on first use)."""
@@ -531,6 +535,8 @@ class Recorder(Journal):
             self.failure = error
             hooks, self._hooks = self._hooks, []
         log.warning("run `%s` is no longer recorded: %s", self.run_id, error)
+        if self.run_id is not None:
+            self.store.abandon(self.run_id)
         for loop, callback in hooks:
             try:
                 loop.call_soon_threadsafe(callback)
@@ -550,8 +556,8 @@ class Recorder(Journal):
 
     def stop_error(self) -> PlanweaveError:
         assert self.failure is not None
-        if isinstance(self.failure, RunLeasedError) or self.run_id is None:
-            return self.failure
+        if isinstance(self.failure, RunLeasedError) or self._writer is None or self.run_id is None:
+            return self.failure  # owned elsewhere, or never recorded at all: nothing to resume
         error = RunInterruptedError(self.run_id, self.failure)
         error.__cause__ = self.failure
         return error

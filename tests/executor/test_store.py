@@ -22,7 +22,7 @@ from planweave.executor import Executor, RunEvent, Step
 from planweave.executor.events import StepSucceeded, SummaryUpdate, register_event_type
 from planweave.executor.state import RunState
 from planweave.executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
-from planweave.executor.store import RunStore, StoreError, open_store
+from planweave.executor.store import RunStore, StoreError, StoreLockedError, open_store
 from planweave.planner.testing import ChildProcesses
 from planweave.tools import tool
 
@@ -205,18 +205,28 @@ def test_locked_database_names_the_file(tmp_path: Path) -> None:
     assert s.summary("x").status == "running"
 
 
-def test_recorder_survives_store_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_run_that_cannot_be_recorded_does_not_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "runs.db"
     s = SQLiteRunStore(path, busy_timeout_s=0.05)
     rec = s.recorder()
+    calls: list[str] = []
+
+    @tool
+    def note(text: str) -> str:
+        """Remember the call."""
+        calls.append(text)
+        return text
+
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        result = Executor([echo]).run_sync([Step(id="a", tool="echo", args={"text": "1"})], subscribers=[rec])
+        with pytest.raises(StoreLockedError) as err:  # fail closed: nothing runs unrecorded
+            Executor([note]).run_sync([Step(id="a", tool="note", args={"text": "1"})], subscribers=[rec])
     finally:
         holder.execute("ROLLBACK")
-    assert result.ok  # the run itself went on
-    assert isinstance(rec.failed, StoreError)
+    assert calls == []
+    assert f"`{path}` is locked by another process" in str(err.value)
+    assert isinstance(rec.failure, StoreLockedError)
     assert sum("is no longer recorded" in r.message for r in caplog.records) == 1
 
 

@@ -86,6 +86,8 @@ class EventWriter:
         self.name = name
         self.committed = 0
         """Every event submitted up to this number has been written (or has failed)."""
+        self.batches = 0
+        """Transactions of events written so far (group commit: far fewer than events)."""
         self._pending: list[tuple[int, str | None, Any]] = []  # submitted, not yet taken by the thread
         self._last = 0  # number of the last event submitted
         self._submit_lock = threading.Lock()  # numbers follow list order, whatever thread submits
@@ -218,6 +220,7 @@ class EventWriter:
 
     def _flush_events(self, events: list[tuple[str, RunEvent]], number: int) -> None:
         if events:
+            self.batches += 1
             outcome = self.sink.write_batch(events)
             for run_id, error in outcome.failed.items():
                 recorder = self._recorders.pop(run_id, None)

@@ -824,7 +824,8 @@ class SQLiteRunStore(RunStore):
         with self._lock:
             try:
                 if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-                    self._db.execute("PRAGMA incremental_vacuum").fetchall()
+                    # `executescript` steps the pragma to its end (`execute` frees one page per step).
+                    self._db.executescript("PRAGMA incremental_vacuum;")
                 else:  # a store made before incremental vacuum: rebuild it once
                     self._db.execute("VACUUM")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

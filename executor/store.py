@@ -69,6 +69,7 @@ __all__ = [
     "RunInterruptedError",
     "RunLeasedError",
     "RunSummary",
+    "STORE_MAX_MB_ENV",
     "StepStats",
     "StoreError",
     "StoreFullError",
@@ -163,11 +164,17 @@ def default_home() -> Path:
     return Path(os.environ.get("PLANWEAVE_HOME") or DEFAULT_HOME).expanduser()
 
 
+STORE_MAX_MB_ENV = "PLANWEAVE_STORE_MAX_MB"
+"""A cap on the run store's size in megabytes (default: none, as large as the disk allows)."""
+
+
 def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | None = None) -> RunStore:
     """The default store: SQLite at `path` (a file or a directory), else `<home>/runs.db`.
 
     Secrets are masked before anything is stored: by `mask`, default `Masker.from_env()`
     (API keys, bearer tokens, secret-named arguments, `PLANWEAVE_MASK_PATTERNS`).
+    `PLANWEAVE_STORE_MAX_MB` caps the store's size: past it, recording fails closed as on a
+    full disk (`StoreFullError`) until `prune` or `delete` makes room.
     """
     from planweave.executor.masking import Masker
     from planweave.executor.sqlite_store import SQLiteRunStore
@@ -175,7 +182,12 @@ def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | N
     target = Path(path).expanduser() if path is not None else default_home()
     if target.suffix != ".db":
         target = target / "runs.db"
-    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env())
+    cap = os.environ.get(STORE_MAX_MB_ENV)
+    try:
+        max_bytes = int(float(cap) * 1_000_000) if cap else None
+    except ValueError:
+        raise StoreError(f"{STORE_MAX_MB_ENV}=`{cap}` is not a number of megabytes; set it to e.g. `500`, or unset it.") from None
+    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env(), max_bytes=max_bytes)
 
 
 class RunSummary(BaseModel):
@@ -534,7 +546,8 @@ class Recorder(Journal):
                 return
             self.failure = error
             hooks, self._hooks = self._hooks, []
-        log.warning("run `%s` is no longer recorded: %s", self.run_id, error)
+        if self._writer is not None:  # (a run that never began gets the error itself)
+            log.warning("run `%s` is no longer recorded: %s", self.run_id, error)
         if self.run_id is not None:
             self.store.abandon(self.run_id)
         for loop, callback in hooks:

@@ -33,7 +33,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
@@ -594,32 +594,47 @@ class SQLiteRunStore(RunStore):
         rows = []
         new_steps = llm_calls = input_tokens = output_tokens = 0
         cost: float | None = 0.0
+        specs = _SPECS
         for event in events:
-            data = _event_data(event)
-            if mask is not None:
-                _mask_content(data, mask)
-            for key in _BLOB_FIELDS:
-                value = data.get(key)
-                if value is not None and type(value) not in (int, float, bool) and _large(value):
-                    # Long strings first (the same text in a step's args, output and plan is kept
-                    # once), then whatever is still large as one piece.
-                    value = _outline(value, put)
-                    data[key] = put(value) if _large(value) else value
-            seq += 1
+            spec = specs.get(type(event)) or _spec(type(event))
+            if spec.custom:
+                data = event.to_dict()
+                del data["run_id"], data["at"], data["kind"]
+            else:
+                data = {name: getattr(event, name) for name in spec.names}
             # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
-            kind, at, step_id = data.pop("kind"), data.pop("at"), data.get("step_id")
-            del data["run_id"]
+            step_id = data.get("step_id")
             if isinstance(step_id, str):
                 del data["step_id"]
             else:
                 step_id = None
-            rows.append((run_id, seq, kind, at, step_id, _dumps(data) if data else "{}"))
-            if isinstance(event, StepAdded):
+            if mask is not None and spec.content:
+                _mask_content(data, spec.content, mask)
+            if data:
+                text = _dumps(data)
+                if len(text) > BLOB_THRESHOLD and spec.blobs:
+                    # Long strings first (the same text in a step's args, output and plan is kept
+                    # once), then whatever is still large as one piece.
+                    for key in spec.blobs:
+                        value = data.get(key)
+                        if value is not None and type(value) not in (int, float, bool) and _large(value):
+                            value = _outline(value, put)
+                            data[key] = put(value) if _large(value) else value
+                    text = _dumps(data)
+            else:
+                text = "{}"
+            seq += 1
+            at = event.at
+            rows.append((run_id, seq, spec.kind, at, step_id, text))
+            role = spec.role
+            if role == _PLAIN_EVENT:
+                continue
+            if role == _ADDS_STEP:
                 if step_id is not None and step_id not in added:
                     added.add(step_id)
                     new_steps += 1
                 continue
-            if isinstance(event, RunStarted):
+            if role == _STARTS_RUN:
                 goal = data.get("goal", "")
                 db.execute(
                     "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
@@ -658,13 +673,16 @@ class SQLiteRunStore(RunStore):
         """Force a status, unless another live process owns the run (then nothing changes).
         `interrupted` also gives up this process's lease, so the run can be resumed at once."""
         now = time.time()
+        me = process_owner()
         with self._write() as db:
+            row = db.execute("SELECT owner, lease_expires, host, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or (row[0] != me and _lease_live(run_id, row[0], row[1], row[2], row[3], now)):
+                return
             db.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error), "
                 "finished_at = CASE WHEN ? = 'interrupted' THEN NULL ELSE ? END, "
-                "lease_expires = CASE WHEN ? = 'interrupted' AND owner = ? THEN ? ELSE lease_expires END "
-                "WHERE id = ? AND (owner IN ('', ?) OR lease_expires IS NULL OR lease_expires < ?)",
-                (status, error, status, now, status, process_owner(), now, run_id, process_owner(), now),
+                "lease_expires = CASE WHEN ? = 'interrupted' AND owner = ? THEN ? ELSE lease_expires END WHERE id = ?",
+                (status, error, status, now, status, me, now, run_id),
             )
 
     # --- reading -------------------------------------------------------------------------------
@@ -859,39 +877,73 @@ class SQLiteRunStore(RunStore):
         return out
 
 
-_SPECS: dict[type[RunEvent], tuple[tuple[str, ...], bool]] = {}
-
 _PLAIN = frozenset(
     {"run_id", "at", "kind", "step_id", "tool", "attempt", "attempts", "duration_s", "delay_s", "deps", "error_type",
      "on_failure", "status", "round"}
 )
 """Event fields that hold identifiers, numbers and states, never a user's text: not masked."""
 
+_STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_failure"})
+"""Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
 
-def _event_data(event: RunEvent) -> dict[str, Any]:
-    """`event.to_dict()`, without looking the dataclass fields up for every event."""
-    cls = type(event)
-    spec = _SPECS.get(cls)
-    if spec is None:
-        names = tuple(f.name for f in dataclasses.fields(cls))
-        spec = _SPECS[cls] = (names, cls.to_dict is not RunEvent.to_dict or "step" in names)
-    names, custom = spec
-    if custom:
-        return event.to_dict()
-    data = {name: getattr(event, name) for name in names}
-    data["kind"] = cls.kind
-    return data
+_PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
 
 
-def _mask_content(data: dict[str, Any], mask: Callable[[Any], Any]) -> None:
+class _Spec(NamedTuple):
+    """How the writer stores events of one class (worked out once per class)."""
+
+    kind: str
+    names: tuple[str, ...]
+    """Fields copied into the JSON (all but `run_id` and `at`, which have columns)."""
+    custom: bool
+    """The class has its own `to_dict`, or a `step` field (dumped by `to_dict`)."""
+    content: tuple[str, ...]
+    """Fields that may hold a secret: masked."""
+    blobs: tuple[str, ...]
+    """Fields that may hold a large value: stored once in `blobs` when they do."""
+    role: int
+    """What the event does to the run's summary row."""
+
+
+_SPECS: dict[type[RunEvent], _Spec] = {}
+
+
+def _spec(cls: type[RunEvent]) -> _Spec:
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("run_id", "at"))
+    if issubclass(cls, StepAdded):
+        role = _ADDS_STEP
+    elif issubclass(cls, RunStarted):
+        role = _STARTS_RUN
+    elif cls.summary_update is not RunEvent.summary_update:
+        role = _COUNTS
+    else:
+        role = _PLAIN_EVENT
+    spec = _SPECS[cls] = _Spec(
+        kind=cls.kind,
+        names=names,
+        custom=cls.to_dict is not RunEvent.to_dict or "step" in names,
+        content=tuple(n for n in names if n not in _PLAIN),
+        blobs=tuple(n for n in _BLOB_FIELDS if n in names),
+        role=role,
+    )
+    return spec
+
+
+def _mask_content(data: dict[str, Any], content: tuple[str, ...], mask: Callable[[Any], Any]) -> None:
     """Mask, in place, the fields of `data` that can hold a secret (text, containers, objects)."""
-    content = {
-        k: v
-        for k, v in data.items()
-        if k not in _PLAIN and v is not None and type(v) not in (int, float, bool) and (v or type(v) not in _EMPTY_OK)
-    }
-    if content:
-        data.update(mask(content))
+    found: dict[str, Any] = {}
+    for key in content:
+        value = data.get(key)
+        if value is None or type(value) in (int, float, bool) or (not value and type(value) in _EMPTY_OK):
+            continue
+        if key == "step" and type(value) is dict:
+            rest = {k: v for k, v in value.items() if k not in _STEP_PLAIN}
+            if rest:
+                data[key] = {**value, **mask(rest)}
+            continue
+        found[key] = value
+    if found:
+        data.update(mask(found))
 
 
 _EMPTY_OK = (str, dict, list, tuple)

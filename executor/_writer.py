@@ -11,6 +11,12 @@ run) or when `MAX_BATCH` events have gathered; otherwise it writes what has gath
 `LINGER_S`. So a chain of steps commits once per step (each step's events together), and
 thousands of independent steps commit a few times in all.
 
+One shortcut: when a step must wait for a few events (at most `INLINE_MAX`) and no batch is
+being written, the waiting loop commits them itself, on a connection that never waits for a
+lock (`write_batch(..., wait=False)`): a chain of quick steps then costs one small commit per
+step rather than two thread switches. If the store is busy, the events go to the thread as
+usual; the loop is never held up by another process's lock.
+
 The same thread renews the leases of the runs it records (`heartbeat_s`), so a live run
 keeps its lease however long its steps take, and a dead one's lease expires.
 
@@ -44,8 +50,14 @@ log = logging.getLogger("planweave.store")
 MAX_BATCH = 4096
 """Most events in one transaction (a bigger backlog is committed in several)."""
 
-LINGER_S = 0.002
+LINGER_S = 0.01
 """Longest an event nobody waits for stays in memory before the thread writes it."""
+
+INLINE_MAX = 64
+"""Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
+
+CHECKPOINT_EVERY = 256
+"""Commits made by loops between two WAL checkpoints (run by the thread)."""
 
 
 @dataclass(slots=True)
@@ -56,12 +68,16 @@ class BatchOutcome:
     """Runs whose events could not be written (the batch's other runs were written)."""
     finished: set[str] = field(default_factory=set)
     """Runs that recorded a final status in this batch (their leases are no longer renewed)."""
+    busy: bool = False
+    """`wait=False` and another connection held the lock: nothing was written, nothing failed."""
 
 
 class BatchSink(Protocol):
     """What the writer thread writes to (`SQLiteRunStore`); called on the writer thread only."""
 
-    def write_batch(self, items: list[tuple[str, RunEvent]]) -> BatchOutcome: ...
+    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome: ...
+
+    def checkpoint(self) -> None: ...
 
     def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
 
@@ -99,6 +115,8 @@ class EventWriter:
         self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
+        self._inline_commits = 0
 
     # --- any thread ------------------------------------------------------------------------------
 
@@ -132,9 +150,37 @@ class EventWriter:
         with self._cond:
             if self.committed >= mark:
                 return True
+        if self._write_inline() and self.committed >= mark:
+            return True
+        with self._cond:
+            if self.committed >= mark:
+                return True
             heapq.heappush(self._waiters, (mark, next(self._tie), loop, callback))
         self._wake.set()
         return False
+
+    def _write_inline(self) -> bool:
+        """Commit the few gathered events on the calling thread if nobody is writing; True if done."""
+        pending = self._pending
+        if not pending or len(pending) > INLINE_MAX or self._thread is None or self._closed:
+            return False
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._submit_lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return True
+            if any(isinstance(item, _Control) for _, _, item in batch) or not self._write(batch, wait=False):
+                with self._submit_lock:
+                    self._pending[:0] = batch  # the thread writes them, in order
+                return False
+        finally:
+            self._write_lock.release()
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            self._wake.set()  # the thread checkpoints the WAL that loops' commits grew
+        return True
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Block until every event submitted so far is written (True), or `timeout_s` passed (False)."""
@@ -172,15 +218,20 @@ class EventWriter:
 
     def _main(self) -> None:
         last_renewal = time.monotonic()
+        checkpointed = 0
         try:
             while True:
                 self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
                 self._wake.clear()
                 stop = self._stopping
-                with self._submit_lock:
-                    batch, self._pending = self._pending, []
-                for start in range(0, len(batch), MAX_BATCH):
-                    self._write(batch[start : start + MAX_BATCH])
+                with self._write_lock:
+                    with self._submit_lock:
+                        batch, self._pending = self._pending, []
+                    for start in range(0, len(batch), MAX_BATCH):
+                        self._write(batch[start : start + MAX_BATCH])
+                    if self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
+                        checkpointed = self._inline_commits
+                        self.sink.checkpoint()
                 if time.monotonic() - last_renewal >= self.heartbeat_s:
                     last_renewal = time.monotonic()
                     self._renew()
@@ -199,7 +250,8 @@ class EventWriter:
             finally:
                 self._advance(self._last)
 
-    def _write(self, batch: list[tuple[int, str | None, Any]]) -> None:
+    def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
+        """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
         events: list[tuple[str, RunEvent]] = []
         for number, run_id, item in batch:
             if isinstance(item, _Control):
@@ -216,12 +268,14 @@ class EventWriter:
             if recorder is not None and recorder.failure is not None:
                 continue  # the run has stopped: nothing after its failure is written
             events.append((run_id, item))
-        self._flush_events(events, batch[-1][0])
+        return self._flush_events(events, batch[-1][0], wait=wait)
 
-    def _flush_events(self, events: list[tuple[str, RunEvent]], number: int) -> None:
+    def _flush_events(self, events: list[tuple[str, RunEvent]], number: int, *, wait: bool = True) -> bool:
         if events:
+            outcome = self.sink.write_batch(events, wait=wait)
+            if outcome.busy:
+                return False
             self.batches += 1
-            outcome = self.sink.write_batch(events)
             for run_id, error in outcome.failed.items():
                 recorder = self._recorders.pop(run_id, None)
                 if recorder is not None:
@@ -231,6 +285,7 @@ class EventWriter:
             for run_id in outcome.finished:
                 self._recorders.pop(run_id, None)
         self._advance(number)
+        return True
 
     def _renew(self) -> None:
         run_ids = list(self._recorders)

@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS events (
     step_id TEXT,
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_step ON events (run_id, step_id, kind);
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
@@ -198,8 +198,10 @@ class SQLiteRunStore(RunStore):
         self._lock = threading.RLock()
         self._writer: EventWriter | None = None
         self._wdb: sqlite3.Connection | None = None  # the writer thread's connection
+        self._idb: sqlite3.Connection | None = None  # loops' own commits (`write_batch(wait=False)`)
         self._wseq: dict[str, int] = {}  # writer thread: last seq written, by run
         self._wadded: dict[str, set[str]] = {}  # writer thread: step ids added, by run
+        self._wrenewed: dict[str, float] = {}  # writer thread: when a batch last renewed the run's lease
         if read_only is None:
             read_only = not self._writable()
         self.read_only = read_only
@@ -505,7 +507,8 @@ class SQLiteRunStore(RunStore):
                 )
         _ABANDONED.discard(run_id)
         # The writer reads the run's sequence and steps afresh (another process may have written it).
-        self.writer().call(lambda: (self._wseq.pop(run_id, None), self._wadded.pop(run_id, None)))
+        self.writer().call(lambda: (self._wseq.pop(run_id, None), self._wadded.pop(run_id, None),
+                                    self._wrenewed.pop(run_id, None)))
         return lease
 
     def _writer_db(self) -> sqlite3.Connection:
@@ -518,12 +521,34 @@ class SQLiteRunStore(RunStore):
                 raise self._error(exc) from exc
         return self._wdb
 
-    def close_writer(self) -> None:
-        if self._wdb is not None:
-            self._wdb.close()
-            self._wdb = None
+    def _inline_db(self) -> sqlite3.Connection:
+        if self._idb is None:
+            if self.read_only:
+                raise self._read_only_error()
+            try:
+                db = self._open(self.path, uri=False)
+                db.execute("PRAGMA busy_timeout=0")  # never hold a loop up: the thread waits instead
+                db.execute("PRAGMA wal_autocheckpoint=0")  # the thread checkpoints (`checkpoint`)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._idb = db
+        return self._idb
 
-    def write_batch(self, items: list[tuple[str, RunEvent]]) -> BatchOutcome:
+    def checkpoint(self) -> None:
+        try:
+            self._writer_db().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("could not checkpoint the run store `%s`: %s", self.path, exc)
+
+    def close_writer(self) -> None:
+        for db in (self._wdb, self._idb):
+            if db is not None:
+                db.close()
+        self._wdb = self._idb = None
+
+    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome:
+        """Write the events in one transaction. `wait=False` (a loop writing a few events itself)
+        uses a connection that does not wait for another process's lock: then `busy` says so."""
         outcome = BatchOutcome()
         by_run: dict[str, list[RunEvent]] = {}
         for run_id, event in items:
@@ -533,7 +558,7 @@ class SQLiteRunStore(RunStore):
             else:
                 events.append(event)
         try:
-            db = self._writer_db()
+            db = self._writer_db() if wait else self._inline_db()
         except StoreError as exc:
             outcome.failed = dict.fromkeys(by_run, exc)
             return outcome
@@ -543,9 +568,17 @@ class SQLiteRunStore(RunStore):
             try:
                 now = time.time()
                 blobs: dict[str, str] = {}
+                renewed: dict[str, float] = {}
                 for run_id, events in by_run.items():
                     # Fencing: only the lease's owner writes (a run taken over elsewhere stops here).
-                    if not self._renew(db, run_id, now):
+                    # A read, in the write transaction; the lease itself is renewed now and then.
+                    if now - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6:
+                        owned = self._renew(db, run_id, now)
+                        renewed[run_id] = now
+                    else:
+                        row = db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+                        owned = row is not None and row[0] == process_owner()
+                    if not owned:
                         outcome.failed[run_id] = self._lost(db, run_id)
                         continue
                     seqs[run_id] = self._write_run(db, run_id, events, blobs, outcome)
@@ -557,13 +590,18 @@ class SQLiteRunStore(RunStore):
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            error = self._error(exc)
             for run_id in by_run:
                 self._wadded.pop(run_id, None)  # may hold steps of the rolled-back batch
+            if not wait and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (_BUSY, _LOCKED):
+                outcome.busy = True
+                return outcome
+            error = self._error(exc)
+            for run_id in by_run:
                 outcome.failed.setdefault(run_id, error)
             outcome.finished.clear()
             return outcome
         self._wseq.update(seqs)
+        self._wrenewed.update(renewed)
         return outcome
 
     def _write_run(

@@ -113,8 +113,8 @@ def test_events_are_committed_in_order_and_in_batches(tmp_path: Path) -> None:
     events = store.events(result.run_id)
     assert [e["kind"] for e in events][0] == "run_started" and events[-1]["kind"] == "run_finished"
     with sqlite3.connect(path) as db:
-        seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE run_id = ? ORDER BY rowid", (result.run_id,))]
-    assert seqs == list(range(1, len(events) + 1))  # inserted in the order they happened
+        seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (result.run_id,))]
+    assert seqs == list(range(1, len(events) + 1))  # numbered in the order they happened, no gap
     for sid in ("root", "s0", "s299"):
         order = [e["kind"] for e in events if e.get("step_id") == sid]
         assert order == ["step_added", "step_ready", "step_started", "step_succeeded"]

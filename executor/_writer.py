@@ -121,10 +121,28 @@ class EventWriter:
     # --- any thread ------------------------------------------------------------------------------
 
     def attach(self, recorder: Recorder) -> None:
-        """Route `recorder.run_id`'s failures to `recorder` and renew its lease until the run ends."""
-        assert recorder.run_id is not None
-        self._recorders[recorder.run_id] = recorder
+        """Route `recorder.run_id`'s failures to `recorder` and renew its lease until the run ends.
+
+        Raises `RunLeasedError` when another live recorder of this process records that run."""
+        from planweave.executor.store import RunLeasedError, StoreError
+
+        run_id = recorder.run_id
+        assert run_id is not None
+        if self._closed:
+            raise StoreError(f"the run store was closed; run `{run_id}` cannot be recorded (open the store again).")
+        other = self._recorders.get(run_id)
+        if other is not None and other is not recorder and other.failure is None:
+            raise RunLeasedError(
+                f"run `{run_id}` is already being executed by this process; wait for it to finish.",
+                run_id=run_id, owner="this process", expires_at=None,
+            )
+        self._recorders[run_id] = recorder
         self._start()
+
+    @property
+    def closed(self) -> bool:
+        """The thread has stopped: nothing submitted from now on is written."""
+        return self._closed
 
     def submit(self, run_id: str, event: RunEvent) -> int:
         """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
@@ -148,7 +166,7 @@ class EventWriter:
     def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
         """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
         with self._cond:
-            if self.committed >= mark:
+            if self.committed >= mark or self._closed:
                 return True
         if self._write_inline() and self.committed >= mark:
             return True

@@ -4,7 +4,10 @@ Events are written by the store's writer thread (`planweave.executor._writer`), 
 transaction (WAL with `synchronous=NORMAL`: a committed event survives the process being
 killed; after a power loss the last few may be rolled back, never half-written). Values
 over `BLOB_THRESHOLD` bytes (step outputs, resolved arguments, prompts) are stored once in
-`blobs`, keyed by their SHA-256, and events point at them.
+`blobs`, keyed by their SHA-256, and events point at them. Since schema 2, `events` is keyed
+by (run id, seq) alone (`WITHOUT ROWID`, no second index: every query reads one run's events),
+and a row's JSON leaves out what its columns hold. `step_ready` events are not stored: a step
+that was ready but had not started when its process died is simply pending on resume.
 
 Each run row carries its lease (`owner` = `host:pid:random`, `heartbeat`, `lease_expires`):
 claimed in one `BEGIN IMMEDIATE` transaction, renewed by the writer thread while the run
@@ -38,7 +41,7 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 
 from planweave.executor._writer import BatchOutcome, EventWriter
-from planweave.executor.events import RunEvent, RunStarted, StepAdded
+from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -96,7 +99,6 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_step ON events (run_id, step_id, kind);
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     data TEXT NOT NULL
@@ -634,6 +636,8 @@ class SQLiteRunStore(RunStore):
         cost: float | None = 0.0
         specs = _SPECS
         for event in events:
+            if type(event) is StepReady:
+                continue  # transient: not stored (see the module's docstring)
             spec = specs.get(type(event)) or _spec(type(event))
             if spec.custom:
                 data = event.to_dict()

@@ -1,4 +1,4 @@
-"""The run store: every event of every run, kept locally so runs can be inspected and resumed.
+"""The run store: the events of every run, kept locally so runs can be inspected and resumed.
 
     store = open_store()                       # SQLite under $PLANWEAVE_HOME (default ~/.planweave)
     run = executor.start(plan, subscribers=[store.recorder(kind="workflow", name="trip")])
@@ -522,6 +522,9 @@ class Recorder(Journal):
             except StoreError as exc:
                 self.fail(exc)
                 return
+        if writer.closed:
+            self.fail(StoreError(f"the run store `{self.store.path}` was closed while run `{event.run_id}` ran."))
+            return
         self._last = writer.submit(event.run_id, event)
 
     def mark(self) -> int:

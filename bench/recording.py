@@ -192,7 +192,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     use_langgraph = not args.no_langgraph and version("langgraph-checkpoint-sqlite") is not None
     results: dict[str, Any] = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "versions": {
             "planweave": version("planweave"),
             "langgraph": version("langgraph") if use_langgraph else None,

@@ -38,6 +38,7 @@ class Node:
         "restored",
         "policy",
         "item_outputs",
+        "mark",
     )
 
     def __init__(self, c: CompiledStep) -> None:
@@ -55,6 +56,8 @@ class Node:
         self.restored = False
         self.policy = c.step.on_failure
         self.item_outputs: dict[int, Any] | None = None
+        self.mark = 0
+        """The run journal's number of this step's success event (0: none, or restored)."""
 
 
 class Join:

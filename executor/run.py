@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from planweave.executor._attempts import StepAttempts
 from planweave.executor._nodes import FINAL, Join, Node, needs_reason, new_join
+from planweave.executor.durability import journal_of
 from planweave.executor.errors import PlanError, PlanProblem, RunNotStartedError
 from planweave.executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
 from planweave.executor.graph import CompiledStep, PlanGraph
@@ -80,7 +81,11 @@ class Run(StepAttempts):
         self.max_steps = max_steps
         self.replans_handled = replans_handled
         self.graph = PlanGraph(executor.tools, inputs=self.inputs)
-        self._bus = EventBus(list(subscribers), keep_history=keep_events, run_id=self.id)
+        subscribers = list(subscribers)
+        self._bus = EventBus(subscribers, keep_history=keep_events, run_id=self.id)
+        self._journal = journal_of(subscribers)
+        """The subscriber recording the run (`planweave.executor.durability`): steps wait for it."""
+        self._held: dict[int, list[Node]] = {}  # ready steps waiting for an event number to be durable
         self._nodes: dict[str, Node] = {}
         self._joins: dict[frozenset[str], Join] = {}
         self._outputs: dict[str, Any] = {}
@@ -222,6 +227,8 @@ class Run(StepAttempts):
         await self._tg.__aenter__()
         self.started_at = time.time()
         self._t0 = time.perf_counter()
+        if self._journal is not None:
+            self._journal.on_failure(self._loop, self._on_journal_failure)
         if self._bus.active:
             self._bus.emit(RunStarted(run_id=self.id, goal=self.goal, inputs=self.inputs, at=self.started_at))
         if self.deadline_s is not None:
@@ -239,12 +246,16 @@ class Run(StepAttempts):
                 self.close()
             await self._done.wait()
             await self._bus.drain()
+            if self._journal is not None:
+                await self._journal.wait_durable()  # the run ends once its record does
         except BaseException:
             # Cancelled while waiting (e.g. Ctrl-C): cancel the steps, then let the cancellation through.
             self._abort("cancelled", "the run was interrupted")
             raise
         finally:
             await self._tg.__aexit__(None, None, None)
+        if self._journal is not None and self._journal.failure is not None:
+            raise self._journal.stop_error()
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -299,12 +310,22 @@ class Run(StepAttempts):
             if join.blocked is not None:
                 self._skip(node, needs_reason(nodes, join.blocked))
             elif join.waiting == 0:
-                self._ready(node)
+                self._ready(node, max(nodes[d].mark for d in deps) if self._journal is not None else 0)
             else:
                 join.members.append(node)
         self._drain()
 
-    def _ready(self, node: Node, *, condition_checked: bool = False) -> None:
+    def _ready(self, node: Node, need: int = 0, *, condition_checked: bool = False) -> None:
+        """`node`'s inputs are all there: check its condition and start it, once the journal's
+        event `need` (the success of its last input) is durable."""
+        journal = self._journal
+        if journal is not None:
+            if journal.failure is not None:
+                self._on_journal_failure()  # fail closed: no step starts unrecorded
+                return
+            if need > journal.committed:
+                self._hold(node, need)
+                return
         c = node.c
         if c.condition is not None and not condition_checked:
             expr, refs = c.condition
@@ -351,6 +372,28 @@ class Run(StepAttempts):
         else:
             self._skip(node, f"condition `{node.c.step.when}` is false")
         self._drain()
+
+    def _hold(self, node: Node, need: int) -> None:
+        group = self._held.get(need)
+        if group is not None:
+            group.append(node)
+            return
+        self._held[need] = [node]
+        assert self._journal is not None and self._loop is not None
+        if self._journal.when_durable(need, self._loop, functools.partial(self._release, need)):
+            self._release(need)
+
+    def _release(self, need: int) -> None:
+        """The journal made event `need` durable (or failed): the steps held for it go on."""
+        for node in self._held.pop(need, ()):
+            if node.status == "pending":  # not cancelled meanwhile
+                self._ready(node)
+        self._drain()
+
+    def _on_journal_failure(self) -> None:
+        journal = self._journal
+        assert journal is not None and journal.failure is not None
+        self._abort("cancelled", f"the run stopped because it could not be recorded: {journal.failure}")
 
     def _start(self, node: Node) -> None:
         assert self._tg is not None
@@ -411,6 +454,8 @@ class Run(StepAttempts):
                 self._bus.note("step_restored", sid, output)
             else:
                 self._bus.note("step_succeeded", sid, output, node.attempts, now - (node.started_at or now))
+                if self._journal is not None:
+                    node.mark = self._journal.mark()
         self._settling.append(node)
 
     def _fail(self, node: Node, exc: BaseException) -> None:
@@ -475,7 +520,7 @@ class Run(StepAttempts):
                             members, join.members = join.members, []
                             for member in members:
                                 if member.status == "pending":
-                                    self._ready(member)
+                                    self._ready(member, node.mark)
                 else:
                     sid = node.c.step.id
                     reason = needs_reason(self._nodes, sid)

@@ -1,34 +1,69 @@
 """The embedded run store: one SQLite file in WAL mode, safe for several processes at once.
 
-Each event is one row, written in its own short transaction before `append` returns
-(WAL with `synchronous=NORMAL`: an event survives the process being killed; after a
-power loss the last few may be rolled back, never half-written). Values over
-`BLOB_THRESHOLD` bytes (step outputs, resolved arguments, prompts) are stored once
-in `blobs`, keyed by their SHA-256, and events point at them.
+Events are written by the store's writer thread (`planweave.executor._writer`), many per
+transaction (WAL with `synchronous=NORMAL`: a committed event survives the process being
+killed; after a power loss the last few may be rolled back, never half-written). Values
+over `BLOB_THRESHOLD` bytes (step outputs, resolved arguments, prompts) are stored once in
+`blobs`, keyed by their SHA-256, and events point at them. Since schema 2, `events` is keyed
+by (run id, seq) alone (`WITHOUT ROWID`, no second index: every query reads one run's events),
+and a row's JSON leaves out what its columns hold. `step_ready` events are not stored: a step
+that was ready but had not started when its process died is simply pending on resume.
+
+Each run row carries its lease (`owner` = `host:pid:random`, `heartbeat`, `lease_expires`):
+claimed in one `BEGIN IMMEDIATE` transaction, renewed by the writer thread while the run
+lives, and checked by every batch the writer commits (a run taken over elsewhere fails
+closed here). Schema 1 files (no lease columns) are migrated in place when opened writable.
+
+A store whose file or directory is not writable opens read-only (`runs`, `show`, `stats`,
+`export` work; recording raises `StoreReadOnlyError`). `max_bytes` caps the file's size
+(SQLite's `max_page_count`): a full store raises `StoreFullError`, and `delete`/`prune`
+give the space back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
+import secrets
 import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from planweave.executor.events import RunEvent, RunStarted, StepAdded
-from planweave.executor.store import FINAL_STATUSES, RunStore, RunSummary, StoredStatus, StoreError
+from pydantic_core import to_json
 
-__all__ = ["BLOB_THRESHOLD", "SQLiteRunStore"]
+from planweave.executor._writer import BatchOutcome, EventWriter
+from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady
+from planweave.executor.store import (
+    FINAL_STATUSES,
+    Lease,
+    RunLeasedError,
+    RunStore,
+    RunSummary,
+    StoredStatus,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreReadOnlyError,
+)
+
+__all__ = ["BLOB_THRESHOLD", "DEFAULT_LEASE_S", "SQLiteRunStore", "process_owner"]
+
+log = logging.getLogger("planweave.store")
 
 BLOB_THRESHOLD = 512
+DEFAULT_LEASE_S = 30.0
+"""How long a run's lease lasts without renewal (the writer renews it every third of that)."""
 _BLOB_FIELDS = ("output", "args", "messages", "inputs", "step")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -49,7 +84,10 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     meta TEXT NOT NULL DEFAULT '{}',
     host TEXT NOT NULL DEFAULT '',
-    pid INTEGER NOT NULL DEFAULT 0
+    pid INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
+    heartbeat REAL,
+    lease_expires REAL
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS events (
@@ -60,17 +98,41 @@ CREATE TABLE IF NOT EXISTS events (
     step_id TEXT,
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_step ON events (run_id, step_id, kind);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
 """
+# Schema 1 -> 2: the lease columns.
+_MIGRATE_1 = """
+ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN heartbeat REAL;
+ALTER TABLE runs ADD COLUMN lease_expires REAL;
+"""
 _SUMMARY_COLUMNS = (
     "id, kind, name, goal, status, created_at, finished_at, duration_s, steps, llm_calls, "
     "input_tokens, output_tokens, cost_usd, answer, error, meta, host, pid"
 )
+_LEASE_COLUMNS = ", owner, lease_expires"
+_NO_LEASE_COLUMNS = ", '' AS owner, NULL AS lease_expires"  # a read-only schema 1 file
+
+# SQLite's primary result codes (`sqlite3.Error.sqlite_errorcode & 0xFF`).
+_BUSY, _LOCKED, _READONLY, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 5, 6, 8, 11, 14, 13, 26
+
+_HOST = socket.gethostname()
+_owner: tuple[int, str] | None = None
+_ABANDONED: set[str] = set()
+"""Runs this process holds the lease of but stopped executing (their recording failed)."""
+
+
+def process_owner() -> str:
+    """This process's lease owner name, `host:pid:random` (new after a fork)."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{_HOST}:{pid}:{secrets.token_hex(4)}")
+    return _owner[1]
 
 
 def _alive(pid: int) -> bool:
@@ -85,13 +147,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _lease_live(run_id: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> bool:
+    """Whether a run's lease is held by a live process.
+
+    The lease's expiry decides, on any host. On this host a dead owner is seen at once (its
+    PID is gone), without waiting for the expiry. A row from schema 1 (no owner) is live
+    only while its process, on this host, is.
+    """
+    if not owner:
+        return host == _HOST and _alive(pid) and pid != os.getpid()
+    if expires is None or expires < now:
+        return False
+    if owner == process_owner():
+        return run_id not in _ABANDONED
+    owner_host, _, rest = owner.partition(":")
+    if owner_host == _HOST:
+        owner_pid = rest.partition(":")[0]
+        if owner_pid.isdigit() and int(owner_pid) != os.getpid() and not _alive(int(owner_pid)):
+            return False
+    return True
+
+
 class SQLiteRunStore(RunStore):
     """Runs in one SQLite file. Safe to share between threads and between processes.
 
     Args:
         path: the database file (created with its directory when missing).
         mask: applied to every event before it is stored (see `planweave.executor.masking`).
-        busy_timeout_s: how long a write waits for another process's write to finish.
+        busy_timeout_s: how long a write waits for another process's write to finish; past it,
+            the write fails (`StoreLockedError`) and a recorded run stops (fails closed).
+        lease_s: how long a run's lease lasts unless renewed (a dead owner's run reads as
+            `interrupted` after at most this long, on any host).
+        max_bytes: a cap on the file's size (None: as large as the disk allows).
+        read_only: open for reading only (None: when the file or its directory is not writable).
     """
 
     def __init__(
@@ -100,62 +188,174 @@ class SQLiteRunStore(RunStore):
         *,
         mask: Callable[[Any], Any] | None = None,
         busy_timeout_s: float = 10.0,
+        lease_s: float = DEFAULT_LEASE_S,
+        max_bytes: int | None = None,
+        read_only: bool | None = None,
     ) -> None:
         self.path = str(Path(path).expanduser())
         self.mask = mask
         self.busy_timeout_s = busy_timeout_s
+        self.lease_s = lease_s
+        self.max_bytes = max_bytes
         self._lock = threading.RLock()
-        self._seq: dict[str, int] = {}
-        self._added: dict[str, set[str]] = {}
-        self._host = socket.gethostname()
-        try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the run store's directory `{Path(self.path).parent}`: {exc.strerror}; "
-                "set PLANWEAVE_HOME to a writable directory."
-            ) from exc
+        self._writer: EventWriter | None = None
+        self._wdb: sqlite3.Connection | None = None  # the writer thread's connection
+        self._idb: sqlite3.Connection | None = None  # loops' own commits (`write_batch(wait=False)`)
+        self._wseq: dict[str, int] = {}  # writer thread: last seq written, by run
+        self._wadded: dict[str, set[str]] = {}  # writer thread: step ids added, by run
+        self._wrenewed: dict[str, float] = {}  # writer thread: when a batch last renewed the run's lease
+        if read_only is None:
+            read_only = not self._writable()
+        self.read_only = read_only
+        if not read_only:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the run store's directory `{Path(self.path).parent}`: {exc.strerror}; "
+                    "set PLANWEAVE_HOME to a writable directory."
+                ) from exc
         self._db = self._connect()
+
+    @property
+    def owner(self) -> str:
+        """The owner name this process claims leases with."""
+        return process_owner()
 
     # --- connection ----------------------------------------------------------------------------
 
+    def _writable(self) -> bool:
+        path = Path(self.path)
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK):
+            # WAL needs its -wal and -shm files beside the database.
+            wal, shm = Path(self.path + "-wal"), Path(self.path + "-shm")
+            return path.exists() and all(p.exists() and os.access(p, os.W_OK) for p in (path, wal, shm))
+        return not path.exists() or os.access(path, os.W_OK)
+
     def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            try:
+                return self._open_writable()
+            except StoreReadOnlyError:
+                self.read_only = True  # e.g. a read-only file system: reading still works
+        return self._open_read_only()
+
+    def _open_writable(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
         try:
-            db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
+            db = self._open(self.path, uri=False)
+            # Before WAL: set on a new file, it lets `delete` and `prune` give space back in place.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise StoreError(
-                    f"the run store `{self.path}` was written by a newer planweave (schema {version}, "
-                    f"this one reads {_SCHEMA_VERSION}); upgrade planweave or set PLANWEAVE_HOME elsewhere."
-                )
+            self._check_version(version)
             if version < _SCHEMA_VERSION:
-                # Idempotent (IF NOT EXISTS), so two processes creating the store at once is fine.
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.DatabaseError as exc:
+                self._migrate(db)
+            self._schema = _SCHEMA_VERSION
+            return db
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
             raise self._error(exc) from exc
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not Path(self.path).exists():
+            raise StoreReadOnlyError(
+                f"there is no run store at `{self.path}` and its directory is not writable; "
+                "set PLANWEAVE_HOME to a writable directory."
+            )
+        uri = "file:" + urllib.parse.quote(self.path) + "?mode=ro"
+        last: sqlite3.Error | None = None
+        # Without write access to the directory, a WAL file may lack its -shm: then only an
+        # immutable read works (nobody can be writing it without that access either).
+        for suffix in ("", "&immutable=1"):
+            try:
+                db = self._open(uri + suffix, uri=True)
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                self._check_version(version)
+                self._schema = version
+                return db
+            except sqlite3.Error as exc:
+                last = exc
+        assert last is not None
+        raise self._error(last) from last
+
+    def _open(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(target, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False, uri=uri)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        if self.max_bytes is not None:
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count={max(1, int(self.max_bytes) // page)}")
         return db
 
+    def _check_version(self, version: int) -> None:
+        if version > _SCHEMA_VERSION:
+            raise StoreError(
+                f"the run store `{self.path}` was written by a newer planweave (schema {version}, "
+                f"this one reads {_SCHEMA_VERSION}); upgrade planweave or set PLANWEAVE_HOME elsewhere."
+            )
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        # In one write transaction, reading the version again: two processes opening an old
+        # file at once migrate it once.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            elif version == 1:
+                for statement in _MIGRATE_1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if version < _SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def _error(self, exc: sqlite3.Error) -> StoreError:
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
         text = str(exc)
-        if "locked" in text or "busy" in text:
-            return StoreError(
+        if code in (_BUSY, _LOCKED):
+            return StoreLockedError(
                 f"the run store `{self.path}` is locked by another process (waited {self.busy_timeout_s:g}s); "
                 "retry when the other planweave process has finished, or set PLANWEAVE_HOME to use another store."
             )
-        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+        if code == _FULL:
+            return StoreFullError(
+                f"the run store `{self.path}` is full (the disk, or the store's size cap, has no room left); "
+                "free space with `planweave prune --older-than 7d` or `planweave delete RUN_ID` (both give the "
+                "space back), or set PLANWEAVE_HOME to a disk with room."
+            )
+        if code == _READONLY or (code == _CANTOPEN and not self._writable()):
+            return self._read_only_error()
+        if code in (_CORRUPT, _NOTADB):
             return StoreError(
                 f"the run store `{self.path}` is corrupted ({text}); move the file aside "
                 "(planweave then starts a new one) or set PLANWEAVE_HOME to another directory."
             )
         return StoreError(f"the run store `{self.path}` failed: {text}")
 
+    def _read_only_error(self) -> StoreReadOnlyError:
+        return StoreReadOnlyError(
+            f"the run store `{self.path}` is read-only (the file or its directory is not writable): runs can be "
+            "listed, shown and exported, not recorded; make it writable (`chmod u+w`), set PLANWEAVE_HOME to a "
+            "writable directory, or run with `--no-record`."
+        )
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise self._read_only_error()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -171,6 +371,8 @@ class SQLiteRunStore(RunStore):
                 raise self._error(exc) from exc
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._writer is not None:
+            self._writer.flush()  # read this process's own writes
         with self._lock:
             try:
                 return self._db.execute(sql, tuple(params)).fetchall()
@@ -178,115 +380,368 @@ class SQLiteRunStore(RunStore):
                 raise self._error(exc) from exc
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         with self._lock:
             self._db.close()
 
-    # --- writing -------------------------------------------------------------------------------
+    # --- leases --------------------------------------------------------------------------------
 
-    def begin(self, run_id: str, *, kind: str, name: str, goal: str, meta: dict[str, Any]) -> None:
+    def _leased_error(self, run_id: str, owner: str, expires: float | None) -> RunLeasedError:
+        when = time.strftime("%H:%M:%S", time.localtime(expires)) if expires else "?"
+        left = max(0.0, (expires or 0.0) - time.time())
+        return RunLeasedError(
+            f"run `{run_id}` is owned by the live process `{owner}` (its lease expires at {when}, in {left:.0f}s "
+            "unless renewed); wait for it to finish, or take it over with `planweave resume --force` "
+            "if that process is stuck or gone.",
+            run_id=run_id,
+            owner=owner,
+            expires_at=expires,
+        )
+
+    def _take(self, db: sqlite3.Connection, run_id: str, row: tuple[Any, ...], *, force: bool, now: float) -> Lease:
+        """Claim `run_id` inside the caller's write transaction; `row` is (owner, lease_expires, host, pid)."""
+        owner, expires, host, pid = row
+        me = process_owner()
+        live = owner != me and _lease_live(run_id, owner, expires, host, pid, now)
+        if live and not force:
+            raise self._leased_error(run_id, owner or f"{host}:{pid}", expires)
+        expiry = now + self.lease_s
+        db.execute(
+            "UPDATE runs SET owner = ?, heartbeat = ?, lease_expires = ?, host = ?, pid = ? WHERE id = ?",
+            (me, now, expiry, _HOST, os.getpid(), run_id),
+        )
+        previous = owner if owner and owner != me else None
+        return Lease(
+            run_id=run_id, owner=me, expires_at=expiry, previous_owner=previous,
+            previous_expires_at=expires if previous else None, forced=live,
+        )
+
+    def claim(self, run_id: str, *, force: bool = False) -> Lease:
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT owner, lease_expires, host, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
+                raise StoreError(f"no run `{run_id}` in the store `{self.path}`; `planweave runs` lists the recorded runs.")
+            return self._take(db, run_id, row, force=force, now=now)
+
+    def release(self, run_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET lease_expires = ? WHERE id = ? AND owner = ?", (time.time(), run_id, process_owner())
+            )
+
+    def abandon(self, run_id: str) -> None:
+        _ABANDONED.add(run_id)
+
+    def writer(self) -> EventWriter:
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = EventWriter(self, heartbeat_s=max(0.05, self.lease_s / 3))
+        return self._writer
+
+    def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]:
+        lost: dict[str, StoreError] = {}
+        try:
+            db = self._writer_db()
+            now = time.time()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for run_id in run_ids:
+                    if not self._renew(db, run_id, now):
+                        lost[run_id] = self._lost(db, run_id)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, StoreError) as exc:
+            # Not fatal by itself: if the lease expires meanwhile and another process claims
+            # the run, this process's next write fails closed.
+            log.warning("could not renew run leases in `%s`: %s", self.path, exc)
+        return lost
+
+    def _renew(self, db: sqlite3.Connection, run_id: str, now: float) -> bool:
+        cursor = db.execute(
+            "UPDATE runs SET heartbeat = ?, lease_expires = ? WHERE id = ? AND owner = ?",
+            (now, now + self.lease_s, run_id, process_owner()),
+        )
+        return cursor.rowcount > 0
+
+    def _lost(self, db: sqlite3.Connection, run_id: str) -> StoreError:
+        row = db.execute("SELECT owner, lease_expires FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return StoreError(
+                f"run `{run_id}` was not begun in the store `{self.path}` (or was deleted while it ran); "
+                "call `begin` first: its events are not recorded."
+            )
+        return RunLeasedError(
+            f"run `{run_id}` was taken over by `{row[0]}` (`planweave resume --force`); this process stops it.",
+            run_id=run_id,
+            owner=row[0],
+            expires_at=row[1],
+        )
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def begin(self, run_id: str, *, kind: str, name: str, goal: str, meta: dict[str, Any]) -> Lease:
+        now = time.time()
+        me = process_owner()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT meta, owner, lease_expires, host, pid FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                expiry = now + self.lease_s
                 db.execute(
-                    "INSERT INTO runs (id, kind, name, goal, status, created_at, meta, host, pid) "
-                    "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                    (run_id, kind, name, goal, now, _dumps(meta), self._host, os.getpid()),
+                    "INSERT INTO runs (id, kind, name, goal, status, created_at, meta, host, pid, owner, heartbeat, "
+                    "lease_expires) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, kind, name, goal, now, _dumps(meta), _HOST, os.getpid(), me, now, expiry),
                 )
-                self._seq[run_id] = 0
-                self._added[run_id] = set()
+                lease = Lease(run_id=run_id, owner=me, expires_at=expiry)
             else:  # resuming: keep the events, continue the sequence
+                lease = self._take(db, run_id, row[1:], force=False, now=now)
                 merged = {**json.loads(row[0]), **meta, "resumed_at": now}
                 db.execute(
-                    "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, meta = ?, "
-                    "host = ?, pid = ? WHERE id = ?",
-                    (_dumps(merged), self._host, os.getpid(), run_id),
+                    "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, meta = ? WHERE id = ?",
+                    (_dumps(merged), run_id),
                 )
-                last = db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
-                self._seq[run_id] = int(last or 0)
-                self._added[run_id] = {
-                    r[0]
-                    for r in db.execute(
-                        "SELECT step_id FROM events WHERE run_id = ? AND kind = ?", (run_id, StepAdded.kind)
-                    )
-                }
+        _ABANDONED.discard(run_id)
+        # The writer reads the run's sequence and steps afresh (another process may have written it).
+        self.writer().call(lambda: (self._wseq.pop(run_id, None), self._wadded.pop(run_id, None),
+                                    self._wrenewed.pop(run_id, None)))
+        return lease
 
-    def append(self, event: RunEvent) -> None:
-        run_id = event.run_id
-        data = event.to_dict()
-        if self.mask is not None:
-            data = self.mask(data)
-        kind = data["kind"]
-        step_id = data.get("step_id")
-        with self._write() as db:
-            if run_id not in self._seq:
-                raise StoreError(f"run `{run_id}` was not begun in the store `{self.path}`; call `begin` first.")
-            def put(value: Any) -> dict[str, str]:
-                text = _dumps(value)
-                digest = hashlib.sha256(text.encode()).hexdigest()
-                db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, text))
-                return {"$blob": digest}
+    def _writer_db(self) -> sqlite3.Connection:
+        if self._wdb is None:
+            if self.read_only:
+                raise self._read_only_error()
+            try:
+                self._wdb = self._open(self.path, uri=False)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return self._wdb
 
-            for key in _BLOB_FIELDS:
-                if key in data and data[key] is not None:
+    def _inline_db(self) -> sqlite3.Connection:
+        if self._idb is None:
+            if self.read_only:
+                raise self._read_only_error()
+            try:
+                db = self._open(self.path, uri=False)
+                db.execute("PRAGMA busy_timeout=0")  # never hold a loop up: the thread waits instead
+                db.execute("PRAGMA wal_autocheckpoint=0")  # the thread checkpoints (`checkpoint`)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._idb = db
+        return self._idb
+
+    def checkpoint(self) -> None:
+        try:
+            self._writer_db().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("could not checkpoint the run store `%s`: %s", self.path, exc)
+
+    def close_writer(self) -> None:
+        for db in (self._wdb, self._idb):
+            if db is not None:
+                db.close()
+        self._wdb = self._idb = None
+
+    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome:
+        """Write the events in one transaction. `wait=False` (a loop writing a few events itself)
+        uses a connection that does not wait for another process's lock: then `busy` says so."""
+        outcome = BatchOutcome()
+        by_run: dict[str, list[RunEvent]] = {}
+        for run_id, event in items:
+            events = by_run.get(run_id)
+            if events is None:
+                by_run[run_id] = [event]
+            else:
+                events.append(event)
+        try:
+            db = self._writer_db() if wait else self._inline_db()
+        except StoreError as exc:
+            outcome.failed = dict.fromkeys(by_run, exc)
+            return outcome
+        seqs: dict[str, int] = {}
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                blobs: dict[str, str] = {}
+                renewed: dict[str, float] = {}
+                for run_id, events in by_run.items():
+                    # Fencing: only the lease's owner writes (a run taken over elsewhere stops here).
+                    # A read, in the write transaction; the lease itself is renewed now and then.
+                    if now - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6:
+                        owned = self._renew(db, run_id, now)
+                        renewed[run_id] = now
+                    else:
+                        row = db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+                        owned = row is not None and row[0] == process_owner()
+                    if not owned:
+                        outcome.failed[run_id] = self._lost(db, run_id)
+                        continue
+                    seqs[run_id] = self._write_run(db, run_id, events, blobs, outcome)
+                if blobs:
+                    db.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", blobs.items())
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            for run_id in by_run:
+                self._wadded.pop(run_id, None)  # may hold steps of the rolled-back batch
+            if not wait and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (_BUSY, _LOCKED):
+                outcome.busy = True
+                return outcome
+            error = self._error(exc)
+            for run_id in by_run:
+                outcome.failed.setdefault(run_id, error)
+            outcome.finished.clear()
+            return outcome
+        self._wseq.update(seqs)
+        self._wrenewed.update(renewed)
+        return outcome
+
+    def _write_run(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        events: list[RunEvent],
+        blobs: dict[str, str],
+        outcome: BatchOutcome,
+    ) -> int:
+        """Insert one run's events of a batch and update its summary; returns its last seq."""
+        seq = self._wseq.get(run_id)
+        if seq is None:
+            seq = int(db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0)
+        added = self._wadded.get(run_id)
+        if added is None:
+            added = self._wadded[run_id] = {
+                r[0] for r in db.execute("SELECT step_id FROM events WHERE run_id = ? AND kind = ?", (run_id, StepAdded.kind))
+            }
+
+        def put(value: Any) -> dict[str, str]:
+            text = _dumps(value)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            blobs[digest] = text
+            return {"$blob": digest}
+
+        mask = self.mask
+        rows = []
+        new_steps = llm_calls = input_tokens = output_tokens = 0
+        cost: float | None = 0.0
+        specs = _SPECS
+        for event in events:
+            if type(event) is StepReady:
+                continue  # transient: not stored (see the module's docstring)
+            spec = specs.get(type(event)) or _spec(type(event))
+            if spec.custom:
+                data = event.to_dict()
+                del data["run_id"], data["at"], data["kind"]
+            else:
+                data = {name: getattr(event, name) for name in spec.names}
+            # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
+            step_id = data.get("step_id")
+            if isinstance(step_id, str):
+                del data["step_id"]
+            else:
+                step_id = None
+            if mask is not None and spec.content:
+                _mask_content(data, spec.content, mask)
+            if data:
+                text = _dumps(data)
+                if len(text) > BLOB_THRESHOLD and spec.blobs:
                     # Long strings first (the same text in a step's args, output and plan is kept
                     # once), then whatever is still large as one piece.
-                    value = _outline(data[key], put)
-                    data[key] = put(value) if len(_dumps(value)) > BLOB_THRESHOLD else value
-            self._seq[run_id] += 1
+                    for key in spec.blobs:
+                        value = data.get(key)
+                        if value is not None and type(value) not in (int, float, bool) and _large(value):
+                            value = _outline(value, put)
+                            data[key] = put(value) if _large(value) else value
+                    text = _dumps(data)
+            else:
+                text = "{}"
+            seq += 1
+            at = event.at
+            rows.append((run_id, seq, spec.kind, at, step_id, text))
+            role = spec.role
+            if role == _PLAIN_EVENT:
+                continue
+            if role == _ADDS_STEP:
+                if step_id is not None and step_id not in added:
+                    added.add(step_id)
+                    new_steps += 1
+                continue
+            if role == _STARTS_RUN:
+                goal = data.get("goal", "")
+                db.execute(
+                    "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
+                    "WHERE id = ?",
+                    (at, goal, goal, run_id),
+                )
+                continue
+            # Anything else counts as its class says (the planner's LLM calls, the end of a run).
+            update = event.summary_update()
+            if update is None:
+                continue
+            llm_calls += update.llm_calls
+            input_tokens += update.input_tokens
+            output_tokens += update.output_tokens
+            cost = None if cost is None or update.cost_usd is None else cost + update.cost_usd
+            if update.status is not None:
+                texts = {"error": update.error, "answer": update.answer}
+                if mask is not None:
+                    texts = mask(texts)
+                db.execute(
+                    "UPDATE runs SET status = ?, finished_at = ?, duration_s = ? - COALESCE(started_at, created_at), "
+                    "error = COALESCE(?, error), answer = COALESCE(?, answer) WHERE id = ?",
+                    (update.status, at, at, texts["error"], texts["answer"], run_id),
+                )
+                outcome.finished.add(run_id)
+        db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if new_steps or llm_calls or input_tokens or output_tokens or cost != 0.0:
             db.execute(
-                "INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, self._seq[run_id], kind, data["at"], step_id, _dumps(data)),
-            )
-            self._summarise(db, run_id, event, data)
-
-    def _summarise(self, db: sqlite3.Connection, run_id: str, event: RunEvent, data: dict[str, Any]) -> None:
-        if isinstance(event, RunStarted):
-            db.execute(
-                "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
-                "WHERE id = ?",
-                (data["at"], data.get("goal", ""), data.get("goal", ""), run_id),
-            )
-            return
-        if isinstance(event, StepAdded):
-            if step_id_new(self._added.setdefault(run_id, set()), data.get("step_id")):
-                db.execute("UPDATE runs SET steps = steps + 1 WHERE id = ?", (run_id,))
-            return
-        # Anything else counts as its class says (the planner's LLM calls, the end of a run).
-        update = event.summary_update()
-        if update is None:
-            return
-        if update.llm_calls or update.input_tokens or update.output_tokens or update.cost_usd != 0.0:
-            db.execute(
-                "UPDATE runs SET llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "
+                "UPDATE runs SET steps = steps + ?, llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
-                (update.llm_calls, update.input_tokens, update.output_tokens, update.cost_usd, run_id),
+                (new_steps, llm_calls, input_tokens, output_tokens, cost, run_id),
             )
-        if update.status is not None:
-            texts = {"error": update.error, "answer": update.answer}
-            if self.mask is not None:
-                texts = self.mask(texts)
-            db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, duration_s = ? - COALESCE(started_at, created_at), "
-                "error = COALESCE(?, error), answer = COALESCE(?, answer) WHERE id = ?",
-                (update.status, data["at"], data["at"], texts["error"], texts["answer"], run_id),
-            )
+        return seq
 
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
+        """Force a status, unless another live process owns the run (then nothing changes).
+        `interrupted` also gives up this process's lease, so the run can be resumed at once."""
+        now = time.time()
+        me = process_owner()
         with self._write() as db:
+            row = db.execute("SELECT owner, lease_expires, host, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or (row[0] != me and _lease_live(run_id, row[0], row[1], row[2], row[3], now)):
+                return
             db.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error), "
-                "finished_at = CASE WHEN ? = 'interrupted' THEN NULL ELSE ? END WHERE id = ?",
-                (status, error, status, time.time(), run_id),
+                "finished_at = CASE WHEN ? = 'interrupted' THEN NULL ELSE ? END, "
+                "lease_expires = CASE WHEN ? = 'interrupted' AND owner = ? THEN ? ELSE lease_expires END WHERE id = ?",
+                (status, error, status, now, status, me, now, run_id),
             )
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _summary(self, row: tuple[Any, ...]) -> RunSummary:
+    @property
+    def _columns(self) -> str:
+        return _SUMMARY_COLUMNS + (_LEASE_COLUMNS if self._schema >= 2 else _NO_LEASE_COLUMNS)
+
+    def _status(self, run_id: str, status: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> str:
+        if status == "running" and not _lease_live(run_id, owner, expires, host, pid, now):
+            return "interrupted"
+        return status
+
+    def _summary(self, row: tuple[Any, ...], now: float | None = None) -> RunSummary:
         (rid, kind, name, goal, status, created, finished, duration, steps, calls, tin, tout, cost, answer, error,
-         meta, host, pid) = row
-        if status == "running" and host == self._host and pid != os.getpid() and not _alive(pid):
-            status = "interrupted"
+         meta, host, pid, owner, expires) = row
+        status = self._status(rid, status, owner, expires, host, pid, time.time() if now is None else now)
         return RunSummary(
             id=rid,
             kind=kind,
@@ -336,20 +791,22 @@ class SQLiteRunStore(RunStore):
         elif status:
             where.append("status = ?")
             params.append(status)
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs"
+        sql = f"SELECT {self._columns} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC"
-        rows = [self._summary(r) for r in self._read(sql, params)]
+        now = time.time()
+        rows = [self._summary(r, now) for r in self._read(sql, params)]
         if status in ("running", "interrupted"):
             rows = [r for r in rows if r.status == status]
         return rows if limit is None else rows[:limit]
 
     def summary(self, run_id: str) -> RunSummary:
-        rows = self._read(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        columns = self._columns
+        rows = self._read(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))
         if not rows and run_id:
             like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self._read(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 3", (like,))
+            rows = self._read(f"SELECT {columns} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 3", (like,))
             if len(rows) > 1:
                 raise StoreError(
                     f"run id prefix `{run_id}` matches several runs ({', '.join(r[0] for r in rows)}, ...); "
@@ -362,11 +819,15 @@ class SQLiteRunStore(RunStore):
         return self._summary(rows[0])
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT data FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
+        rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
         blobs: dict[str, Any] = {}
         out = []
-        for (text,) in rows:
-            data = json.loads(text)
+        for kind, at, step_id, text in rows:
+            # Rows since schema 2 keep the run id, time, step id and kind in columns only;
+            # older rows have them in the JSON too (the same values).
+            data = {"run_id": run_id, "at": at, "step_id": step_id} if step_id is not None else {"run_id": run_id, "at": at}
+            data.update(json.loads(text))
+            data["kind"] = kind
             def get(digest: str) -> Any:
                 if digest not in blobs:
                     found = self._read("SELECT data FROM blobs WHERE hash = ?", (digest,))
@@ -390,24 +851,46 @@ class SQLiteRunStore(RunStore):
             db.execute("DELETE FROM events WHERE run_id = ?", (rid,))
             db.execute("DELETE FROM runs WHERE id = ?", (rid,))
             self._collect_blobs(db)
+        self._reclaim()
 
     def prune(self, older_than_s: float) -> int:
+        """Delete runs created more than `older_than_s` ago that have ended or were interrupted
+        (including `running` rows whose owner died: their lease expired); returns how many."""
         cutoff = time.time() - older_than_s
-        finished = tuple(FINAL_STATUSES) + ("interrupted",)
+        finished = tuple(FINAL_STATUSES) + ("interrupted", "running")
         marks = ", ".join("?" for _ in finished)
         with self._write() as db:
+            now = time.time()
             ids = [
                 r[0]
                 for r in db.execute(
-                    f"SELECT id FROM runs WHERE created_at < ? AND status IN ({marks})", (cutoff, *finished)
-                )
+                    f"SELECT id, status, owner, lease_expires, host, pid FROM runs "
+                    f"WHERE created_at < ? AND status IN ({marks})",
+                    (cutoff, *finished),
+                ).fetchall()
+                if self._status(r[0], r[1], r[2], r[3], r[4], r[5], now) != "running"
             ]
             for rid in ids:
                 db.execute("DELETE FROM events WHERE run_id = ?", (rid,))
                 db.execute("DELETE FROM runs WHERE id = ?", (rid,))
             if ids:
                 self._collect_blobs(db)
+        if ids:
+            self._reclaim()
         return len(ids)
+
+    def _reclaim(self) -> None:
+        """Give the space of deleted rows back to the file system (best effort)."""
+        with self._lock:
+            try:
+                if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                    # `executescript` steps the pragma to its end (`execute` frees one page per step).
+                    self._db.executescript("PRAGMA incremental_vacuum;")
+                else:  # a store made before incremental vacuum: rebuild it once
+                    self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("could not give the space of deleted runs back in `%s`: %s", self.path, exc)
 
     @staticmethod
     def _collect_blobs(db: sqlite3.Connection) -> None:
@@ -434,6 +917,90 @@ class SQLiteRunStore(RunStore):
                 if dur is not None:
                     out.append((rid, sid, tools.get((rid, sid), ""), float(dur)))
         return out
+
+
+_PLAIN = frozenset(
+    {"run_id", "at", "kind", "step_id", "tool", "attempt", "attempts", "duration_s", "delay_s", "deps", "error_type",
+     "on_failure", "status", "round"}
+)
+"""Event fields that hold identifiers, numbers and states, never a user's text: not masked."""
+
+_STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_failure"})
+"""Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
+
+_PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
+
+
+class _Spec(NamedTuple):
+    """How the writer stores events of one class (worked out once per class)."""
+
+    kind: str
+    names: tuple[str, ...]
+    """Fields copied into the JSON (all but `run_id` and `at`, which have columns)."""
+    custom: bool
+    """The class has its own `to_dict`, or a `step` field (dumped by `to_dict`)."""
+    content: tuple[str, ...]
+    """Fields that may hold a secret: masked."""
+    blobs: tuple[str, ...]
+    """Fields that may hold a large value: stored once in `blobs` when they do."""
+    role: int
+    """What the event does to the run's summary row."""
+
+
+_SPECS: dict[type[RunEvent], _Spec] = {}
+
+
+def _spec(cls: type[RunEvent]) -> _Spec:
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("run_id", "at"))
+    if issubclass(cls, StepAdded):
+        role = _ADDS_STEP
+    elif issubclass(cls, RunStarted):
+        role = _STARTS_RUN
+    elif cls.summary_update is not RunEvent.summary_update:
+        role = _COUNTS
+    else:
+        role = _PLAIN_EVENT
+    spec = _SPECS[cls] = _Spec(
+        kind=cls.kind,
+        names=names,
+        custom=cls.to_dict is not RunEvent.to_dict or "step" in names,
+        content=tuple(n for n in names if n not in _PLAIN),
+        blobs=tuple(n for n in _BLOB_FIELDS if n in names),
+        role=role,
+    )
+    return spec
+
+
+def _mask_content(data: dict[str, Any], content: tuple[str, ...], mask: Callable[[Any], Any]) -> None:
+    """Mask, in place, the fields of `data` that can hold a secret (text, containers, objects)."""
+    found: dict[str, Any] = {}
+    for key in content:
+        value = data.get(key)
+        if value is None or type(value) in (int, float, bool) or (not value and type(value) in _EMPTY_OK):
+            continue
+        if key == "step" and type(value) is dict:
+            rest = {k: v for k, v in value.items() if k not in _STEP_PLAIN}
+            if rest:
+                data[key] = {**value, **mask(rest)}
+            continue
+        found[key] = value
+    if found:
+        data.update(mask(found))
+
+
+_EMPTY_OK = (str, dict, list, tuple)
+
+
+def _large(value: Any) -> bool:
+    """Whether `value`'s JSON is over `BLOB_THRESHOLD` bytes (then it holds what goes to `blobs`)."""
+    if isinstance(value, str):
+        return len(value) > BLOB_THRESHOLD
+    if not value:
+        return False
+    try:
+        return len(to_json(value, fallback=repr)) > BLOB_THRESHOLD
+    except (ValueError, TypeError):
+        return True
 
 
 def step_id_new(seen: set[str], step_id: Any) -> bool:
@@ -492,4 +1059,9 @@ def _collect_blobs_py(db: sqlite3.Connection) -> None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    """Compact JSON (pydantic-core's encoder: several times faster than `json.dumps` on the
+    writer thread's small documents); anything JSON has no type for is stored as its repr."""
+    try:
+        return to_json(value, fallback=repr).decode()
+    except (ValueError, TypeError):  # e.g. a circular container
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)

@@ -1,4 +1,4 @@
-"""The run store: every event of every run, kept locally so runs can be inspected and resumed.
+"""The run store: the events of every run, kept locally so runs can be inspected and resumed.
 
     store = open_store()                       # SQLite under $PLANWEAVE_HOME (default ~/.planweave)
     run = executor.start(plan, subscribers=[store.recorder(kind="workflow", name="trip")])
@@ -8,40 +8,73 @@
     record = store.get_run(run_id)             # summary + every event, outputs included
     state = record.resume_state()              # what a resumed run starts from
 
-A `Recorder` is an event subscriber: it appends each event synchronously, before
-the executor or planner takes the next decision that depends on it, so a run
-killed at any point can be reconstructed exactly. `RunStore` is the small
-interface a server database can implement later; `SQLiteRunStore` (WAL mode,
-`executor/sqlite_store.py`) is the embedded default.
+A `Recorder` is an event subscriber and the run's `Journal`
+(`planweave.executor.durability`): it hands each event to the store's writer thread, which
+commits them in batches (group commit, `planweave.executor._writer`), and the run starts
+no step before the success events it depends on are committed. When the store cannot
+record (locked past its wait, full, corrupted, read-only), the run stops starting steps
+and raises `RunInterruptedError`: nothing runs unrecorded, and the run resumes once the
+store works again.
+
+A run is owned through a lease in the store (`claim`, `Lease`): a second process that
+claims a live run gets `RunLeasedError`; a run whose owner died (its lease expired, on any
+host) reads as `interrupted`, and `claim(..., force=True)` takes a live lease over.
+
+`RunStore` is the small interface a server database can implement later; `SQLiteRunStore`
+(WAL mode, `executor/sqlite_store.py`) is the embedded default.
+
+Errors (all `StoreError`, a `SetupError`, except the last):
+
+    StoreError                  the store cannot be used; an unknown run id
+    ├── StoreLockedError        another process held the store's write lock past the bounded wait
+    ├── StoreFullError          the disk (or the store's size cap) is full; prune or delete runs
+    ├── StoreReadOnlyError      the file or its directory is not writable; reading still works
+    └── RunLeasedError          the run is owned by a live process (its lease has not expired)
+    RunInterruptedError         (a `RuntimeFailure`) a run stopped because an event could not be recorded
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import statistics
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from planweave.executor.durability import Journal
 from planweave.executor.events import EVENT_TYPES, RunEvent, event_from_dict
 from planweave.executor.plan import Step
 from planweave.executor.state import RunState
-from planweave.tools.errors import SetupError
+from planweave.tools.errors import PlanweaveError, RuntimeFailure, SetupError
+
+if TYPE_CHECKING:
+    from planweave.executor._writer import EventWriter
 
 __all__ = [
     "DEFAULT_HOME",
     "GroupStats",
+    "Lease",
     "Recorder",
     "ResumeState",
     "RunRecord",
     "RunStore",
+    "RunInterruptedError",
+    "RunLeasedError",
     "RunSummary",
+    "STORE_MAX_MB_ENV",
     "StepStats",
     "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
+    "StoreReadOnlyError",
     "StoredStatus",
     "default_home",
     "open_store",
@@ -52,10 +85,11 @@ DEFAULT_HOME = "~/.planweave"
 StoredStatus = Literal["running", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"]
 """A recorded run's status.
 
-- `running`: its process is still writing it.
+- `running`: its process is still writing it (it holds a live lease).
 - `succeeded` / `partial` / `failed` / `cancelled` / `budget_exceeded`: how it ended (see `RunStatus`
   and `PlannerStatus`).
-- `interrupted`: its process died (SIGKILL, crash, Ctrl-C, restart) before it ended; resumable.
+- `interrupted`: its process died (SIGKILL, crash, Ctrl-C, restart: its lease expired), or the
+  store could not record it, before it ended; resumable.
 """
 
 log = logging.getLogger("planweave.store")
@@ -69,9 +103,69 @@ class StoreError(SetupError):
     """The run store cannot be used: a corrupted or locked database, an unknown run id."""
 
 
+class StoreLockedError(StoreError):
+    """Another process held the store's write lock longer than the bounded wait (`busy_timeout_s`)."""
+
+
+class StoreFullError(StoreError):
+    """The store cannot grow: the disk is full, or the store reached its size cap (`max_bytes`)."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store's file or directory is not writable: runs can be read, not recorded."""
+
+
+class RunLeasedError(StoreError):
+    """The run is owned by another live process: its lease (`owner`, `expires_at`) has not expired."""
+
+    def __init__(self, message: str, *, run_id: str, owner: str, expires_at: float | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner = owner
+        self.expires_at = expires_at
+
+
+class RunInterruptedError(RuntimeFailure):
+    """A run stopped starting steps because one of its events could not be recorded.
+
+    `run_id` names the run, `cause` is the store's error (`__cause__` too). The run is
+    `interrupted` in the store (once the store can say so, or its lease expires) and resumes
+    with `planweave resume RUN_ID` once the store works again.
+    """
+
+    def __init__(self, run_id: str, cause: StoreError) -> None:
+        super().__init__(
+            f"run `{run_id}` stopped: {cause} Steps that were not recorded did not start; resume the run "
+            f"with `planweave resume {run_id}` once the store works again (or run with `--no-record`)."
+        )
+        self.run_id = run_id
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on a run: only its owner executes and records it (see `RunStore.claim`)."""
+
+    run_id: str
+    owner: str
+    """Who holds it: `host:pid:random` of the claiming process."""
+    expires_at: float
+    """Unix time after which the run counts as interrupted unless the owner renews it."""
+    previous_owner: str | None = None
+    """Whose lease this one replaced when it was taken over (expired, or `force=True`), else None."""
+    previous_expires_at: float | None = None
+    """When the replaced lease was due to expire."""
+    forced: bool = False
+    """True when the replaced lease was still live (taken over with `force=True`)."""
+
+
 def default_home() -> Path:
     """`$PLANWEAVE_HOME`, else `~/.planweave`: where runs are recorded."""
     return Path(os.environ.get("PLANWEAVE_HOME") or DEFAULT_HOME).expanduser()
+
+
+STORE_MAX_MB_ENV = "PLANWEAVE_STORE_MAX_MB"
+"""A cap on the run store's size in megabytes (default: none, as large as the disk allows)."""
 
 
 def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | None = None) -> RunStore:
@@ -79,6 +173,8 @@ def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | N
 
     Secrets are masked before anything is stored: by `mask`, default `Masker.from_env()`
     (API keys, bearer tokens, secret-named arguments, `PLANWEAVE_MASK_PATTERNS`).
+    `PLANWEAVE_STORE_MAX_MB` caps the store's size: past it, recording fails closed as on a
+    full disk (`StoreFullError`) until `prune` or `delete` makes room.
     """
     from planweave.executor.masking import Masker
     from planweave.executor.sqlite_store import SQLiteRunStore
@@ -86,7 +182,12 @@ def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | N
     target = Path(path).expanduser() if path is not None else default_home()
     if target.suffix != ".db":
         target = target / "runs.db"
-    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env())
+    cap = os.environ.get(STORE_MAX_MB_ENV)
+    try:
+        max_bytes = int(float(cap) * 1_000_000) if cap else None
+    except ValueError:
+        raise StoreError(f"{STORE_MAX_MB_ENV}=`{cap}` is not a number of megabytes; set it to e.g. `500`, or unset it.") from None
+    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env(), max_bytes=max_bytes)
 
 
 class RunSummary(BaseModel):
@@ -198,7 +299,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class RunStore(ABC):
-    """Where runs are recorded. Implementations must make `append` durable before returning."""
+    """Where runs are recorded.
+
+    Writing goes through the store's writer thread (`writer()`): `Recorder`s submit events,
+    which are committed in batches; `append` writes one event and waits for it.
+    """
 
     path: str
     """Where the store lives (for messages)."""
@@ -206,12 +311,52 @@ class RunStore(ABC):
     # --- writing -----------------------------------------------------------------------------
 
     @abstractmethod
-    def begin(self, run_id: str, *, kind: str, name: str, goal: str, meta: dict[str, Any]) -> None:
-        """Create the run's row (or reopen it to resume, keeping its events)."""
+    def begin(self, run_id: str, *, kind: str, name: str, goal: str, meta: dict[str, Any]) -> Lease:
+        """Create the run's row and claim its lease, or reopen it to resume (keeping its events,
+        claiming it as `claim` does: `RunLeasedError` when another live process owns it)."""
 
     @abstractmethod
+    def claim(self, run_id: str, *, force: bool = False) -> Lease:
+        """Claim the run's lease for this process, atomically.
+
+        Succeeds when nobody holds a live lease on it (never claimed, released, expired: its
+        owner died) or this process does. Otherwise raises `RunLeasedError` naming the owner
+        and when its lease expires, unless `force`: then the lease is taken over, and the
+        returned `Lease` says whose it was (`previous_owner`, `forced`). The old owner, if
+        alive, fails closed at its next write.
+        """
+
+    @abstractmethod
+    def release(self, run_id: str) -> None:
+        """Give up this process's lease on the run (no-op when it holds none)."""
+
+    def abandon(self, run_id: str) -> None:
+        """This process stopped executing the run (its recording failed): its lease no longer
+        counts as live here, even before it expires."""
+
+    @abstractmethod
+    def writer(self) -> EventWriter:
+        """The store's writer thread (one per store, started on first use)."""
+
     def append(self, event: RunEvent) -> None:
-        """Record one event (masked, large values stored once) and update the run's summary."""
+        """Record one event (masked, large values stored once), update the run's summary, and wait
+        until it is durable. Raises the `StoreError` of a failed write."""
+        writer = self.writer()
+        box: list[BaseException] = []
+
+        def write() -> None:
+            outcome = self.write_batch([(event.run_id, event)])
+            box.extend(outcome.failed.values())
+
+        writer.call(write)
+        writer.flush()
+        if box:
+            raise box[0]
+
+    @abstractmethod
+    def write_batch(self, items: list[tuple[str, RunEvent]]) -> Any:
+        """Write `(run id, event)` pairs in one transaction (on the writer thread); returns a
+        `planweave.executor._writer.BatchOutcome`."""
 
     @abstractmethod
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
@@ -220,7 +365,7 @@ class RunStore(ABC):
     def recorder(
         self, *, kind: str = "workflow", name: str = "", meta: dict[str, Any] | None = None
     ) -> Recorder:
-        """An event subscriber that records the run it is attached to."""
+        """An event subscriber that records the run it is attached to (and is the run's `Journal`)."""
         return Recorder(self, kind=kind, name=name, meta=dict(meta or {}))
 
     # --- reading -----------------------------------------------------------------------------
@@ -333,10 +478,13 @@ class RunStore(ABC):
         return report
 
 
-class Recorder:
-    """Records the events of one run into a store. Subscribe it to the run (or the planner)."""
+class Recorder(Journal):
+    """Records the events of one run into a store. Subscribe it to the run (or the planner).
 
-    __slots__ = ("store", "kind", "name", "meta", "run_id", "failed")
+    The first event claims the run (`RunStore.begin`); every event is then handed to the
+    store's writer thread. As the run's `Journal`, it tells the run when events are durable,
+    and makes it stop when the store fails (`failure`).
+    """
 
     def __init__(self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any]) -> None:
         self.store = store
@@ -344,18 +492,88 @@ class Recorder:
         self.name = name
         self.meta = meta
         self.run_id: str | None = None
-        self.failed: StoreError | None = None
-        """The first error writing to the store (later events are not recorded); the run goes on."""
+        self.failure: StoreError | None = None
+        """The first error recording the run (later events are not recorded; the run stops)."""
+        self._writer: EventWriter | None = None
+        self._last = 0
+        self._hooks: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._lock = threading.Lock()
 
-    def __call__(self, event: RunEvent) -> None:
-        if self.failed is not None:
+    @property
+    def failed(self) -> StoreError | None:
+        """`failure`, by its former name."""
+        return self.failure
+
+    @property
+    def committed(self) -> int:
+        return self._writer.committed if self._writer is not None else self._last
+
+    def __call__(self, event: object) -> None:
+        if self.failure is not None or not isinstance(event, RunEvent):
             return
-        try:
-            if self.run_id is None:
-                self.run_id = event.run_id
-                goal = str(getattr(event, "goal", "") or "")
+        writer = self._writer
+        if writer is None:
+            self.run_id = event.run_id
+            goal = str(getattr(event, "goal", "") or "")
+            try:
                 self.store.begin(event.run_id, kind=self.kind, name=self.name, goal=goal, meta=self.meta)
-            self.store.append(event)
-        except StoreError as exc:
-            self.failed = exc
-            log.warning("run `%s` is no longer recorded: %s", event.run_id, exc)
+                writer = self._writer = self.store.writer()
+                writer.attach(self)
+            except StoreError as exc:
+                self.fail(exc)
+                return
+        if writer.closed:
+            self.fail(StoreError(f"the run store `{self.store.path}` was closed while run `{event.run_id}` ran."))
+            return
+        self._last = writer.submit(event.run_id, event)
+
+    def mark(self) -> int:
+        return self._last
+
+    def when_durable(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
+        if self.failure is not None or self._writer is None:
+            return True
+        return self._writer.when_committed(mark, loop, callback)
+
+    def on_failure(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if self.failure is None:
+                self._hooks.append((loop, callback))
+                return
+        loop.call_soon(callback)
+
+    def fail(self, error: StoreError) -> None:
+        """Stop recording: keep `error`, drop later events, and tell the run (any thread)."""
+        with self._lock:
+            if self.failure is not None:
+                return
+            self.failure = error
+            hooks, self._hooks = self._hooks, []
+        if self._writer is not None:  # (a run that never began gets the error itself)
+            log.warning("run `%s` is no longer recorded: %s", self.run_id, error)
+        if self.run_id is not None:
+            self.store.abandon(self.run_id)
+        for loop, callback in hooks:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the run's loop is closed: the run is over
+                pass
+        if not isinstance(error, RunLeasedError) and self._writer is not None and self.run_id is not None:
+            # Say why in the store if it works again by then (else the lease expires: `interrupted` too).
+            run_id, store = self.run_id, self.store
+
+            def note() -> None:
+                try:
+                    store.set_status(run_id, "interrupted", error=str(error))
+                except StoreError:
+                    pass
+
+            self._writer.call(note)
+
+    def stop_error(self) -> PlanweaveError:
+        assert self.failure is not None
+        if isinstance(self.failure, RunLeasedError) or self._writer is None or self.run_id is None:
+            return self.failure  # owned elsewhere, or never recorded at all: nothing to resume
+        error = RunInterruptedError(self.run_id, self.failure)
+        error.__cause__ = self.failure
+        return error

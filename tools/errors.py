@@ -19,6 +19,10 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   ├── RefSyntaxError              a malformed `${...}` reference (executor)
     │   ├── WorkflowFileError           a workflow/plan file cannot be read; lists every problem (executor)
     │   ├── StoreError                  the run store is corrupted, locked or lacks a run (executor)
+    │   │   ├── StoreLockedError        another process held the store's write lock past the bounded wait
+    │   │   ├── StoreFullError          the disk or the store's size cap is full; prune or delete runs
+    │   │   ├── StoreReadOnlyError      the store is not writable: runs can be read, not recorded
+    │   │   └── RunLeasedError          a live process owns the run (its lease); `resume --force` takes it over
     │   ├── NoSuchStepError             a result has no such step, or the step no output (executor; a KeyError)
     │   ├── RunNotStartedError          a `Run` used outside `async with executor.start(...)` (executor)
     │   └── ConversationError           a chat request cannot become a goal; HTTP 400 (planner)
@@ -38,6 +42,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
         ├── PathError                   a field path does not exist in a value (executor)
         ├── RunClosedError              steps were added to a closed or finished run (executor)
         ├── RunFailedError              a run ended failed; carries the result (executor)
+        ├── RunInterruptedError         a run stopped because its events could not be recorded; resumable (executor)
         ├── PlanningError               the planner could not get a valid plan (planner)
         ├── LLMError                    a model call failed for good (planner)
         │   ├── APIKeyRejectedError     the provider refused the key: 401/403, never retried

@@ -661,6 +661,10 @@ def resume(
             help="Exit 0 when the run ends `partial` (default: as the run was started).",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take the run over even if a live process holds its lease (it is stuck, or on a host that is gone)."),
+    ] = False,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
     those not given are the run's own (its model, tools, budget and flags, as recorded)."""
@@ -670,8 +674,10 @@ def resume(
     summary = store.summary(run_id)
     if summary.status in FINAL_STATUSES:
         fail_usage(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
-    if summary.status == "running":
-        fail_usage(f"run `{summary.id}` is still running in another process; wait for it, or stop it first.")
+    # Atomic: of two `resume`s of one run, one gets the lease; the other stops here (`RunLeasedError`, exit 2).
+    lease = store.claim(summary.id, force=force)
+    if lease.forced:
+        typer.echo(f"planweave: took run {summary.id} over from `{lease.previous_owner}`, whose lease was live", err=True)
     meta = summary.meta
     tool_specs = tools or meta.get("tool_specs")
     where = workspace or Path(meta.get("workspace", "."))

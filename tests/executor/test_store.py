@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from planweave.executor import Executor, RunEvent, Step
 from planweave.executor.events import StepSucceeded, SummaryUpdate, register_event_type
 from planweave.executor.state import RunState
 from planweave.executor.sqlite_store import BLOB_THRESHOLD, SQLiteRunStore
-from planweave.executor.store import RunStore, StoreError, open_store
+from planweave.executor.store import RunStore, StoreError, StoreLockedError, open_store
 from planweave.planner.testing import ChildProcesses
 from planweave.tools import tool
 
@@ -144,7 +145,8 @@ def test_prune_keeps_running_runs(store: SQLiteRunStore) -> None:
 def test_dead_process_means_interrupted(store: SQLiteRunStore) -> None:
     store.begin("dead", kind="planner", name="", goal="g", meta={})
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    store._db.execute("UPDATE runs SET pid = ? WHERE id = 'dead'", (int(proc.stdout),))
+    owner = f"{socket.gethostname()}:{int(proc.stdout)}:0000"  # its lease is not expired, its owner is gone
+    store._db.execute("UPDATE runs SET owner = ?, pid = ? WHERE id = 'dead'", (owner, int(proc.stdout)))
     assert store.summary("dead").status == "interrupted"
     assert [r.id for r in store.list_runs(status="interrupted")] == ["dead"]
     store.begin("mine", kind="planner", name="", goal="g", meta={})
@@ -203,19 +205,29 @@ def test_locked_database_names_the_file(tmp_path: Path) -> None:
     assert s.summary("x").status == "running"
 
 
-def test_recorder_survives_store_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_run_that_cannot_be_recorded_does_not_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "runs.db"
     s = SQLiteRunStore(path, busy_timeout_s=0.05)
     rec = s.recorder()
+    calls: list[str] = []
+
+    @tool
+    def note(text: str) -> str:
+        """Remember the call."""
+        calls.append(text)
+        return text
+
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        result = Executor([echo]).run_sync([Step(id="a", tool="echo", args={"text": "1"})], subscribers=[rec])
+        with pytest.raises(StoreLockedError) as err:  # fail closed: nothing runs unrecorded
+            Executor([note]).run_sync([Step(id="a", tool="note", args={"text": "1"})], subscribers=[rec])
     finally:
         holder.execute("ROLLBACK")
-    assert result.ok  # the run itself went on
-    assert isinstance(rec.failed, StoreError)
-    assert sum("is no longer recorded" in r.message for r in caplog.records) == 1
+    assert calls == []
+    assert f"`{path}` is locked by another process" in str(err.value)
+    assert isinstance(rec.failure, StoreLockedError)
+    assert not any("is no longer recorded" in r.message for r in caplog.records)  # the error says it
 
 
 def test_append_without_begin_is_an_error(store: SQLiteRunStore) -> None:

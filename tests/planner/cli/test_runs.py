@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,85 @@ def test_corrupted_store_is_exit_2_naming_the_file(tmp_path: Path) -> None:
                           timeout=60, env={**os.environ, "PLANWEAVE_HOME": str(home)})
     assert proc.returncode == 2
     assert f"`{home / 'runs.db'}` is corrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _read_only_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`planweave ARGS` with `home` on a read-only file system (root ignores file modes, not that)."""
+    env = {**os.environ, "PLANWEAVE_HOME": str(home), "H": str(home)}
+    command = [sys.executable, "-m", "planweave", *args]
+    if os.geteuid() == 0:
+        mount = 'mount --bind "$H" "$H" && mount -o remount,bind,ro "$H" "$H" && exec "$@"'
+        command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount, "sh", *command]
+    else:
+        for p in (home, *home.iterdir()):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+
+
+def test_a_read_only_store_still_lists_shows_and_exports(recorded: list[str], tmp_path: Path) -> None:
+    home = Path(os.environ["PLANWEAVE_HOME"])
+    ok_id = recorded[0]
+    listed = _read_only_cli(home, "runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {r["id"] for r in json.loads(listed.stdout)} == set(recorded)
+    shown = _read_only_cli(home, "show", ok_id)
+    assert shown.returncode == 0 and "hotel" in shown.stdout, shown.stderr
+    exported = _read_only_cli(home, "show", ok_id, "--json")
+    assert exported.returncode == 0 and json.loads(exported.stdout)["run"]["id"] == ok_id
+    assert _read_only_cli(home, "stats").returncode == 0
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    refused = _read_only_cli(home, "exec", str(WF / "trip_budget.yaml"), "--workspace", str(ws), "-i", "nights=2")
+    assert refused.returncode == 2
+    assert f"the run store `{home / 'runs.db'}` is read-only" in refused.stderr and "--no-record" in refused.stderr
+    assert list(ws.iterdir()) == []  # no step ran unrecorded (the workflow writes a report)
+    unrecorded = _read_only_cli(home, "exec", str(WF / "trip_budget.yaml"), "--workspace", str(ws),
+                                "-i", "nights=2", "--no-record", "--json")
+    assert unrecorded.returncode == 0, unrecorded.stderr
+    assert list(ws.iterdir())
+
+
+def test_a_full_store_says_so_and_delete_and_prune_make_room(tmp_path: Path) -> None:
+    import secrets
+
+    home = tmp_path / "home"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for i in range(6):
+        (ws / f"big{i}.txt").write_text(secrets.token_hex(60_000))  # 120 kB each, incompressible
+    def workflow(name: str, files: range) -> Path:
+        steps = "".join(
+            f"  - {{id: r{i}, tool: read_file, args: {{path: big{i}.txt}}"
+            + (f", depends_on: [r{i - 1}]" if i != files[0] else "") + "}\n"
+            for i in files
+        )
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\nsteps:\n{steps}")
+        return path
+
+    env = {**os.environ, "PLANWEAVE_HOME": str(home), "PLANWEAVE_STORE_MAX_MB": "0.6"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "planweave", *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120, env=env)
+
+    first = cli("exec", str(workflow("first", range(0, 3))), "--workspace", str(ws), "--json")
+    assert first.returncode == 0, first.stderr
+    first_id = json.loads(first.stdout)["run_id"]
+    second = cli("exec", str(workflow("second", range(3, 6))), "--workspace", str(ws), "--json")
+    assert second.returncode == 1, second.stderr
+    assert f"the run store `{home / 'runs.db'}` is full" in second.stderr
+    assert "free space with `planweave prune --older-than 7d` or `planweave delete RUN_ID`" in second.stderr
+    second_id = next(r.id for r in open_store(home).list_runs() if r.name == "second")
+    assert f"`planweave resume {second_id}`" in second.stderr and "Traceback" not in second.stderr
+    assert open_store(home).summary(second_id).status == "interrupted"
+
+    assert cli("delete", first_id, "--yes").returncode == 0
+    resumed = cli("resume", second_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert open_store(home).summary(second_id).status == "succeeded"
+    pruned = cli("prune", "--older-than", "0s", "--yes")
+    assert pruned.returncode == 0 and "deleted 1 run" in pruned.stdout, pruned.stderr
+    with sqlite3.connect(home / "runs.db") as db:
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] < 10  # the pages went back to the disk

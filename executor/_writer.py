@@ -1,0 +1,342 @@
+"""The run store's writer thread: events are committed in batches, off the event loop.
+
+Recorders hand events over with `submit` (a list append under a lock: well under a
+microsecond on the loop). One thread per store takes everything gathered, writes it in one
+transaction (group commit), then raises the `committed` watermark and wakes the runs waiting
+for it, on their own loops. A run waits only for the events its next step depends on
+(`planweave.executor.durability`).
+
+The thread is woken when someone waits for an event (a step's inputs, a flush, the end of a
+run) or when `MAX_BATCH` events have gathered; otherwise it writes what has gathered every
+`LINGER_S`. So a chain of steps commits once per step (each step's events together), and
+thousands of independent steps commit a few times in all.
+
+One shortcut: when a step must wait for a few events (at most `INLINE_MAX`) and no batch is
+being written, the waiting loop commits them itself, on a connection that never waits for a
+lock (`write_batch(..., wait=False)`): a chain of quick steps then costs one small commit per
+step rather than two thread switches. If the store is busy, the events go to the thread as
+usual; the loop is never held up by another process's lock.
+
+The same thread renews the leases of the runs it records (`heartbeat_s`), so a live run
+keeps its lease however long its steps take, and a dead one's lease expires.
+
+If a batch cannot be committed, the runs with events in it fail (`Recorder.fail`): their
+later events are dropped, and the runs stop starting steps. Other runs go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import heapq
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from planweave.executor.events import RunEvent
+
+if TYPE_CHECKING:
+    from planweave.executor.store import Recorder, StoreError
+
+__all__ = ["BatchOutcome", "BatchSink", "EventWriter"]
+
+log = logging.getLogger("planweave.store")
+
+MAX_BATCH = 4096
+"""Most events in one transaction (a bigger backlog is committed in several)."""
+
+LINGER_S = 0.01
+"""Longest an event nobody waits for stays in memory before the thread writes it."""
+
+INLINE_MAX = 64
+"""Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
+
+CHECKPOINT_EVERY = 256
+"""Commits made by loops between two WAL checkpoints (run by the thread)."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What writing one batch did, by run id."""
+
+    failed: dict[str, StoreError] = field(default_factory=dict)
+    """Runs whose events could not be written (the batch's other runs were written)."""
+    finished: set[str] = field(default_factory=set)
+    """Runs that recorded a final status in this batch (their leases are no longer renewed)."""
+    busy: bool = False
+    """`wait=False` and another connection held the lock: nothing was written, nothing failed."""
+
+
+class BatchSink(Protocol):
+    """What the writer thread writes to (`SQLiteRunStore`); called on the writer thread only."""
+
+    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome: ...
+
+    def checkpoint(self) -> None: ...
+
+    def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
+
+    def close_writer(self) -> None: ...
+
+
+class _Control:
+    """A call to make on the writer thread, in order with the events around it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+
+class EventWriter:
+    """One writer thread for one store (started on the first `submit`)."""
+
+    def __init__(self, sink: BatchSink, *, heartbeat_s: float, name: str = "planweave-store-writer") -> None:
+        self.sink = sink
+        self.heartbeat_s = heartbeat_s
+        self.name = name
+        self.committed = 0
+        """Every event submitted up to this number has been written (or has failed)."""
+        self.batches = 0
+        """Transactions of events written so far (group commit: far fewer than events)."""
+        self._pending: list[tuple[int, str | None, Any]] = []  # submitted, not yet taken by the thread
+        self._last = 0  # number of the last event submitted
+        self._submit_lock = threading.Lock()  # numbers follow list order, whatever thread submits
+        self._wake = threading.Event()  # set: the thread should write now
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._tie = itertools.count()
+        self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
+        self._inline_commits = 0
+
+    # --- any thread ------------------------------------------------------------------------------
+
+    def attach(self, recorder: Recorder) -> None:
+        """Route `recorder.run_id`'s failures to `recorder` and renew its lease until the run ends.
+
+        Raises `RunLeasedError` when another live recorder of this process records that run."""
+        from planweave.executor.store import RunLeasedError, StoreError
+
+        run_id = recorder.run_id
+        assert run_id is not None
+        if self._closed:
+            raise StoreError(f"the run store was closed; run `{run_id}` cannot be recorded (open the store again).")
+        other = self._recorders.get(run_id)
+        if other is not None and other is not recorder and other.failure is None:
+            raise RunLeasedError(
+                f"run `{run_id}` is already being executed by this process; wait for it to finish.",
+                run_id=run_id, owner="this process", expires_at=None,
+            )
+        self._recorders[run_id] = recorder
+        self._start()
+
+    @property
+    def closed(self) -> bool:
+        """The thread has stopped: nothing submitted from now on is written."""
+        return self._closed
+
+    def submit(self, run_id: str, event: RunEvent) -> int:
+        """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            pending = self._pending
+            pending.append((number, run_id, event))
+            if len(pending) >= MAX_BATCH:
+                self._wake.set()
+        return number
+
+    def call(self, fn: Callable[[], object]) -> int:
+        """Run `fn` on the writer thread after the events queued so far; returns a number as `submit`."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            self._pending.append((number, None, _Control(fn)))
+        self._start()
+        self._wake.set()
+        return number
+
+    def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
+        """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
+        with self._cond:
+            if self.committed >= mark or self._closed:
+                return True
+        if self._write_inline() and self.committed >= mark:
+            return True
+        with self._cond:
+            if self.committed >= mark:
+                return True
+            heapq.heappush(self._waiters, (mark, next(self._tie), loop, callback))
+        self._wake.set()
+        return False
+
+    def _write_inline(self) -> bool:
+        """Commit the few gathered events on the calling thread if nobody is writing; True if done."""
+        pending = self._pending
+        if not pending or len(pending) > INLINE_MAX or self._thread is None or self._closed:
+            return False
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._submit_lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return True
+            if any(isinstance(item, _Control) for _, _, item in batch) or not self._write(batch, wait=False):
+                with self._submit_lock:
+                    self._pending[:0] = batch  # the thread writes them, in order
+                return False
+        finally:
+            self._write_lock.release()
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            self._wake.set()  # the thread checkpoints the WAL that loops' commits grew
+        return True
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Block until every event submitted so far is written (True), or `timeout_s` passed (False)."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return True
+        target = self._last
+        self._wake.set()
+        with self._cond:
+            return self._cond.wait_for(lambda: self.committed >= target or self._closed, timeout_s)
+
+    def close(self, timeout_s: float | None = 10.0) -> None:
+        """Write what is queued, then stop the thread."""
+        thread = self._thread
+        if thread is None or self._closed:
+            return
+        self._stopping = True
+        self._wake.set()
+        if threading.current_thread() is not thread:
+            thread.join(timeout_s)
+
+    # --- the thread ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._submit_lock:
+            if self._thread is not None:
+                return
+            # A daemon thread, closed by `atexit`: events queued at the end of a script
+            # (the planner's last event) are written before the interpreter goes.
+            thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+            self._thread = thread
+            thread.start()
+            atexit.register(_close_at_exit, weakref.ref(self))
+
+    def _main(self) -> None:
+        last_renewal = time.monotonic()
+        checkpointed = 0
+        try:
+            while True:
+                self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
+                self._wake.clear()
+                stop = self._stopping
+                with self._write_lock:
+                    with self._submit_lock:
+                        batch, self._pending = self._pending, []
+                    for start in range(0, len(batch), MAX_BATCH):
+                        self._write(batch[start : start + MAX_BATCH])
+                    if self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
+                        checkpointed = self._inline_commits
+                        self.sink.checkpoint()
+                if time.monotonic() - last_renewal >= self.heartbeat_s:
+                    last_renewal = time.monotonic()
+                    self._renew()
+                if stop:
+                    return
+        except BaseException as exc:  # a bug here must not leave runs waiting forever
+            log.exception("the run store's writer thread stopped")
+            from planweave.executor.store import StoreError
+
+            for recorder in list(self._recorders.values()):
+                recorder.fail(StoreError(f"the run store's writer thread stopped: {type(exc).__name__}: {exc}"))
+        finally:
+            self._closed = True
+            try:
+                self.sink.close_writer()
+            finally:
+                self._advance(self._last)
+
+    def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
+        """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
+        events: list[tuple[str, RunEvent]] = []
+        for number, run_id, item in batch:
+            if isinstance(item, _Control):
+                self._flush_events(events, number - 1)
+                events = []
+                try:
+                    item.fn()
+                except Exception:
+                    log.exception("a run store call on the writer thread failed")
+                self._advance(number)
+                continue
+            assert run_id is not None
+            recorder = self._recorders.get(run_id)
+            if recorder is not None and recorder.failure is not None:
+                continue  # the run has stopped: nothing after its failure is written
+            events.append((run_id, item))
+        return self._flush_events(events, batch[-1][0], wait=wait)
+
+    def _flush_events(self, events: list[tuple[str, RunEvent]], number: int, *, wait: bool = True) -> bool:
+        if events:
+            outcome = self.sink.write_batch(events, wait=wait)
+            if outcome.busy:
+                return False
+            self.batches += 1
+            for run_id, error in outcome.failed.items():
+                recorder = self._recorders.pop(run_id, None)
+                if recorder is not None:
+                    recorder.fail(error)
+                else:
+                    log.warning("events of run `%s` were not recorded: %s", run_id, error)
+            for run_id in outcome.finished:
+                self._recorders.pop(run_id, None)
+        self._advance(number)
+        return True
+
+    def _renew(self) -> None:
+        run_ids = list(self._recorders)
+        if not run_ids:
+            return
+        for run_id, error in self.sink.renew_leases(run_ids).items():
+            recorder = self._recorders.pop(run_id, None)
+            if recorder is not None:
+                recorder.fail(error)
+
+    def _advance(self, number: int) -> None:
+        wake: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        with self._cond:
+            if number > self.committed:
+                self.committed = number
+            waiters = self._waiters
+            while waiters and waiters[0][0] <= self.committed:
+                _, _, loop, callback = heapq.heappop(waiters)
+                wake.setdefault(loop, []).append(callback)
+            self._cond.notify_all()
+        for loop, callbacks in wake.items():
+            try:
+                loop.call_soon_threadsafe(_call_all, callbacks)
+            except RuntimeError:  # that loop is closed: its run is over
+                pass
+
+
+def _close_at_exit(ref: weakref.ref[EventWriter]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()
+
+
+def _call_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()

@@ -1,0 +1,179 @@
+"""The SQLite store's leases (claim, expiry on any host, force, prune) and its schema migration:
+a file written by the previous schema keeps working, read and resumed in place."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from planweave.executor import Executor, Step
+from planweave.executor.events import RunFinished, RunStarted, StepAdded, StepStarted, StepSucceeded
+from planweave.executor.sqlite_store import SQLiteRunStore
+from planweave.executor.store import RunLeasedError
+from planweave.planner.testing import wait_until
+from planweave.tools import tool
+
+ELSEWHERE = "otherhost:42:cafe"
+"""A lease owner on another host: its PID means nothing here, only its lease's expiry counts."""
+
+
+@tool
+def echo(text: str) -> str:
+    """The text."""
+    return text
+
+
+def test_a_live_lease_is_refused_and_force_takes_it_over(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    store.begin("r1", kind="workflow", name="", goal="g", meta={})
+    expires = time.time() + 600
+    store._db.execute("UPDATE runs SET owner = ?, lease_expires = ? WHERE id = 'r1'", (ELSEWHERE, expires))
+    assert store.summary("r1").status == "running"
+    with pytest.raises(RunLeasedError) as err:
+        store.claim("r1")
+    assert (err.value.run_id, err.value.owner, err.value.expires_at) == ("r1", ELSEWHERE, expires)
+    assert f"run `r1` is owned by the live process `{ELSEWHERE}`" in str(err.value)
+    assert "`planweave resume --force`" in str(err.value)
+    with pytest.raises(RunLeasedError):  # nor may a recorder start it
+        store.begin("r1", kind="workflow", name="", goal="g", meta={})
+
+    lease = store.claim("r1", force=True)
+    assert lease.forced and lease.previous_owner == ELSEWHERE and lease.previous_expires_at == expires
+    assert lease.owner == store.owner and lease.expires_at > time.time()
+    assert store._db.execute("SELECT owner FROM runs WHERE id = 'r1'").fetchone()[0] == store.owner
+
+
+def test_an_expired_lease_reads_interrupted_on_any_host_and_is_claimed_and_pruned(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.db", lease_s=0.2)
+    for run_id in ("dead", "old"):
+        store.begin(run_id, kind="planner", name="", goal="g", meta={})
+    # Both now belong to a process on another host that stopped renewing them.
+    store._db.execute("UPDATE runs SET owner = ?", (ELSEWHERE,))
+    wait_until(lambda: [r.status for r in store.list_runs()] == ["interrupted"] * 2, "the leases expired")
+    assert {r.id for r in store.list_runs(status="interrupted")} == {"dead", "old"}
+
+    live = SQLiteRunStore(tmp_path / "runs.db")  # claims with the default (long) lease
+    lease = live.claim("dead")  # no force: its owner is gone
+    assert not lease.forced and lease.previous_owner == ELSEWHERE
+    live.begin("live", kind="planner", name="", goal="g", meta={})
+    store._db.execute("UPDATE runs SET created_at = created_at - 3600")
+    assert store.prune(60) == 1  # `old` only: `dead` is claimed by this process again, `live` is running
+    assert sorted(r.id for r in store.list_runs()) == ["dead", "live"]
+
+
+def test_a_lease_is_renewed_while_the_run_lives(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.db", lease_s=0.3)
+    first: list[float] = []
+
+    @tool
+    async def wait_for_renewal() -> str:
+        """Return once the run's lease has been renewed past its first expiry."""
+        import asyncio
+
+        def expiry() -> float:
+            with sqlite3.connect(store.path) as db:
+                return float(db.execute("SELECT lease_expires FROM runs").fetchone()[0])
+
+        first.append(expiry())
+        while expiry() <= first[0]:
+            await asyncio.sleep(0.01)
+        return "renewed"
+
+    result = Executor([wait_for_renewal]).run_sync([Step(id="a", tool="wait_for_renewal")], subscribers=[store.recorder()])
+    assert result.ok and store.summary(result.run_id).status == "succeeded"
+
+
+def test_release_lets_another_owner_claim_at_once(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    store.begin("r", kind="workflow", name="", goal="g", meta={})
+    store.release("r")
+    assert store.summary("r").status == "interrupted"
+
+
+SCHEMA_1 = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', goal TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL, duration_s REAL,
+    steps INTEGER NOT NULL DEFAULT 0, llm_calls INTEGER NOT NULL DEFAULT 0, input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL DEFAULT 0, answer TEXT, error TEXT,
+    meta TEXT NOT NULL DEFAULT '{}', host TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_created ON runs (created_at DESC);
+CREATE TABLE events (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+    at REAL NOT NULL, step_id TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX events_step ON events (run_id, step_id, kind);
+CREATE TABLE blobs (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+PRAGMA user_version=1;
+"""
+
+
+def old_store(path: Path) -> dict[str, list[dict[str, object]]]:
+    """A store as planweave's schema 1 wrote it (each event's whole JSON in `data`); returns the events."""
+    t = 1_700_000_000.0
+    a, b = Step(id="a", tool="echo", args={"text": "one"}), Step(id="b", tool="echo", args={"text": "${a}!"})
+    runs = {
+        "done1": [
+            RunStarted(run_id="done1", at=t, goal="old goal"),
+            StepAdded(run_id="done1", at=t, step_id="a", tool="echo", step=a),
+            StepStarted(run_id="done1", at=t + 1, step_id="a", tool="echo", attempt=1, args={"text": "one"}),
+            StepSucceeded(run_id="done1", at=t + 2, step_id="a", output="one", attempts=1, duration_s=1.0),
+            RunFinished(run_id="done1", at=t + 3, status="succeeded", duration_s=3.0),
+        ],
+        "cut1": [  # killed after `a`: its process is long gone
+            RunStarted(run_id="cut1", at=t, goal="old goal"),
+            StepAdded(run_id="cut1", at=t, step_id="a", tool="echo", step=a),
+            StepAdded(run_id="cut1", at=t, step_id="b", tool="echo", step=b, deps=["a"]),
+            StepSucceeded(run_id="cut1", at=t + 2, step_id="a", output="one", attempts=1, duration_s=1.0),
+        ],
+    }
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(SCHEMA_1)
+    for run_id, events in runs.items():
+        status = "succeeded" if run_id == "done1" else "running"
+        db.execute(
+            "INSERT INTO runs (id, kind, name, goal, status, created_at, started_at, steps, host, pid) "
+            "VALUES (?, 'workflow', 'old', 'old goal', ?, ?, ?, ?, 'otherhost', 1)",
+            (run_id, status, t, t, sum(isinstance(e, StepAdded) for e in events)),
+        )
+        for seq, event in enumerate(events, 1):
+            data = event.to_dict()
+            db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, seq, data["kind"], data["at"], data.get("step_id"), json.dumps(data, separators=(",", ":"))),
+            )
+    db.close()
+    return {run_id: [e.to_dict() for e in events] for run_id, events in runs.items()}
+
+
+def test_a_schema_1_file_is_migrated_in_place_and_keeps_working(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    written = old_store(path)
+
+    read_only = SQLiteRunStore(path, read_only=True)  # reading an old file needs no migration
+    assert read_only.events("done1") == written["done1"] and read_only.summary("cut1").status == "interrupted"
+
+    store = SQLiteRunStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert {"owner", "heartbeat", "lease_expires"} <= {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    assert store.events("done1") == written["done1"]
+    assert store.export("done1")["steps"][0]["output"] == "one"
+    assert {r.id: r.status for r in store.list_runs()} == {"done1": "succeeded", "cut1": "interrupted"}
+
+    state = store.get_run("cut1").resume_state()
+    assert [s.id for s in state.steps] == ["a", "b"] and state.completed == {"a": "one"}
+    result = Executor([echo]).run_sync(
+        state.steps, run_id="cut1", completed=state.completed, subscribers=[store.recorder()]
+    )
+    assert result.ok and result.steps["b"].output == "one!"
+    events = store.events("cut1")
+    assert events[: len(written["cut1"])] == written["cut1"]  # the old rows, as they were
+    assert events[-1]["kind"] == "run_finished" and store.summary("cut1").status == "succeeded"
+    assert store.summary("cut1").steps == 2  # re-added steps are not counted twice

@@ -73,6 +73,9 @@ class StepAttempts:
     _tool_sems: dict[str, asyncio.Semaphore]
     _unlimited: bool
     """No concurrency limit at all: attempts skip `_Slots`."""
+    _loop: asyncio.AbstractEventLoop | None
+    model: str | None = None
+    """The model the workflow names (`Workflow.model`), handed to tools in their context."""
 
     # Implemented by `Run`: what an attempt's outcome does to the run.
     def _settle_here(self, node: Node, output: Any = None, exc: BaseException | None = None) -> None:
@@ -83,6 +86,18 @@ class StepAttempts:
 
     def _drain(self) -> None:
         raise NotImplementedError
+
+    def _tool_emit(self, event: Any) -> None:
+        """`ToolContext.emit`: a tool's own event joins the run's bus on the event loop's thread."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # a sync tool in a worker thread
+            running = None
+        if loop is None or running is loop:
+            self._bus.emit(event)
+        else:
+            loop.call_soon_threadsafe(self._bus.emit, event)
 
     def _lookup(self, ref: Ref, item: Any) -> Any:
         root = ref.root
@@ -166,6 +181,8 @@ class StepAttempts:
                 inputs=self.inputs,
                 outputs=self.outputs,
                 item=item_value,
+                emit=self._tool_emit,
+                model=self.model,
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT

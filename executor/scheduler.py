@@ -97,13 +97,14 @@ class Executor:
         """
         from planweave.executor.workflow import Workflow  # workflow.py builds on this module
 
+        model = plan.model if isinstance(plan, Workflow) else None
         if isinstance(plan, Workflow):
             goal = goal or plan.description or plan.name
             inputs = {**plan.inputs, **(inputs or {})}
             deadline_s = deadline_s if deadline_s is not None else plan.limits.deadline_s
             max_steps = max_steps if max_steps is not None else plan.limits.max_steps
             plan = plan.plan
-        return Run(
+        run = Run(
             self,
             plan,
             goal=goal,
@@ -116,6 +117,8 @@ class Executor:
             replans_handled=replans_handled,
             keep_events=keep_events,
         )
+        run.model = model  # what `llm` steps call unless told otherwise (`ToolContext.model`)
+        return run
 
     async def run(self, plan: Plan | Workflow | Iterable[Step], **kwargs: Any) -> RunResult:
         """Run a complete plan and return its result (keyword arguments as for `start`).

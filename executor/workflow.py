@@ -136,6 +136,9 @@ class Workflow(BaseModel):
         default_factory=list, description="Expressions over the final outputs that must all hold."
     )
     limits: Limits = Field(default_factory=Limits)
+    model: str | None = Field(
+        None, description="litellm model of the `llm` steps; `--model` overrides it; default PLANWEAVE_MODEL, else offline."
+    )
     on_failure: Callable[..., Any] | None = Field(None, exclude=True)
     """A failure handler: `StepFailure -> Recovery` (sync or async)."""
 

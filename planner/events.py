@@ -53,6 +53,8 @@ class LLMCalled(RunEvent):
     """The messages sent (after the last re-ask)."""
     output: Any = None
     """What the model returned (text, or the parsed object as a dict)."""
+    step_id: str | None = None
+    """The step whose `llm` tool made the call, when known (a workflow's `llm` steps)."""
 
     def summary_update(self) -> SummaryUpdate:
         cost = self.cost_usd

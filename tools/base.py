@@ -56,6 +56,13 @@ class ToolContext:
     """Outputs of the steps finished so far, by step id (read-only view)."""
     item: Any = None
     """The current item when the step runs `for_each`."""
+    emit: Callable[[Any], None] | None = None
+    """Sends an event of the tool's own through the run's bus, in order with the run's events
+    (a `RunEvent` of a layer above, e.g. the planner's `LLMCalled` for an `llm` step's usage,
+    which the run store adds to the run's totals and the tracer shows under the step).
+    Safe from a worker thread too. None outside a run."""
+    model: str | None = None
+    """The model the workflow names (`model:`), for tools that call one; None: their own default."""
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -197,11 +197,10 @@ def _tools(
 
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
     """The `llm` tool for workflow files (`exec`, `validate`, `tools`), as the planner gives it to its plans."""
-    from planweave.planner.llm import LLMClient, LLMConfig
-    from planweave.planner.prompts import PromptLibrary
-    from planweave.planner.run import make_llm_tool
+    from planweave.planner.llm_tool import llm_tool
 
-    return make_llm_tool(LLMClient(LLMConfig(model=model, api_base=api_base)), PromptLibrary())
+    # The model: `--model`, else the workflow's `model:`, else PLANWEAVE_MODEL, else offline.
+    return llm_tool(model, api_base=api_base)
 
 
 def _run_workflow(

@@ -349,7 +349,8 @@ class TraceBuilder:
     def _on_llm_called(self, e: LLMCalled) -> None:
         parent = self._parent()
         if e.purpose == "llm_tool":
-            step = self._step_of_llm_call(e)
+            step = self._steps.get(e.step_id) if e.step_id else None
+            step = step if step is not None and step.span is not None else self._step_of_llm_call(e)
             if step is not None:
                 parent = step.span
         start = e.started_at or (e.at - e.latency_s)

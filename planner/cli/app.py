@@ -310,6 +310,11 @@ def exec_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    save_results: Annotated[
+        Optional[Path],
+        typer.Option("--save-results", help="Also write the result to DIR/<workflow>_<UTC timestamp>.json.",
+                     metavar="DIR"),
+    ] = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     selected = _tools(
@@ -318,9 +323,22 @@ def exec_(
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
     workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    if save_results is not None:
+        _save_results(result, save_results, workflow.name)
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
+
+
+def _save_results(result: RunResult, directory: Path, name: str) -> None:
+    from planweave.executor.saved import save_results
+    from planweave.tools.errors import ConfigError
+
+    try:
+        path = save_results(result, directory, name=name)
+    except (ConfigError, OSError) as exc:
+        fail_usage(f"cannot save the results in `{directory}`: {exc}")
+    typer.echo(f"planweave: saved the results to {path}", err=True)
 
 
 def _budget(**limits: Any) -> Any:

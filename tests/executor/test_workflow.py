@@ -103,7 +103,7 @@ BAD_PROBLEMS = [
     "unnamed step (steps[3].parallel[1]): missing required field `id`.",
     "step `nothing` (steps[4]): give a step exactly one of `tool` (a registered tool name) or `handler` "
     "(a Python function).",
-    "workflow: unknown field `limit`; allowed: name, description, version, inputs, steps, success, limits. "
+    "workflow: unknown field `limit`; allowed: name, description, version, inputs, steps, success, limits, model. "
     "Did you mean `limits`?",
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import time
 from collections.abc import Awaitable, Mapping
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
 
 __all__ = ["StepAttempts"]
+
+log = logging.getLogger("planweave.executor")
 
 _NO_CONTEXT = ToolContext()
 """Passed to tools that do not ask for a context (building one per call costs more than the call)."""
@@ -187,10 +190,44 @@ class StepAttempts:
             if c.tool.context_param is not None
             else _NO_CONTEXT
         )
-        call = self.executor.backend.invoke(c.tool, args, ctx)
+        policy = step.cache if step.cache is not None else c.tool.cache
+        if policy is None or policy is False or not c.tool.pure or self.executor.cache is False:
+            call = self.executor.backend.invoke(c.tool, args, ctx)
+        else:
+            call = self._cached(node, args, ctx, item, None if policy is True else float(policy))
         if step.timeout_s is None:
             return call
         return self._timed(node, attempt, call)
+
+    async def _cached(
+        self, node: Node, args: Mapping[str, Any], ctx: ToolContext, item: tuple[int, Any] | None, max_age_s: float | None
+    ) -> Any:
+        """The call through the step cache: a stored result when there is one, else the tool's (then stored).
+
+        The cache is a help, never a reason to fail: when it cannot be read or written, the
+        tool is called and the problem logged."""
+        from planweave.executor.cache import cache_key
+
+        tool = node.c.tool
+        key = cache_key(tool, args, self.model)
+        cache = None
+        try:
+            cache = self.executor.step_cache()
+            found, output, age = await asyncio.to_thread(cache.get, key, max_age_s)
+        except Exception:
+            log.warning("step `%s`: the step cache cannot be read; calling `%s`", node.c.step.id, tool.name, exc_info=True)
+            found, output, age = False, None, 0.0
+        if found:
+            if self._bus.active:
+                self._bus.note("step_cache_hit", node.c.step.id, tool.name, key, age, item[0] if item is not None else None)
+            return output
+        output = await self.executor.backend.invoke(tool, args, ctx)
+        if cache is not None:
+            try:
+                await asyncio.to_thread(cache.put, key, tool, output)
+            except Exception:
+                log.warning("step `%s`: the step cache cannot be written", node.c.step.id, exc_info=True)
+        return output
 
     async def _timed(self, node: Node, attempt: int, call: Awaitable[Any]) -> Any:
         step = node.c.step

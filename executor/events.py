@@ -35,6 +35,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "StepAdded",
+    "StepCacheHit",
     "StepCancelled",
     "StepFailed",
     "StepReady",
@@ -184,6 +185,21 @@ class StepCancelled(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class StepCacheHit(RunEvent):
+    """A call of the step was answered from the step cache (`planweave.executor.cache`): the tool
+    was not called, and nothing was spent. A `for_each` step has one per cached item."""
+
+    kind: ClassVar[str] = "step_cache_hit"
+    step_id: str
+    tool: str
+    key: str
+    age_s: float
+    """How old the cached result is."""
+    item: int | None = None
+    """The item's index, for a `for_each` step."""
+
+
+@dataclass(slots=True, kw_only=True)
 class RunFinished(RunEvent):
     kind: ClassVar[str] = "run_finished"
     status: str
@@ -207,6 +223,7 @@ _EVENT_TYPES: dict[str, type[RunEvent]] = {
         StepFailed,
         StepSkipped,
         StepCancelled,
+        StepCacheHit,
         RunFinished,
     )
 }
@@ -300,6 +317,9 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
     "step_skipped": lambda run_id, at, step_id, reason: StepSkipped(run_id=run_id, at=at, step_id=step_id, reason=reason),
     "step_cancelled": lambda run_id, at, step_id, reason: StepCancelled(
         run_id=run_id, at=at, step_id=step_id, reason=reason
+    ),
+    "step_cache_hit": lambda run_id, at, step_id, tool, key, age_s, item: StepCacheHit(
+        run_id=run_id, at=at, step_id=step_id, tool=tool, key=key, age_s=age_s, item=item
     ),
     "run_finished": lambda run_id, at, status, duration_s, error: RunFinished(
         run_id=run_id, at=at, status=status, duration_s=duration_s, error=error

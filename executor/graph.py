@@ -188,6 +188,14 @@ class PlanGraph:
                 else:
                     hint = "no tools are registered: pass the tool to the executor."
                 problems.append(PlanProblem(sid, f"step `{sid}` uses unknown tool `{step.tool}`; {hint}"))
+            elif step.cache and not tool.pure:
+                problems.append(
+                    PlanProblem(
+                        sid,
+                        f"step `{sid}` asks to cache tool `{tool.name}`, which has side effects (`pure=False`): "
+                        "a cached call would skip them; remove `cache` from the step.",
+                    )
+                )
 
             needs = step.depends_on
             if not needs:

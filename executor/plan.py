@@ -149,6 +149,12 @@ class Step(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_s: float | None = Field(None, gt=0, description="Per-attempt time limit in seconds.")
     on_failure: OnFailure = "fail"
+    cache: bool | float | None = Field(
+        None,
+        description="Reuse the result of an identical earlier call (same tool, version and arguments): "
+        "true keeps it until `planweave cache clear`, a number for that many seconds, false never; "
+        "default: the tool's own `cache`.",
+    )
 
     @field_validator("handler", mode="before")
     @classmethod
@@ -159,6 +165,13 @@ class Step(BaseModel):
             except WorkflowFileError as exc:
                 # A ValueError lets pydantic report it with the step's other problems.
                 raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_seconds(cls, value: bool | float | None) -> bool | float | None:
+        if value is not None and not isinstance(value, bool) and value <= 0:
+            raise ValueError("`cache` is true, false or a number of seconds above 0")
         return value
 
     @field_validator("depends_on", mode="before")

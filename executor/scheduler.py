@@ -35,6 +35,7 @@ from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.errors import ConfigError
 
 if TYPE_CHECKING:
+    from planweave.executor.cache import StepCache
     from planweave.executor.workflow import Workflow
 
 __all__ = ["Executor", "Recovery", "Run", "RunClosedError", "StepFailure"]
@@ -51,6 +52,8 @@ class Executor:
         failure_handler: called on every failed attempt; returns a `Recovery` that overrides
             the step's retry policy (the eight-factor guide's `on_failure`).
         seed: seeds retry jitter, for reproducible delays.
+        cache: the step cache of cached steps (`planweave.executor.cache`): True for the
+            default one, a `StepCache`, or False to run every call.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Executor:
         backend: Backend | None = None,
         failure_handler: FailureHandler | None = None,
         seed: int | None = None,
+        cache: StepCache | bool = True,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         if max_concurrency is not None and max_concurrency < 1:
@@ -74,6 +78,20 @@ class Executor:
         self.backend = backend or LocalBackend()
         self.failure_handler = failure_handler
         self.seed = seed
+        self.cache: StepCache | bool = cache
+        """Where cached steps keep their results: True for the default cache (`<home>/cache.db`,
+        opened when a step first uses it), a `StepCache`, or False to cache nothing."""
+        self._own_cache: StepCache | None = None
+
+    def step_cache(self) -> StepCache:
+        """The step cache (opened on first use when it is the default one)."""
+        if isinstance(self.cache, bool):
+            if self._own_cache is None:
+                from planweave.executor.cache import open_cache
+
+                self._own_cache = open_cache()
+            return self._own_cache
+        return self.cache
 
     def start(
         self,
@@ -149,6 +167,9 @@ class Executor:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+        if self._own_cache is not None:
+            self._own_cache.close()
+            self._own_cache = None
 
     async def __aenter__(self) -> Executor:
         return self

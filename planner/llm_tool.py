@@ -102,7 +102,10 @@ def llm_tool(
         answer = await client.structured(messages, response_model, prompt=template.ref, purpose="llm_tool")
         return answer.model_dump(mode="json")
 
-    return Tool.from_function(llm, name=_TOOL)
+    # A cached `llm` step's key must change with the model: the one fixed here is part of the
+    # tool's version, and the workflow's is part of the key (`planweave.executor.cache`).
+    source_version = Tool.from_function(llm, name=_TOOL).version
+    return Tool.from_function(llm, name=_TOOL, version=f"{source_version}:{model or ''}@{api_base or ''}")
 
 
 def _describe(value: Any, limit: int) -> str:

@@ -29,6 +29,7 @@ from planweave.planner.cli.output import (
     print_result,
     print_tools,
 )
+from planweave.planner.cli.cache import cache_app
 from planweave.planner.cli.runs import open_run_store, register
 
 if TYPE_CHECKING:
@@ -731,6 +732,7 @@ def tools_(
 
 
 register(app)  # runs, show, stats, prune, delete, graph
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:

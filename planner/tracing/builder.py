@@ -22,6 +22,7 @@ from planweave.executor.events import (
     RunFinished,
     RunStarted,
     StepAdded,
+    StepCacheHit,
     StepCancelled,
     StepFailed,
     StepRestored,
@@ -314,6 +315,15 @@ class TraceBuilder:
         state = self._state(e.step_id)
         self._event(state.parent, f"{e.step_id} restored", e.at, output=self._clean(e.output), metadata={"status": "restored"})
 
+    def _on_step_cache_hit(self, e: StepCacheHit) -> None:
+        state = self._state(e.step_id)
+        self._event(
+            state.span or state.parent,
+            "cache hit" if e.item is None else f"cache hit (item {e.item})",
+            e.at,
+            metadata={"tool": e.tool, "key": e.key[:16], "age_s": round(e.age_s, 3), "item": e.item},
+        )
+
     def _on_run_finished(self, e: RunFinished) -> None:
         self._status = self._status or e.status
         if e.error:
@@ -447,6 +457,7 @@ HANDLERS: dict[type[RunEvent], Callable[[TraceBuilder, Any], None]] = {
     StepSkipped: TraceBuilder._on_step_skipped,
     StepCancelled: TraceBuilder._on_step_cancelled,
     StepRestored: TraceBuilder._on_step_restored,
+    StepCacheHit: TraceBuilder._on_step_cache_hit,
     RunFinished: TraceBuilder._on_run_finished,
     PlanUpdated: TraceBuilder._on_plan_updated,
     PlanRejected: TraceBuilder._on_plan_rejected,

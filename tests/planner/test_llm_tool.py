@@ -176,3 +176,41 @@ async def test_each_llm_call_is_a_generation_under_its_step(server: FakeModelSer
         assert step["output"] in json.dumps(generation["output"])
         assert generation["usage"]["input"] > 0 and generation["cost"]["total"] > 0
     tracer.close()
+
+
+async def test_a_cached_llm_step_answered_from_the_cache_costs_nothing(server: FakeModelServer) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from planweave.planner.testing.otlp import decode_export_request, span_tree
+    from planweave.planner.tracing.subscriber import create_tracer
+
+    server.enqueue(Reply.text("Graphs connect things."))
+    store = open_store()
+    workflow = Workflow(
+        name="cached_llm",
+        model="openai/gpt-4o-mini",
+        steps=[Step(id="draft", tool="llm", args={"prompt": "Write one line."}, cache=True)],
+    )
+    tool = llm_tool(api_base=server.base_url, api_key="sk-fake")
+    first = await workflow.run([tool], subscribers=[store.recorder(kind="workflow", name="cached_llm", meta={})])
+    exporter = InMemorySpanExporter()
+    tracer = create_tracer(span_exporter=exporter, planner=False, name="cached_llm")
+    assert tracer is not None
+    second = await workflow.run([tool], subscribers=[store.recorder(kind="workflow", name="cached_llm", meta={}), tracer])
+    assert len(server.chat_requests) == 1
+    assert first.output("draft") == second.output("draft") == "Graphs connect things."
+    assert store.summary(first.run_id).llm_calls == 1
+    repeat = store.summary(second.run_id)
+    assert (repeat.llm_calls, repeat.total_tokens, repeat.cost_usd) == (0, 0, 0.0)
+    assert [e["kind"] for e in store.get_run(second.run_id).events].count("step_cache_hit") == 1
+    assert tracer.flush() is True
+    [root] = span_tree(decode_export_request(encode_spans(exporter.get_finished_spans()).SerializeToString()))
+    [step] = root["children"]
+    assert [(c["type"], c["name"]) for c in step["children"]] == [("event", "cache hit")]
+    tracer.close()
+    # Another model is another question: not answered from the cache.
+    server.enqueue(Reply.text("Graphs link things."))
+    other = await workflow.model_copy(update={"model": "openai/gpt-4o"}).run([tool])
+    assert other.output("draft") == "Graphs link things." and len(server.chat_requests) == 2
+    store.close()

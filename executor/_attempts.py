@@ -191,7 +191,11 @@ class StepAttempts:
             else _NO_CONTEXT
         )
         policy = step.cache if step.cache is not None else c.tool.cache
-        if policy is None or policy is False or not c.tool.pure or self.executor.cache is False:
+        if step.workflow is not None:
+            from planweave.executor.subworkflow import run_child
+
+            call: Awaitable[Any] = run_child(self, step.id, c.tool, args)
+        elif policy is None or policy is False or not c.tool.pure or self.executor.cache is False:
             call = self.executor.backend.invoke(c.tool, args, ctx)
         else:
             call = self._cached(node, args, ctx, item, None if policy is True else float(policy))

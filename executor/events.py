@@ -367,6 +367,11 @@ class EventBus:
         self.live = bool(self._subscribers)
         """True when a subscriber or an iterator needs each event as it happens."""
 
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """The subscribers now (a copy): a sub-workflow's child run asks each for one of its own."""
+        return list(self._subscribers)
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call `fn` with every later event; returns a function that unsubscribes."""
         self._subscribers.append(fn)

@@ -141,6 +141,11 @@ class Step(BaseModel):
     handler: Callable[..., Any] | None = Field(
         None, description="A Python function to call instead of a tool (hand-written workflows)."
     )
+    workflow: Any = Field(
+        None,
+        description="Another workflow to run as a child run instead of a tool: a file path (relative to this "
+        "workflow's file) or a `Workflow`; `args` are its inputs, its outputs by step id are this step's output.",
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="Arguments; may hold `${...}` references.")
     depends_on: list[str] = Field(default_factory=list, description="Extra steps that must succeed first.")
     description: str = ""
@@ -189,6 +194,10 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _tool_or_handler(self) -> Step:
+        if self.workflow is not None:
+            if self.tool is not None or self.handler is not None:
+                raise ValueError("a step with `workflow` runs that workflow; remove its `tool` or `handler`")
+            return self
         if (self.tool is None) == (self.handler is None):
             raise ValueError(
                 "give a step exactly one of `tool` (a registered tool name) or `handler` (a Python function)"
@@ -212,6 +221,9 @@ class Step(BaseModel):
         """The tool name, or the handler's name, for display."""
         if self.tool is not None:
             return self.tool
+        if self.workflow is not None:
+            name = getattr(self.workflow, "name", None) or Path(str(self.workflow)).stem
+            return f"workflow {name}"
         return getattr(self.handler, "__name__", "handler")
 
 

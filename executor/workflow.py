@@ -301,7 +301,7 @@ def load_workflow(path: str | Path) -> Workflow:
     if suffix not in (".yaml", ".yml", ".json", ".py"):
         raise WorkflowFileError(f"`{p}`: unknown file type `{p.suffix}`; use .yaml, .yml, .json or .py.", p)
     if suffix == ".py":
-        return _load_python(p)
+        return _anchor_children(_load_python(p), p.parent)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
@@ -324,9 +324,10 @@ def load_workflow(path: str | Path) -> Workflow:
             p,
         )
     try:
-        return Workflow.model_validate(data)
+        workflow = Workflow.model_validate(data)
     except ValidationError as exc:
         raise _file_error(p, exc, data) from None
+    return _anchor_children(workflow, p.parent)
 
 
 def _load_python(p: Path) -> Workflow:
@@ -358,6 +359,15 @@ def _load_python(p: Path) -> Workflow:
             )
         found = candidates[0]
     return found
+
+
+def _anchor_children(workflow: Workflow, folder: Path) -> Workflow:
+    """A sub-workflow's relative path is relative to the file naming it, not to where planweave runs."""
+    for item in workflow.steps:
+        for step in item.parallel if isinstance(item, Parallel) else [item]:
+            if isinstance(step.workflow, (str, Path)) and not Path(step.workflow).expanduser().is_absolute():
+                step.workflow = str(folder / step.workflow)
+    return workflow
 
 
 # --- workflow-file problems, in the file's own terms -----------------------------------------------

@@ -27,6 +27,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   ├── ToolOutputError         the tool returned something not JSON-serialisable (permanent)
         │   ├── SafeEvalError           an expression is outside the safe subset or fails (tools; permanent)
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
+        │   ├── ChildWorkflowError      a sub-workflow step's child run did not succeed (executor)
         │   └── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
         ├── PathError                   a field path does not exist in a value (executor)
         ├── RunClosedError              steps were added to a closed or finished run (executor)

@@ -86,6 +86,7 @@ class TraceBuilder:
         metadata: Mapping[str, Any] | None = None,
         masker: Masker,
         max_chars: int = 50_000,
+        parent_span: Span | None = None,
     ) -> None:
         from langfuse import (
             LangfuseAgent,
@@ -98,6 +99,8 @@ class TraceBuilder:
         )
 
         self._attr = LangfuseOtelSpanAttributes
+        self._outer = parent_span
+        """A child run's builder (`child`): its run nests under this span of the parent's trace."""
         self._classes: dict[str, Any] = {
             "agent": LangfuseAgent,
             "chain": LangfuseChain,
@@ -126,6 +129,8 @@ class TraceBuilder:
         if tag_list:
             self._trace_attrs[self._attr.TRACE_TAGS] = tag_list
         self._trace_attrs.update(self._trace_meta_attrs(trace_meta))
+        if parent_span is not None:
+            self._trace_attrs = {}  # the trace is the parent's: its name and metadata stay the parent's
 
         self.state = PlannerState()
         """Everything the events have said (the answer, the steps); the spans are kept here."""
@@ -172,8 +177,18 @@ class TraceBuilder:
         final = {"status": status}
         if self._prompts:
             final["prompts"] = ", ".join(f"{n}@{p.get('version', '?')}" for n, p in sorted(self._prompts.items()))
-        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs(final))
+        if self._outer is None:
+            self._otel[id(self._root)].set_attributes(self._trace_meta_attrs(final))
         self._root.end(end_time=_ns(at))
+
+    def child(self, step_id: str, name: str) -> TraceBuilder:
+        """The builder of a sub-workflow's child run, nested under step `step_id`'s observation."""
+        state = self._steps.get(step_id)
+        parent = state.span if state is not None and state.span is not None else self._root
+        return TraceBuilder(
+            self.client, tracer=self._tracer, name=name, planner=False, masker=self.masker,
+            max_chars=self.max_chars, parent_span=self._otel[id(parent)],
+        )  # fmt: skip
 
     # --- building observations ----------------------------------------------------------------
 
@@ -181,7 +196,12 @@ class TraceBuilder:
         from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
 
-        ctx = otel_context.Context() if parent is None else otel_trace.set_span_in_context(self._otel[id(parent)])
+        if parent is not None:
+            ctx = otel_trace.set_span_in_context(self._otel[id(parent)])
+        elif self._outer is not None:
+            ctx = otel_trace.set_span_in_context(self._outer)
+        else:
+            ctx = otel_context.Context()
         span = self._tracer.start_span(name, context=ctx, start_time=_ns(at), attributes=self._trace_attrs)
         fields = {k: v for k, v in fields.items() if v is not None}
         observation = self._classes[as_type](otel_span=span, langfuse_client=self.client, **fields)
@@ -222,8 +242,9 @@ class TraceBuilder:
 
     def _on_run_started(self, e: RunStarted) -> None:
         self._run_id = e.run_id
-        self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
-        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
+        if self._outer is None:
+            self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
+            self._otel[id(self._root)].set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
         self._root.update(input=self._clean({"goal": e.goal, "inputs": e.inputs} if e.inputs else e.goal))
         if self.planner:
             self._open_round(1, e.at)

@@ -151,6 +151,10 @@ def test_document_analysis_records_each_steps_tokens(model: FakeModelServer) -> 
     assert set(tokens) == {"summary", "topics", "sentiment", "entities", "report"} and all(tokens.values())
     assert store.summary(result["run_id"]).llm_calls == 5
     store.close()
+    shown = planweave("show", result["run_id"], env={**os.environ, "COLUMNS": "250"})
+    lines = shown.stdout.splitlines()
+    summary_line = next(i for i, line in enumerate(lines) if "summary" in line and "llm" in line)
+    assert "LLM llm_tool: openai/gpt-4o-mini, " in lines[summary_line + 1]  # the step's call, under the step
 
 
 async def test_dynamic_workflow_plans_again_after_seeing_results(

@@ -73,6 +73,12 @@ async def test_a_workflow_file_runs_as_a_recorded_child(tmp_path: Path) -> None:
     meta = child.summary.meta
     assert meta["parent_run_id"] == result.run_id and meta["parent_step"] == "price" and "file" not in meta
     store.close()
+    from typer.testing import CliRunner
+
+    from planweave.planner.cli.app import app
+
+    shown = CliRunner().invoke(app, ["show", result.run_id]).stdout
+    assert f"child run {started.child_run_id} (pricing): planweave show {started.child_run_id}" in shown
 
 
 async def test_a_workflow_object_is_a_step_of_the_builder() -> None:

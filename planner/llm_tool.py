@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from planweave.executor.plan import Step
 from planweave.planner.events import LLMCalled
 from planweave.planner.llm import LLMCall, LLMClient, LLMConfig
 from planweave.planner.prompts import PromptLibrary
 from planweave.tools.base import Tool, ToolContext
 from planweave.tools.errors import ToolArgumentsError
 
-__all__ = ["llm_called", "llm_tool", "schema_model"]
+__all__ = ["check_llm_steps", "llm_called", "llm_tool", "schema_model"]
 
 _TOOL = "llm"
 _SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
@@ -106,6 +107,15 @@ def llm_tool(
     # tool's version, and the workflow's is part of the key (`planweave.executor.cache`).
     source_version = Tool.from_function(llm, name=_TOOL).version
     return Tool.from_function(llm, name=_TOOL, version=f"{source_version}:{model or ''}@{api_base or ''}")
+
+
+def check_llm_steps(steps: Iterable[Step], *, model: str | None, workflow_model: str | None,
+                    api_base: str | None = None) -> None:
+    """Refuse, before anything runs, `llm` steps whose model can never answer (no key, no
+    provider): `MissingAPIKeyError` or `UnknownProviderError` (`ConfigError`s). Nothing to check
+    without `llm` steps: a workflow that calls no model needs no key."""
+    if any(step.tool == _TOOL for step in steps):
+        LLMClient(LLMConfig(model=model or workflow_model, api_base=api_base))
 
 
 def _describe(value: Any, limit: int) -> str:

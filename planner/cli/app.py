@@ -223,6 +223,11 @@ def _run_workflow(
 
     workflow = load_workflow(file)
     validate_plan(workflow, tools)
+    if any(getattr(t, "name", None) == "llm" for t in tools):
+        from planweave.planner.llm_tool import check_llm_steps
+
+        check_llm_steps(workflow.plan.steps, model=meta.get("model"), workflow_model=workflow.model,
+                        api_base=meta.get("api_base"))
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
         fail_usage(

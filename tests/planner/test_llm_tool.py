@@ -214,3 +214,20 @@ async def test_a_cached_llm_step_answered_from_the_cache_costs_nothing(server: F
     other = await workflow.model_copy(update={"model": "openai/gpt-4o"}).run([tool])
     assert other.output("draft") == "Graphs link things." and len(server.chat_requests) == 2
     store.close()
+
+
+def test_exec_refuses_llm_steps_without_a_key_before_running_anything(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "name: keyless\nmodel: openai/gpt-4o-mini\nsteps:\n"
+        "  - {id: note, tool: write_file, args: {path: note.txt, content: started}}\n"
+        "  - {id: draft, tool: llm, args: {prompt: 'Write a line.'}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "planweave", "exec", str(wf), "--workspace", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "OPENAI_API_KEY" in proc.stderr
+    assert not (tmp_path / "note.txt").exists()  # nothing ran

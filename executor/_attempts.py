@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import threading
 import time
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from planweave.executor.scheduler import Executor
 
 __all__ = ["StepAttempts"]
+
+log = logging.getLogger("planweave.executor")
 
 _NO_CONTEXT = ToolContext()
 """Passed to tools that do not ask for a context (building one per call costs more than the call)."""
@@ -76,6 +79,9 @@ class StepAttempts:
     """No concurrency limit at all: attempts skip `_Slots`."""
     max_steps: int | None
     _item_steps: int
+    _loop: asyncio.AbstractEventLoop | None
+    model: str | None = None
+    """The model the workflow names (`Workflow.model`), handed to tools in their context."""
 
     # Implemented by `Run`: what an attempt's outcome does to the run.
     @property
@@ -90,6 +96,18 @@ class StepAttempts:
 
     def _drain(self) -> None:
         raise NotImplementedError
+
+    def _tool_emit(self, event: Any) -> None:
+        """`ToolContext.emit`: a tool's own event joins the run's bus on the event loop's thread."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # a sync tool in a worker thread
+            running = None
+        if loop is None or running is loop:
+            self._bus.emit(event)
+        else:
+            loop.call_soon_threadsafe(self._bus.emit, event)
 
     def _lookup(self, ref: Ref, item: Any) -> Any:
         root = ref.root
@@ -175,11 +193,21 @@ class StepAttempts:
                 item=item_value,
                 report=self._progress_reporter(step.id),
                 item_index=item[0] if item is not None else None,
+                emit=self._tool_emit,
+                model=self.model,
             )
             if c.tool.context_param is not None
             else _NO_CONTEXT
         )
-        call = self.executor.backend.invoke(c.tool, args, ctx)
+        policy = step.cache if step.cache is not None else c.tool.cache
+        if step.workflow is not None:
+            from planweave.executor.subworkflow import run_child
+
+            call: Awaitable[Any] = run_child(self, step.id, c.tool, args)
+        elif policy is None or policy is False or not c.tool.pure or self.executor.cache is False:
+            call = self.executor.backend.invoke(c.tool, args, ctx)
+        else:
+            call = self._cached(node, args, ctx, item, None if policy is True else float(policy))
         if step.timeout_s is None:
             return call
         return self._timed(node, attempt, call)
@@ -204,6 +232,35 @@ class StepAttempts:
                     pass
 
         return report
+    async def _cached(
+        self, node: Node, args: Mapping[str, Any], ctx: ToolContext, item: tuple[int, Any] | None, max_age_s: float | None
+    ) -> Any:
+        """The call through the step cache: a stored result when there is one, else the tool's (then stored).
+
+        The cache is a help, never a reason to fail: when it cannot be read or written, the
+        tool is called and the problem logged."""
+        from planweave.executor.cache import cache_key
+
+        tool = node.c.tool
+        key = cache_key(tool, args, self.model)
+        cache = None
+        try:
+            cache = self.executor.step_cache()
+            found, output, age = await asyncio.to_thread(cache.get, key, max_age_s)
+        except Exception:
+            log.warning("step `%s`: the step cache cannot be read; calling `%s`", node.c.step.id, tool.name, exc_info=True)
+            found, output, age = False, None, 0.0
+        if found:
+            if self._bus.active:
+                self._bus.note("step_cache_hit", node.c.step.id, tool.name, key, age, item[0] if item is not None else None)
+            return output
+        output = await self.executor.backend.invoke(tool, args, ctx)
+        if cache is not None:
+            try:
+                await asyncio.to_thread(cache.put, key, tool, output)
+            except Exception:
+                log.warning("step `%s`: the step cache cannot be written", node.c.step.id, exc_info=True)
+        return output
 
     async def _timed(self, node: Node, attempt: int, call: Awaitable[Any]) -> Any:
         step = node.c.step

@@ -35,6 +35,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "StepAdded",
+    "StepCacheHit",
     "StepCancelled",
     "StepFailed",
     "StepProgressed",
@@ -201,6 +202,21 @@ class StepCancelled(RunEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class StepCacheHit(RunEvent):
+    """A call of the step was answered from the step cache (`planweave.executor.cache`): the tool
+    was not called, and nothing was spent. A `for_each` step has one per cached item."""
+
+    kind: ClassVar[str] = "step_cache_hit"
+    step_id: str
+    tool: str
+    key: str
+    age_s: float
+    """How old the cached result is."""
+    item: int | None = None
+    """The item's index, for a `for_each` step."""
+
+
+@dataclass(slots=True, kw_only=True)
 class RunFinished(RunEvent):
     kind: ClassVar[str] = "run_finished"
     status: str
@@ -225,6 +241,7 @@ _EVENT_TYPES: dict[str, type[RunEvent]] = {
         StepFailed,
         StepSkipped,
         StepCancelled,
+        StepCacheHit,
         RunFinished,
     )
 }
@@ -323,6 +340,9 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
     "step_cancelled": lambda run_id, at, step_id, reason: StepCancelled(
         run_id=run_id, at=at, step_id=step_id, reason=reason
     ),
+    "step_cache_hit": lambda run_id, at, step_id, tool, key, age_s, item: StepCacheHit(
+        run_id=run_id, at=at, step_id=step_id, tool=tool, key=key, age_s=age_s, item=item
+    ),
     "run_finished": lambda run_id, at, status, duration_s, error: RunFinished(
         run_id=run_id, at=at, status=status, duration_s=duration_s, error=error
     ),
@@ -368,6 +388,11 @@ class EventBus:
         """False when nobody listens: the executor then skips building events at all."""
         self.live = bool(self._subscribers)
         """True when a subscriber or an iterator needs each event as it happens."""
+
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """The subscribers now (a copy): a sub-workflow's child run asks each for one of its own."""
+        return list(self._subscribers)
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call `fn` with every later event; returns a function that unsubscribes."""

@@ -79,6 +79,7 @@ class PlanGraph:
         self._graph: nx.DiGraph[str] | None = None
         self.steps: dict[str, CompiledStep] = {}
         self._handler_tools: dict[int, Tool] = {}
+        self._child_problems: dict[str, str] = {}  # why a `workflow` step's workflow cannot run
         self._empty_args_ok: dict[str, bool] = {}
         self._dep_sets: dict[frozenset[str], frozenset[str]] = {}
         """One shared frozenset per distinct dependency set (the scheduler keys its joins on them)."""
@@ -124,6 +125,13 @@ class PlanGraph:
         return self._compile(list(steps))[1]
 
     def _tool_for(self, step: Step) -> Tool | None:
+        if step.workflow is not None:
+            from planweave.executor.subworkflow import child_tool
+
+            child, problem = child_tool(step, self.tools)
+            if problem is not None:
+                self._child_problems[step.id] = problem
+            return child
         if step.handler is not None:
             key = id(step.handler)
             t = self._handler_tools.get(key)
@@ -180,7 +188,9 @@ class PlanGraph:
                 tool = self._tool_for(step)
                 if tool is not None and step.tool is not None:
                     tools_by_name[step.tool] = tool
-            if tool is None:
+            if tool is None and step.workflow is not None:
+                problems.append(PlanProblem(sid, self._child_problems.pop(sid)))
+            elif tool is None:
                 suggestions = self.tools.suggest(step.tool or "")
                 if suggestions:
                     hint = f"did you mean {' or '.join(f'`{s}`' for s in suggestions)}?"
@@ -189,6 +199,14 @@ class PlanGraph:
                 else:
                     hint = "no tools are registered: pass the tool to the executor."
                 problems.append(PlanProblem(sid, f"step `{sid}` uses unknown tool `{step.tool}`; {hint}"))
+            elif step.cache and not tool.pure:
+                problems.append(
+                    PlanProblem(
+                        sid,
+                        f"step `{sid}` asks to cache tool `{tool.name}`, which has side effects (`pure=False`): "
+                        "a cached call would skip them; remove `cache` from the step.",
+                    )
+                )
 
             needs = step.depends_on
             if not needs:

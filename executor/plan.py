@@ -141,6 +141,11 @@ class Step(BaseModel):
     handler: Callable[..., Any] | None = Field(
         None, description="A Python function to call instead of a tool (hand-written workflows)."
     )
+    workflow: Any = Field(
+        None,
+        description="Another workflow to run as a child run instead of a tool: a file path (relative to this "
+        "workflow's file) or a `Workflow`; `args` are its inputs, its outputs by step id are this step's output.",
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="Arguments; may hold `${...}` references.")
     depends_on: list[str] = Field(default_factory=list, description="Extra steps that must succeed first.")
     description: str = ""
@@ -149,6 +154,12 @@ class Step(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_s: float | None = Field(None, gt=0, description="Per-attempt time limit in seconds.")
     on_failure: OnFailure = "fail"
+    cache: bool | float | None = Field(
+        None,
+        description="Reuse the result of an identical earlier call (same tool, version and arguments): "
+        "true keeps it until `planweave cache clear`, a number for that many seconds, false never; "
+        "default: the tool's own `cache`.",
+    )
 
     @field_validator("handler", mode="before")
     @classmethod
@@ -159,6 +170,13 @@ class Step(BaseModel):
             except WorkflowFileError as exc:
                 # A ValueError lets pydantic report it with the step's other problems.
                 raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_seconds(cls, value: bool | float | None) -> bool | float | None:
+        if value is not None and not isinstance(value, bool) and value <= 0:
+            raise ValueError("`cache` is true, false or a number of seconds above 0")
         return value
 
     @field_validator("depends_on", mode="before")
@@ -176,6 +194,10 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _tool_or_handler(self) -> Step:
+        if self.workflow is not None:
+            if self.tool is not None or self.handler is not None:
+                raise ValueError("a step with `workflow` runs that workflow; remove its `tool` or `handler`")
+            return self
         if (self.tool is None) == (self.handler is None):
             raise ValueError(
                 "give a step exactly one of `tool` (a registered tool name) or `handler` (a Python function)"
@@ -199,6 +221,9 @@ class Step(BaseModel):
         """The tool name, or the handler's name, for display."""
         if self.tool is not None:
             return self.tool
+        if self.workflow is not None:
+            name = getattr(self.workflow, "name", None) or Path(str(self.workflow)).stem
+            return f"workflow {name}"
         return getattr(self.handler, "__name__", "handler")
 
 

@@ -36,6 +36,7 @@ from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.errors import ConfigError
 
 if TYPE_CHECKING:
+    from planweave.executor.cache import StepCache
     from planweave.executor.workflow import Workflow
     from planweave.tools.mcp import MCPServer
 
@@ -59,6 +60,8 @@ class Executor:
         mcp: MCP servers whose tools join `tools` (`MCPServer`s, command lines or URLs). They
             start when the executor is entered (`async with executor:`) or, if it is not, for
             each `run`; a live run (`start`) needs the executor entered.
+        cache: the step cache of cached steps (`planweave.executor.cache`): True for the
+            default one, a `StepCache`, or False to run every call.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Executor:
         seed: int | None = None,
         mcp: Iterable[MCPServer | str] = (),
         max_items_per_step: int = DEFAULT_MAX_ITEMS_PER_STEP,
+        cache: StepCache | bool = True,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.mcp = list(mcp)
@@ -92,6 +96,20 @@ class Executor:
         self.backend = backend or LocalBackend()
         self.failure_handler = failure_handler
         self.seed = seed
+        self.cache: StepCache | bool = cache
+        """Where cached steps keep their results: True for the default cache (`<home>/cache.db`,
+        opened when a step first uses it), a `StepCache`, or False to cache nothing."""
+        self._own_cache: StepCache | None = None
+
+    def step_cache(self) -> StepCache:
+        """The step cache (opened on first use when it is the default one)."""
+        if isinstance(self.cache, bool):
+            if self._own_cache is None:
+                from planweave.executor.cache import open_cache
+
+                self._own_cache = open_cache()
+            return self._own_cache
+        return self.cache
 
     def start(
         self,
@@ -115,6 +133,7 @@ class Executor:
         """
         from planweave.executor.workflow import Workflow  # workflow.py builds on this module
 
+        model = plan.model if isinstance(plan, Workflow) else None
         if isinstance(plan, Workflow):
             goal = goal or plan.description or plan.name
             inputs = {**plan.inputs, **(inputs or {})}
@@ -126,7 +145,7 @@ class Executor:
                 "this executor has MCP servers, which must be running before a live run starts; "
                 "enter the executor first: `async with Executor(..., mcp=[...]) as executor:`."
             )
-        return Run(
+        run = Run(
             self,
             plan,
             goal=goal,
@@ -139,6 +158,8 @@ class Executor:
             replans_handled=replans_handled,
             keep_events=keep_events,
         )
+        run.model = model  # what `llm` steps call unless told otherwise (`ToolContext.model`)
+        return run
 
     async def run(self, plan: Plan | Workflow | Iterable[Step], **kwargs: Any) -> RunResult:
         """Run a complete plan and return its result (keyword arguments as for `start`).
@@ -191,6 +212,9 @@ class Executor:
             stack, self._mcp_stack = self._mcp_stack, None
             self._mcp_users -= 1
             await stack.aclose()
+        if self._own_cache is not None:
+            self._own_cache.close()
+            self._own_cache = None
 
     async def __aenter__(self) -> Executor:
         if self.mcp and self._mcp_stack is None:

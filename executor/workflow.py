@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator
 
 from planweave.executor.errors import WorkflowFileError
 from planweave.executor.events import Subscriber
@@ -63,6 +63,7 @@ from planweave.executor.result import RunResult
 from planweave.executor.scheduler import Executor
 from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.mcp import MCPServer, parse_mcp_servers
+from planweave.tools.errors import ConfigError
 from planweave.tools.safe_eval import evaluate
 
 __all__ = ["Limits", "Parallel", "Workflow", "load_workflow"]
@@ -141,8 +142,18 @@ class Workflow(BaseModel):
     mcp: list[MCPServer] = Field(default_factory=list)
     """MCP servers whose tools the steps may call: `mcpServers`-style (name -> `command`/`args`/`env`
     or `url`/`headers`) or a list of command lines and URLs."""
+    model: str | None = Field(
+        None, description="litellm model of the `llm` steps; `--model` overrides it; default PLANWEAVE_MODEL, else offline."
+    )
     on_failure: Callable[..., Any] | None = Field(None, exclude=True)
     """A failure handler: `StepFailure -> Recovery` (sync or async)."""
+    _tools: list[Tool] = PrivateAttr(default_factory=list)
+    """Tools given to `add_step` as objects: `execute` runs with them."""
+
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        if name is not None:
+            data["name"] = name
+        super().__init__(**data)
 
     @field_validator("mcp", mode="before")
     @classmethod
@@ -221,6 +232,72 @@ class Workflow(BaseModel):
         """`run` for scripts and notebooks without an event loop of their own."""
         return asyncio.run(self.run(tools, **kwargs))
 
+    # --- the builder: the seeds' shape, sugar over the same plan ---------------------------------
+
+    def add_step(
+        self,
+        step: Step | Parallel | str,
+        /,
+        *,
+        tool: str | Tool | None = None,
+        handler: Callable[..., Any] | None = None,
+        **fields: Any,
+    ) -> Workflow:
+        """Append a step (or a `Parallel` group) and return the workflow, for chaining.
+
+            workflow = Workflow("serp_analysis", model="openai/gpt-4o-mini")
+            workflow.add_step("fetch_serp", tool="web_search", args={"query": "${inputs.query}"})
+            workflow.add_step("analyze_results", tool="llm", args={"prompt": "...", "context": "${fetch_serp}"})
+            result = await workflow.execute({"query": "best project management software"})
+
+        `step` is a `Step`, a `Parallel` group, or the new step's id with its fields as keywords
+        (`tool` may be a `Tool` object: `execute` then runs with it). A step that says nothing
+        about `depends_on` depends on the step added before it, as in the seeds' workflows;
+        `depends_on=[]` lets it start at once.
+        """
+        if isinstance(step, str):
+            if isinstance(tool, Tool):
+                self._tools.append(tool)
+                tool = tool.name
+            item: Step | Parallel = Step(id=step, tool=tool, handler=handler, **fields)
+        else:
+            if tool is not None or handler is not None or fields:
+                raise ConfigError(
+                    f"`add_step` got a `{type(step).__name__}` and keyword fields; give the step's fields "
+                    "either in the object or as keywords after its id, e.g. `add_step(\"search\", tool=\"web_search\")`."
+                )
+            item = step
+        if "depends_on" not in item.model_fields_set and self.steps:
+            item = item.model_copy(update={"depends_on": [self.steps[-1].id]})
+        self.steps.append(item)
+        return self
+
+    async def execute(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (),
+        save_results: str | Path | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """Run with the built-in tools, the tools given to `add_step` and `tools`; return the result.
+
+        `save_results` names a directory to write the result to, as
+        `<dir>/<workflow>_<UTC timestamp>.json` (`planweave.executor.saved.save_results`).
+        Other keywords are `run`'s. The planner's `llm` tool is not built in here (the
+        executor sits below the planner): pass `tools=[llm_tool()]` for `llm` steps.
+        """
+        from planweave.tools.builtin import builtin_tools
+
+        given = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        registry = ToolRegistry(builtin_tools()).merged([*self._tools, *given])
+        result = await self.run(registry, inputs=inputs, **kwargs)
+        if save_results is not None:
+            from planweave.executor.saved import save_results as save
+
+            save(result, save_results, name=self.name)
+        return result
+
 
 # --- the one loader ------------------------------------------------------------------------------
 
@@ -246,7 +323,7 @@ def load_workflow(
     if suffix not in (".yaml", ".yml", ".json", ".py"):
         raise WorkflowFileError(f"`{p}`: unknown file type `{p.suffix}`; use .yaml, .yml, .json or .py.", p)
     if suffix == ".py":
-        return _load_python(p)
+        return _anchor_children(_load_python(p), p.parent)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
@@ -287,7 +364,7 @@ def load_workflow(
                 f"`{found or module_name}` under that name instead; rename the module beside the file.",
                 p,
             )
-    return workflow
+    return _anchor_children(workflow, p.parent)
 
 
 _OWN_HANDLER_MODULES = ("planweave.tools",)
@@ -363,6 +440,15 @@ def _load_python(p: Path) -> Workflow:
             )
         found = candidates[0]
     return found
+
+
+def _anchor_children(workflow: Workflow, folder: Path) -> Workflow:
+    """A sub-workflow's relative path is relative to the file naming it, not to where planweave runs."""
+    for item in workflow.steps:
+        for step in item.parallel if isinstance(item, Parallel) else [item]:
+            if isinstance(step.workflow, (str, Path)) and not Path(step.workflow).expanduser().is_absolute():
+                step.workflow = str(folder / step.workflow)
+    return workflow
 
 
 # --- workflow-file problems, in the file's own terms -----------------------------------------------

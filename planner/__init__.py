@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from planweave.planner.errors import BudgetExceededError, ConfigError, LLMError, PlanningError
     from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
     from planweave.planner.llm import LLMCall, Usage
+    from planweave.planner.llm_tool import llm_tool
     from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
     from planweave.planner.result import PlannerResult, PlannerStatus
 
@@ -36,6 +37,7 @@ _WHERE = {
     "PlanUpdated": "planweave.planner.events",
     "LLMCall": "planweave.planner.llm",
     "Usage": "planweave.planner.llm",
+    "llm_tool": "planweave.planner.llm_tool",
     "JoinDecision": "planweave.planner.models",
     "PlannedStep": "planweave.planner.models",
     "PlanUpdate": "planweave.planner.models",

@@ -80,6 +80,8 @@ class LLMCalled(RunEvent):
     """The `LLMCallStarted` this ends ("" in runs recorded before calls were recorded at start)."""
     attempt: int = 1
     """Which try this request was for its model (as in its `LLMCallStarted`)."""
+    step_id: str | None = None
+    """The step whose `llm` tool made the call, when known (a workflow's `llm` steps)."""
 
     def summary_update(self) -> SummaryUpdate:
         cost = self.cost_usd

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from planweave.planner.budget import Budget
     from planweave.planner.core import Planner
+    from planweave.planner.llm_tool import llm_tool
     from planweave.planner.errors import BudgetExceededError
     from planweave.planner.result import PlannerResult
     from planweave.tools import MCPServer, PlanweaveError, Tool, ToolError, tool
@@ -44,6 +45,7 @@ _WHERE = {
     "BudgetExceededError": "planweave.planner",
     "Planner": "planweave.planner",
     "PlannerResult": "planweave.planner",
+    "llm_tool": "planweave.planner",
     "Executor": "planweave.executor",
     "Plan": "planweave.executor",
     "PlanError": "planweave.executor",

@@ -42,7 +42,7 @@ def test_planner_public_names_load_lazily() -> None:
         [
             "AnswerDelta", "Budget", "BudgetExceededError", "ConfigError", "Decision", "JoinDecision", "LLMCall",
             "LLMCalled", "LLMError", "PlanRejected", "PlanUpdate", "PlanUpdated", "PlannedStep", "Planner",
-            "PlannerFinished", "PlannerResult", "PlannerStatus", "PlanningError", "Usage",
+            "PlannerFinished", "PlannerResult", "PlannerStatus", "PlanningError", "Usage", "llm_tool",
         ]
     )
     for name in planner.__all__:

@@ -96,6 +96,13 @@ class ToolContext:
         item = "" if self.item_index is None else str(self.item_index)
         digest = hashlib.sha256(f"{self.run_id}\x1f{self.step_id}\x1f{item}".encode()).hexdigest()
         return f"pw-{digest[:32]}"
+    emit: Callable[[Any], None] | None = None
+    """Sends an event of the tool's own through the run's bus, in order with the run's events
+    (a `RunEvent` of a layer above, e.g. the planner's `LLMCalled` for an `llm` step's usage,
+    which the run store adds to the run's totals and the tracer shows under the step).
+    Safe from a worker thread too. None outside a run."""
+    model: str | None = None
+    """The model the workflow names (`model:`), for tools that call one; None: their own default."""
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -147,6 +154,14 @@ class Tool:
     Set False for trivial CPU-only functions to call them directly on the event loop."""
     input_schema: dict[str, Any] | None = None
     """The JSON schema a `from_schema` tool was built from (None for a Python function's tool)."""
+    pure: bool = True
+    """False for a tool with side effects (writing files, asking a person, approving): its calls
+    are never cached, and a step asking to cache one is a plan error."""
+    cache: bool | float | None = None
+    """Cache this tool's results in every step that does not say otherwise (`Step.cache`):
+    True keeps them until `planweave cache clear`, a number for that many seconds."""
+    _version: str | None = dataclasses.field(default=None, repr=False)
+    """The `version` given when building the tool (None: derived from the function's source)."""
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
     """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
@@ -159,6 +174,9 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         blocking: bool = True,
+        pure: bool = True,
+        cache: bool | float | None = None,
+        version: str | None = None,
     ) -> Tool:
         """Derive a tool from a typed function (sync or async)."""
         if isinstance(fn, Tool):
@@ -166,6 +184,7 @@ class Tool:
         if not callable(fn):
             raise ToolDefinitionError(f"`{fn!r}` is not callable; pass a function to `tool`.")
         tool_name: str = name or str(getattr(fn, "__name__", ""))
+        _check_cache(tool_name, pure, cache)
         if not _NAME_RE.match(tool_name):
             raise ToolDefinitionError(
                 f"`{tool_name}` is not a valid tool name; use letters, digits, `_` or `-`, "
@@ -223,6 +242,9 @@ class Tool:
             context_param=context_param,
             output_schema=output_schema,
             blocking=blocking,
+            pure=pure,
+            cache=cache,
+            _version=version,
             _arg_names=tuple(fields),
         )
 
@@ -268,6 +290,21 @@ class Tool:
             output_schema=dict(output_schema) if output_schema else None,
             input_schema=schema,
         )
+
+    @property
+    def version(self) -> str:
+        """Part of a cached result's key: a new version makes earlier results misses. The
+        given `version`, else a hash of the function's source (so editing it is a new version)."""
+        if self._version is not None:
+            return self._version
+        try:
+            source = inspect.getsource(self.fn).encode()
+        except (OSError, TypeError):  # no source (built in a REPL, a C function): the bytecode
+            code = getattr(self.fn, "__code__", None)
+            source = code.co_code if code is not None else repr(self.fn).encode()
+        derived = hashlib.sha256(source).hexdigest()[:16]
+        object.__setattr__(self, "_version", derived)
+        return derived
 
     @property
     def json_schema(self) -> dict[str, Any]:
@@ -357,7 +394,13 @@ class Tool:
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, blocking: bool = True
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    blocking: bool = True,
+    pure: bool = True,
+    cache: bool | float | None = None,
+    version: str | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -366,15 +409,35 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     blocking: bool = True,
+    pure: bool = True,
+    cache: bool | float | None = None,
+    version: str | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a typed function into a `Tool`: `@tool` or `@tool(name="...", blocking=False)`."""
+    """Turn a typed function into a `Tool`: `@tool`, `@tool(name="...", blocking=False)`,
+    `@tool(cache=3600)` (results reused for an hour), `@tool(pure=False)` (side effects: never cached)."""
     if fn is not None:
         return Tool.from_function(fn)
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool.from_function(f, name=name, description=description, blocking=blocking)
+        return Tool.from_function(
+            f, name=name, description=description, blocking=blocking, pure=pure, cache=cache, version=version
+        )
 
     return wrap
+
+
+def _check_cache(name: str, pure: bool, cache: bool | float | None) -> None:
+    if cache is None or cache is False:
+        return
+    if not pure:
+        raise ToolDefinitionError(
+            f"tool `{name}` has side effects (`pure=False`) and cannot be cached: a cached call would "
+            "skip them; remove `cache=`."
+        )
+    if cache is not True and (isinstance(cache, bool) or not isinstance(cache, (int, float)) or cache <= 0):
+        raise ToolDefinitionError(
+            f"tool `{name}`: `cache` must be True or a number of seconds above 0, not {cache!r}."
+        )
 
 
 class ToolRegistry:

@@ -13,6 +13,7 @@ from planweave.tools.errors import ToolDefinitionError
 from planweave.tools.calculator import calculator
 from planweave.tools.files import workspace_tools
 from planweave.tools.http import http_get, make_http_get
+from planweave.tools.page import fetch_page, make_fetch_page
 from planweave.tools.search import web_search
 
 __all__ = ["builtin_tools", "select_tools"]
@@ -25,7 +26,7 @@ def builtin_tools(
     http_timeout_s: float = 10.0,
     fixes: Mapping[str, str] | None = None,
 ) -> list[Tool]:
-    """All built-in tools: calculator, http_get, read_file, write_file, list_files, web_search.
+    """All built-in tools: calculator, http_get, read_file, write_file, list_files, web_search, fetch_page.
 
         registry = ToolRegistry(builtin_tools(workspace="./work"))
 
@@ -43,9 +44,10 @@ def builtin_tools(
     """
     if allow_private_hosts or http_timeout_s != 10.0 or fixes:
         fetch = make_http_get(allow_private=allow_private_hosts, timeout_s=http_timeout_s, fixes=fixes)
+        page = make_fetch_page(allow_private=allow_private_hosts, timeout_s=http_timeout_s, fixes=fixes)
     else:
-        fetch = http_get
-    return [calculator, fetch, *workspace_tools(workspace), web_search]
+        fetch, page = http_get, fetch_page
+    return [calculator, fetch, *workspace_tools(workspace), web_search, page]
 
 
 def _load_module(spec: str) -> Any:

@@ -37,6 +37,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   │   ├── SizeLimitExceeded   a value an expression would build is too large
         │   │   └── WorkLimitExceeded   an expression needs more work or time than its budget
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
+        │   ├── ChildWorkflowError      a sub-workflow step's child run did not succeed (executor)
         │   ├── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
         │   └── ForEachLimitError       a `for_each` has more items than its cap or the step budget (executor)
         ├── PathError                   a field path does not exist in a value (executor)

@@ -95,7 +95,8 @@ def workspace_tools(root: str | Path = ".", *, max_read_bytes: int = 1_000_000) 
         """
         return workspace.list(path, pattern, recursive)
 
-    return [Tool.from_function(fn) for fn in (read_file, write_file, list_files)]
+    # write_file changes the workspace: never cached (`pure=False`).
+    return [Tool.from_function(read_file), Tool.from_function(write_file, pure=False), Tool.from_function(list_files)]
 
 
 class _Workspace:

@@ -29,6 +29,7 @@ from planweave.planner.cli.output import (
     print_result,
     print_tools,
 )
+from planweave.planner.cli.cache import cache_app
 from planweave.planner.cli.runs import open_run_store, register
 
 if TYPE_CHECKING:
@@ -236,11 +237,10 @@ def _tools(
 
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
     """The `llm` tool for workflow files (`exec`, `validate`, `tools`), as the planner gives it to its plans."""
-    from planweave.planner.llm import LLMClient, LLMConfig
-    from planweave.planner.prompts import PromptLibrary
-    from planweave.planner.run import make_llm_tool
+    from planweave.planner.llm_tool import llm_tool
 
-    return make_llm_tool(LLMClient(LLMConfig(model=model, api_base=api_base)), PromptLibrary())
+    # The model: `--model`, else the workflow's `model:`, else PLANWEAVE_MODEL, else offline.
+    return llm_tool(model, api_base=api_base)
 
 
 def _run_workflow(
@@ -268,6 +268,11 @@ def _run_workflow(
         workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
     if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
         validate_plan(workflow, tools)
+    if any(getattr(t, "name", None) == "llm" for t in tools):
+        from planweave.planner.llm_tool import check_llm_steps
+
+        check_llm_steps(workflow.plan.steps, model=meta.get("model"), workflow_model=workflow.model,
+                        api_base=meta.get("api_base"))
     unknown = set(inputs) - set(workflow.inputs)
     if workflow.inputs and unknown:
         fail_usage(
@@ -390,6 +395,11 @@ def exec_(
     mcp_config: McpConfigOpt = None,
     trust_module: TrustModuleOpt = None,
     trust_all_handlers: TrustAllHandlersOpt = False,
+    save_results: Annotated[
+        Optional[Path],
+        typer.Option("--save-results", help="Also write the result to DIR/<workflow>_<UTC timestamp>.json.",
+                     metavar="DIR"),
+    ] = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     servers = _mcp_servers(mcp, mcp_config)
@@ -405,9 +415,22 @@ def exec_(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers,
         trusted_modules=trust_module, trust_all_handlers=trust_all_handlers,
     )
+    if save_results is not None:
+        _save_results(result, save_results, workflow.name)
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
+
+
+def _save_results(result: RunResult, directory: Path, name: str) -> None:
+    from planweave.executor.saved import save_results
+    from planweave.tools.errors import ConfigError
+
+    try:
+        path = save_results(result, directory, name=name)
+    except (ConfigError, OSError) as exc:
+        fail_usage(f"cannot save the results in `{directory}`: {exc}")
+    typer.echo(f"planweave: saved the results to {path}", err=True)
 
 
 def _budget(**limits: Any) -> Any:
@@ -945,6 +968,7 @@ def mcp_(
 
 
 register(app)  # runs, show, stats, prune, delete, graph
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:

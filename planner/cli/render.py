@@ -29,6 +29,7 @@ from planweave.executor.graph import PlanGraph, compile_condition
 from planweave.executor.plan import Plan, Step
 from planweave.executor.refs import RESERVED_ROOTS, Ref, RefSyntaxError, find_refs, parse
 from planweave.planner.cli.terminal import clean
+from planweave.executor.subworkflow import ChildRunStarted
 from planweave.planner.errors import ConfigError
 from planweave.planner.events import Decision, LLMCalled, PlanUpdated
 from planweave.planner.state import PlannerState
@@ -306,9 +307,15 @@ class _RunTreeState(PlannerState):
         """Planning calls of the round to come."""
         self.early_calls: list[LLMCalled] = []
         """Tools' calls made before the first round was planned."""
+        self.by_step: dict[str, list[LLMCalled | ChildRunStarted]] = {}
+        """A workflow's `llm` calls and child runs, under the step that made them."""
 
     def apply(self, event: RunEvent) -> None:
         match event:
+            case LLMCalled() if event.step_id and not self.layout:
+                self.by_step.setdefault(event.step_id, []).append(event)
+            case ChildRunStarted():
+                self.by_step.setdefault(event.step_id, []).append(event)
             case LLMCalled():
                 if event.purpose == "plan":
                     self.waiting_calls.append(event)
@@ -358,7 +365,10 @@ def run_tree(record: RunRecord) -> Tree:
                 branch.add(_step_label(state.steps[entry]))
     for sid, step in state.steps.items():
         if sid not in placed:
-            root.add(_step_label(step))
+            node = root.add(_step_label(step))
+            for made in state.by_step.get(sid, ()):
+                node.add(_call_label(made) if isinstance(made, LLMCalled) else Text(
+                    f"child run {made.child_run_id} ({made.workflow}): planweave show {made.child_run_id}", "dim"))
     for call in [*state.early_calls, *state.waiting_calls]:
         root.add(_call_label(call))
     if summary.kind == "planner" or summary.llm_calls:

@@ -17,6 +17,7 @@ Example::
 from planweave.planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
 from planweave.planner.testing.processes import ChildProcesses
 from planweave.planner.testing.records import RecordedRequest
+from planweave.planner.testing.search_server import FakeSearchServer, SearchRequest
 from planweave.planner.testing.replies import (
     DEFAULT_MALFORMED_BODY,
     HttpError,
@@ -32,12 +33,14 @@ __all__ = [
     "ChildProcesses",
     "DEFAULT_MALFORMED_BODY",
     "FakeModelServer",
+    "FakeSearchServer",
     "HttpError",
     "JsonPath",
     "RecordedRequest",
     "Reply",
     "ReplyHandler",
     "ReplyLike",
+    "SearchRequest",
     "ToolCall",
     "WaitTimeoutError",
     "await_until",

@@ -22,6 +22,7 @@ from planweave.executor.events import (
     RunFinished,
     RunStarted,
     StepAdded,
+    StepCacheHit,
     StepCancelled,
     StepFailed,
     StepProgressed,
@@ -86,6 +87,7 @@ class TraceBuilder:
         metadata: Mapping[str, Any] | None = None,
         masker: Masker,
         max_chars: int = 50_000,
+        parent_span: Span | None = None,
     ) -> None:
         from langfuse import (
             LangfuseAgent,
@@ -98,6 +100,8 @@ class TraceBuilder:
         )
 
         self._attr = LangfuseOtelSpanAttributes
+        self._outer = parent_span
+        """A child run's builder (`child`): its run nests under this span of the parent's trace."""
         self._classes: dict[str, Any] = {
             "agent": LangfuseAgent,
             "chain": LangfuseChain,
@@ -126,6 +130,8 @@ class TraceBuilder:
         if tag_list:
             self._trace_attrs[self._attr.TRACE_TAGS] = tag_list
         self._trace_attrs.update(self._trace_meta_attrs(trace_meta))
+        if parent_span is not None:
+            self._trace_attrs = {}  # the trace is the parent's: its name and metadata stay the parent's
 
         self.state = PlannerState()
         """Everything the events have said (the answer, the steps); the spans are kept here."""
@@ -172,8 +178,18 @@ class TraceBuilder:
         final = {"status": status}
         if self._prompts:
             final["prompts"] = ", ".join(f"{n}@{p.get('version', '?')}" for n, p in sorted(self._prompts.items()))
-        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs(final))
+        if self._outer is None:
+            self._otel[id(self._root)].set_attributes(self._trace_meta_attrs(final))
         self._root.end(end_time=_ns(at))
+
+    def child(self, step_id: str, name: str) -> TraceBuilder:
+        """The builder of a sub-workflow's child run, nested under step `step_id`'s observation."""
+        state = self._steps.get(step_id)
+        parent = state.span if state is not None and state.span is not None else self._root
+        return TraceBuilder(
+            self.client, tracer=self._tracer, name=name, planner=False, masker=self.masker,
+            max_chars=self.max_chars, parent_span=self._otel[id(parent)],
+        )  # fmt: skip
 
     # --- building observations ----------------------------------------------------------------
 
@@ -181,7 +197,12 @@ class TraceBuilder:
         from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
 
-        ctx = otel_context.Context() if parent is None else otel_trace.set_span_in_context(self._otel[id(parent)])
+        if parent is not None:
+            ctx = otel_trace.set_span_in_context(self._otel[id(parent)])
+        elif self._outer is not None:
+            ctx = otel_trace.set_span_in_context(self._outer)
+        else:
+            ctx = otel_context.Context()
         span = self._tracer.start_span(name, context=ctx, start_time=_ns(at), attributes=self._trace_attrs)
         fields = {k: v for k, v in fields.items() if v is not None}
         observation = self._classes[as_type](otel_span=span, langfuse_client=self.client, **fields)
@@ -222,8 +243,9 @@ class TraceBuilder:
 
     def _on_run_started(self, e: RunStarted) -> None:
         self._run_id = e.run_id
-        self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
-        self._otel[id(self._root)].set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
+        if self._outer is None:
+            self._trace_attrs.update(self._trace_meta_attrs({"run_id": e.run_id}))
+            self._otel[id(self._root)].set_attributes(self._trace_meta_attrs({"run_id": e.run_id}))
         self._root.update(input=self._clean({"goal": e.goal, "inputs": e.inputs} if e.inputs else e.goal))
         if self.planner:
             self._open_round(1, e.at)
@@ -326,6 +348,15 @@ class TraceBuilder:
         state = self._state(e.step_id)
         self._event(state.parent, f"{e.step_id} restored", e.at, output=self._clean(e.output), metadata={"status": "restored"})
 
+    def _on_step_cache_hit(self, e: StepCacheHit) -> None:
+        state = self._state(e.step_id)
+        self._event(
+            state.span or state.parent,
+            "cache hit" if e.item is None else f"cache hit (item {e.item})",
+            e.at,
+            metadata={"tool": e.tool, "key": e.key[:16], "age_s": round(e.age_s, 3), "item": e.item},
+        )
+
     def _on_run_finished(self, e: RunFinished) -> None:
         self._status = self._status or e.status
         if e.error:
@@ -361,7 +392,8 @@ class TraceBuilder:
     def _on_llm_called(self, e: LLMCalled) -> None:
         parent = self._parent()
         if e.purpose == "llm_tool":
-            step = self._step_of_llm_call(e)
+            step = self._steps.get(e.step_id) if e.step_id else None
+            step = step if step is not None and step.span is not None else self._step_of_llm_call(e)
             if step is not None:
                 parent = step.span
         start = e.started_at or (e.at - e.latency_s)
@@ -459,6 +491,7 @@ HANDLERS: dict[type[RunEvent], Callable[[TraceBuilder, Any], None]] = {
     StepSkipped: TraceBuilder._on_step_skipped,
     StepCancelled: TraceBuilder._on_step_cancelled,
     StepRestored: TraceBuilder._on_step_restored,
+    StepCacheHit: TraceBuilder._on_step_cache_hit,
     RunFinished: TraceBuilder._on_run_finished,
     PlanUpdated: TraceBuilder._on_plan_updated,
     PlanRejected: TraceBuilder._on_plan_rejected,

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from planweave.executor.events import RunEvent
+from planweave.executor.events import RunEvent, Subscriber
 from planweave.executor.masking import Masker
 from planweave.planner.tracing.export import (
     DEFAULT_BASE_URL,
@@ -201,6 +201,28 @@ class LangfuseTracer:
         """Take one event. Costs a queue append: the spans are built on the tracing worker thread."""
         if type(event) in HANDLERS and not self._ended_requested:
             _WORKER.submit(self._handle, event)
+
+    def child_subscriber(self, *, run_id: str, name: str, parent_run_id: str, parent_step_id: str) -> Subscriber:
+        """The subscriber of a sub-workflow's child run (`planweave.executor.subworkflow`): its
+        steps are drawn in this trace, nested under the parent's step `parent_step_id`."""
+        builder: list[TraceBuilder] = []  # made on the worker thread, after the parent's step span
+
+        def handle(event: RunEvent) -> None:
+            try:
+                if not builder:
+                    builder.append(self._trace.child(parent_step_id, name))
+                builder[0].apply(event)
+            except Exception:  # tracing must never break a run
+                if not self._broken:
+                    self._broken = True
+                    log.warning("Langfuse tracing of child run `%s` failed; the trace may be incomplete.", run_id,
+                                exc_info=True)
+
+        def subscriber(event: RunEvent) -> None:
+            if type(event) in HANDLERS and not self._ended_requested:
+                _WORKER.submit(handle, event)
+
+        return subscriber
 
     def _handle(self, event: RunEvent) -> None:
         try:

@@ -94,16 +94,16 @@ steps:
 """
 
 BAD_PROBLEMS = [
-    "step `book` (steps[1]): unknown field `approval`; allowed: id, tool, handler, args, depends_on, description, "
-    "when, for_each, retry, timeout_s, on_failure.",
+    "step `book` (steps[1]): unknown field `approval`; allowed: id, tool, handler, workflow, args, depends_on, description, "
+    "when, for_each, retry, timeout_s, on_failure, cache.",
     "step `pay` (steps[2]): unknown field `retry.max_attemps`; allowed: max_attempts, initial_delay_s, "
     "backoff_factor, max_delay_s, jitter, retry_on. Did you mean `max_attempts`?",
-    "step `left` (steps[3].parallel[0]): unknown field `timeout`; allowed: id, tool, handler, args, depends_on, "
-    "description, when, for_each, retry, timeout_s, on_failure. Did you mean `timeout_s`?",
+    "step `left` (steps[3].parallel[0]): unknown field `timeout`; allowed: id, tool, handler, workflow, args, depends_on, "
+    "description, when, for_each, retry, timeout_s, on_failure, cache. Did you mean `timeout_s`?",
     "unnamed step (steps[3].parallel[1]): missing required field `id`.",
     "step `nothing` (steps[4]): give a step exactly one of `tool` (a registered tool name) or `handler` "
     "(a Python function).",
-    "workflow: unknown field `limit`; allowed: name, description, version, inputs, steps, success, limits, mcp. "
+    "workflow: unknown field `limit`; allowed: name, description, version, inputs, steps, success, limits, mcp, model. "
     "Did you mean `limits`?",
 ]
 
@@ -129,8 +129,8 @@ def test_the_same_problems_in_json_and_python_files(tmp_path: Path) -> None:
     with pytest.raises(WorkflowFileError) as info:
         load_workflow(path)
     assert str(info.value) == (
-        f"`{path}` is not a valid workflow: step `a` (steps[0]): unknown field `arg`; allowed: id, tool, handler, "
-        "args, depends_on, description, when, for_each, retry, timeout_s, on_failure. Did you mean `args`?"
+        f"`{path}` is not a valid workflow: step `a` (steps[0]): unknown field `arg`; allowed: id, tool, handler, workflow, "
+        "args, depends_on, description, when, for_each, retry, timeout_s, on_failure, cache. Did you mean `args`?"
     )
     py = tmp_path / "bad_flow.py"
     py.write_text("from planweave import Step, Workflow\nworkflow = Workflow(steps=[Step(id='a', tool='x', arg={})])\n")

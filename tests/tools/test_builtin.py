@@ -13,7 +13,7 @@ from planweave.tools.errors import ToolDefinitionError, ToolRefusedError
 from planweave.tools.http import http_get
 from planweave.tools.search import web_search
 
-NAMES = ["calculator", "http_get", "read_file", "write_file", "list_files", "web_search"]
+NAMES = ["calculator", "http_get", "read_file", "write_file", "list_files", "web_search", "fetch_page"]
 
 
 class Hello(BaseHTTPRequestHandler):

@@ -9,8 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from planweave.tools.base import Tool
-from planweave.tools.errors import ToolArgumentsError, ToolError
-from planweave.tools.search import API_KEY_ENV, BRAVE_SEARCH_URL, make_web_search, web_search
+from planweave.planner.testing import FakeSearchServer
+from planweave.tools.errors import ConfigError, ToolArgumentsError, ToolError
+from planweave.tools.search import API_KEY_ENV, BRAVE_SEARCH_URL, PROVIDERS, Provider, make_web_search, web_search
 
 GOOD_KEY = "test-key"
 
@@ -124,9 +125,10 @@ def test_default_tool_and_schema() -> None:
 async def test_returns_plain_results(endpoint: str) -> None:
     results = await search_with(endpoint).acall({"query": "planweave", "count": 10})
     assert results == [
-        {"title": "Planweave & friends", "url": "https://example.com/planweave", "snippet": "An LLM workflow planner."},
-        {"title": "Second", "url": "https://example.org/2", "snippet": "Two"},
-        {"title": "No snippet", "url": "https://example.net/3", "snippet": ""},
+        {"title": "Planweave & friends", "url": "https://example.com/planweave", "snippet": "An LLM workflow planner.",
+         "source": "brave"},
+        {"title": "Second", "url": "https://example.org/2", "snippet": "Two", "source": "brave"},
+        {"title": "No snippet", "url": "https://example.net/3", "snippet": "", "source": "brave"},
     ]
 
 
@@ -150,6 +152,8 @@ async def test_key_is_read_from_the_environment_at_call_time(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("value", [None, "", "   "])
 async def test_missing_key(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    for var in ("SERPER_API_KEY", "TAVILY_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
     if value is None:
         monkeypatch.delenv(API_KEY_ENV, raising=False)
     else:
@@ -157,8 +161,9 @@ async def test_missing_key(monkeypatch: pytest.MonkeyPatch, value: str | None) -
     with pytest.raises(ToolError) as info:
         await web_search.acall({"query": "planweave"})  # the default tool; no request is made
     assert str(info.value) == (
-        "web_search needs a Brave Search API key; set BRAVE_API_KEY (get one at https://brave.com/search/api/), "
-        "or build the tool with `make_web_search(api_key=...)`."
+        "web_search needs a search API key; set one of BRAVE_API_KEY (Brave Search, https://brave.com/search/api/), "
+        "SERPER_API_KEY (Serper, https://serper.dev/), TAVILY_API_KEY (Tavily, https://tavily.com/), "
+        "or build the tool with `make_web_search(provider=..., api_key=...)`."
     )
     assert info.value.permanent is True
     assert info.value.tool == "web_search"
@@ -226,4 +231,86 @@ async def test_arguments_are_validated(args: dict[str, Any], message: str) -> No
 def test_public_names() -> None:
     from planweave.tools import search
 
-    assert sorted(search.__all__) == ['API_KEY_ENV', 'BRAVE_SEARCH_URL', 'SearchResult', 'make_web_search', 'web_search']
+    assert sorted(search.__all__) == [
+        'API_KEY_ENV', 'BRAVE_SEARCH_URL', 'PROVIDERS', 'Provider', 'SearchResult', 'make_web_search', 'web_search'
+    ]
+
+
+# --- providers, chosen by the key that is set, against FakeSearchServer --------------------------
+
+HITS = [
+    {"title": "Best <strong>PM</strong> tools", "url": "https://example.com/pm", "snippet": "Ten tools &amp; more",
+     "published": "2026-11-02"},
+    {"title": "Second", "url": "{base}/second", "snippet": "Two"},
+    {"title": "Third", "url": "https://example.org/3", "snippet": "Three"},
+]
+
+
+@pytest.fixture
+def fake_search() -> Iterator[FakeSearchServer]:
+    with FakeSearchServer(HITS) as server:
+        yield server
+
+
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for provider in PROVIDERS.values():
+        monkeypatch.delenv(provider.key_env, raising=False)
+        monkeypatch.delenv(provider.url_env, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("provider", ["brave", "serper", "tavily"])
+async def test_each_provider_gives_the_same_result_shape(
+    fake_search: FakeSearchServer, no_keys: pytest.MonkeyPatch, provider: str
+) -> None:
+    for name, value in fake_search.env(provider).items():
+        no_keys.setenv(name, value)
+    results = await web_search.acall({"query": "best project management software", "count": 2})
+    assert results == [
+        {"title": "Best PM tools", "url": "https://example.com/pm", "snippet": "Ten tools & more", "source": provider,
+         "published": "2026-11-02"},
+        {"title": "Second", "url": f"{fake_search.base_url}/second", "snippet": "Two", "source": provider},
+    ]
+    [request] = fake_search.requests
+    assert (request.provider, request.query, request.count) == (provider, "best project management software", 2)
+
+
+async def test_the_first_provider_with_a_key_is_asked(fake_search: FakeSearchServer, no_keys: pytest.MonkeyPatch) -> None:
+    for provider in ("serper", "tavily"):
+        for name, value in fake_search.env(provider).items():
+            no_keys.setenv(name, value)
+    assert {r["source"] for r in await web_search.acall({"query": "x"})} == {"serper"}
+    no_keys.delenv("SERPER_API_KEY")
+    assert {r["source"] for r in await web_search.acall({"query": "x"})} == {"tavily"}
+
+
+async def test_an_explicit_provider_is_asked_even_when_another_key_is_set(
+    fake_search: FakeSearchServer, no_keys: pytest.MonkeyPatch
+) -> None:
+    no_keys.setenv("BRAVE_API_KEY", "brave-key")
+    search = make_web_search(provider="tavily", api_key=fake_search.key, base_url=fake_search.endpoint("tavily"))
+    assert {r["source"] for r in await search.acall({"query": "x"})} == {"tavily"}
+    with pytest.raises(ToolError) as info:
+        await make_web_search(provider="serper").acall({"query": "x"})
+    assert str(info.value) == (
+        "web_search needs a Serper API key; set SERPER_API_KEY (get one at https://serper.dev/), "
+        "or build the tool with `make_web_search(api_key=...)`."
+    )
+
+
+@pytest.mark.parametrize(("provider", "status"), [("serper", 403), ("tavily", 401)])
+async def test_a_rejected_key_names_the_providers_variable(
+    fake_search: FakeSearchServer, provider: Provider, status: int
+) -> None:
+    search = make_web_search(provider=provider, api_key="wrong", base_url=fake_search.endpoint(provider))
+    with pytest.raises(ToolError) as info:
+        await search.acall({"query": "x"})
+    label, var = PROVIDERS[provider].label, PROVIDERS[provider].key_env
+    assert str(info.value).startswith(f"{label} rejected the API key (HTTP {status}); check {var} ")
+    assert info.value.permanent is True
+
+
+def test_an_unknown_provider_is_refused_when_building() -> None:
+    with pytest.raises(ConfigError, match="unknown search provider `bing`; use one of brave, serper, tavily."):
+        make_web_search(provider="bing")  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ class Node:
         "restored",
         "policy",
         "item_outputs",
+        "args_override",
     )
 
     def __init__(self, c: CompiledStep) -> None:
@@ -55,6 +56,8 @@ class Node:
         self.restored = False
         self.policy = c.step.on_failure
         self.item_outputs: dict[int, Any] | None = None
+        self.args_override: dict[str, Any] | None = None
+        """Arguments a person gave when approving the step with an edit (used instead of `step.args`)."""
 
 
 class Join:

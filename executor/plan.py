@@ -149,6 +149,10 @@ class Step(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_s: float | None = Field(None, gt=0, description="Per-attempt time limit in seconds.")
     on_failure: OnFailure = "fail"
+    approval: bool = Field(False, description="A person approves, edits or denies the call before it runs.")
+    answer_within_s: float | None = Field(
+        None, gt=0, description="Seconds a person has to answer its approval or question; then denied, or the default."
+    )
 
     @field_validator("handler", mode="before")
     @classmethod

@@ -29,8 +29,10 @@ from planweave.executor.backends import Backend, LocalBackend
 from planweave.executor.events import Subscriber
 from planweave.executor.failures import FailureHandler, Recovery, StepFailure
 from planweave.executor.plan import Plan, Step
+from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.result import RunResult
 from planweave.executor.run import Run, RunClosedError
+from planweave.executor.waiting import Responder
 from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.errors import ConfigError
 
@@ -51,6 +53,10 @@ class Executor:
         failure_handler: called on every failed attempt; returns a `Recovery` that overrides
             the step's retry policy (the eight-factor guide's `on_failure`).
         seed: seeds retry jitter, for reproducible delays.
+        approve: tool names whose every call a person approves first (as `@tool(approval=True)`).
+        responder: answers people's requests in-process (`planweave.executor.waiting.Responder`);
+            without one, a run whose remaining steps all wait on people ends `waiting`.
+        answer_within_s: default deadline of each request (a step's `answer_within_s` overrides it).
     """
 
     def __init__(
@@ -62,6 +68,9 @@ class Executor:
         backend: Backend | None = None,
         failure_handler: FailureHandler | None = None,
         seed: int | None = None,
+        approve: Iterable[str] = (),
+        responder: Responder | None = None,
+        answer_within_s: float | None = None,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         if max_concurrency is not None and max_concurrency < 1:
@@ -74,6 +83,9 @@ class Executor:
         self.backend = backend or LocalBackend()
         self.failure_handler = failure_handler
         self.seed = seed
+        self.approve = frozenset(approve)
+        self.responder = responder
+        self.answer_within_s = answer_within_s
 
     def start(
         self,
@@ -88,10 +100,14 @@ class Executor:
         max_steps: int | None = None,
         replans_handled: bool = False,
         keep_events: bool = True,
+        answers: Mapping[str, InputAnswer] | None = None,
+        requests: Mapping[str, InputRequest] | None = None,
     ) -> Run:
         """Create a run (validating `plan` now). Use it as `async with executor.start(...) as run:`.
 
         `completed` maps step ids to recorded outputs: those steps are not run again (resume).
+        `answers` are people's answers to steps that wait (by step id), `requests` the requests an
+        earlier process of this run recorded (their deadlines hold).
         A `Workflow` runs its expanded plan with its default inputs and limits (its success
         criteria are checked by `run`, not here).
         """
@@ -115,6 +131,8 @@ class Executor:
             max_steps=max_steps,
             replans_handled=replans_handled,
             keep_events=keep_events,
+            answers=answers,
+            requests=requests,
         )
 
     async def run(self, plan: Plan | Workflow | Iterable[Step], **kwargs: Any) -> RunResult:

@@ -103,6 +103,8 @@ class Tool:
     blocking: bool = True
     """Sync tools run in a worker thread when True (the default), so they cannot stall other steps.
     Set False for trivial CPU-only functions to call them directly on the event loop."""
+    approval: bool = False
+    """A person approves (or edits, or denies) each call before it runs (`planweave.executor.waiting`)."""
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
     """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
@@ -115,6 +117,7 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         blocking: bool = True,
+        approval: bool = False,
     ) -> Tool:
         """Derive a tool from a typed function (sync or async)."""
         if isinstance(fn, Tool):
@@ -179,6 +182,7 @@ class Tool:
             context_param=context_param,
             output_schema=output_schema,
             blocking=blocking,
+            approval=approval,
             _arg_names=tuple(fields),
         )
 
@@ -254,7 +258,7 @@ class Tool:
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, blocking: bool = True
+    *, name: str | None = None, description: str | None = None, blocking: bool = True, approval: bool = False
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -263,13 +267,16 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     blocking: bool = True,
+    approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a typed function into a `Tool`: `@tool` or `@tool(name="...", blocking=False)`."""
+    """Turn a typed function into a `Tool`: `@tool` or `@tool(name="...", blocking=False)`.
+
+    `approval=True`: every call waits until a person approves, edits or denies it."""
     if fn is not None:
         return Tool.from_function(fn)
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool.from_function(f, name=name, description=description, blocking=blocking)
+        return Tool.from_function(f, name=name, description=description, blocking=blocking, approval=approval)
 
     return wrap
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -39,6 +40,7 @@ __all__ = [
     "InputRequested",
     "check_answer",
     "expired",
+    "pick_answers",
 ]
 
 InputKind = Literal["approval", "question"]
@@ -183,3 +185,26 @@ class InputAnswered(RunEvent):
     kind: ClassVar[str] = "input_answered"
     step_id: str
     answer: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_answers(
+    requests: dict[str, InputRequest],
+    answer: InputAnswer,
+    *,
+    step_id: str | None,
+    run_id: str,
+    tools: Mapping[str, Tool] | None = None,
+) -> dict[str, InputAnswer]:
+    """`answer` for the open request of `step_id` (or the only open one), checked against it:
+    `{step_id: answer}`, or `AnswerError` naming the open requests."""
+    if not requests:
+        raise AnswerError(f"run `{run_id}` waits for no answer; `planweave runs --status waiting` lists the runs that do.")
+    listed = ", ".join(f"`{s}`" for s in requests)
+    if step_id is None:
+        if len(requests) > 1:
+            raise AnswerError(f"run `{run_id}` waits on several steps ({listed}); say which with `--step ID`.")
+        step_id = next(iter(requests))
+    request = requests.get(step_id)
+    if request is None:
+        raise AnswerError(f"step `{step_id}` of run `{run_id}` waits for no answer; the steps that do: {listed}.")
+    return {step_id: check_answer(request, answer, (tools or {}).get(request.tool))}

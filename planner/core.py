@@ -24,7 +24,9 @@ from typing import Any
 
 from planweave.executor import Plan, RetryPolicy, RunEvent
 from planweave.executor.masking import Masker
+from planweave.executor.requests import InputAnswer, pick_answers
 from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
+from planweave.executor.waiting import Responder
 from planweave.planner.budget import Budget
 from planweave.planner.errors import ConfigError
 from planweave.planner.llm import LLMConfig
@@ -61,6 +63,13 @@ class Planner:
             `LANGFUSE_SECRET_KEY`, `LANGFUSE_BASE_URL`), False turns it off, or a `TracingConfig`.
         masker: masks secrets in traces (and recorded runs); default the built-in rules plus
             `PLANWEAVE_MASK_PATTERNS` and the model API key.
+        approve: tool names whose every call a person approves, edits or denies first (tools with
+            `@tool(approval=True)` and steps with `approval: true` always wait).
+        on_input: answers people's requests in-process (a `Responder`: the request in, an
+            `InputAnswer` or None out); without one, a run whose remaining steps all wait on
+            people ends `waiting` and continues with `respond`, in this process or another.
+        answer_within_s: default deadline of each request; then approvals are denied and
+            questions get their default.
     """
 
     def __init__(
@@ -91,6 +100,9 @@ class Planner:
         meta: Mapping[str, Any] | None = None,
         tracing: bool | TracingConfig | None = None,
         masker: Masker | None = None,
+        approve: Iterable[str] = (),
+        on_input: Responder | None = None,
+        answer_within_s: float | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -122,6 +134,9 @@ class Planner:
         self.meta = dict(meta or {})
         self.tracing = tracing
         self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
+        self.approve = frozenset(approve)
+        self.on_input = on_input
+        self.answer_within_s = answer_within_s
 
     @property
     def store(self) -> RunStore | None:
@@ -167,13 +182,43 @@ class Planner:
             raise ConfigError("the goal is empty; say what you want done")
         return await PlannerRun(self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False).plan_only()
 
-    async def resume(
-        self, run_id: str, *, subscribers: Iterable[Callable[[RunEvent], object]] = ()
+    async def respond(
+        self,
+        run_id: str,
+        answer: InputAnswer,
+        *,
+        step_id: str | None = None,
+        subscribers: Iterable[Callable[[RunEvent], object]] = (),
     ) -> PlannerResult:
-        """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C).
+        """Answer a `waiting` run's request (the step `step_id`, or the only one waiting) and
+        continue the run, in this process or any other: the same run, no new plan.
+
+        Raises `AnswerError` when the run waits for no such answer (it names what it waits for)."""
+        store = self._store_or_fail()
+        record = store.get_run(run_id)
+        state = record.resume_state(PlannerState)
+        tools = {t.name: t for t in self.tools}
+        answers = pick_answers(state.requests, answer, step_id=step_id, run_id=record.summary.id, tools=tools)
+        return await self.resume(record.summary.id, answers=answers, subscribers=subscribers)
+
+    def _store_or_fail(self) -> RunStore:
+        store = self.store
+        if store is None:
+            raise ConfigError("this planner records no runs (`store=False`), so it cannot continue one.")
+        return store
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        subscribers: Iterable[Callable[[RunEvent], object]] = (),
+        answers: Mapping[str, InputAnswer] | None = None,
+    ) -> PlannerResult:
+        """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C) or is `waiting`.
 
         Steps that succeeded are not run again (their recorded outputs are used), steps that
-        were running run again, and the planner continues from the recorded context.
+        were running run again, and the planner continues from the recorded context. `answers`
+        (by step id) answer the steps that wait for people; those still unanswered ask again.
         """
         store = self.store
         if store is None:
@@ -191,7 +236,8 @@ class Planner:
             )
         state = record.resume_state(PlannerState)  # the planner's fold adds its rounds and replans
         return await PlannerRun(
-            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={}
+            self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={},
+            answers=answers,
         ).go()
 
     def run_sync(self, goal: str, **kwargs: Any) -> PlannerResult:

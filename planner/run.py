@@ -18,7 +18,9 @@ from pydantic import BaseModel, ValidationError
 from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
 from planweave.executor.events import RunFinished, StepCancelled, StepFailed, StepRestored, StepSkipped, StepSucceeded
 from planweave.executor.result import describe_failed_steps
+from planweave.executor.requests import InputAnswer
 from planweave.executor.store import ResumeState
+from planweave.executor.waiting import until_done_or_stalled
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from planweave.planner.budget import check_replans, check_steps, check_usage
 from planweave.planner.errors import BudgetExceededError, LLMError, ModelStreamError, PlanningError
@@ -29,6 +31,7 @@ from planweave.planner.prompts import PromptLibrary
 from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.streaming import FieldStream, StepStream
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
+from planweave.tools.ask import ask_user
 from planweave.tools.base import Tool, format_validation_error, tool
 
 if TYPE_CHECKING:
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["PlannerRun", "make_llm_tool"]
 
 _STEP_FINAL = (StepSucceeded, StepFailed, StepSkipped, StepCancelled, StepRestored)
+
+
+class _Parked(Exception):
+    """Everything left in the round waits on people: the run stops `waiting` (not an error)."""
 
 
 class _RoundTracker:
@@ -99,6 +106,7 @@ class PlannerRun:
         resume: ResumeState | None = None,
         record: bool = True,
         trace: Mapping[str, Any] | None = None,
+        answers: Mapping[str, InputAnswer] | None = None,
     ) -> None:
         self.p = planner
         # First: a missing key or an unknown model fails here, before anything is recorded or traced.
@@ -133,12 +141,20 @@ class PlannerRun:
         self.round = 0
         self.replans = 0
         self.budget_hit: BudgetExceededError | None = None
-        registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
-        self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
+        extra = [make_llm_tool(self.client, planner.prompts)]
+        if "ask_user" not in planner.tools:
+            extra.append(ask_user)
+        registry = planner.tools.merged(extra)
+        self.executor = Executor(
+            registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits,
+            approve=planner.approve, responder=planner.on_input, answer_within_s=planner.answer_within_s,
+        )
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,
             completed=resume.completed if resume else None,
+            answers={**(resume.answers if resume else {}), **(answers or {})},
+            requests=resume.requests if resume else None,
             run_id=run_id,
             subscribers=[self.tracker, *subscribers],
             replans_handled=True,
@@ -237,6 +253,8 @@ class PlannerRun:
                     error = f"the run passed its time budget of {self.budget.max_seconds:g}s"
                 except (PlanningError, LLMError) as exc:
                     status, error = "failed", str(exc)
+                except _Parked:
+                    status = "waiting"
                 if self.budget_hit is not None and status != "budget_exceeded":
                     status, budget_name, error = "budget_exceeded", self.budget_hit.budget, str(self.budget_hit)
                 if status == "budget_exceeded":
@@ -250,6 +268,9 @@ class PlannerRun:
             self.emit(Decision(run_id=self.run.id, action="cancel", round=self.round, reason="cancelled"))
             raise
         steps = self.run.result.steps
+        if status == "waiting":
+            error = self.run.result.error
+            self.emit(Decision(run_id=self.run.id, action="wait", round=self.round, reason=error or ""))
         if status == "succeeded":
             # Answered, but a step failed on the way (the model planned around it): say so.
             error = describe_failed_steps(steps)
@@ -273,6 +294,7 @@ class PlannerRun:
             finished_at=time.time(),
             trace_id=self.tracer.trace_id if self.tracer is not None else None,
             trace_url=self.tracer.trace_url if self.tracer is not None else None,
+            requests=self.run.result.requests,
         )
         self.emit(
             PlannerFinished(run_id=self.run.id, status=status, answer=answer, usage=result.usage.model_dump())
@@ -341,7 +363,8 @@ class PlannerRun:
                     self.emit(AnswerDelta(run_id=self.run.id, text=answer))
                     return answer
             restored = False
-            await self.tracker.done.wait()
+            if await until_done_or_stalled(self.run, self.tracker.done):
+                raise _Parked
             if self.budget_hit is not None:
                 raise self.budget_hit
             decision = await self._join()

@@ -23,15 +23,12 @@ class QuestionTool(Tool):
 
 
 def _ask_user(question: str, choices: list[str] | None = None, default: str | None = None) -> str:
-    """Ask the user a question; the answer is this step's output.
-
-    Use it when the goal is ambiguous or needs information only the user has. Offer `choices` when
-    there are few sensible answers, and a `default` for when nobody answers in time.
+    """Ask the user a question when the goal is ambiguous or needs facts only they have; the answer is the output.
 
     Args:
-        question: The question, complete and short, as the user will read it.
-        choices: The answers to choose from, when there are few.
-        default: The answer used when nobody answers before the deadline.
+        question: As the user will read it.
+        choices: The answers to pick from, when there are few.
+        default: Used when nobody answers in time.
     """
     if default is not None:
         return default

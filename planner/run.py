@@ -116,6 +116,8 @@ class PlannerRun:
         if store is not None:
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
                     **planner.meta}
+            if trace and trace.get("session_id"):
+                meta["session_id"] = trace["session_id"]  # `planweave runs --session`
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         # One Langfuse trace per run (None when tracing is off or not configured); `trace` is

@@ -341,6 +341,8 @@ def _planner(
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
     name: str = "",
     record: bool = True,
+    approve: list[str] | None = None,
+    on_input: Any = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -358,7 +360,9 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "approve": list(approve or [])},
+        approve=approve or (),
+        on_input=on_input,
     )
 
 
@@ -414,14 +418,20 @@ def _start_planner_run(
     name: str,
     record: bool,
     quiet: bool,
+    approve: list[str] | None = None,
 ) -> tuple[Any, Any]:
-    """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
+    """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view).
+
+    On a terminal, steps that wait for a person ask inline; elsewhere the run ends `waiting` (exit 3)."""
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
     loading = _preload_model_libraries()
     view = _live_view(quiet=quiet, loading=loading)
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, approve=approve,
+            on_input=terminal_responder(view) if can_ask() else None,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -429,6 +439,16 @@ def _start_planner_run(
         view.stop()
         raise
     return planner, view
+
+
+ApproveOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--approve", help="Tools whose every call a person approves first, e.g. `write_file,http_get`. Repeatable."),
+]
+
+
+def _approve_list(specs: list[str] | None) -> list[str]:
+    return [s.strip() for spec in specs or [] for s in spec.split(",") if s.strip()]
 
 
 @app.command("run")
@@ -454,8 +474,12 @@ def run_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    approve: ApproveOpt = None,
 ) -> None:
-    """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
+    """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost.
+
+    Steps that need a person (approvals, `ask_user` questions) ask on the terminal; without one the
+    run stops `waiting` (exit 3) and `planweave respond RUN_ID ...` continues it."""
     import uuid
 
     if not goal.strip():
@@ -467,6 +491,7 @@ def run_(
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
+        approve=_approve_list(approve),
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -593,11 +618,72 @@ def resume(
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json,
+        record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
     )
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
+        view,
+        run_id=summary.id,
+        as_json=as_json,
+        quiet=quiet,
+        allow_failed_steps=allow_failed_steps,
+    )
+
+
+@app.command("respond")
+def respond(
+    run_id: Annotated[str, typer.Argument(help="A waiting run's id (or a unique prefix): `planweave runs --status waiting`.")],
+    step: Annotated[Optional[str], typer.Option("--step", help="The waiting step to answer (needed when several wait).")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the step's call as shown.")] = False,
+    deny: Annotated[
+        Optional[str],
+        typer.Option("--deny", flag_value="", is_flag=False, help="Deny the step (optionally with a reason): it fails with it."),
+    ] = None,
+    answer: Annotated[Optional[str], typer.Option("--answer", help="Answer the step's question with this text.")] = None,
+    edit: Annotated[Optional[str], typer.Option("--edit", help="Approve the call with these arguments instead (JSON).")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
+    allow_failed_steps: AllowFailedStepsOpt = False,
+) -> None:
+    """Answer a waiting run (approve, deny, edit, or answer a question) and continue it: the same run, no new plan."""
+    from planweave.executor.requests import InputAnswer
+
+    given = [name for name, value in (("--approve", approve or None), ("--deny", deny), ("--answer", answer),
+                                      ("--edit", edit)) if value is not None]
+    if len(given) != 1:
+        fail_usage("give exactly one of `--approve`, `--deny [REASON]`, `--answer TEXT` or `--edit JSON`.")
+    if edit is not None:
+        try:
+            args = json.loads(edit)
+        except json.JSONDecodeError as exc:
+            fail_usage(f"`--edit` is not JSON ({exc.msg}); give the arguments as a JSON object, e.g. '{{\"to\": \"ann\"}}'.")
+        if not isinstance(args, dict):
+            fail_usage("`--edit` must be a JSON object of arguments, e.g. '{\"to\": \"ann\"}'.")
+        reply = InputAnswer.edit(args, by="respond")
+    elif answer is not None:
+        reply = InputAnswer.reply(answer, by="respond")
+    elif deny is not None:
+        reply = InputAnswer.deny(deny, by="respond")
+    else:
+        reply = InputAnswer.approve(by="respond")
+    store = open_run_store()
+    summary = store.summary(run_id)
+    if summary.status != "waiting":
+        fail_usage(f"run `{summary.id}` is not waiting for anyone (it is {summary.status}); "
+                   "`planweave runs --status waiting` lists the runs that are.")
+    if summary.kind != "planner":
+        fail_usage(f"run `{summary.id}` ran a workflow file; answering workflow runs is not supported yet.")
+    meta = summary.meta
+    planner, view = _start_planner_run(
+        model=meta.get("model") or None, api_base=meta.get("api_base"), tools=meta.get("tool_specs"),
+        workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),
+        http_timeout=float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT), budget=_budget(), name=summary.name,
+        record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
+    )
+    _finish_planner_run(
+        planner,
+        lambda view: planner.respond(summary.id, reply, step_id=step, subscribers=[view]),
         view,
         run_id=summary.id,
         as_json=as_json,

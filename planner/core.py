@@ -18,7 +18,7 @@ from its own module, or the public ones from `planweave`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +165,19 @@ class Planner:
         session_id: str | None = None,
         user_id: str | None = None,
         tags: Iterable[str] = (),
+        conversation: Sequence[Mapping[str, str]] = (),
     ) -> PlannerResult:
         """Plan and run `goal`; returns the answer, every step, usage and cost (and the trace,
-        when tracing is on; `session_id`, `user_id` and `tags` go on it)."""
+        when tracing is on; `session_id`, `user_id` and `tags` go on it).
+
+        `conversation`: the earlier turns of a chat (`{"role": "user" | "assistant", "text": ...}`,
+        oldest first), shown to the model in a section of their own; `goal` is the latest message."""
         if not goal or not goal.strip():
             raise ConfigError("the goal is empty; say what you want done")
         trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
         return await PlannerRun(
-            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
+            self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace,
+            conversation=[dict(t) for t in conversation]
         ).go()
 
     async def plan(self, goal: str, *, inputs: Mapping[str, Any] | None = None) -> tuple[Plan, PlannerResult]:
@@ -237,7 +242,7 @@ class Planner:
         state = record.resume_state(PlannerState)  # the planner's fold adds its rounds and replans
         return await PlannerRun(
             self, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state, trace={},
-            answers=answers,
+            answers=answers, conversation=list(summary.meta.get("conversation") or []),
         ).go()
 
     def run_sync(self, goal: str, **kwargs: Any) -> PlannerResult:

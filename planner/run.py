@@ -107,6 +107,7 @@ class PlannerRun:
         record: bool = True,
         trace: Mapping[str, Any] | None = None,
         answers: Mapping[str, InputAnswer] | None = None,
+        conversation: list[dict[str, str]] | None = None,
     ) -> None:
         self.p = planner
         # First: a missing key or an unknown model fails here, before anything is recorded or traced.
@@ -118,6 +119,8 @@ class PlannerRun:
                     **planner.meta}
             if trace and trace.get("session_id"):
                 meta["session_id"] = trace["session_id"]  # `planweave runs --session`
+            if conversation:
+                meta["conversation"] = conversation  # a resumed run shows the model the same turns
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
@@ -137,6 +140,7 @@ class PlannerRun:
                 subscribers = [*subscribers, self.tracer]
         self.goal = goal
         self.inputs = inputs
+        self.conversation = conversation or []
         self.subscribers = subscribers
         self.tracker = _RoundTracker()
         self.budget = planner.budget
@@ -386,7 +390,8 @@ class PlannerRun:
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
         text = prompt.render(
-            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left
+            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left,
+            conversation=self.conversation,
         )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": text},
@@ -453,6 +458,7 @@ class PlannerRun:
             tools=self._catalogue(),
             history=self._history(),
             replan_reason=reason,
+            conversation=self.conversation,
         )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},

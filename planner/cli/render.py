@@ -78,6 +78,7 @@ STATE_STYLES: dict[str, StateStyle] = {
     "failed": StateStyle("✗", "bold red", "#f8d7da", "#c62828"),
     "skipped": StateStyle("↷", "yellow", "#fff3cd", "#b28704"),
     "cancelled": StateStyle("⊘", "magenta", "#eadcf2", "#7b1fa2"),
+    "waiting": StateStyle("✋", "bold yellow", "#fff3cd", "#b28704"),
 }
 """Every step state (see `planweave.executor.result.StepStatus`) and how it is drawn."""
 
@@ -354,10 +355,10 @@ def run_tree(record: RunRecord) -> Tree:
                 branch.add(_call_label(entry))
             elif entry in state.steps and entry not in placed:
                 placed.add(entry)
-                branch.add(_step_label(state.steps[entry]))
+                _add_step(branch, state.steps[entry], state)
     for sid, step in state.steps.items():
         if sid not in placed:
-            root.add(_step_label(step))
+            _add_step(root, step, state)
     for call in [*state.early_calls, *state.waiting_calls]:
         root.add(_call_label(call))
     if summary.kind == "planner" or summary.llm_calls:
@@ -368,6 +369,20 @@ def run_tree(record: RunRecord) -> Tree:
     if summary.error:
         root.add(Text(f"error: {summary.error}", "red"))
     return root
+
+
+def _add_step(parent: Tree, step: StepProgress, state: _RunTreeState) -> None:
+    """The step's line, and under it what a person was asked and answered (or what it waits for)."""
+    node = parent.add(_step_label(step))
+    answer = state.answers.get(step.id)
+    if answer is not None:
+        said = {"approve": "approved", "edit": f"approved with {json.dumps(answer.args, ensure_ascii=False)}",
+                "deny": f"denied: {answer.reason}" if answer.reason else "denied",
+                "answer": f"answered: {answer.text}"}[answer.action]
+        node.add(Text(f"person: {said}" + (f" (by {answer.by})" if answer.by else ""), "yellow"))
+    request = state.requests.get(step.id)
+    if request is not None:
+        node.add(Text(f"waits: {request.describe()}; answer with {request.how_to_answer()}", "bold yellow"))
 
 
 def _call_label(call: LLMCalled) -> Text:

@@ -75,6 +75,8 @@ def test_without_a_terminal_the_run_waits_exit_3_and_respond_continues_it(env: d
         [run] = waiting
         assert f"planweave respond {run['id']} --step who --answer TEXT" in line
         assert "step `who` asks: Send it to whom? (choices: ann, bob)" in line
+        tree = cli(["show", run["id"]], env).stdout
+        assert "waiting" in tree and "waits: step `who` asks: Send it to whom?" in tree
 
         bad = cli(["respond", run["id"], "--answer", "carl"], env)
         assert bad.returncode == 2 and "`carl` is not one of them" in bad.stderr
@@ -94,6 +96,9 @@ def test_without_a_terminal_the_run_waits_exit_3_and_respond_continues_it(env: d
         shown = cli(["show", run["id"], "--json"], env)
         kinds = [e["kind"] for e in json.loads(shown.stdout)["events"]]
         assert kinds.count("input_requested") == 2 and kinds.count("input_answered") == 2
+        tree = " ".join(cli(["show", run["id"]], env).stdout.split())
+        assert "person: answered: bob (by respond)" in tree
+        assert 'person: approved with {"to": "bob@example.org"} (by respond)' in tree
         assert cli(["respond", run["id"], "--approve"], env).returncode == 2  # not waiting any more
 
 

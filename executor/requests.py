@@ -207,4 +207,10 @@ def pick_answers(
     request = requests.get(step_id)
     if request is None:
         raise AnswerError(f"step `{step_id}` of run `{run_id}` waits for no answer; the steps that do: {listed}.")
+    if request.deadline_at is not None and time.time() >= request.deadline_at:
+        late = "gets its default" if request.kind == "question" and request.default is not None else "is denied"
+        raise AnswerError(
+            f"step `{step_id}` of run `{run_id}` had until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(request.deadline_at))} "
+            f"to be answered; it {late} when the run continues: `planweave resume {run_id}`."
+        )
     return {step_id: check_answer(request, answer, (tools or {}).get(request.tool))}

@@ -343,6 +343,7 @@ def _planner(
     record: bool = True,
     approve: list[str] | None = None,
     on_input: Any = None,
+    answer_within: float | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -360,9 +361,11 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "approve": list(approve or [])},
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "approve": list(approve or []),
+              "answer_within": answer_within},
         approve=approve or (),
         on_input=on_input,
+        answer_within_s=answer_within,
     )
 
 
@@ -419,6 +422,7 @@ def _start_planner_run(
     record: bool,
     quiet: bool,
     approve: list[str] | None = None,
+    answer_within: float | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view).
 
@@ -431,7 +435,7 @@ def _start_planner_run(
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
             http_timeout=http_timeout, budget=budget, name=name, record=record, approve=approve,
-            on_input=terminal_responder(view) if can_ask() else None,
+            on_input=terminal_responder(view) if can_ask() else None, answer_within=answer_within,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -475,6 +479,11 @@ def run_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
     approve: ApproveOpt = None,
+    answer_within: Annotated[
+        Optional[float],
+        typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request; then it is denied "
+                     "(a question gets its default)."),
+    ] = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost.
 
@@ -491,7 +500,7 @@ def run_(
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
-        approve=_approve_list(approve),
+        approve=_approve_list(approve), answer_within=answer_within,
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -619,6 +628,7 @@ def resume(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
         record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
+        answer_within=meta.get("answer_within"),
     )
     _finish_planner_run(
         planner,
@@ -680,6 +690,7 @@ def respond(
         workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),
         http_timeout=float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT), budget=_budget(), name=summary.name,
         record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
+        answer_within=meta.get("answer_within"),
     )
     _finish_planner_run(
         planner,

@@ -10,11 +10,13 @@ import select
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from planweave.planner.testing import FakeModelServer, Reply
+from planweave.executor.store import open_store
+from planweave.planner.testing import FakeModelServer, Reply, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -165,3 +167,27 @@ def test_on_a_terminal_the_person_is_asked_inline(env: dict[str, str]) -> None:
             os.close(master)
     assert sent(env) == ["ann"]
     assert b"sent to ann" in seen
+
+
+def test_a_deadline_that_passed_denies_the_request_when_the_run_continues(env: dict[str, str]) -> None:
+    with FakeModelServer() as server:
+        server.enqueue(
+            Reply.json_obj({"rationale": "", "steps": [{"id": "s", "tool": "send", "args": {"to": "ann"}}], "answer": None}),
+            finish("not sent: nobody approved in time"),
+        )
+        first = cli(["run", "send it", "--model", "openai/fake", "--api-base", server.base_url, "--tools",
+                     env["PW_TEST_TOOLS"], "--answer-within", "1"], env)
+        assert first.returncode == 3, first.stderr
+        run_id = json.loads(cli(["runs", "--status", "waiting", "--json"], env).stdout)[0]["id"]
+        [request] = open_store(Path(env["PLANWEAVE_HOME"])).get_run(run_id).resume_state().requests.values()
+        assert request.deadline_at is not None
+        deadline = request.deadline_at
+        wait_until(lambda: time.time() > deadline, "the request's deadline passed", timeout_s=30)
+        late = cli(["respond", run_id, "--approve"], env)
+        assert late.returncode == 2
+        assert f"it is denied when the run continues: `planweave resume {run_id}`" in late.stderr
+        resumed = cli(["resume", run_id, "--json"], env)
+    result = json.loads(resumed.stdout)
+    assert resumed.returncode == 1 and result["status"] == "partial"
+    assert result["steps"]["s"]["error"] == "step `s` was not run: nobody answered in time"
+    assert sent(env) == []

@@ -47,7 +47,7 @@ def _section(prompt: str, title: str) -> str:
 
 
 def _parts(goal: str) -> list[str]:
-    pieces = re.split(r";|\n|\band then\b|\bthen\b|\balso\b|(?<=[a-z0-9)?]),\s|\band\b(?=\s+(?:what|compute|calculate|fetch|get|read|list|how))", goal, flags=re.I)
+    pieces = re.split(r";|\n|\band then\b|\bthen\b|\balso\b|(?<=[a-z0-9)?]),\s|\band\b(?=\s+(?:what|compute|calculate|fetch|get|read|list|how|[-(]?\d))", goal, flags=re.I)
     return [p.strip(" .?!") for p in pieces if p and p.strip(" .?!")]
 
 

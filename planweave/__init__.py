@@ -21,6 +21,8 @@ from planweave.tools._lazy import lazy_exports
 if TYPE_CHECKING:
     from planweave.executor import (
         Executor,
+        InputAnswer,
+        InputRequest,
         Plan,
         PlanError,
         RetryPolicy,
@@ -54,6 +56,8 @@ _WHERE = {
     "Workflow": "planweave.executor",
     "load_workflow": "planweave.executor",
     "open_store": "planweave.executor",
+    "InputAnswer": "planweave.executor",
+    "InputRequest": "planweave.executor",
     "PlanweaveError": "planweave.tools",
     "Tool": "planweave.tools",
     "ToolError": "planweave.tools",

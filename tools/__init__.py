@@ -17,6 +17,9 @@ if TYPE_CHECKING:
         format_validation_error as format_validation_error,
         tool as tool,
     )
+    from planweave.tools.ask import (
+        ask_user as ask_user,
+    )
     from planweave.tools.builtin import (
         builtin_tools as builtin_tools,
     )
@@ -40,6 +43,7 @@ _WHERE = {
     "format_validation_error": "planweave.tools.base",
     "tool": "planweave.tools.base",
     "builtin_tools": "planweave.tools.builtin",
+    "ask_user": "planweave.tools.ask",
     "ConfigError": "planweave.tools.errors",
     "PlanweaveError": "planweave.tools.errors",
     "RuntimeFailure": "planweave.tools.errors",

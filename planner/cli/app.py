@@ -737,8 +737,11 @@ def serve_(
         Optional[list[str]], typer.Option(help="A browser origin allowed to call the API. Repeatable.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    approve: ApproveOpt = None,
 ) -> None:
-    """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
+    """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client).
+
+    Steps that need a person ask in the chat; the user's next message answers."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
     # server's start-up thread, so `/health` answers before they are (planweave.planner.serve._launch).
     from planweave.planner.serve._launch import run_server
@@ -759,7 +762,7 @@ def serve_(
         )
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, approve=_approve_list(approve),
         )
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,

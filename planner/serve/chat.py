@@ -171,7 +171,7 @@ def conversation_turns(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
 
 _Piece = tuple[Literal["reasoning", "answer"], str]
 
-_NARRATED_DECISIONS = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}
+_NARRATED_DECISIONS = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Continued"}
 _ANSWERED = {"approve": "approved", "edit": "approved with your arguments", "deny": "denied", "answer": "answered"}
 
 
@@ -200,7 +200,8 @@ def final_text(result: PlannerResult) -> str:
 
         return ask_text(result.requests)
     answer = result.answer or f"The run ended ({result.status}) without an answer."
-    if result.status == "partial" and result.error:
+    unsaid = [s for s in result.failed_steps if (result.steps[s].error or s) not in answer]
+    if result.status == "partial" and result.error and unsaid:
         # Said where the user reads, not only in the folded progress block.
         answer += f"\n\n**Not everything worked:** {result.error}"
     return answer
@@ -262,7 +263,8 @@ class Narration:
                 reason = f": {_plain(e.reason, 300)}" if e.reason else ""
                 yield "reasoning", f"- `{e.step_id}` {status}{reason}\n"
             case Decision() if e.action in _NARRATED_DECISIONS:
-                yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {_plain(e.reason, 300)}\n"
+                reason = e.reason.removeprefix("resumed: ")
+                yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {_plain(reason, 300)}\n"
             case InputRequested():
                 yield "reasoning", f"- `{e.step_id}` waits for you\n"
             case InputAnswered():

@@ -451,6 +451,13 @@ ApproveOpt = Annotated[
 ]
 
 
+AnswerWithinOpt = Annotated[
+    Optional[float],
+    typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request; then it is denied "
+                 "(a question gets its default)."),
+]
+
+
 def _approve_list(specs: list[str] | None) -> list[str]:
     return [s.strip() for spec in specs or [] for s in spec.split(",") if s.strip()]
 
@@ -479,11 +486,7 @@ def run_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
     approve: ApproveOpt = None,
-    answer_within: Annotated[
-        Optional[float],
-        typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request; then it is denied "
-                     "(a question gets its default)."),
-    ] = None,
+    answer_within: AnswerWithinOpt = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost.
 
@@ -587,6 +590,14 @@ def resume(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    approve: Annotated[
+        Optional[list[str]],
+        typer.Option("--approve", help="Tools whose every call a person approves first (default: the run's)."),
+    ] = None,
+    answer_within: Annotated[
+        Optional[float],
+        typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request (default: the run's)."),
+    ] = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
     from planweave.executor.store import FINAL_STATUSES
@@ -627,8 +638,8 @@ def resume(
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
-        answer_within=meta.get("answer_within"),
+        record=True, quiet=quiet or as_json, approve=_approve_list(approve) or list(meta.get("approve") or []),
+        answer_within=answer_within if answer_within is not None else meta.get("answer_within"),
     )
     _finish_planner_run(
         planner,

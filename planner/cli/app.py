@@ -213,8 +213,12 @@ def _run_workflow(
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
+    answers: dict[str, Any] | None = None,
+    requests: dict[str, Any] | None = None,
 ) -> tuple[Any, RunResult]:
-    """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
+    """Load, validate, record and run a workflow file (shared by `exec`, `resume` and `respond`).
+
+    On a terminal, steps that wait for a person ask inline; elsewhere the run ends `waiting` (exit 3)."""
     import asyncio
     import uuid
 
@@ -241,9 +245,14 @@ def _run_workflow(
     if tracer is not None:
         subscribers.append(tracer)
 
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
+    responder = terminal_responder(None) if can_ask() else None
+
     async def go() -> RunResult:
         try:
-            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers)
+            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
+                                      responder=responder, answers=answers, requests=requests)
         finally:
             if tracer is not None:
                 await tracer.aclose()
@@ -627,6 +636,8 @@ def resume(
             meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
             run_id=summary.id,
             completed=state.completed,
+            answers=state.answers,
+            requests=state.requests,
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -693,9 +704,26 @@ def respond(
     if summary.status != "waiting":
         fail_usage(f"run `{summary.id}` is not waiting for anyone (it is {summary.status}); "
                    "`planweave runs --status waiting` lists the runs that are.")
-    if summary.kind != "planner":
-        fail_usage(f"run `{summary.id}` ran a workflow file; answering workflow runs is not supported yet.")
     meta = summary.meta
+    if summary.kind == "workflow":
+        from planweave.executor.requests import pick_answers
+
+        tool_specs = meta.get("tool_specs")
+        selected = _tools(
+            tool_specs, workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),
+            http_timeout=float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
+            llm=_llm_tool(meta.get("model"), meta.get("api_base")),
+        )
+        state = store.get_run(summary.id).resume_state()
+        answers = pick_answers(state.requests, reply, step_id=step, run_id=summary.id, tools={t.name: t for t in selected})
+        workflow, result = _run_workflow(
+            Path(meta["file"]), dict(meta.get("inputs") or {}), tools=selected,
+            meta={k: v for k, v in meta.items() if k not in ("file", "inputs", "resumed_at")}, run_id=summary.id,
+            completed=state.completed, answers={**state.answers, **answers}, requests=state.requests,
+        )
+        _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
+            allow_failed_steps=allow_failed_steps,
+        )
     planner, view = _start_planner_run(
         model=meta.get("model") or None, api_base=meta.get("api_base"), tools=meta.get("tool_specs"),
         workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),

@@ -72,8 +72,8 @@ def _question(request: InputRequest, out: TextIO) -> InputAnswer:
             out.write(f"{exc}\n")
 
 
-def terminal_responder(view: Any) -> Responder:
-    """Ask on this terminal; `view` (the live view) stops drawing while a question is open."""
+def terminal_responder(view: Any | None) -> Responder:
+    """Ask on this terminal; `view` (the live view, if any) stops drawing while a question is open."""
     lock = asyncio.Lock()
 
     def ask(request: InputRequest) -> InputAnswer | None:
@@ -85,10 +85,12 @@ def terminal_responder(view: Any) -> Responder:
 
     async def respond(request: InputRequest) -> InputAnswer | None:
         async with lock:
-            view.stop()
+            if view is not None:
+                view.stop()
             try:
                 return await asyncio.to_thread(ask, request)
             finally:
-                view.start()
+                if view is not None:
+                    view.start()
 
     return respond

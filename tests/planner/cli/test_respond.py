@@ -191,3 +191,31 @@ def test_a_deadline_that_passed_denies_the_request_when_the_run_continues(env: d
     assert resumed.returncode == 1 and result["status"] == "partial"
     assert result["steps"]["s"]["error"] == "step `s` was not run: nobody answered in time"
     assert sent(env) == []
+
+
+WORKFLOW = textwrap.dedent(
+    """
+    name: report
+    steps:
+      - id: total
+        tool: calculator
+        args: {expression: "17 * 23"}
+      - id: note
+        tool: write_file
+        args: {path: "total.txt", content: "total ${total}"}
+        approval: true
+    """
+)
+
+
+def test_a_workflow_step_with_approval_waits_and_respond_continues_it(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "report.yaml").write_text(WORKFLOW)
+    first = cli(["exec", str(tmp_path / "report.yaml"), "--workspace", str(tmp_path)], env)
+    assert first.returncode == 3, first.stderr
+    assert "step `note` needs approval to run `write_file`" in first.stderr
+    run_id = json.loads(cli(["runs", "--status", "waiting", "--json"], env).stdout)[0]["id"]
+    edited = cli(["respond", run_id, "--edit", '{"path": "total.txt", "content": "391 in all"}', "--json"], env)
+    assert edited.returncode == 0, edited.stderr
+    result = json.loads(edited.stdout)
+    assert result["status"] == "succeeded" and result["steps"]["total"]["restored"]
+    assert (tmp_path / "total.txt").read_text() == "391 in all"

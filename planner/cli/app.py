@@ -182,7 +182,9 @@ def _tools(
     http_timeout: float,
     llm: Any = None,
 ) -> list[Any]:
-    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any."""
+    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any.
+    `ask_user` counts as a built-in tool (a workflow may ask a question)."""
+    from planweave.tools.ask import ask_user
     from planweave.tools.builtin import select_tools
 
     return select_tools(
@@ -191,7 +193,7 @@ def _tools(
         allow_private_hosts=allow_private_hosts,
         http_timeout_s=http_timeout,
         fixes=CLI_FIXES,
-        extra=[llm] if llm is not None else [],
+        extra=[llm, ask_user] if llm is not None else [ask_user],
     )
 
 
@@ -845,7 +847,9 @@ def tools_(
     from planweave.tools.base import ToolRegistry
     from planweave.tools.builtin import builtin_tools
 
-    registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None)])
+    from planweave.tools.ask import ask_user
+
+    registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None), ask_user])
     if as_json:
         typer.echo(json.dumps(registry.catalogue(), indent=2))
         return

@@ -78,6 +78,19 @@ if TYPE_CHECKING:
         RunClosedError as RunClosedError,
         StepFailure as StepFailure,
     )
+    from planweave.executor.errors import (
+        AnswerError as AnswerError,
+        StepDeniedError as StepDeniedError,
+    )
+    from planweave.executor.requests import (
+        InputAnswer as InputAnswer,
+        InputAnswered as InputAnswered,
+        InputRequest as InputRequest,
+        InputRequested as InputRequested,
+    )
+    from planweave.executor.waiting import (
+        Responder as Responder,
+    )
     from planweave.executor.workflow import (
         Limits as Limits,
         Parallel as Parallel,
@@ -135,6 +148,13 @@ _WHERE = {
     "Parallel": "planweave.executor.workflow",
     "Workflow": "planweave.executor.workflow",
     "load_workflow": "planweave.executor.workflow",
+    "AnswerError": "planweave.executor.errors",
+    "StepDeniedError": "planweave.executor.errors",
+    "InputAnswer": "planweave.executor.requests",
+    "InputAnswered": "planweave.executor.requests",
+    "InputRequest": "planweave.executor.requests",
+    "InputRequested": "planweave.executor.requests",
+    "Responder": "planweave.executor.waiting",
 }
 
 __all__ = sorted(_WHERE)

@@ -22,6 +22,7 @@ from planweave.executor.errors import ForEachLimitError, ReferenceResolutionErro
 from planweave.executor.events import EventBus
 from planweave.executor.failures import Recovery, StepFailure
 from planweave.executor.refs import PathError, Ref, pick, resolve
+from planweave.executor.waiting import PersonWaits
 from planweave.tools.base import ToolContext, ToolProgress
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ class _Slots:
             self.a.release()
 
 
-class StepAttempts:
-    """The attempts of a run's steps (the half of `Run` that calls tools)."""
+class StepAttempts(PersonWaits):
+    """The attempts of a run's steps (the half of `Run` that calls tools; waiting for people
+    before the first attempt is `PersonWaits`)."""
 
     # Set by `Run.__init__`.
     executor: Executor
@@ -130,6 +132,9 @@ class StepAttempts:
         c = node.c
         sid = c.step.id
         try:
+            kind = self._needs_person(c)
+            if kind is not None and not await self._wait_for_person(node, kind):
+                return
             while True:
                 node.attempts += 1
                 attempt = node.attempts
@@ -179,7 +184,11 @@ class StepAttempts:
             node.started_at = time.time()
             node.status = "running"
         item_value = item[1] if item is not None else None
-        args = resolve(step.args, lambda r: self._lookup(r, item_value)) if c.args_dynamic else step.args
+        if node.args_override is not None:  # a person edited them: used as given (a for_each step's are resolved per item)
+            override = node.args_override
+            args = override if item is None else resolve(override, lambda r: self._lookup(r, item_value))
+        else:
+            args = resolve(step.args, lambda r: self._lookup(r, item_value)) if c.args_dynamic else step.args
         if item is None and self._bus.active:
             self._bus.note("step_started", step.id, c.tool.name, attempt, args)
         ctx = (

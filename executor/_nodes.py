@@ -39,6 +39,7 @@ class Node:
         "policy",
         "item_outputs",
         "mark",
+        "args_override",
     )
 
     def __init__(self, c: CompiledStep) -> None:
@@ -58,6 +59,8 @@ class Node:
         self.item_outputs: dict[int, Any] | None = None
         self.mark = 0
         """The run journal's number of this step's success event (0: none, or restored)."""
+        self.args_override: dict[str, Any] | None = None
+        """Arguments a person gave when approving the step with an edit (used instead of `step.args`)."""
 
 
 class Join:

@@ -6,19 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from planweave.tools.errors import RuntimeFailure, SetupError, ToolError
+from planweave.tools.errors import ConfigError, RuntimeFailure, SetupError, ToolError
 
 if TYPE_CHECKING:
     from planweave.executor.result import BaseResult
 
 __all__ = [
     "ForEachLimitError",
+    "AnswerError",
     "NoSuchStepError",
     "PlanError",
     "PlanProblem",
     "ReferenceResolutionError",
     "RunFailedError",
     "RunNotStartedError",
+    "StepDeniedError",
     "StepTimeoutError",
     "WorkflowFileError",
 ]
@@ -110,4 +112,16 @@ class NoSuchStepError(SetupError, KeyError):
 
 class RunNotStartedError(SetupError, RuntimeError):
     """A `Run` was used outside `async with executor.start(...) as run:`, or before it finished."""
+
+
+class StepDeniedError(ToolError):
+    """A person denied a step's approval (or declined its question), or nobody answered before its
+    deadline. Permanent: the step's `on_failure` policy decides what the run does next."""
+
+    permanent = True
+
+
+class AnswerError(ConfigError):
+    """An answer does not fit the request it answers: an edit for a question, a choice that is not
+    offered, arguments the tool does not take, a step that waits for nothing."""
 

@@ -160,6 +160,10 @@ class Step(BaseModel):
         "true keeps it until `planweave cache clear`, a number for that many seconds, false never; "
         "default: the tool's own `cache`.",
     )
+    approval: bool = Field(False, description="A person approves, edits or denies the call before it runs.")
+    answer_within_s: float | None = Field(
+        None, gt=0, description="Seconds a person has to answer its approval or question; then denied, or the default."
+    )
 
     @field_validator("handler", mode="before")
     @classmethod

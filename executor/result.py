@@ -13,17 +13,20 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel, Field, computed_field
 
 from planweave.executor.errors import NoSuchStepError
+from planweave.executor.requests import InputRequest
 
 if TYPE_CHECKING:
     from planweave.tools.errors import PlanweaveError
 
 __all__ = ["BaseResult", "RunResult", "RunStatus", "StepResult", "StepStatus", "describe_failed_steps"]
 
-StepStatus = Literal["pending", "ready", "running", "succeeded", "failed", "skipped", "cancelled"]
-"""A step's state. The last four are final; every step ends in exactly one of them.
+StepStatus = Literal["pending", "ready", "waiting", "running", "succeeded", "failed", "skipped", "cancelled"]
+"""A step's state. The last four are final; every step of a run that ended ends in exactly one
+of them (a run that is `waiting` keeps its waiting steps, and those needing them `pending`).
 
 - `pending`: waiting for the steps it needs.
 - `ready`: its inputs are available; waiting for a concurrency slot.
+- `waiting`: waiting for a person to approve it or answer its question (`result.requests`).
 - `running`: an attempt is in progress (or waiting out a retry delay).
 - `succeeded`: it produced an output.
 - `failed`: its last attempt failed (see `error`); its `on_failure` policy was applied.
@@ -31,10 +34,13 @@ StepStatus = Literal["pending", "ready", "running", "succeeded", "failed", "skip
 - `cancelled`: the run was cancelled or failed before the step could finish.
 """
 
-RunStatus = Literal["running", "succeeded", "partial", "failed", "cancelled"]
-"""A run's state; every run ends in one of the last four.
+RunStatus = Literal["running", "waiting", "succeeded", "partial", "failed", "cancelled"]
+"""A run's state; every run ends in one of the last five.
 
 - `running`: steps are still being run.
+- `waiting`: everything left to do waits on people (`requests` says what each step asks); the
+  run stopped there and is recorded, and continues when they answer (`planweave respond`,
+  `Planner.respond`). Not `ok`: the CLI exits 3.
 - `succeeded`: every step that ran succeeded (skipped steps were skipped by their `when`),
   and the workflow's success criteria hold.
 - `partial`: the run went to its end, but at least one step failed with `on_failure:
@@ -98,6 +104,8 @@ class BaseResult(BaseModel):
     error: str | None = None
     started_at: float = 0.0
     finished_at: float = 0.0
+    requests: list[InputRequest] = Field(default_factory=list)
+    """What the run waits for when it is `waiting`: one open request per waiting step."""
 
     @property
     def duration_s(self) -> float:

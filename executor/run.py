@@ -25,6 +25,7 @@ from planweave.executor.errors import PlanError, PlanProblem, RunNotStartedError
 from planweave.executor.events import EventBus, RunEvent, RunStarted, StepAdded, Subscriber
 from planweave.executor.graph import CompiledStep, PlanGraph
 from planweave.executor.plan import Plan, Step
+from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.result import RunResult, RunStatus, StepResult, StepStatus, describe_failed_steps
 from planweave.tools.errors import RuntimeFailure
 from planweave.tools.safe_eval import INLINE_WORK, WorkLimitExceeded, evaluate, evaluate_async
@@ -72,6 +73,8 @@ class Run(StepAttempts):
         max_steps: int | None,
         replans_handled: bool,
         keep_events: bool,
+        answers: Mapping[str, InputAnswer] | None = None,
+        requests: Mapping[str, InputRequest] | None = None,
     ) -> None:
         self.executor = executor
         self.id = run_id or uuid.uuid4().hex[:16]
@@ -118,6 +121,10 @@ class Run(StepAttempts):
         self.finished_at = 0.0
         self._result: RunResult | None = None
         self._initial: list[CompiledStep] = []
+        self._parked: dict[str, InputRequest] = {}
+        self._answers: dict[str, InputAnswer] = dict(answers or {})
+        self._requested: dict[str, InputRequest] = dict(requests or {})
+        self._stall: asyncio.Event | None = None
         if plan is not None:
             steps = plan.steps if isinstance(plan, Plan) else list(plan)
             self._check_max_steps(len(steps))
@@ -206,6 +213,8 @@ class Run(StepAttempts):
         self._closed = True
         if self._tg is not None and self._unfinished == 0 and not self._finished:
             self._finish()
+        elif self._parked and self._tg is not None:
+            self._check_stalled()  # everything left waits on people: the run ends `waiting`
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel running steps, mark every other unfinished step cancelled, and end the run."""
@@ -535,6 +544,8 @@ class Run(StepAttempts):
             self._draining = False
         if self._closed and self._unfinished == 0 and not self._finished and self._tg is not None:
             self._finish()
+        elif self._parked:
+            self._check_stalled()
 
     def _abort(self, status: RunStatus, error: str) -> None:
         if self._finished:
@@ -555,6 +566,14 @@ class Run(StepAttempts):
         self._drain()
         if self._unfinished == 0 and not self._finished and self._tg is not None:
             self._finish()
+
+    def _park(self) -> None:
+        """End the run `waiting`: every step left waits on people (`planweave.executor.waiting`)."""
+        if self._finished or self._tg is None:
+            return
+        self._status = "waiting"
+        self._error = "waiting for a person: " + "; ".join(r.describe() for r in self._parked.values())
+        self._finish()
 
     def _on_deadline(self) -> None:
         self._abort("failed", f"the run passed its deadline of {self.deadline_s:g}s; raise `deadline_s` or plan less")
@@ -602,6 +621,7 @@ class Run(StepAttempts):
             started_at=self.started_at,
             finished_at=self.finished_at,
             replan_requests=list(self._replans),
+            requests=[r for sid, r in self._parked.items() if self._nodes[sid].status == "waiting"],
         )
         if self._bus.active:
             self._bus.note("run_finished", self._status, time.perf_counter() - self._t0, self._error)

@@ -30,8 +30,10 @@ from planweave.executor.backends import Backend, LocalBackend
 from planweave.executor.events import Subscriber
 from planweave.executor.failures import FailureHandler, Recovery, StepFailure
 from planweave.executor.plan import Plan, Step
+from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.result import RunResult
 from planweave.executor.run import Run, RunClosedError
+from planweave.executor.waiting import Responder
 from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.errors import ConfigError
 
@@ -62,6 +64,10 @@ class Executor:
             each `run`; a live run (`start`) needs the executor entered.
         cache: the step cache of cached steps (`planweave.executor.cache`): True for the
             default one, a `StepCache`, or False to run every call.
+        approve: tool names whose every call a person approves first (as `@tool(approval=True)`).
+        responder: answers people's requests in-process (`planweave.executor.waiting.Responder`);
+            without one, a run whose remaining steps all wait on people ends `waiting`.
+        answer_within_s: default deadline of each request (a step's `answer_within_s` overrides it).
     """
 
     def __init__(
@@ -76,6 +82,9 @@ class Executor:
         mcp: Iterable[MCPServer | str] = (),
         max_items_per_step: int = DEFAULT_MAX_ITEMS_PER_STEP,
         cache: StepCache | bool = True,
+        approve: Iterable[str] = (),
+        responder: Responder | None = None,
+        answer_within_s: float | None = None,
     ) -> None:
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.mcp = list(mcp)
@@ -110,6 +119,9 @@ class Executor:
                 self._own_cache = open_cache()
             return self._own_cache
         return self.cache
+        self.approve = frozenset(approve)
+        self.responder = responder
+        self.answer_within_s = answer_within_s
 
     def start(
         self,
@@ -124,10 +136,14 @@ class Executor:
         max_steps: int | None = None,
         replans_handled: bool = False,
         keep_events: bool = True,
+        answers: Mapping[str, InputAnswer] | None = None,
+        requests: Mapping[str, InputRequest] | None = None,
     ) -> Run:
         """Create a run (validating `plan` now). Use it as `async with executor.start(...) as run:`.
 
         `completed` maps step ids to recorded outputs: those steps are not run again (resume).
+        `answers` are people's answers to steps that wait (by step id), `requests` the requests an
+        earlier process of this run recorded (their deadlines hold).
         A `Workflow` runs its expanded plan with its default inputs and limits (its success
         criteria are checked by `run`, not here).
         """
@@ -157,6 +173,8 @@ class Executor:
             max_steps=max_steps,
             replans_handled=replans_handled,
             keep_events=keep_events,
+            answers=answers,
+            requests=requests,
         )
         run.model = model  # what `llm` steps call unless told otherwise (`ToolContext.model`)
         return run

@@ -36,6 +36,7 @@ from planweave.executor.events import (
     StepSucceeded,
 )
 from planweave.executor.plan import Step
+from planweave.executor.requests import InputAnswer, InputAnswered, InputRequest, InputRequested
 from planweave.executor.result import StepStatus
 
 __all__ = ["RunState", "StepProgress"]
@@ -127,6 +128,10 @@ class RunState:
         """Every step, in the order added (a step added again keeps its place)."""
         self.outputs: dict[str, Any] = {}
         """Outputs of the steps that succeeded or were restored (kept when a step is added again)."""
+        self.requests: dict[str, InputRequest] = {}
+        """Steps waiting for a person, by step id: asked and not answered yet."""
+        self.answers: dict[str, InputAnswer] = {}
+        """People's answers, by step id (the latest for each step)."""
 
     @classmethod
     def fold(cls, events: Iterable[RunEvent]) -> RunState:
@@ -186,6 +191,12 @@ class RunState:
                 s = self._finish(event.step_id, event.at, "skipped" if isinstance(event, StepSkipped) else "cancelled",
                                  None, None)  # fmt: skip
                 s.error = event.reason
+            case InputRequested():
+                self._step(event.step_id).status = "waiting"
+                self.requests[event.step_id] = InputRequest.model_validate(event.request)
+            case InputAnswered():
+                self.requests.pop(event.step_id, None)
+                self.answers[event.step_id] = InputAnswer.model_validate(event.answer)
             case RunStarted():
                 self.run_id, self.goal, self.started_at = event.run_id, event.goal or self.goal, event.at
                 self.inputs = dict(event.inputs or {})

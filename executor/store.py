@@ -52,6 +52,7 @@ from pydantic import BaseModel, Field
 from planweave.executor.durability import Journal
 from planweave.executor.events import EVENT_TYPES, RunEvent, event_from_dict
 from planweave.executor.plan import Step
+from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.state import RunState
 from planweave.tools.errors import PlanweaveError, RuntimeFailure, SetupError
 
@@ -82,10 +83,13 @@ __all__ = [
 
 DEFAULT_HOME = "~/.planweave"
 
-StoredStatus = Literal["running", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"]
+StoredStatus = Literal[
+    "running", "waiting", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"
+]
 """A recorded run's status.
 
 - `running`: its process is still writing it (it holds a live lease).
+- `waiting`: everything left waits on people; it continues when they answer (`planweave respond`).
 - `succeeded` / `partial` / `failed` / `cancelled` / `budget_exceeded`: how it ended (see `RunStatus`
   and `PlannerStatus`).
 - `interrupted`: its process died (SIGKILL, crash, Ctrl-C, restart: its lease expired), or the
@@ -231,6 +235,10 @@ class ResumeState(BaseModel):
     rounds: int = 0
     """Planning rounds so far (contributed by the planner's fold; 0 for a workflow run)."""
     replans: int = 0
+    requests: dict[str, InputRequest] = Field(default_factory=dict)
+    """Open requests to people, by step id: they keep their time and deadline when asked again."""
+    answers: dict[str, InputAnswer] = Field(default_factory=dict)
+    """People's answers to steps that have not succeeded yet, by step id: used, not asked again."""
 
 
 class RunRecord(BaseModel):
@@ -260,6 +268,8 @@ class RunRecord(BaseModel):
             inputs=state.inputs,
             steps=steps,
             completed={k: v for k, v in state.outputs.items() if k in kept},
+            requests=dict(state.requests),
+            answers={k: a for k, a in state.answers.items() if k not in state.outputs},
             **state.resume_fields(),
         )
 

@@ -194,13 +194,14 @@ class Workflow(BaseModel):
                 failed.append(f"success criterion `{expr}` cannot be checked: {exc}")
         return failed
 
-    def _executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]]) -> Executor:
+    def _executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]], responder: Any = None) -> Executor:
         handler: FailureHandler | None = self.on_failure
         return Executor(
             tools,
             max_concurrency=self.limits.max_concurrency,
             tool_limits=self.limits.tool_limits,
             failure_handler=handler,
+            responder=responder,
         )
 
     async def run(
@@ -213,16 +214,21 @@ class Workflow(BaseModel):
         completed: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         executor: Executor | None = None,
+        responder: Any = None,
+        answers: Mapping[str, Any] | None = None,
+        requests: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run the workflow; the result fails when a success criterion does not hold.
 
         Without `executor`, one is made from `tools` and the workflow's limits and failure
-        handler; with one, its own settings apply (and `tools` is ignored).
+        handler; with one, its own settings apply (and `tools` is ignored). `responder`,
+        `answers` and `requests` are for steps that wait for people (`planweave.executor.waiting`).
         """
-        ex = executor or self._executor(tools)
+        ex = executor or self._executor(tools, responder)
         try:
             return await ex.run(
-                self, goal=goal, inputs=inputs, subscribers=subscribers, completed=completed, run_id=run_id
+                self, goal=goal, inputs=inputs, subscribers=subscribers, completed=completed, run_id=run_id,
+                answers=answers, requests=requests,
             )
         finally:
             if executor is None:

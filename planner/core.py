@@ -21,13 +21,15 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from planweave.executor import Plan, RetryPolicy, RunEvent
 from planweave.executor.masking import Masker
+from planweave.executor.requests import InputAnswer, pick_answers
 from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
+from planweave.executor.waiting import Responder
 from planweave.planner.budget import Budget
 from planweave.planner.errors import ConfigError
 from planweave.planner.llm import LLMConfig
@@ -68,6 +70,13 @@ class Planner:
         mcp: MCP servers whose tools join `tools` (`MCPServer`s, command lines or URLs). They run
             while the planner is entered (`async with planner:`), else for each run; one process
             starts each server once and shares it between concurrent runs.
+        approve: tool names whose every call a person approves, edits or denies first (tools with
+            `@tool(approval=True)` and steps with `approval: true` always wait).
+        on_input: answers people's requests in-process (a `Responder`: the request in, an
+            `InputAnswer` or None out); without one, a run whose remaining steps all wait on
+            people ends `waiting` and continues with `respond`, in this process or another.
+        answer_within_s: default deadline of each request; then approvals are denied and
+            questions get their default.
     """
 
     def __init__(
@@ -99,6 +108,9 @@ class Planner:
         tracing: bool | TracingConfig | None = None,
         masker: Masker | None = None,
         mcp: Iterable[MCPServer | str] = (),
+        approve: Iterable[str] = (),
+        on_input: Responder | None = None,
+        answer_within_s: float | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -133,6 +145,9 @@ class Planner:
         self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
         self.mcp = [s if isinstance(s, MCPServer) else MCPServer.parse(s) for s in mcp]
         self._mcp_stack: contextlib.AsyncExitStack | None = None
+        self.approve = frozenset(approve)
+        self.on_input = on_input
+        self.answer_within_s = answer_within_s
 
     @property
     def store(self) -> RunStore | None:
@@ -161,15 +176,20 @@ class Planner:
         session_id: str | None = None,
         user_id: str | None = None,
         tags: Iterable[str] = (),
+        conversation: Sequence[Mapping[str, str]] = (),
     ) -> PlannerResult:
         """Plan and run `goal`; returns the answer, every step, usage and cost (and the trace,
-        when tracing is on; `session_id`, `user_id` and `tags` go on it)."""
+        when tracing is on; `session_id`, `user_id` and `tags` go on it).
+
+        `conversation`: the earlier turns of a chat (`{"role": "user" | "assistant", "text": ...}`,
+        oldest first), shown to the model in a section of their own; `goal` is the latest message."""
         if not goal or not goal.strip():
             raise ConfigError("the goal is empty; say what you want done")
         trace = {"session_id": session_id, "user_id": user_id, "tags": list(tags)}
         async with self._mcp_connected():
             return await PlannerRun(
-                self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace
+                self, goal.strip(), dict(inputs or {}), run_id, [*self.subscribers, *subscribers], trace=trace,
+                conversation=[dict(t) for t in conversation],
             ).go()
 
     async def plan(self, goal: str, *, inputs: Mapping[str, Any] | None = None) -> tuple[Plan, PlannerResult]:
@@ -182,14 +202,40 @@ class Planner:
                 self, goal.strip(), dict(inputs or {}), None, list(self.subscribers), record=False
             ).plan_only()
 
+    async def respond(
+        self,
+        run_id: str,
+        answer: InputAnswer,
+        *,
+        step_id: str | None = None,
+        subscribers: Iterable[Callable[[RunEvent], object]] = (),
+    ) -> PlannerResult:
+        """Answer a `waiting` run's request (the step `step_id`, or the only one waiting) and
+        continue the run, in this process or any other: the same run, no new plan.
+
+        Raises `AnswerError` when the run waits for no such answer (it names what it waits for)."""
+        store = self._store_or_fail()
+        record = store.get_run(run_id)
+        state = record.resume_state(PlannerState)
+        tools = {t.name: t for t in self.tools}
+        answers = pick_answers(state.requests, answer, step_id=step_id, run_id=record.summary.id, tools=tools)
+        return await self.resume(record.summary.id, answers=answers, subscribers=subscribers)
+
+    def _store_or_fail(self) -> RunStore:
+        store = self.store
+        if store is None:
+            raise ConfigError("this planner records no runs (`store=False`), so it cannot continue one.")
+        return store
+
     async def resume(
         self,
         run_id: str,
         *,
         subscribers: Iterable[Callable[[RunEvent], object]] = (),
+        answers: Mapping[str, InputAnswer] | None = None,
         budget: Budget | None = None,
     ) -> PlannerResult:
-        """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C).
+        """Continue a recorded run that was interrupted (killed, crashed, Ctrl-C) or is `waiting`.
 
         Steps that succeeded are not run again (their recorded outputs are used), steps that
         were running run again, and the planner continues from the recorded context: a plan
@@ -198,7 +244,8 @@ class Planner:
 
         The run's budget, model and API base are restored from its record unless given here
         (`budget`) or to this planner; what the run spent before it stopped counts against the
-        budget. The planner must have the tools the run had.
+        budget. The planner must have the tools the run had. `answers`
+        (by step id) answer the steps that wait for people; those still unanswered ask again.
         """
         store = self.store
         if store is None:
@@ -220,7 +267,8 @@ class Planner:
         async with self._mcp_connected():
             return await PlannerRun(
                 planner, state.goal, state.inputs, summary.id, [*self.subscribers, *subscribers], resume=state,
-                trace={}, history=history,
+                trace={}, history=history, answers=answers,
+                conversation=list(summary.meta.get("conversation") or []),
             ).go()
 
     def _as_recorded(self, run_id: str, meta: Mapping[str, Any], budget: Budget | None) -> Planner:

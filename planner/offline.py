@@ -47,12 +47,16 @@ def _section(prompt: str, title: str) -> str:
 
 
 def _parts(goal: str) -> list[str]:
-    pieces = re.split(r";|\n|\band then\b|\bthen\b|\balso\b|(?<=[a-z0-9)?]),\s|\band\b(?=\s+(?:what|compute|calculate|fetch|get|read|list|how))", goal, flags=re.I)
+    pieces = re.split(r";|\n|\band then\b|\bthen\b|\balso\b|(?<=[a-z0-9)?]),\s|\band\b(?=\s+(?:what|compute|calculate|fetch|get|read|list|how|[-(]?\d))", goal, flags=re.I)
     return [p.strip(" .?!") for p in pieces if p and p.strip(" .?!")]
 
 
+_TIMES_X = re.compile(r"(?<=\d)\s*[x×]\s*(?=[-(]*\d)")
+
+
 def _expression(text: str) -> str | None:
-    lowered = text.lower()
+    # Front ends turn `*` into `×` (and people write `x` or `÷`): read them as the operators.
+    lowered = _TIMES_X.sub(" * ", text.lower()).replace("÷", "/").replace("×", "*")
     for pattern, op in _WORDS.items():
         lowered = re.sub(pattern, op, lowered)
     m = _EXPR.search(lowered)
@@ -108,6 +112,55 @@ def plan_for(goal: str, tools: set[str]) -> dict[str, Any]:
     return {"rationale": rationale, "steps": steps, "answer": None}
 
 
+def _unhandled(goal: str) -> list[str]:
+    """The parts of `goal` no rule can plan (said plainly in the answer)."""
+    return [part for i, part in enumerate(_parts(goal), 1) if not _steps_for(part, i)]
+
+
+# --- follow-ups that refer to earlier answers ----------------------------------------------
+
+_ARITHMETIC = re.compile(r"\b(add|plus|subtract|minus|multiply|times|divide|double|halve|square)\b|[-+*/×÷^]", re.I)
+_REFERENCE = re.compile(
+    r"\b(?:the\s+(first|last|previous|latest)\s+(?:result|answer|number)|the\s+(?:result|answer)|that(?:\s+number)?|it)\b",
+    re.I,
+)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _earlier_results(conversation: str) -> list[str]:
+    """Numbers the assistant gave earlier, oldest first (what follows `=` when it says `a = b`)."""
+    found: list[str] = []
+    for line in conversation.splitlines():
+        if not line.startswith("- assistant:"):
+            continue
+        text = line[len("- assistant:"):]
+        results = re.findall(r"=\s*(-?\d+(?:\.\d+)?)", text) or _NUMBER.findall(text)
+        found += results
+    return found
+
+
+def _with_references(goal: str, conversation: str) -> str:
+    """A follow-up (`now add 100 to it`, `multiply the first result by 2`) with the earlier result
+    it refers to written in, then put as an expression the rules read."""
+    results = _earlier_results(conversation)
+    if not results or not _ARITHMETIC.search(goal) or not _REFERENCE.search(goal):
+        return goal
+    text = _REFERENCE.sub(lambda m: results[0] if (m.group(1) or "").lower() == "first" else results[-1], goal)
+    text = re.sub(r"^\s*(?:now|and|then|ok|okay)[,\s]+", "", text, flags=re.I)
+    num = r"(-?\d+(?:\.\d+)?)"
+    for pattern, repl in (
+        (rf"\badd\s+{num}\s+to\s+{num}", r"\2 + \1"),
+        (rf"\bsubtract\s+{num}\s+from\s+{num}", r"\2 - \1"),
+        (rf"\bmultiply\s+{num}\s+by\s+{num}", r"\1 * \2"),
+        (rf"\bdivide\s+{num}\s+by\s+{num}", r"\1 / \2"),
+        (rf"\bdouble\s+{num}", r"\1 * 2"),
+        (rf"\bhalve\s+{num}", r"\1 / 2"),
+        (rf"\bsquare\s+{num}", r"\1 ** 2"),
+    ):
+        text = re.sub(pattern, repl, text, flags=re.I)
+    return text
+
+
 _RESULT = re.compile(r"^`([\w-]+)` \(([\w.-]+), (\w+)\): (.*)$", re.S)
 
 
@@ -140,7 +193,14 @@ def _described(goal: str, results: list[str]) -> str:
             out.append(f"{subject} = {text}")
         else:
             out.append(f"{subject}: {text}" if subject else text)
-    return "; ".join(out)
+    said = "; ".join(out)
+    missed = _unhandled(goal)
+    if said and missed:
+        # Said in the answer itself, not only in the plan's rationale: the user must not take
+        # a partial answer for a whole one.
+        said += (f". I could not do {'; '.join(repr(p) for p in missed)}: the offline planner has no rule for "
+                 f"{'them' if len(missed) > 1 else 'it'} (a real model can).")
+    return said
 
 
 def offline_reply(messages: list[dict[str, Any]]) -> str:
@@ -148,7 +208,13 @@ def offline_reply(messages: list[dict[str, Any]]) -> str:
     system = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
     user = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
     prompt = system + "\n" + user
-    goal = _section(prompt, "Goal")
+    from planweave.planner.serve.tasks import offline_task_reply  # a chat front end's background task
+
+    task = offline_task_reply(messages)
+    if task is not None:
+        return task
+    # Only the latest user message is the goal; the conversation is read where a rule can use it.
+    goal = _with_references(_section(prompt, "Goal"), _section(prompt, "Conversation so far"))
     if "Decide whether the goal is answered" in prompt:
         return json.dumps({"action": "finish", "answer": _described(goal, _results(prompt)) or "no results", "reason": ""})
     if "Plan the next steps" in prompt:

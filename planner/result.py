@@ -12,8 +12,11 @@ from planweave.tools.errors import PlanweaveError
 
 __all__ = ["PlannerResult", "PlannerStatus"]
 
-PlannerStatus = Literal["succeeded", "partial", "failed", "budget_exceeded", "cancelled"]
+PlannerStatus = Literal["succeeded", "partial", "waiting", "failed", "budget_exceeded", "cancelled"]
 """How a planner run ended.
+
+- `waiting`: everything left to do waits on people (`requests` says what each step asks): the
+  run stopped there, recorded, and continues with `Planner.respond` (any process, any time).
 
 - `succeeded`: the model gave its answer and every step that ran succeeded.
 - `partial`: the model gave an answer, but at least one step failed on the way (the answer may

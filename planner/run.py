@@ -19,7 +19,9 @@ from planweave.executor import Executor, Plan, PlanError, Run, RunEvent, Step
 from planweave.executor.masking import SecretInputs
 from planweave.executor.events import RunFinished, StepCancelled, StepFailed, StepRestored, StepSkipped, StepSucceeded
 from planweave.executor.result import describe_failed_steps
+from planweave.executor.requests import InputAnswer
 from planweave.executor.store import ResumeState
+from planweave.executor.waiting import until_done_or_stalled
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from planweave.planner.budget import check_replans, check_steps, check_usage
 from planweave.planner.errors import BudgetExceededError, LLMError, ModelStreamError, PlanningError
@@ -39,6 +41,7 @@ from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.state import PlannerState
 from planweave.planner.streaming import FieldStream, StepStream
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
+from planweave.tools.ask import ask_user
 from planweave.tools.base import Tool, format_validation_error, tool
 
 if TYPE_CHECKING:
@@ -47,6 +50,10 @@ if TYPE_CHECKING:
 __all__ = ["PlannerRun", "make_llm_tool", "run_settings"]
 
 _STEP_FINAL = (StepSucceeded, StepFailed, StepSkipped, StepCancelled, StepRestored)
+
+
+class _Parked(Exception):
+    """Everything left in the round waits on people: the run stops `waiting` (not an error)."""
 
 
 class _RoundTracker:
@@ -124,6 +131,8 @@ class PlannerRun:
         record: bool = True,
         trace: Mapping[str, Any] | None = None,
         history: PlannerState | None = None,
+        answers: Mapping[str, InputAnswer] | None = None,
+        conversation: list[dict[str, str]] | None = None,
     ) -> None:
         self.p = planner
         # Secret inputs are masked by value from here on (store, traces, every message to the model).
@@ -144,6 +153,10 @@ class PlannerRun:
             self.secrets.remember_in(getattr(store, "mask", None))  # a store given with its own masker
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
                     **run_settings(planner), **planner.meta}
+            if trace and trace.get("session_id"):
+                meta["session_id"] = trace["session_id"]  # `planweave runs --session`
+            if conversation:
+                meta["conversation"] = conversation  # a resumed run shows the model the same turns
             recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
@@ -163,23 +176,28 @@ class PlannerRun:
                 subscribers = [*subscribers, self.tracer]
         self.goal = goal
         self.inputs = inputs
+        self.conversation = conversation or []
         self.subscribers = subscribers
         self.tracker = _RoundTracker()
         self.budget = planner.budget
         self.round = 0
         self.replans = 0
         self.budget_hit: BudgetExceededError | None = None
-        registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
+        extra = [make_llm_tool(self.client, planner.prompts)]
+        if "ask_user" not in planner.tools:
+            extra.append(ask_user)
+        registry = planner.tools.merged(extra)
         self.executor = Executor(
-            registry,
-            max_concurrency=planner.max_concurrency,
-            tool_limits=planner.tool_limits,
+            registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits,
             max_items_per_step=self.budget.max_items_per_step,
+            approve=planner.approve, responder=planner.on_input, answer_within_s=planner.answer_within_s,
         )
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,
             completed=resume.completed if resume else None,
+            answers={**(resume.answers if resume else {}), **(answers or {})},
+            requests=resume.requests if resume else None,
             run_id=run_id,
             subscribers=[self.tracker, *subscribers],
             replans_handled=True,
@@ -290,6 +308,8 @@ class PlannerRun:
                     error = f"the run passed its time budget of {self.budget.max_seconds:g}s"
                 except (PlanningError, LLMError) as exc:
                     status, error = "failed", str(exc)
+                except _Parked:
+                    status = "waiting"
                 if self.budget_hit is not None and status != "budget_exceeded":
                     status, budget_name, error = "budget_exceeded", self.budget_hit.budget, str(self.budget_hit)
                 if status == "budget_exceeded":
@@ -303,6 +323,9 @@ class PlannerRun:
             self.emit(Decision(run_id=self.run.id, action="cancel", round=self.round, reason="cancelled"))
             raise
         steps = self.run.result.steps
+        if status == "waiting":
+            error = self.run.result.error
+            self.emit(Decision(run_id=self.run.id, action="wait", round=self.round, reason=error or ""))
         if status == "succeeded":
             # Answered, but a step failed on the way (the model planned around it): say so.
             error = describe_failed_steps(steps)
@@ -326,6 +349,7 @@ class PlannerRun:
             finished_at=time.time(),
             trace_id=self.tracer.trace_id if self.tracer is not None else None,
             trace_url=self.tracer.trace_url if self.tracer is not None else None,
+            requests=self.run.result.requests,
         )
         self.emit(
             PlannerFinished(run_id=self.run.id, status=status, answer=answer, usage=result.usage.model_dump())
@@ -427,7 +451,8 @@ class PlannerRun:
                     self.emit(AnswerDelta(run_id=self.run.id, text=answer))
                     return answer
             join_next = False
-            await self.tracker.done.wait()
+            if await until_done_or_stalled(self.run, self.tracker.done):
+                raise _Parked  # what is left waits on people: the run ends `waiting`
             if self.budget_hit is not None:
                 raise self.budget_hit
             decision = await self._join()
@@ -447,7 +472,8 @@ class PlannerRun:
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
         text = prompt.render(
-            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left
+            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left,
+            conversation=self.conversation,
         )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": text},
@@ -517,6 +543,7 @@ class PlannerRun:
             tools=self._catalogue(),
             history=self._history(),
             replan_reason=reason,
+            conversation=self.conversation,
         )
         ask = "Write the plan."
         if planned:

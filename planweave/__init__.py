@@ -21,6 +21,8 @@ from planweave.tools._lazy import lazy_exports
 if TYPE_CHECKING:
     from planweave.executor import (
         Executor,
+        InputAnswer,
+        InputRequest,
         Plan,
         PlanError,
         RetryPolicy,
@@ -57,6 +59,8 @@ _WHERE = {
     "load_workflow": "planweave.executor",
     "open_store": "planweave.executor",
     "MCPServer": "planweave.tools",
+    "InputAnswer": "planweave.executor",
+    "InputRequest": "planweave.executor",
     "PlanweaveError": "planweave.tools",
     "Tool": "planweave.tools",
     "ToolError": "planweave.tools",

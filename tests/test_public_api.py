@@ -9,7 +9,7 @@ def test_tools_public_names() -> None:
         [
             "ConfigError", "PlanweaveError", "RuntimeFailure", "SetupError", "Tool", "ToolArgumentsError", "ToolContext",
             "ToolDefinitionError", "ToolError", "ToolNotFoundError", "ToolOutputError", "ToolRefusedError",
-            "ToolRegistry", "builtin_tools", "format_validation_error", "tool",
+            "ToolRegistry", "ask_user", "builtin_tools", "format_validation_error", "tool",
             "MCPConfigError", "MCPConnectionError", "MCPServer", "MCPStartError", "MCPToolError", "ToolProgress",
             "connect_mcp", "load_mcp_config",
         ]
@@ -26,6 +26,8 @@ def test_executor_public_names() -> None:
             "StepResult", "StepRetrying", "StepSkipped", "StepStarted", "StepStatus", "StepSucceeded",
             "StepTimeoutError", "Workflow", "WorkflowFileError", "event_from_dict", "load_workflow", "validate_plan",
             "Masker", "REDACTED", "RunRecord", "RunStore", "RunSummary", "SQLiteRunStore", "StoreError", "open_store",
+            "AnswerError", "InputAnswer", "InputAnswered", "InputRequest", "InputRequested", "Responder",
+            "StepDeniedError",
         ]
     )
     for name in executor.__all__:

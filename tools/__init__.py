@@ -22,6 +22,8 @@ if TYPE_CHECKING:
         MCPServer as MCPServer,
         connect_mcp as connect_mcp,
         load_mcp_config as load_mcp_config,
+    from planweave.tools.ask import (
+        ask_user as ask_user,
     )
     from planweave.tools.builtin import (
         builtin_tools as builtin_tools,
@@ -58,6 +60,7 @@ _WHERE = {
     "format_validation_error": "planweave.tools.base",
     "tool": "planweave.tools.base",
     "builtin_tools": "planweave.tools.builtin",
+    "ask_user": "planweave.tools.ask",
     "ConfigError": "planweave.tools.errors",
     "PlanweaveError": "planweave.tools.errors",
     "RuntimeFailure": "planweave.tools.errors",

@@ -162,6 +162,8 @@ class Tool:
     True keeps them until `planweave cache clear`, a number for that many seconds."""
     _version: str | None = dataclasses.field(default=None, repr=False)
     """The `version` given when building the tool (None: derived from the function's source)."""
+    approval: bool = False
+    """A person approves (or edits, or denies) each call before it runs (`planweave.executor.waiting`)."""
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
     """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
@@ -177,6 +179,7 @@ class Tool:
         pure: bool = True,
         cache: bool | float | None = None,
         version: str | None = None,
+        approval: bool = False,
     ) -> Tool:
         """Derive a tool from a typed function (sync or async)."""
         if isinstance(fn, Tool):
@@ -245,6 +248,7 @@ class Tool:
             pure=pure,
             cache=cache,
             _version=version,
+            approval=approval,
             _arg_names=tuple(fields),
         )
 
@@ -401,6 +405,7 @@ def tool(
     pure: bool = True,
     cache: bool | float | None = None,
     version: str | None = None,
+    approval: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -412,15 +417,19 @@ def tool(
     pure: bool = True,
     cache: bool | float | None = None,
     version: str | None = None,
+    approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a `Tool`: `@tool`, `@tool(name="...", blocking=False)`,
-    `@tool(cache=3600)` (results reused for an hour), `@tool(pure=False)` (side effects: never cached)."""
+    `@tool(cache=3600)` (results reused for an hour), `@tool(pure=False)` (side effects: never cached).
+
+    `approval=True`: every call waits until a person approves, edits or denies it (never cached)."""
     if fn is not None:
         return Tool.from_function(fn)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         return Tool.from_function(
-            f, name=name, description=description, blocking=blocking, pure=pure, cache=cache, version=version
+            f, name=name, description=description, blocking=blocking, pure=pure and not approval, cache=cache,
+            version=version, approval=approval,
         )
 
     return wrap

@@ -12,7 +12,8 @@ dependencies keep pointing one way (planner -> executor -> tools).
     │   │   ├── UnpricedBudgetError     a cost budget on a model with no known price (before any call)
     │   │   ├── PortInUseError          `planweave serve`'s port is taken (planner)
     │   │   ├── MCPConfigError          an MCP server setting (`--mcp`, an `mcpServers` file, a workflow's `mcp:`) is wrong (tools)
-    │   │   └── MCPStartError           an MCP server does not start, or its URL does not answer (tools)
+    │   │   ├── MCPStartError           an MCP server does not start, or its URL does not answer (tools)
+    │   │   └── AnswerError             an answer does not fit the request it answers (executor)
     │   ├── ToolDefinitionError         a function cannot become a tool (tools)
     │   ├── ToolNotFoundError           a name is not in the registry (tools)
     │   ├── PlanError                   a plan is invalid; lists every problem (executor)
@@ -37,6 +38,7 @@ dependencies keep pointing one way (planner -> executor -> tools).
         │   │   ├── SizeLimitExceeded   a value an expression would build is too large
         │   │   └── WorkLimitExceeded   an expression needs more work or time than its budget
         │   ├── StepTimeoutError        the step ran past its `timeout_s` (executor)
+        │   ├── StepDeniedError         a person denied the step, or nobody answered in time (executor; permanent)
         │   ├── ChildWorkflowError      a sub-workflow step's child run did not succeed (executor)
         │   ├── ReferenceResolutionError  a `${...}` reference could not be resolved at run time (executor)
         │   └── ForEachLimitError       a `for_each` has more items than its cap or the step budget (executor)

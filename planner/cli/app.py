@@ -222,7 +222,9 @@ def _tools(
     http_timeout: float,
     llm: Any = None,
 ) -> list[Any]:
-    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any."""
+    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any.
+    `ask_user` counts as a built-in tool (a workflow may ask a question)."""
+    from planweave.tools.ask import ask_user
     from planweave.tools.builtin import select_tools
 
     return select_tools(
@@ -231,7 +233,7 @@ def _tools(
         allow_private_hosts=allow_private_hosts,
         http_timeout_s=http_timeout,
         fixes=CLI_FIXES,
-        extra=[llm] if llm is not None else [],
+        extra=[llm, ask_user] if llm is not None else [ask_user],
     )
 
 
@@ -255,8 +257,12 @@ def _run_workflow(
     mcp: list[Any] | None = None,
     trusted_modules: list[str] | None = None,
     trust_all_handlers: bool = False,
+    answers: dict[str, Any] | None = None,
+    requests: dict[str, Any] | None = None,
 ) -> tuple[Any, RunResult]:
-    """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
+    """Load, validate, record and run a workflow file (shared by `exec`, `resume` and `respond`).
+
+    On a terminal, steps that wait for a person ask inline; elsewhere the run ends `waiting` (exit 3)."""
     import asyncio
     import uuid
 
@@ -299,9 +305,14 @@ def _run_workflow(
     if tracer is not None:
         subscribers.append(tracer)
 
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
+    responder = terminal_responder(None) if can_ask() else None
+
     async def go() -> RunResult:
         try:
-            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers)
+            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
+                                      responder=responder, answers=answers, requests=requests)
         finally:
             if tracer is not None:
                 await tracer.aclose()
@@ -452,6 +463,9 @@ def _planner(
     record: bool = True,
     mcp: list[Any] | None = None,
     mcp_meta: dict[str, Any] | None = None,
+    approve: list[str] | None = None,
+    on_input: Any = None,
+    answer_within: float | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -469,8 +483,12 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {})},
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {}),
+              "approve": list(approve or []), "answer_within": answer_within},
         mcp=mcp or (),
+        approve=approve or (),
+        on_input=on_input,
+        answer_within_s=answer_within,
     )
 
 
@@ -532,14 +550,22 @@ def _start_planner_run(
     quiet: bool,
     mcp: list[Any] | None = None,
     mcp_meta: dict[str, Any] | None = None,
+    approve: list[str] | None = None,
+    answer_within: float | None = None,
 ) -> tuple[Any, Any]:
-    """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
+    """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view).
+
+    On a terminal, steps that wait for a person ask inline; elsewhere the run ends `waiting` (exit 3)."""
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
     loading = _preload_model_libraries()
     view = _live_view(quiet=quiet, loading=loading)
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
             http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp, mcp_meta=mcp_meta,
+            approve=approve,
+            on_input=terminal_responder(view) if can_ask() else None, answer_within=answer_within,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -547,6 +573,23 @@ def _start_planner_run(
         view.stop()
         raise
     return planner, view
+
+
+ApproveOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--approve", help="Tools whose every call a person approves first, e.g. `write_file,http_get`. Repeatable."),
+]
+
+
+AnswerWithinOpt = Annotated[
+    Optional[float],
+    typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request; then it is denied "
+                 "(a question gets its default)."),
+]
+
+
+def _approve_list(specs: list[str] | None) -> list[str]:
+    return [s.strip() for spec in specs or [] for s in spec.split(",") if s.strip()]
 
 
 @app.command("run")
@@ -574,8 +617,13 @@ def run_(
     allow_failed_steps: AllowFailedStepsOpt = False,
     mcp: McpOpt = None,
     mcp_config: McpConfigOpt = None,
+    approve: ApproveOpt = None,
+    answer_within: AnswerWithinOpt = None,
 ) -> None:
-    """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
+    """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost.
+
+    Steps that need a person (approvals, `ask_user` questions) ask on the terminal; without one the
+    run stops `waiting` (exit 3) and `planweave respond RUN_ID ...` continues it."""
     import uuid
 
     if not goal.strip():
@@ -589,6 +637,7 @@ def run_(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
         mcp_meta=_mcp_meta(mcp, mcp_config),
+        approve=_approve_list(approve), answer_within=answer_within,
     )
     planner.meta["allow_failed_steps"] = allow_failed_steps  # for `resume` (the budget is recorded by the run)
     run_id = uuid.uuid4().hex[:16]
@@ -688,6 +737,14 @@ def resume(
         bool,
         typer.Option("--force", help="Take the run over even if a live process holds its lease (it is stuck, or on a host that is gone)."),
     ] = False,
+    approve: Annotated[
+        Optional[list[str]],
+        typer.Option("--approve", help="Tools whose every call a person approves first (default: the run's)."),
+    ] = None,
+    answer_within: Annotated[
+        Optional[float],
+        typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request (default: the run's)."),
+    ] = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
     those not given are the run's own (its model, tools, budget and flags, as recorded)."""
@@ -738,6 +795,8 @@ def resume(
             mcp=servers,
             trusted_modules=list(meta.get("trusted_modules") or []),
             trust_all_handlers=bool(meta.get("trust_all_handlers")),
+            answers=state.answers,
+            requests=state.requests,
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -755,11 +814,92 @@ def resume(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
         record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
+        approve=_approve_list(approve) or list(meta.get("approve") or []),
+        answer_within=answer_within if answer_within is not None else meta.get("answer_within"),
     )
     planner.meta["allow_failed_steps"] = allow_failed_steps
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
+        view,
+        run_id=summary.id,
+        as_json=as_json,
+        quiet=quiet,
+        allow_failed_steps=allow_failed_steps,
+    )
+
+
+@app.command("respond")
+def respond(
+    run_id: Annotated[str, typer.Argument(help="A waiting run's id (or a unique prefix): `planweave runs --status waiting`.")],
+    step: Annotated[Optional[str], typer.Option("--step", help="The waiting step to answer (needed when several wait).")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the step's call as shown.")] = False,
+    deny: Annotated[
+        Optional[str],
+        typer.Option("--deny", flag_value="", is_flag=False, help="Deny the step (optionally with a reason): it fails with it."),
+    ] = None,
+    answer: Annotated[Optional[str], typer.Option("--answer", help="Answer the step's question with this text.")] = None,
+    edit: Annotated[Optional[str], typer.Option("--edit", help="Approve the call with these arguments instead (JSON).")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
+    allow_failed_steps: AllowFailedStepsOpt = False,
+) -> None:
+    """Answer a waiting run (approve, deny, edit, or answer a question) and continue it: the same run, no new plan."""
+    from planweave.executor.requests import InputAnswer
+
+    given = [name for name, value in (("--approve", approve or None), ("--deny", deny), ("--answer", answer),
+                                      ("--edit", edit)) if value is not None]
+    if len(given) != 1:
+        fail_usage("give exactly one of `--approve`, `--deny [REASON]`, `--answer TEXT` or `--edit JSON`.")
+    if edit is not None:
+        try:
+            args = json.loads(edit)
+        except json.JSONDecodeError as exc:
+            fail_usage(f"`--edit` is not JSON ({exc.msg}); give the arguments as a JSON object, e.g. '{{\"to\": \"ann\"}}'.")
+        if not isinstance(args, dict):
+            fail_usage("`--edit` must be a JSON object of arguments, e.g. '{\"to\": \"ann\"}'.")
+        reply = InputAnswer.edit(args, by="respond")
+    elif answer is not None:
+        reply = InputAnswer.reply(answer, by="respond")
+    elif deny is not None:
+        reply = InputAnswer.deny(deny, by="respond")
+    else:
+        reply = InputAnswer.approve(by="respond")
+    store = open_run_store()
+    summary = store.summary(run_id)
+    if summary.status != "waiting":
+        fail_usage(f"run `{summary.id}` is not waiting for anyone (it is {summary.status}); "
+                   "`planweave runs --status waiting` lists the runs that are.")
+    meta = summary.meta
+    if summary.kind == "workflow":
+        from planweave.executor.requests import pick_answers
+
+        tool_specs = meta.get("tool_specs")
+        selected = _tools(
+            tool_specs, workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),
+            http_timeout=float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT),
+            llm=_llm_tool(meta.get("model"), meta.get("api_base")),
+        )
+        state = store.get_run(summary.id).resume_state()
+        answers = pick_answers(state.requests, reply, step_id=step, run_id=summary.id, tools={t.name: t for t in selected})
+        workflow, result = _run_workflow(
+            Path(meta["file"]), dict(meta.get("inputs") or {}), tools=selected,
+            meta={k: v for k, v in meta.items() if k not in ("file", "inputs", "resumed_at")}, run_id=summary.id,
+            completed=state.completed, answers={**state.answers, **answers}, requests=state.requests,
+        )
+        _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
+            allow_failed_steps=allow_failed_steps,
+        )
+    planner, view = _start_planner_run(
+        model=meta.get("model") or None, api_base=meta.get("api_base"), tools=meta.get("tool_specs"),
+        workspace=Path(meta.get("workspace", ".")), allow_private_hosts=bool(meta.get("allow_private_hosts")),
+        http_timeout=float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT), budget=_budget(), name=summary.name,
+        record=True, quiet=quiet or as_json, approve=list(meta.get("approve") or []),
+        answer_within=meta.get("answer_within"),
+    )
+    _finish_planner_run(
+        planner,
+        lambda view: planner.respond(summary.id, reply, step_id=step, subscribers=[view]),
         view,
         run_id=summary.id,
         as_json=as_json,
@@ -815,8 +955,11 @@ def serve_(
         float,
         typer.Option(min=0, help="On SIGINT/SIGTERM, seconds running runs may go on before they are interrupted (resumable)."),
     ] = 5.0,
+    approve: ApproveOpt = None,
 ) -> None:
-    """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client)."""
+    """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client).
+
+    Steps that need a person ask in the chat; the user's next message answers."""
     # Only the launcher here: FastAPI, the planner and its tools are imported by `build`, on the
     # server's start-up thread, so `/health` answers before they are (planweave.planner.serve._launch).
     from planweave.planner.errors import ConfigError
@@ -848,6 +991,7 @@ def serve_(
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
             http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=servers,
+            approve=_approve_list(approve),
         )
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
@@ -908,7 +1052,9 @@ def tools_(
     from planweave.tools.base import ToolRegistry
     from planweave.tools.builtin import builtin_tools
 
-    registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None)])
+    from planweave.tools.ask import ask_user
+
+    registry = ToolRegistry([*builtin_tools(), _llm_tool(None, None), ask_user])
     servers = _mcp_servers(mcp, mcp_config)
     if servers:
         import asyncio

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from planweave.tools.base import ToolRegistry
 
 __all__ = [
-    "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE",
+    "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "EXIT_WAITING",
     "console", "exit_code", "failure_reason", "fail_usage", "plural", "print_failure", "print_result", "print_runs",
     "print_stats", "print_tools",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_WAITING = 3
+"""The run waits for a person (no terminal to ask on): `planweave respond` continues it."""
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -42,7 +44,7 @@ def exit_code(result: BaseResult, *, allow_failed_steps: bool = False) -> int:
     ended `partial` (a step failed, the run went on) and the user allowed that."""
     if result.ok or (allow_failed_steps and result.status == "partial"):
         return EXIT_OK
-    return EXIT_FAILED
+    return EXIT_WAITING if result.status == "waiting" else EXIT_FAILED
 
 
 def failure_reason(result: BaseResult) -> str | None:
@@ -71,6 +73,10 @@ def print_failure(result: Any) -> None:
     Every output mode but `--json` (whose `error` field says it) prints this line, and only
     this line says it: the run's status line and the live view leave the reason out.
     """
+    if result.status == "waiting":
+        asks = "; ".join(f"{r.describe()}: answer with {r.how_to_answer()}" for r in result.requests)
+        typer.echo(f"planweave: waiting: {asks or result.error}", err=True)
+        return
     reason = failure_reason(result)
     if reason is not None:
         typer.echo(f"planweave: {str(result.status).replace('_', ' ')}: {clean(reason)}", err=True)

@@ -80,6 +80,7 @@ STATE_STYLES: dict[str, StateStyle] = {
     "failed": StateStyle("✗", "bold red", "#f8d7da", "#c62828"),
     "skipped": StateStyle("↷", "yellow", "#fff3cd", "#b28704"),
     "cancelled": StateStyle("⊘", "magenta", "#eadcf2", "#7b1fa2"),
+    "waiting": StateStyle("✋", "bold yellow", "#fff3cd", "#b28704"),
 }
 """Every step state (see `planweave.executor.result.StepStatus`) and how it is drawn."""
 
@@ -362,10 +363,10 @@ def run_tree(record: RunRecord) -> Tree:
                 branch.add(_call_label(entry))
             elif entry in state.steps and entry not in placed:
                 placed.add(entry)
-                branch.add(_step_label(state.steps[entry]))
+                _add_step(branch, state.steps[entry], state)
     for sid, step in state.steps.items():
         if sid not in placed:
-            node = root.add(_step_label(step))
+            node = _add_step(root, step, state)
             for made in state.by_step.get(sid, ()):
                 node.add(_call_label(made) if isinstance(made, LLMCalled) else Text(
                     f"child run {made.child_run_id} ({made.workflow}): planweave show {made.child_run_id}", "dim"))
@@ -379,6 +380,21 @@ def run_tree(record: RunRecord) -> Tree:
     if summary.error:
         root.add(Text(f"error: {clean(summary.error)}", "red"))
     return root
+
+
+def _add_step(parent: Tree, step: StepProgress, state: _RunTreeState) -> Tree:
+    """The step's line, and under it what a person was asked and answered (or what it waits for)."""
+    node = parent.add(_step_label(step))
+    answer = state.answers.get(step.id)
+    if answer is not None:
+        said = {"approve": "approved", "edit": f"approved with {json.dumps(answer.args, ensure_ascii=False)}",
+                "deny": f"denied: {answer.reason}" if answer.reason else "denied",
+                "answer": f"answered: {answer.text}"}[answer.action]
+        node.add(Text(clean(f"person: {said}" + (f" (by {answer.by})" if answer.by else "")), "yellow"))
+    request = state.requests.get(step.id)
+    if request is not None:
+        node.add(Text(clean(f"waits: {request.describe()}; answer with {request.how_to_answer()}"), "bold yellow"))
+    return node
 
 
 def _call_label(call: LLMCalled) -> Text:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from planweave.executor.requests import InputAnswered, InputRequested
 from planweave.executor.events import (
     RunEvent, RunFinished, StepCancelled, StepFailed, StepProgressed, StepRestored, StepRetrying, StepSkipped,
     StepStarted, StepSucceeded,
@@ -188,6 +189,12 @@ def plain_line(ev: RunEvent, model: RunModel) -> str | None:
         return f"step {sid} restored from an earlier run"
     if isinstance(ev, StepProgressed) and ev.progress_kind != "partial":  # partial outputs would flood a log
         return f"step {sid}: {progress_text(ev)}"
+    if isinstance(ev, InputRequested):
+        return f"step {sid} waits for a person" + (" to answer a question" if ev.request.get("kind") == "question" else " to approve it")
+    if isinstance(ev, InputAnswered):
+        action = str(ev.answer.get("action", ""))
+        by = f" ({ev.answer['by']})" if ev.answer.get("by") else ""
+        return f"step {sid}: {'answered' if action == 'answer' else action}{by}"
     if isinstance(ev, StepFailed):
         after = f" after {ev.attempts} attempts" if ev.attempts > 1 else ""
         return f"step {sid} failed{after}: {_one_line((s.last_error if s else None) or ev.error, 200)}"

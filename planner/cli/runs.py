@@ -52,13 +52,19 @@ def runs_(
     since: Annotated[Optional[str], typer.Option(help="Only runs newer than this age, e.g. 12h or 7d.")] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    session: Annotated[
+        Optional[str], typer.Option(help="Only the runs of this session (one chat conversation's runs share one).")
+    ] = None,
 ) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first (`--status waiting`: the runs waiting for a person)."""
     import time
 
     runs = open_run_store().list_runs(
-        status=status, contains=contains, since=None if since is None else time.time() - _age(since), limit=limit
+        status=status, contains=contains, since=None if since is None else time.time() - _age(since),
+        limit=None if session else limit,
     )
+    if session:
+        runs = [r for r in runs if r.meta.get("session_id") == session][:limit]
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
         return

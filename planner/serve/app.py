@@ -41,7 +41,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -64,8 +64,10 @@ from planweave.planner.serve._launch import (
 )
 from planweave.planner.serve.chat import (
     ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, completion_usage, conversation_goal,
-    final_text, planweave_fields,
+    conversation_turns, final_text, planweave_fields,
 )
+from planweave.planner.serve.tasks import background_task
+from planweave.planner.serve.turns import ChatTurn, marker, read_turn
 from planweave.planner.core import Planner
 from planweave.planner.result import PlannerResult
 from planweave.planner.errors import ConfigError
@@ -329,15 +331,17 @@ class _Runs:
         return _Slot(self, uuid.uuid4().hex[:16])
 
     async def drive(
-        self, goal: str, run_id: str, inputs: dict[str, Any] | None = None
+        self, goal: str, run_id: str, inputs: dict[str, Any] | None = None, start: _Start | None = None
     ) -> AsyncGenerator[RunEvent | PlannerResult, None]:
         """The run's events as they happen, then its result. Closing this early cancels the run and
-        waits (shielded, bounded) until it has recorded itself as cancelled. The caller holds the
-        run's slot (`admit`) from before this starts until its response is over."""
+        waits (shielded, bounded) until it has recorded itself as cancelled. `start` starts the run
+        another way (a chat turn's conversation, or the answer that continues a waiting run). The
+        caller holds the run's slot (`admit`) from before this starts until its response is over."""
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         await self.models.ready()
         task = asyncio.create_task(
-            self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
+            start([queue.put_nowait]) if start is not None
+            else self.planner.run(goal, inputs=inputs, run_id=run_id, subscribers=[queue.put_nowait]),
             name=f"planweave-serve-{run_id}",
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))
@@ -387,6 +391,53 @@ class _AdmittedStream(EventSourceResponse):
             await super().__call__(scope, receive, send)
         finally:
             self.slot.release()
+_Start = Callable[[list[Callable[[RunEvent], object]]], Coroutine[Any, Any, PlannerResult]]
+"""Starts a run with these subscribers (`_Runs.drive`)."""
+
+
+def _turn_start(planner: Planner, turn: ChatTurn, run_id: str) -> _Start:
+    """How a chat turn's run starts: the answer continues the waiting run, else a new run of the goal
+    with the earlier turns as its conversation, in the conversation's session."""
+    if turn.waiting_run is not None and turn.answer is not None:
+        waiting, answer, step = turn.waiting_run, turn.answer, turn.step_id
+        return lambda subscribers: planner.respond(waiting, answer, step_id=step, subscribers=subscribers)
+    return lambda subscribers: planner.run(
+        turn.goal, run_id=run_id, subscribers=subscribers, conversation=turn.conversation, session_id=turn.session_id
+    )
+
+
+async def _task_reply(runs: _Runs, body: ChatRequest, config: ServerConfig) -> Response:
+    """A front end's background task (`planweave.planner.serve.tasks`): one direct model call, not recorded."""
+    from planweave.planner.llm import LLMClient
+    from planweave.planner.serve.chat import _text
+
+    await runs.models.ready()
+    messages = [{"role": m.role, "content": _text(m, i)} for i, m in enumerate(body.messages)]
+    try:
+        text = await LLMClient(runs.planner.config).text(messages, prompt={"name": "front_end_task"}, purpose="front_end_task")
+    except PlanweaveError as exc:
+        raise _APIError(502, f"the model could not answer the front end's task: {exc}", type_="server_error") from exc
+    return _direct_reply(body, config, text, None)
+
+
+def _direct_reply(body: ChatRequest, config: ServerConfig, text: str, run_id: str | None) -> Response:
+    """A reply that is not a run's: one message (or, streamed, one chunk)."""
+    rid = run_id or uuid.uuid4().hex[:16]
+    base = {"id": f"chatcmpl-{rid}", "created": int(time.time()), "model": config.model_id}
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    if not body.stream:
+        message = {"role": "assistant", "content": text}
+        return JSONResponse({**base, "object": "chat.completion", "usage": usage,
+                             "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}]})
+
+    async def chunks() -> AsyncGenerator[str, None]:
+        for delta, finish in (({"role": "assistant", "content": text}, None), ({}, "stop")):
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            yield _json({**base, "object": "chat.completion.chunk", "choices": [choice],
+                         **({"usage": usage} if finish else {})})
+        yield "[DONE]"
+
+    return EventSourceResponse(chunks(), sep="\n")
 
 
 def _json(value: Any) -> str:
@@ -394,16 +445,18 @@ def _json(value: Any) -> str:
 
 
 async def _chat_events(
-    runs: _Runs, goal: str, run_id: str, reply: ChatReply
+    runs: _Runs, goal: str, run_id: str, reply: ChatReply, start: _Start | None = None, footer: str = ""
 ) -> AsyncGenerator[tuple[dict[str, str] | None, PlannerResult | None], None]:
     """(delta, None) for each piece of the reply, then (None, result); a planweave error that stops
-    the run from starting becomes the reply's text (and the result None)."""
+    the run from starting becomes the reply's text (and the result None). `footer` ends the reply of
+    a run left waiting (the marker that lets the next message answer it)."""
     narration = Narration()
     try:
-        async with aclosing(runs.drive(goal, run_id)) as items:
+        async with aclosing(runs.drive(goal, run_id, start=start)) as items:
             async for item in items:
                 if isinstance(item, PlannerResult):
-                    for kind, text in narration.finish(final_text(item)):
+                    waits = footer if item.status == "waiting" else ""
+                    for kind, text in narration.finish(final_text(item) + waits):
                         yield reply.delta(kind, text), None
                     yield reply.close(), None
                     yield None, item
@@ -473,18 +526,29 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             raise _APIError(400, f"`n` is {body.n}; planweave writes one reply per request, so use 1.", param="n")
         try:
             goal = conversation_goal(body.messages, max_messages=config.max_messages, max_chars=config.max_chars)
+            task = background_task([{"role": m.role, "content": m.content} for m in body.messages]) is not None
+            turn = None if task else read_turn(body.messages, goal, conversation_turns(body.messages), planner.store)
         except ConversationError as exc:
             raise _APIError(400, exc.message, code=exc.code, param=exc.param) from exc
-        slot = runs.admit()
-        run_id = slot.run_id
+        slot = runs.admit()  # every model call counts, a front end's background task too
         held: _Slot | None = slot
         try:
+            if turn is None:
+                return await _task_reply(runs, body, config)  # a front end's title/tags/...: one model call
+            if turn.reply is not None:  # the waiting run's request was not answered: ask again
+                assert turn.waiting_run is not None
+                return _direct_reply(
+                    body, config, turn.reply + marker(turn.waiting_run, turn.session_id), turn.waiting_run
+                )
+            start = _turn_start(planner, turn, slot.run_id)
+            run_id = turn.waiting_run or slot.run_id
+            footer = marker(run_id, turn.session_id)
             reply = ChatReply(body.reasoning_format or config.reasoning)
             base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
             headers = {"X-Planweave-Run-Id": run_id}
             if body.stream:
                 usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
-                stream = _chat_stream(runs, goal, run_id, reply, base, usage_chunk)
+                stream = _chat_stream(runs, goal, run_id, reply, base, usage_chunk, start, footer)
                 response = _AdmittedStream(stream, slot, headers, grace_s=_stream_grace(config))
                 held = None  # the response releases it now
                 return response
@@ -497,7 +561,7 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
                         tg.cancel_scope.cancel()
 
                     tg.start_soon(cancel_on_disconnect)
-                    async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+                    async with aclosing(_chat_events(runs, goal, run_id, reply, start, footer)) as events:
                         async for _, final in events:
                             result = final
                     tg.cancel_scope.cancel()
@@ -587,7 +651,8 @@ def _store(planner: Planner) -> RunStore:
 
 
 async def _chat_stream(
-    runs: _Runs, goal: str, run_id: str, reply: ChatReply, base: dict[str, Any], usage_chunk: bool
+    runs: _Runs, goal: str, run_id: str, reply: ChatReply, base: dict[str, Any], usage_chunk: bool,
+    start: _Start | None = None, footer: str = "",
 ) -> AsyncGenerator[str, None]:
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -596,7 +661,7 @@ async def _chat_stream(
     yield chunk({"role": "assistant", "content": ""})
     result: PlannerResult | None = None
     try:
-        async with aclosing(_chat_events(runs, goal, run_id, reply)) as events:
+        async with aclosing(_chat_events(runs, goal, run_id, reply, start, footer)) as events:
             async for delta, final in events:
                 if delta:
                     yield chunk(delta)

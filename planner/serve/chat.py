@@ -1,6 +1,7 @@
-"""Chat completions as planner runs: the conversation becomes a goal, the run's events become the reply.
+"""Chat completions as planner runs: the latest message is the goal, the run's events become the reply.
 
     goal = conversation_goal(messages, max_messages=200, max_chars=200_000)  # or ConversationError
+    turns = conversation_turns(messages)              # the earlier turns, for the planner's prompts
     narration, reply = Narration(), ChatReply("think")
     for event in events:                              # the run's events, as they happen
         for kind, text in narration.feed(event):
@@ -10,8 +11,12 @@
     reply.close()                                     # ends an open `<think>` block
     reply.message()                                   # the whole assistant message
 
-The last user message is the goal and the earlier turns travel inside it as context. The
-reply shows the plan and the steps as reasoning, in one `ReasoningFormat`, then the answer.
+The last user message is the goal; the earlier turns go to the planner as a conversation of
+their own (`Planner.run(conversation=...)`), never inside the goal. The reply shows the plan
+and the steps as reasoning, in one `ReasoningFormat`, then the answer; arguments and outputs
+in code spans (a front end's Markdown reads no `$` maths or `*` emphasis in them), and a
+partial failure said in the answer itself. How a message continues a waiting run, and how
+front ends' background tasks are answered, is `planweave.planner.serve.turns`.
 Nothing here knows about HTTP: routes, keys, limits and error responses are `planweave.planner.serve.app`'s.
 """
 
@@ -37,6 +42,7 @@ from planweave.executor.events import (
     StepSucceeded,
 )
 from planweave.executor.plan import Step
+from planweave.executor.requests import InputAnswered, InputRequested
 from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlanRejected, PlanUpdated
 from planweave.planner.state import PlannerState
 from planweave.tools.errors import SetupError
@@ -52,6 +58,7 @@ __all__ = [
     "ReasoningFormat",
     "completion_usage",
     "conversation_goal",
+    "conversation_turns",
     "final_text",
     "planweave_fields",
 ]
@@ -111,8 +118,7 @@ def _text(message: ChatMessage, index: int) -> str:
 
 
 def conversation_goal(messages: Sequence[ChatMessage], *, max_messages: int, max_chars: int) -> str:
-    """The last user message is the goal; the earlier turns follow it as context (the planner's
-    prompts show the goal, so the context travels inside it). Raises `ConversationError`."""
+    """The last user message: the goal (the earlier turns are `conversation_turns`). Raises `ConversationError`."""
     if len(messages) > max_messages:
         raise ConversationError(
             f"the conversation has {len(messages)} messages; this server takes at most {max_messages} "
@@ -139,36 +145,67 @@ def conversation_goal(messages: Sequence[ChatMessage], *, max_messages: int, max
     goal = texts[-1].strip()
     if not goal:
         raise ConversationError("the last user message is empty; say what you want done.", param="messages")
-    earlier = []
-    for m, text in zip(messages[:-1], texts[:-1]):
+    return goal
+
+
+_MARKER = re.compile(r"\n*\[//\]: # \(planweave[^)]*\)\s*")
+
+
+def conversation_turns(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """The turns before the last message, oldest first, as `{"role", "text"}`: assistant turns
+    without their reasoning blocks (our own progress, sent back by the front end) or planweave's
+    conversation marker; tool messages and empty turns left out."""
+    turns = []
+    for i, m in enumerate(messages[:-1]):
+        if m.role not in ("user", "assistant", "system", "developer"):
+            continue
+        text = _text(m, i)
         if m.role == "assistant":
-            text = _REASONING_BLOCK.sub("", text)  # our own progress, sent back by the front end
+            text = _MARKER.sub("", _REASONING_BLOCK.sub("", text))
         text = text.strip()
         if text:
-            role = "system" if m.role == "developer" else m.role
-            earlier.append(f"- {role}: " + text.replace("\n", "\n  "))
-    if earlier:
-        goal += "\n\nContext, the conversation so far (oldest first):\n" + "\n".join(earlier)
-    return goal
+            turns.append({"role": "system" if m.role == "developer" else m.role, "text": text})
+    return turns
 
 
 # --- what a chat front end shows ---------------------------------------------------------------
 
 _Piece = tuple[Literal["reasoning", "answer"], str]
 
-_NARRATED_DECISIONS = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Resumed"}
+_NARRATED_DECISIONS = {"replan": "Replanning", "budget_stop": "Stopped", "resume": "Continued"}
+_ANSWERED = {"approve": "approved", "edit": "approved with your arguments", "deny": "denied", "answer": "answered"}
+
+
+def _plain(text: str, limit: int) -> str:
+    """Prose of the model's in progress lines: one line, `$` and `*` escaped (no maths, no emphasis)."""
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return re.sub(r"([$*_\\])", r"\\\1", text)
 
 
 def _preview(value: Any, limit: int = 160) -> str:
+    """A value in one Markdown code span: front ends read no `$` maths or `*` emphasis inside it."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def final_text(result: PlannerResult) -> str:
     if result.status == "failed":
         return f"The run failed: {result.error or 'no reason was recorded'}"
-    return result.answer or f"The run ended ({result.status}) without an answer."
+    if result.status == "waiting":
+        from planweave.planner.serve.turns import ask_text
+
+        return ask_text(result.requests)
+    answer = result.answer or f"The run ended ({result.status}) without an answer."
+    unsaid = [s for s in result.failed_steps if (result.steps[s].error or s) not in answer]
+    if result.status == "partial" and result.error and unsaid:
+        # Said where the user reads, not only in the folded progress block.
+        answer += f"\n\n**Not everything worked:** {result.error}"
+    return answer
 
 
 class Narration:
@@ -199,17 +236,17 @@ class Narration:
                 if isinstance(step, Step):
                     step = step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
                 step = step or {}
-                why = f" ({_preview(step['description'], 80)})" if step.get("description") else ""
-                yield "reasoning", f"- planned `{e.step_id}`{why}: {e.tool} {_preview(step.get('args', {}), 120)}\n"
+                why = f" ({_plain(step['description'], 80)})" if step.get("description") else ""
+                yield "reasoning", f"- planned `{e.step_id}`{why}: `{e.tool}` {_preview(step.get('args', {}), 120)}\n"
             case PlanUpdated():
                 steps = len(e.step_ids)
-                why = f": {e.rationale}" if e.rationale else ""
+                why = f": {_plain(e.rationale, 300)}" if e.rationale else ""
                 if steps:
                     yield "reasoning", f"Round {e.round} planned, {steps} step{'s' * (steps != 1)}{why}\n"
                 else:
                     yield "reasoning", f"No tools needed{why}\n"
             case PlanRejected():
-                problems = "".join(f"  - {_preview(p, 300)}\n" for p in e.errors)
+                problems = "".join(f"  - {_plain(p, 300)}\n" for p in e.errors)
                 yield "reasoning", f"The model's reply was invalid; asking again (re-ask {e.reask}):\n{problems}"
             case StepSucceeded():
                 yield "reasoning", f"- `{e.step_id}` done in {e.duration_s:.2f}s: {_preview(e.output)}\n"
@@ -217,22 +254,28 @@ class Narration:
                 yield "reasoning", f"- `{e.step_id}` reused from the recorded run\n"
             case StepRetrying():
                 yield "reasoning", (
-                    f"- `{e.step_id}` attempt {e.attempt} failed ({_preview(e.error)}); "
+                    f"- `{e.step_id}` attempt {e.attempt} failed ({_plain(e.error, 160)}); "
                     f"retrying in {e.delay_s:.1f}s\n"
                 )
             case StepFailed():
-                yield "reasoning", f"- `{e.step_id}` failed: {_preview(e.error, 300)}\n"
+                yield "reasoning", f"- `{e.step_id}` failed: {_plain(e.error, 300)}\n"
             case StepSkipped() | StepCancelled():
                 status = self.state.steps[e.step_id].status  # `skipped` or `cancelled`
-                reason = f": {e.reason}" if e.reason else ""
+                reason = f": {_plain(e.reason, 300)}" if e.reason else ""
                 yield "reasoning", f"- `{e.step_id}` {status}{reason}\n"
             case Decision() if e.action in _NARRATED_DECISIONS:
-                yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {e.reason}\n"
+                reason = e.reason.removeprefix("resumed: ")
+                yield "reasoning", f"{_NARRATED_DECISIONS[e.action]}: {_plain(reason, 300)}\n"
+            case InputRequested():
+                yield "reasoning", f"- `{e.step_id}` waits for you\n"
+            case InputAnswered():
+                action = str(e.answer.get("action", "answer"))
+                yield "reasoning", f"- `{e.step_id}`: {_ANSWERED.get(action, action)}\n"
             case LLMCalled() if e.error:
-                yield "reasoning", f"- a model call failed: {_preview(e.error, 300)}\n"
+                yield "reasoning", f"- a model call failed: {_plain(e.error, 300)}\n"
             case StepProgressed() if e.progress_kind != "partial":  # a tool's progress or notice
                 amount = f"{e.done:g}/{e.total:g} " if e.done is not None and e.total else ""
-                yield "reasoning", f"- `{e.step_id}` {amount}{_preview(e.message or '', 160)}\n"
+                yield "reasoning", f"- `{e.step_id}` {amount}{_plain(e.message or '', 160)}\n"
             case _:
                 pass
 

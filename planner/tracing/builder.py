@@ -33,6 +33,7 @@ from planweave.executor.events import (
     StepSucceeded,
 )
 from planweave.executor.plan import Step
+from planweave.executor.requests import InputAnswered, InputRequested
 from planweave.executor.state import StepProgress
 from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
 from planweave.planner.state import PlannerState
@@ -470,6 +471,18 @@ class TraceBuilder:
         elif e.action == "cancel":
             self._status = "cancelled"
 
+    def _on_input_requested(self, e: InputRequested) -> None:
+        state = self._state(e.step_id)
+        what = "question" if e.request.get("kind") == "question" else "approval"
+        self._event(state.parent, f"{e.step_id} waits for {what}", e.at, input=self._clean(e.request),
+                    metadata={"step": e.step_id, "kind": what})
+
+    def _on_input_answered(self, e: InputAnswered) -> None:
+        state = self._state(e.step_id)
+        action = str(e.answer.get("action", ""))
+        self._event(state.parent, f"{e.step_id} {action}", e.at, output=self._clean(e.answer),
+                    level="WARNING" if action == "deny" else None, metadata={"step": e.step_id, "by": e.answer.get("by")})
+
     def _on_planner_finished(self, e: PlannerFinished) -> None:
         self._status = e.status
         self._root.update(metadata=self._clean({"usage": e.usage}))
@@ -499,6 +512,8 @@ HANDLERS: dict[type[RunEvent], Callable[[TraceBuilder, Any], None]] = {
     Decision: TraceBuilder._on_decision,
     AnswerDelta: _ignore,
     PlannerFinished: TraceBuilder._on_planner_finished,
+    InputRequested: TraceBuilder._on_input_requested,
+    InputAnswered: TraceBuilder._on_input_answered,
 }
 """What the trace records for each event class; an event of another class is only folded."""
 

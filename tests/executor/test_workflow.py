@@ -82,7 +82,7 @@ steps:
   - id: book
     tool: calculator
     args: {expression: "2 * 2"}
-    approval: true
+    approve: true
   - id: pay
     tool: calculator
     retry: {max_attemps: 3}
@@ -94,12 +94,12 @@ steps:
 """
 
 BAD_PROBLEMS = [
-    "step `book` (steps[1]): unknown field `approval`; allowed: id, tool, handler, workflow, args, depends_on, description, "
-    "when, for_each, retry, timeout_s, on_failure, cache.",
+    "step `book` (steps[1]): unknown field `approve`; allowed: id, tool, handler, workflow, args, depends_on, description, "
+    "when, for_each, retry, timeout_s, on_failure, cache, approval, answer_within_s. Did you mean `approval`?",
     "step `pay` (steps[2]): unknown field `retry.max_attemps`; allowed: max_attempts, initial_delay_s, "
     "backoff_factor, max_delay_s, jitter, retry_on. Did you mean `max_attempts`?",
     "step `left` (steps[3].parallel[0]): unknown field `timeout`; allowed: id, tool, handler, workflow, args, depends_on, "
-    "description, when, for_each, retry, timeout_s, on_failure, cache. Did you mean `timeout_s`?",
+    "description, when, for_each, retry, timeout_s, on_failure, cache, approval, answer_within_s. Did you mean `timeout_s`?",
     "unnamed step (steps[3].parallel[1]): missing required field `id`.",
     "step `nothing` (steps[4]): give a step exactly one of `tool` (a registered tool name) or `handler` "
     "(a Python function).",
@@ -130,7 +130,7 @@ def test_the_same_problems_in_json_and_python_files(tmp_path: Path) -> None:
         load_workflow(path)
     assert str(info.value) == (
         f"`{path}` is not a valid workflow: step `a` (steps[0]): unknown field `arg`; allowed: id, tool, handler, workflow, "
-        "args, depends_on, description, when, for_each, retry, timeout_s, on_failure, cache. Did you mean `args`?"
+        "args, depends_on, description, when, for_each, retry, timeout_s, on_failure, cache, approval, answer_within_s. Did you mean `args`?"
     )
     py = tmp_path / "bad_flow.py"
     py.write_text("from planweave import Step, Workflow\nworkflow = Workflow(steps=[Step(id='a', tool='x', arg={})])\n")

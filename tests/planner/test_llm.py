@@ -244,11 +244,11 @@ async def test_max_tokens_of_each_request_is_capped_by_the_token_budget(server: 
         plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=300),
         finish("3", completion_tokens=20, prompt_tokens=300),
     )
-    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=500)).run("add 1 and 2")
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=660)).run("add 1 and 2")
     first, second = (r.json for r in server.chat_requests)
     estimate = [-(-sum(len(m["content"]) for m in r["messages"]) // 4) for r in (first, second)]  # rounded up
-    assert first["max_tokens"] == 500 - estimate[0]
-    assert second["max_tokens"] == max(1, 500 - 340 - estimate[1])
+    assert first["max_tokens"] == 660 - estimate[0]
+    assert second["max_tokens"] == max(1, 660 - 340 - estimate[1])
     assert result.status == "budget_exceeded" and result.budget == "max_tokens"
 
 

@@ -61,3 +61,42 @@ def test_cli_quiet_prints_only_the_answer(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "17 * 23 = 391; 2 ** 8 = 256\n"
     assert OFFLINE_HINT not in proc.stderr
+
+
+# --- chat: the latest message, symbols front ends produce, follow-ups, plain words about what failed -----------
+
+from planweave.planner.offline import offline_reply  # noqa: E402
+
+
+def _plan(goal: str, conversation: str = "") -> dict[str, object]:
+    import json
+
+    prompt = f"Plan the next steps.\n## Goal\n{goal}\n"
+    if conversation:
+        prompt += f"## Conversation so far\nThe goal is the user's latest message.\n{conversation}\n"
+    prompt += "## Tools\n- `calculator`: c\n- `llm`: l\n"
+    return json.loads(offline_reply([{"role": "system", "content": prompt}]))  # type: ignore[no-any-return]
+
+
+def test_times_and_divide_signs_and_x_between_numbers_are_operators() -> None:
+    steps = _plan("what is 17 × 23 and 100 ÷ 8 and 6x7")["steps"]
+    assert [s["args"] for s in steps if s["tool"] == "calculator"] == [  # type: ignore[union-attr, index]
+        {"expression": "17 * 23"}, {"expression": "100 / 8"}, {"expression": "6 * 7"},
+    ]
+
+
+def test_a_follow_up_uses_the_earlier_result_it_refers_to() -> None:
+    conversation = "- user: what is 17 × 23\n- assistant: 17 * 23 = 391\n- user: now add 100 to it\n- assistant: 391 + 100 = 491"
+    [last] = _plan("now add 1 to it", conversation)["steps"]  # type: ignore[misc]
+    assert last["args"] == {"expression": "491 + 1"}
+    [first] = _plan("multiply the first result by 2", conversation)["steps"]  # type: ignore[misc]
+    assert first["args"] == {"expression": "391 * 2"}
+    haiku = _plan("write a haiku", conversation)
+    assert haiku["steps"] == [] and "write a haiku" in str(haiku["answer"])  # the conversation is not the goal
+
+
+async def test_what_no_rule_could_do_is_said_in_the_answer(tmp_path: Path) -> None:
+    result = await Planner(workspace=tmp_path, store=False).run("what is 2 + 2; write a haiku")
+    assert result.answer == (
+        "2 + 2 = 4. I could not do 'write a haiku': the offline planner has no rule for it (a real model can)."
+    )

@@ -184,9 +184,9 @@ def test_chat_reply_shows_plan_and_steps_as_reasoning_then_the_answer(start: Sta
     content = reply.choices[0].message.content or ""
     thinking, _, answer = content.partition("</think>\n\n")
     assert thinking.startswith("<think>\nPlanning…\n")
-    assert '- planned `x`: add {"a": 1, "b": 2}' in thinking
+    assert '- planned `x`: `add` `{"a": 1, "b": 2}`' in thinking
     assert "Round 1 planned, 3 steps: Add the pairs, then the sums.\n" in thinking
-    assert "- `z` done in" in thinking and ": 33.0\n" in thinking
+    assert "- `z` done in" in thinking and ": `33.0`\n" in thinking
     assert answer == "The total is 33."
     assert reply.choices[0].finish_reason == "stop"
     run_id = reply.id.removeprefix("chatcmpl-")
@@ -250,7 +250,7 @@ def test_reasoning_off_and_field_when_not_streamed(start: StartServer) -> None:
     assert (message.model_extra or {})["reasoning_content"].startswith("Planning…\n- planned `x`")
 
 
-def test_conversation_becomes_the_goal_with_earlier_turns_as_context(start: StartServer) -> None:
+def test_the_latest_message_is_the_goal_and_earlier_turns_a_conversation_of_their_own(start: StartServer) -> None:
     live = start(plan(answer="Paris, still.", rationale="Known."))
     reply = live.client().chat.completions.create(
         model="planweave",
@@ -261,16 +261,17 @@ def test_conversation_becomes_the_goal_with_earlier_turns_as_context(start: Star
             {"role": "user", "content": [{"type": "text", "text": "And is it still?"}]},
         ],
     )
-    assert reply.choices[0].message.content == "<think>\nPlanning…\nNo tools needed: Known.\n</think>\n\nParis, still."
+    content = reply.choices[0].message.content or ""
+    assert content.startswith("<think>\nPlanning…\nNo tools needed: Known.\n</think>\n\nParis, still.")
     prompt = live.model.chat_requests[0].messages[0]["content"]
-    goal = prompt.split("## Goal\n", 1)[1].split("\n## Tools", 1)[0].strip()
-    assert goal == (
-        "And is it still?\n\n"
-        "Context, the conversation so far (oldest first):\n"
-        "- system: Answer briefly.\n"
-        "- user: What is the capital of France?\n"
-        "- assistant: Paris."
-    )
+    goal = prompt.split("## Goal\n", 1)[1].split("\n## ", 1)[0].strip()
+    assert goal == "And is it still?"
+    conversation = prompt.split("## Conversation so far\n", 1)[1].split("\n## ", 1)[0]
+    assert conversation.splitlines()[1:] == [
+        "- system: Answer briefly.",
+        "- user: What is the capital of France?",
+        "- assistant: Paris.",
+    ]
 
 
 def test_run_failure_and_budget_stop_are_normal_replies(start: StartServer) -> None:

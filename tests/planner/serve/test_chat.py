@@ -9,7 +9,9 @@ import pytest
 
 from planweave.executor import Step
 from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepSucceeded
-from planweave.planner.serve.chat import ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, conversation_goal
+from planweave.planner.serve.chat import (
+    ChatMessage, ChatReply, ConversationError, Narration, ReasoningFormat, conversation_goal, conversation_turns,
+)
 from planweave.planner.events import AnswerDelta, PlanUpdated
 
 
@@ -24,20 +26,22 @@ def goal(*turns: tuple[str, object], max_messages: int = 200, max_chars: int = 2
 # --- the conversation as a goal ------------------------------------------------------------------
 
 
-def test_the_last_user_message_is_the_goal_and_earlier_turns_its_context() -> None:
-    assert goal(
+def test_the_last_user_message_is_the_goal_and_earlier_turns_a_conversation() -> None:
+    turns = (
         ("developer", "Answer briefly."),
         ("user", "What is the capital\nof France?"),
         ("assistant", "<think>\nPlanning…\n</think>\n\nParis."),  # our own progress is left out
-        ("tool", "   "),  # empty turns are left out
+        ("assistant", "<think>x</think>Yes.\n\n[//]: # (planweave run=abc session=def)"),  # and our marker
+        ("tool", "   "),  # tool turns are left out
         ("user", [{"type": "text", "text": "And is it"}, {"type": "input_text", "text": "still?"}]),
-    ) == (
-        "And is it\nstill?\n\n"
-        "Context, the conversation so far (oldest first):\n"
-        "- system: Answer briefly.\n"
-        "- user: What is the capital\n  of France?\n"
-        "- assistant: Paris."
     )
+    assert goal(*turns) == "And is it\nstill?"  # never the earlier turns pasted in
+    assert conversation_turns(messages(*turns)) == [
+        {"role": "system", "text": "Answer briefly."},
+        {"role": "user", "text": "What is the capital\nof France?"},
+        {"role": "assistant", "text": "Paris."},
+        {"role": "assistant", "text": "Yes."},
+    ]
     assert goal(("user", "  add 1 and 2  ")) == "add 1 and 2"
 
 
@@ -105,9 +109,9 @@ def reply_to(fmt: ReasoningFormat, final: str) -> tuple[list[dict[str, str]], Ch
 
 REASONING = (
     "Planning…\n"
-    '- planned `x` (add them): add {"a": 1, "b": 2}\n'
+    '- planned `x` (add them): `add` `{"a": 1, "b": 2}`\n'
     "Round 1 planned, 1 step: Add.\n"
-    "- `x` done in 0.01s: 3.0\n"
+    "- `x` done in 0.01s: `3.0`\n"
 )
 DISCARDED = "\n\n*(The answer above is discarded: the model's reply was invalid; asking again.)*\n\n"
 

@@ -8,7 +8,6 @@ needs are in. When the round's steps are final, the join decision finishes or re
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,8 @@ from planweave.planner.errors import BudgetExceededError, LLMError, ModelStreamE
 from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlannerFinished, PlanRejected, PlanUpdated
 from planweave.planner.llm import LLMCall, LLMClient
 from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
-from planweave.planner.prompts import PromptLibrary
+from planweave.planner.prompts import PromptLibrary, as_data, new_data_tag, prompt_inputs
+from planweave.planner.prompts import describe as _describe
 from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.streaming import FieldStream, StepStream
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
@@ -66,13 +66,6 @@ class _RoundTracker:
             self.done.set()
 
 
-def _describe(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > limit:
-        return text[:limit] + f" ... [truncated: {len(text) - limit} more characters; the full value is in the context]"
-    return text
-
-
 def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
     """The `llm` tool: reasoning over earlier outputs, through the run's own client and accounting."""
     template = prompts.get("llm_tool")
@@ -80,8 +73,9 @@ def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
     @tool(name="llm")
     async def llm(prompt: str, context: Any = None) -> str:
         """Ask a language model to summarise, compare, extract or compute in words; pass earlier outputs as `context`."""
-        text = template.render(prompt=prompt, context=None if context is None else _describe(context, 20_000))
-        return await client.text([{"role": "user", "content": text}], prompt=template.ref, purpose="llm_tool")
+        shown = None if context is None else as_data(_describe(context, 20_000), entry=False)
+        messages = template.messages(prompt=prompt, context=shown, data_tag=new_data_tag())
+        return await client.text(messages, prompt=template.ref, purpose="llm_tool")
 
     return llm
 
@@ -187,7 +181,11 @@ class PlannerRun:
 
     def _inputs(self) -> list[dict[str, str]]:
         """The run's inputs as the prompts show them (long values truncated, kept whole in the context)."""
-        return [{"name": k, "text": _describe(v, self.p.output_chars)} for k, v in self.inputs.items()]
+        return prompt_inputs(self.inputs, self.p.output_chars)
+
+    def _data_history(self) -> list[dict[str, str]]:
+        """`_history()` as the prompts show it: each output or error is untrusted data."""
+        return [{**h, "text": as_data(h["text"])} for h in self._history()]
 
     def _history(self) -> list[dict[str, str]]:
         out = []
@@ -360,13 +358,10 @@ class PlannerRun:
         An invalid decision is re-asked through instructor, which validates and re-asks again."""
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
-        text = prompt.render(
-            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left
+        messages = prompt.messages(
+            goal=self.goal, inputs=self._inputs(), history=self._data_history(), replans_left=replans_left,
+            data_tag=new_data_tag(),
         )
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": text},
-            {"role": "user", "content": "Decide: finish or replan."},
-        ]
         self._check_usage(before_call=True)
         answer = FieldStream("answer")
         streamed = False
@@ -422,17 +417,14 @@ class PlannerRun:
 
     async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
         prompt = self._prompt("plan")
-        system = prompt.render(
+        messages = prompt.messages(
             goal=self.goal,
             inputs=self._inputs(),
             tools=self._catalogue(),
-            history=self._history(),
+            history=self._data_history(),
             replan_reason=reason,
+            data_tag=new_data_tag(),
         )
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": "Write the plan."},
-        ]
         accepted: list[str] = []
         errors: list[str] = []
         for reask in range(self.p.max_reasks + 1):

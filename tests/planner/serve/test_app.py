@@ -262,8 +262,8 @@ def test_conversation_becomes_the_goal_with_earlier_turns_as_context(start: Star
         ],
     )
     assert reply.choices[0].message.content == "<think>\nPlanning…\nNo tools needed: Known.\n</think>\n\nParis, still."
-    prompt = live.model.chat_requests[0].messages[0]["content"]
-    goal = prompt.split("## Goal\n", 1)[1].split("\n## Tools", 1)[0].strip()
+    prompt = live.model.chat_requests[0].last_user_text  # the goal comes last in the user message
+    goal = prompt.split("## Goal\n", 1)[1].strip()
     assert goal == (
         "And is it still?\n\n"
         "Context, the conversation so far (oldest first):\n"
@@ -311,7 +311,7 @@ def test_a_reset_answer_is_marked_discarded_and_the_final_answer_follows(start: 
 
 async def test_three_conversations_run_at_once(start: StartServer) -> None:
     def by_goal(request: RecordedRequest) -> Reply:
-        prompt = request.messages[0]["content"]
+        prompt = request.last_user_text
         name = next(n for n in ("alpha", "beta", "gamma") if f"meet {n}" in prompt)
         if request.tools[0]["function"]["name"] == "plan":
             return plan({"id": "meet", "tool": "rendezvous", "args": {"name": name}})

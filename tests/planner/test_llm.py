@@ -241,14 +241,14 @@ async def test_a_failed_run_records_its_calls(server: FakeModelServer) -> None:
 
 async def test_max_tokens_of_each_request_is_capped_by_the_token_budget(server: FakeModelServer) -> None:
     server.enqueue(
-        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=300),
-        finish("3", completion_tokens=20, prompt_tokens=300),
+        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=400),
+        finish("3", completion_tokens=20, prompt_tokens=400),
     )
-    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=500)).run("add 1 and 2")
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=800)).run("add 1 and 2")
     first, second = (r.json for r in server.chat_requests)
     estimate = [-(-sum(len(m["content"]) for m in r["messages"]) // 4) for r in (first, second)]  # rounded up
-    assert first["max_tokens"] == 500 - estimate[0]
-    assert second["max_tokens"] == max(1, 500 - 340 - estimate[1])
+    assert first["max_tokens"] == 800 - estimate[0]
+    assert second["max_tokens"] == max(1, 800 - 440 - estimate[1])
     assert result.status == "budget_exceeded" and result.budget == "max_tokens"
 
 

@@ -153,6 +153,8 @@ class PlannerRun:
                 prompt=call.prompt,
                 input_tokens=call.input_tokens,
                 output_tokens=call.output_tokens,
+                cached_input_tokens=call.cached_input_tokens,
+                cache_write_tokens=call.cache_write_tokens,
                 cost_usd=call.cost_usd,
                 latency_s=call.latency_s,
                 attempts=call.attempts,

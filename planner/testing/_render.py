@@ -18,10 +18,12 @@ __all__ = [
     "EmittedToolCall",
     "StreamEvent",
     "completion_body",
+    "estimate_message_tokens",
     "estimate_prompt_tokens",
     "resolve_emission",
     "stream_events",
     "usage_dict",
+    "with_cache_usage",
 ]
 
 
@@ -138,6 +140,23 @@ def _text_of(value: Any) -> int:
     return 0
 
 
+def estimate_message_tokens(message: Any) -> int:
+    """``ceil(chars / 4)`` of one message's text, as :func:`estimate_prompt_tokens` counts it."""
+    return math.ceil(_text_of(message.get("content")) / 4) if isinstance(message, Mapping) else 0
+
+
+def with_cache_usage(
+    usage: dict[str, Any], shape: str, cached: int, written: int
+) -> dict[str, Any]:
+    """``usage`` with prompt-cache counts in a provider's shape: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, or Anthropic's
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (as litellm and
+    Anthropic-compatible gateways report them, beside ``prompt_tokens``)."""
+    if shape == "openai":
+        return {**usage, "prompt_tokens_details": {"cached_tokens": cached}}
+    return {**usage, "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}
+
+
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     """Estimate ``prompt_tokens``: ``ceil(chars / 4)``.
 
@@ -163,7 +182,7 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     return math.ceil(chars / 4)
 
 
-def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dict[str, int]:
+def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dict[str, Any]:
     """The ``usage`` object of a response."""
     prompt = (
         reply.prompt_tokens if reply.prompt_tokens is not None else estimate_prompt_tokens(body)
@@ -182,7 +201,7 @@ def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dic
 
 def completion_body(
     emission: Emission,
-    usage: dict[str, int],
+    usage: dict[str, Any],
     *,
     completion_id: str,
     model: str,
@@ -224,7 +243,7 @@ def completion_body(
 def stream_events(
     reply: Reply,
     emission: Emission,
-    usage: dict[str, int] | None,
+    usage: dict[str, Any] | None,
     *,
     completion_id: str,
     model: str,

@@ -990,3 +990,24 @@ async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer
         )
     ]
     assert partials[-1].model_dump() == PLAN
+
+
+# --- prompt-cache usage shapes ------------------------------------------------------------------
+
+
+def test_prompt_cache_usage_in_each_providers_shape() -> None:
+    body = {"model": "fake-model", "messages": [{"role": "system", "content": "s" * 400}, {"role": "user", "content": "hi"}]}
+    with FakeModelServer(handler=lambda r: Reply.text("ok"), prompt_cache="anthropic") as server:
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+    assert (usages[0]["cache_creation_input_tokens"], usages[0]["cache_read_input_tokens"]) == (100, 0)
+    assert (usages[1]["cache_creation_input_tokens"], usages[1]["cache_read_input_tokens"]) == (0, 100)
+    with FakeModelServer(handler=lambda r: Reply.text("ok"), prompt_cache="openai") as server:
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+        streamed = httpx.post(
+            f"{server.base_url}/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        ).text
+    assert [u["prompt_tokens_details"]["cached_tokens"] for u in usages] == [0, 100]
+    assert '"prompt_tokens_details": {"cached_tokens": 100}' in streamed
+    with FakeModelServer([Reply.text("ok", cached_tokens=7), Reply.text("ok")]) as server:  # per reply, no simulation
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+    assert usages[0]["prompt_tokens_details"] == {"cached_tokens": 7} and "prompt_tokens_details" not in usages[1]

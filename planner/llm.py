@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from planweave.planner.budget import check_usage
 from planweave.planner.caching import mark_cache_prefix
+from planweave.planner.tokens import count_tokens
 from planweave.planner.errors import (
     APIKeyRejectedError,
     BudgetExceededError,
@@ -532,9 +533,9 @@ class LLMClient:
                 call.input_tokens = int(usage.prompt_tokens or 0)
                 call.output_tokens = int(usage.completion_tokens or 0)
                 call.cached_input_tokens, call.cache_write_tokens = cache_tokens(usage)
-            else:  # the provider sent no usage: estimate, as litellm's token counter does
-                call.input_tokens = _estimate_tokens(messages)
-                call.output_tokens = max(1, len(full) // 4) if full else 0
+            else:  # the provider sent no usage: count with the model's tokenizer
+                call.input_tokens = count_tokens(call.model, messages=messages)
+                call.output_tokens = count_tokens(call.model, text=full) if full else 0
             call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens, usage=usage)
             self._record(call)
 

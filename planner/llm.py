@@ -465,10 +465,13 @@ class LLMClient:
         prompt: Mapping[str, str],
         purpose: str,
         tool_name: str = "plan",
+        structured: bool = True,
     ) -> AsyncIterator[str]:
         """Stream a structured reply as JSON text deltas (tool-call arguments or content).
 
-        A stream that breaks off part-way raises `ModelStreamError` (the caller re-asks)."""
+        With `structured=False` no tool schema is sent: the reply is the message content, in a
+        syntax the prompt describes (plans written as lines). A stream that breaks off part-way
+        raises `ModelStreamError` (the caller re-asks)."""
         litellm = import_litellm()
         tool = {
             "type": "function",
@@ -482,7 +485,7 @@ class LLMClient:
         async def open_stream(model: str, attempt: int) -> tuple[LLMCall, Any]:
             call = self._start(purpose, model, prompt, messages, attempt)
             kw = self._kwargs(model, messages)
-            if not _offline(model):
+            if structured and not _offline(model):
                 kw["tools"] = [tool]
                 kw["tool_choice"] = {"type": "function", "function": {"name": tool_name}}
             try:

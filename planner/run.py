@@ -27,7 +27,8 @@ from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
 from planweave.planner.prompts import PromptLibrary, as_data, new_data_tag, prompt_inputs
 from planweave.planner.prompts import describe as _describe
 from planweave.planner.result import PlannerResult, PlannerStatus
-from planweave.planner.streaming import FieldStream, StepStream
+from planweave.planner.plan_syntax import PlanStream
+from planweave.planner.streaming import FieldStream
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
 from planweave.tools.base import Tool, format_validation_error, tool
 
@@ -433,24 +434,22 @@ class PlannerRun:
             self._check_usage(before_call=True)
             buffered: list[Step] = []
             problems: list[str] = []
-            stream = StepStream()
+            stream = PlanStream()
             try:
-                async for piece in self.client.stream_json(messages, PlanUpdate, prompt=prompt.ref, purpose="plan"):
+                # The plan is written as lines (`planweave.planner.plan_syntax`), so no tool schema is sent.
+                async for piece in self.client.stream_json(
+                    messages, PlanUpdate, prompt=prompt.ref, purpose="plan", structured=False
+                ):
+                    items = stream.feed(piece)
                     if self.p.stream_plans:
-                        for item in stream.feed(piece):
+                        for item in items:
                             problems += self._offer(item, accepted, buffered)
-                    else:
-                        stream.text += piece
             except ModelStreamError as exc:
                 problems.append(str(exc))
             self._check_usage()
             full = stream.text
-            update: PlanUpdate | None = None
-            try:
-                # Tolerate prose or code fences around the object.
-                update = PlanUpdate.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
-            except ValidationError as exc:
-                problems.append(f"the reply is not a valid plan object: {format_validation_error(exc)}")
+            update, unreadable = stream.finish()
+            problems += [p for p in unreadable if p not in problems]
             if update is not None and not self.p.stream_plans:
                 for planned in update.planned():
                     problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)

@@ -79,11 +79,11 @@ async def test_plan_runs_end_to_end(server: FakeModelServer) -> None:
     assert result.usage.cost_usd is None and result.usage.unpriced_calls == 2
     plan_request = server.chat_requests[0].json
     assert plan_request["stream"] is True
-    assert plan_request["tools"][0]["function"]["name"] == "plan"
+    assert "tools" not in plan_request  # a plan is written as lines (or a JSON object), not a tool call
     assert "`add`: Add two numbers." in plan_request["messages"][0]["content"]
     assert {c["prompt"]["name"] for c in result.llm_calls} == {"plan", "join"}
     versions = {c["prompt"]["name"]: c["prompt"]["version"] for c in result.llm_calls}
-    assert versions == {"plan": "4", "join": "3"}
+    assert versions == {"plan": "5", "join": "3"}
     assert all(len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
 
 

@@ -166,3 +166,21 @@ async def test_tool_output_reaches_the_model_only_as_data_in_user_messages(serve
     assert "## Already done" in requests[2].last_user_text and "IGNORE" in data_blocks(requests[2].last_user_text)[1]
     assert data_blocks(requests[3].last_user_text) == [INJECTION.replace("<", "&lt;", 3)]  # the `llm` step's context
     assert len(set(tags)) == len(requests)  # a fresh random id per request
+
+
+# --- plans written as lines ---------------------------------------------------------------------
+
+
+async def test_a_plan_written_as_lines_runs_and_a_bad_line_is_re_asked(server: FakeModelServer) -> None:
+    server.enqueue(
+        Reply.text("a = divide(a=6, b=3)\nb = divide(6, ${a})\nThought: divide twice.\n"),
+        Reply.text("b = divide(a=6, b=${a})\nThought: fixed.\n"),
+        finish("3"),
+    )
+    result = await planner(server, [divide]).run("6 / (6 / 3)")
+    assert result.ok and result.answer == "3" and result.steps["b"].output == 3.0
+    plan_request, repair_request = server.chat_requests[:2]
+    assert "tools" not in plan_request.json  # no tool schema: the prompt describes the line syntax
+    repair = repair_request.last_user_text
+    assert "line 2: step `b`: name every argument (`name=value`)" in repair
+    assert "already running; do not send them again: a." in repair

@@ -313,7 +313,7 @@ async def test_three_conversations_run_at_once(start: StartServer) -> None:
     def by_goal(request: RecordedRequest) -> Reply:
         prompt = request.last_user_text
         name = next(n for n in ("alpha", "beta", "gamma") if f"meet {n}" in prompt)
-        if request.tools[0]["function"]["name"] == "plan":
+        if not request.tools:  # plans are written as lines, with no tool schema; the join has one
             return plan({"id": "meet", "tool": "rendezvous", "args": {"name": name}})
         return finish(f"{name} met the others.")
 

@@ -7,7 +7,7 @@ Private helper of :mod:`planweave.planner.testing.fake_server`; everything here 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,30 @@ def _chosen_tool(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def resolve_emission(reply: Reply, body: Mapping[str, Any], number: int) -> Emission:
+Splitter = Callable[[str], Sequence[str]]
+"""A tokenizer for the fake server: ``text`` -> pieces that concatenate back to ``text``."""
+
+
+def _split(text: str, boundaries: Sequence[int], splitter: Splitter | None) -> list[str]:
+    """``text`` as streamed tokens: :func:`tokenize`'s, or ``splitter``'s with each boundary
+    also made a cut (as :func:`tokenize` does)."""
+    if splitter is None:
+        return tokenize(text, boundaries)
+    pieces = list(splitter(text))
+    if "".join(pieces) != text:
+        raise ValueError("the fake server's tokenizer returned pieces that do not make up the text")
+    cuts, pos = {0, len(text)}, 0
+    for piece in pieces:
+        pos += len(piece)
+        cuts.add(pos)
+    cuts.update(b for b in boundaries if 0 < b < len(text))
+    ordered = sorted(cuts)
+    return [text[a:b] for a, b in zip(ordered, ordered[1:]) if b > a]
+
+
+def resolve_emission(
+    reply: Reply, body: Mapping[str, Any], number: int, splitter: Splitter | None = None
+) -> Emission:
     """Decide content / tool calls for ``reply`` answering request ``number``."""
     content: str | None = reply.content
     calls: list[EmittedToolCall] = []
@@ -116,11 +139,11 @@ def resolve_emission(reply: Reply, body: Mapping[str, Any], number: int) -> Emis
     start = 0
     content_tokens: tuple[str, ...] = ()
     if content is not None:
-        content_tokens = tuple(tokenize(content, [p - start for p in pauses]))
+        content_tokens = tuple(_split(content, [p - start for p in pauses], splitter))
         start += len(content)
     argument_tokens: list[tuple[str, ...]] = []
     for call in calls:
-        argument_tokens.append(tuple(tokenize(call.arguments, [p - start for p in pauses])))
+        argument_tokens.append(tuple(_split(call.arguments, [p - start for p in pauses], splitter)))
         start += len(call.arguments)
 
     finish = reply.finish_reason or ("tool_calls" if calls else "stop")

@@ -61,7 +61,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from planweave.planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
@@ -109,6 +109,10 @@ class FakeModelServer:
         verbose: log every request to stderr (``http.server`` format).
         prompt_cache: ``"openai"`` or ``"anthropic"`` simulates that provider's
             prompt cache and reports it in its usage shape (see above).
+        tokenizer: splits reply text into the streamed tokens (pieces that
+            concatenate back to the text), e.g. a real model's tokenizer, in
+            place of :func:`~planweave.planner.testing.replies.tokenize`; it
+            sets the pacing and ``completion_tokens``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -125,6 +129,7 @@ class FakeModelServer:
         port: int = 0,
         verbose: bool = False,
         prompt_cache: Literal["openai", "anthropic"] | None = None,
+        tokenizer: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         if ttft_s < 0:
             raise ValueError("ttft_s must be >= 0")
@@ -136,6 +141,7 @@ class FakeModelServer:
         self.models: tuple[str, ...] = tuple(models)
         self.verbose = verbose
         self.prompt_cache = prompt_cache
+        self.tokenizer = tokenizer
         self._cached_prefixes: set[str] = set()
         self._host = host
         self._port = port
@@ -422,7 +428,7 @@ class FakeModelServer:
         rate = reply.tokens_per_s if reply.tokens_per_s is not None else self.tokens_per_s
         if rate is not None and rate == float("inf"):
             rate = None
-        emission = resolve_emission(reply, body, record.number)
+        emission = resolve_emission(reply, body, record.number, self.tokenizer)
         usage = self._cache_usage(reply, usage_dict(reply, emission, body), record)
         if limit is not None:
             emission, usage = _cut(emission, usage, limit, explicit_finish=reply.finish_reason is not None)

@@ -1011,3 +1011,15 @@ def test_prompt_cache_usage_in_each_providers_shape() -> None:
     with FakeModelServer([Reply.text("ok", cached_tokens=7), Reply.text("ok")]) as server:  # per reply, no simulation
         usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
     assert usages[0]["prompt_tokens_details"] == {"cached_tokens": 7} and "prompt_tokens_details" not in usages[1]
+
+
+def test_a_custom_tokenizer_sets_the_streamed_tokens_and_their_count() -> None:
+    words = lambda text: [w for w in text.replace(" ", " \0").split("\0") if w]  # noqa: E731 - "a b" -> "a ", "b"
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    with FakeModelServer([Reply.text("one two three", pause_after={5: 0.0})], tokenizer=words) as server:
+        events = [json.loads(line[6:]) for line in httpx.post(f"{server.base_url}/chat/completions", json=body).text.splitlines()
+                  if line.startswith("data: {")]  # fmt: skip
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    assert [p for p in pieces if p] == ["one ", "t", "wo ", "three"]  # a pause offset is a cut too
+    assert events[-1]["usage"]["completion_tokens"] == 4

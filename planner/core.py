@@ -61,6 +61,9 @@ class Planner:
             `LANGFUSE_SECRET_KEY`, `LANGFUSE_BASE_URL`), False turns it off, or a `TracingConfig`.
         masker: masks secrets in traces (and recorded runs); default the built-in rules plus
             `PLANWEAVE_MASK_PATTERNS` and the model API key.
+        offer_tools: with more tools than this (say, 100 from MCP servers), each plan prompt lists
+            only this many, the most relevant to the goal, plus `llm` (a cheap word-overlap
+            selection, no model call); None (default) lists every tool.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Planner:
         meta: Mapping[str, Any] | None = None,
         tracing: bool | TracingConfig | None = None,
         masker: Masker | None = None,
+        offer_tools: int | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -122,6 +126,7 @@ class Planner:
         self.meta = dict(meta or {})
         self.tracing = tracing
         self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
+        self.offer_tools = offer_tools
 
     @property
     def store(self) -> RunStore | None:

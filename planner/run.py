@@ -29,6 +29,7 @@ from planweave.planner.prompts import describe as _describe
 from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.plan_syntax import PlanStream
 from planweave.planner.streaming import FieldStream
+from planweave.planner.tool_selection import select_tools
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
 from planweave.tools.base import Tool, format_validation_error, tool
 
@@ -203,7 +204,10 @@ class PlannerRun:
         return out
 
     def _catalogue(self) -> list[dict[str, Any]]:
-        return self.run.graph.tools.catalogue()
+        catalogue = self.run.graph.tools.catalogue()
+        if self.p.offer_tools is not None and len(catalogue) > self.p.offer_tools:
+            catalogue = select_tools(catalogue, self.goal, self.p.offer_tools)
+        return catalogue
 
     # --- the loop ------------------------------------------------------------------------------
 

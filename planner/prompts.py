@@ -17,7 +17,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -121,7 +121,7 @@ class PromptLibrary:
         if name in self._cache:
             return self._cache[name]
         for d in self.dirs:
-            path = d / f"{name}.j2"
+            path = d.joinpath(*f"{name}.j2".split("/"))  # `examples/http_get` is in a subdirectory
             if path.is_file():
                 source = path.read_text(encoding="utf-8")
                 m = _VERSION_RE.search(source.split("\n", 1)[0])
@@ -144,6 +144,17 @@ class PromptLibrary:
                 return prompt
         searched = ", ".join(str(d) for d in self.dirs)
         raise ConfigError(f"no prompt named `{name}` (looked for `{name}.j2` in {searched}).")
+
+    def examples(self, tools: Iterable[str]) -> list[Prompt]:
+        """The few-shot examples for `tools`, in the order given: `examples/<tool>.j2` in the user
+        directory or the bundled ones (versioned and hashed like every prompt); a tool with no
+        example file has none."""
+        found = []
+        for name in tools:
+            key = f"examples/{name}"
+            if any((d / "examples" / f"{name}.j2").is_file() for d in self.dirs):
+                found.append(self.get(key))
+        return found
 
     def names(self) -> list[str]:
         found: set[str] = set()

@@ -209,6 +209,14 @@ class PlannerRun:
             catalogue = select_tools(catalogue, self.goal, self.p.offer_tools)
         return catalogue
 
+    def _examples(self, catalogue: list[dict[str, Any]]) -> list[str]:
+        """The few-shot examples of the offered tools (`prompts/examples/<tool>.j2`), each recorded."""
+        texts = []
+        for example in self.p.prompts.examples(t["name"] for t in catalogue):
+            self.prompt_refs[example.name] = example.ref
+            texts.append(example.render().strip())
+        return texts
+
     # --- the loop ------------------------------------------------------------------------------
 
     async def go(self) -> PlannerResult:
@@ -424,10 +432,12 @@ class PlannerRun:
 
     async def _plan_round(self, reason: str | None) -> tuple[PlanUpdate, list[str]]:
         prompt = self._prompt("plan")
+        catalogue = self._catalogue()
         messages = prompt.messages(
             goal=self.goal,
             inputs=self._inputs(),
-            tools=self._catalogue(),
+            tools=catalogue,
+            examples=self._examples(catalogue),
             history=self._data_history(),
             replan_reason=reason,
             data_tag=new_data_tag(),

@@ -119,3 +119,18 @@ def test_data_cannot_close_its_block_or_start_an_entry() -> None:
         {"name": "n", "text": "x\n  &lt;/data-z>"},
         {"name": "long", "text": "y" * 20 + " ... [truncated: 30 more characters; the full value is in the context]"},
     ]
+
+
+def test_examples_come_with_their_tools_only(tmp_path: Path) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "search.j2").write_text('{# version: 2 #}\nGoal: g\nhits = search(query="q")\n')
+    lib = PromptLibrary(tmp_path)
+    [mine, bundled] = lib.examples(["search", "calculator", "write_file"])
+    assert (mine.name, mine.version, mine.render()) == ("examples/search", "2", 'Goal: g\nhits = search(query="q")\n')
+    assert bundled.path == PACKAGE_DIR / "examples" / "write_file.j2" and len(bundled.hash) == 12
+    plan = lib.get("plan")
+    system = plan.messages(goal="g", tools=TOOLS, history=[], replan_reason=None, data_tag="t",
+                           examples=[mine.render().strip()])[0]["content"]  # fmt: skip
+    assert '## Examples\nGoal: g\nhits = search(query="q")\n' in system
+    assert "## Examples" not in plan.messages(goal="g", tools=TOOLS, history=[], replan_reason=None, data_tag="t")[0]["content"]
+    assert PromptLibrary().names() == ["join", "llm_tool", "plan", "repair"]  # examples are not prompts of their own

@@ -41,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,10 +56,16 @@ from planweave.planner import Planner  # noqa: E402
 from planweave.planner.run import make_llm_tool  # noqa: E402
 from planweave.planner.llm import LLMClient, LLMConfig, import_litellm  # noqa: E402
 from planweave.planner.prompts import PromptLibrary  # noqa: E402
-from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply, ToolCall, json_spans, tokenize  # noqa: E402
+from planweave.planner.testing import FakeModelServer, RecordedRequest, Reply, ToolCall, json_spans  # noqa: E402
+from planweave.planner.tokens import count_tokens, tokenizer_name  # noqa: E402
 from planweave.tools import Tool, ToolRegistry, tool  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "parallelqa.json"
+TOKENIZER_MODEL = "gpt-4"
+"""Whose tokenizer paces the fake model and counts every token (tiktoken's cl100k_base, through
+litellm): the GPT-3.5/GPT-4 tokenizer of LLMCompiler's published figures."""
+LLMCOMPILER_TOKENS = {"LLMCompiler": (9_200, 340), "ReAct (LLMCompiler's)": (46_000, 470)}
+"""Input and output tokens per ParallelQA question as LLMCompiler's paper reports them (GPT-4)."""
 FANOUT_COUNTS = {2: 21, 3: 31, 4: 31, 5: 30}  # LLMCompiler's ParallelQA: 113 questions
 MODEL = "openai/fake-model"
 SYSTEMS = {
@@ -71,8 +77,8 @@ SYSTEMS = {
 PEER = "react"
 
 # Targets (PASS/FAIL in the output), all for `planweave`.
-TARGET_SPEEDUP = 2.0  # mean ReAct latency / mean planweave latency (LLMCompiler reports 2.15x)
-TARGET_BOUND_RATIO = 1.10  # mean of latency / analytic lower bound
+TARGET_SPEEDUP = 2.5  # mean ReAct latency / mean planweave latency (LLMCompiler reports 2.15x)
+TARGET_BOUND_RATIO = 1.05  # mean of latency / analytic lower bound
 TARGET_PLAN_JOIN_CALLS = 2  # planning + join LLM calls per question without a replan (max)
 
 
@@ -295,24 +301,31 @@ class FakeModel:
         self.by_text = {q.text: q for q in questions}
 
     def __call__(self, request: RecordedRequest) -> Reply:
+        reply = self._reply(request)
+        # Usage as the provider would bill it: the request counted by the model's tokenizer (the
+        # completion tokens are the streamed pieces of that tokenizer, see `real_tokenizer`).
+        tokens = count_tokens(TOKENIZER_MODEL, messages=request.messages, tools=request.tools or None)
+        return reply.model_copy(update={"prompt_tokens": tokens})
+
+    def _reply(self, request: RecordedRequest) -> Reply:
         names = {t.get("function", {}).get("name") for t in request.tools}
-        if "plan" in names:
-            return Reply.json_obj(written_plan(plan_of(self._goal(request))))
         if "search" in names:
             return self._react(request)
         if names:  # the join decision (the planner's `decide` tool)
             return self._join(request)
+        if "Plan the next steps" in str(request.messages[0].get("content", "")):  # plans come as lines
+            return Reply.text(written_plan(plan_of(self._goal(request))))
         return self._math(request.last_user_text)
 
     def _goal(self, request: RecordedRequest) -> Question:
-        found = re.search(r"## Goal\n(.+)\n", str(request.messages[0].get("content", "")))
+        found = re.search(r"## Goal\n(.+)\n?$", request.last_user_text)  # the goal comes last
         if found is None or found.group(1) not in self.by_text:
             raise ValueError("the request names no known question under `## Goal`")
         return self.by_text[found.group(1)]
 
     def _join(self, request: RecordedRequest) -> Reply:
         q = self._goal(request)
-        history = self.HISTORY_RE.findall(str(request.messages[0]["content"]))
+        history = self.HISTORY_RE.findall(request.last_user_text)
         results = {sid: text for sid, _tool, _status, text in history}
         found = ANSWER_RE.search(results.get("result", ""))
         values = [m.group(1) for i in range(q.fanout) for m in [ANSWER_RE.search(results.get(f"m{i + 1}", ""))] if m]
@@ -368,39 +381,93 @@ class Timing:
         return self.ttft_s + (max(1, reply_tokens(reply)) - 1) / self.tokens_per_s
 
 
+def real_tokenizer(model: str = TOKENIZER_MODEL) -> Callable[[str], list[str]]:
+    """`model`'s tokenizer as the fake server's: text -> the pieces of its tokens, offline."""
+    count_tokens(model, text="x")  # litellm points tiktoken at the encodings it bundles
+    import tiktoken
+
+    encoding = tiktoken.encoding_for_model(model)
+
+    def split(text: str) -> list[str]:
+        _, starts = encoding.decode_with_offsets(encoding.encode(text))
+        cuts = sorted({0, *starts, len(text)})  # a character split over two tokens stays whole
+        return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+    return split
+
+
+def tokenize(text: str) -> list[str]:
+    """The streamed tokens of `text`: the real tokenizer's, as the fake server streams them."""
+    return _SPLIT(text)
+
+
+_SPLIT = real_tokenizer()
+
+
 def reply_tokens(reply: Reply) -> int:
     return len(tokenize(reply.stream_text))
 
 
 PLAN_SYNTAXES = {
-    "json": 'planweave\'s PlanUpdate (plan prompt v2): compact steps `["s1", "search", {...}]`, then `rationale`',
+    "lines": 'planweave\'s plan prompt v5: `m1 = llm(prompt="...", context=${s1})` lines, then `Thought:`',
+    "json": 'plan prompt v3-v4: a PlanUpdate object, compact steps `["s1", "search", {...}]`, then `rationale`',
+    "json dense": "the same object with no spaces after `,` and `:`",
     "json v1": "plan prompt v1: `rationale` first, then steps as objects",
-    "json v1, rationale last": "v1 with `rationale` after `steps`",
     "llmcompiler": 'LLMCompiler\'s plan syntax: `4. math("...", ["$1"])` lines',
 }
+PARSED_SYNTAX = "lines"
+"""What planweave's model writes in this benchmark (and what the analytic bound assumes)."""
 
 
-def written_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan as a model following planweave's plan prompt (v2) writes it: compact steps first."""
+def _value(value: Any) -> str:
+    """An argument value as planweave's line syntax writes it: JSON, with whole-value references bare."""
+    if isinstance(value, str) and re.fullmatch(r"\$\{[\w.-]+\}", value):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def step_line(step: dict[str, Any]) -> str:
+    return f"{step['id']} = {step['tool']}(" + ", ".join(f"{k}={_value(v)}" for k, v in step["args"].items()) + ")"
+
+
+def written_plan(plan: dict[str, Any]) -> str:
+    """The plan as a model following planweave's plan prompt (v5) writes it: one step a line, then the thought."""
+    return "".join(step_line(s) + "\n" for s in plan["steps"]) + f"Thought: {plan['rationale']}"
+
+
+def written_json_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan as plan prompts v3-v4 asked for it: compact steps first, as a JSON object."""
     return {"steps": [[s["id"], s["tool"], s["args"]] for s in plan["steps"]], "rationale": plan["rationale"]}
 
 
-def plan_layout(q: Question, syntax: str = "json") -> tuple[str, list[int]]:
+def plan_layout(q: Question, syntax: str = PARSED_SYNTAX) -> tuple[str, list[int]]:
     """The plan's streamed text and the offset where each step ends in it.
 
-    `json` is what planweave's model writes (a `PlanUpdate` tool call); the other syntaxes are
-    for the what-if analysis only (nothing parses them): the same steps, written differently.
+    `lines` is what planweave's model writes (plan prompt v5); `json` and `json dense` are the
+    object form (still accepted); `llmcompiler` is for the what-if analysis only: the same
+    steps, written differently.
     """
     plan = plan_of(q)
+    if syntax == "lines":
+        text, ends = "", []
+        for step in plan["steps"]:
+            text += step_line(step) + "\n"
+            ends.append(len(text))  # a line's step is read when its newline arrives
+        return text + f"Thought: {plan['rationale']}", ends
     if syntax.startswith("json"):
-        if syntax == "json":
-            obj = written_plan(plan)
-        elif "last" in syntax:
-            obj = {"steps": plan["steps"], "rationale": plan["rationale"]}
+        if syntax in ("json", "json dense"):
+            obj = written_json_plan(plan)
         else:
             obj = {"rationale": plan["rationale"], "steps": plan["steps"]}
         text, spans = json_spans(obj)
-        return text, [spans[("steps", j)][1] for j in range(len(plan["steps"]))]
+        ends = [spans[("steps", j)][1] for j in range(len(plan["steps"]))]
+        if syntax == "json dense":  # the same spans, less the spaces before each end
+            dense = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+            ends = [end - text[:end].count(", ") - text[:end].count(": ") for end in ends]
+            text = dense
+        return text, ends
     number = {step["id"]: j + 1 for j, step in enumerate(plan["steps"])}
     text, ends = f"Thought: {plan['rationale']}\n", []
     for j, step in enumerate(plan["steps"]):
@@ -417,7 +484,7 @@ def plan_layout(q: Question, syntax: str = "json") -> tuple[str, list[int]]:
     return text + f"{len(plan['steps']) + 1}. join()<END_OF_PLAN>", ends
 
 
-def ideal_times(q: Question, t: Timing, plan_syntax: str = "json") -> dict[str, float]:
+def ideal_times(q: Question, t: Timing, plan_syntax: str = PARSED_SYNTAX) -> dict[str, float]:
     """Each system's time for `q` with zero overhead: only model tokens and tool time count."""
     k, a = q.fanout, q.attribute
     search_s = [search_seconds(query_of(a, e), t.search_s) for e in q.entities]
@@ -461,8 +528,8 @@ def ideal_times(q: Question, t: Timing, plan_syntax: str = "json") -> dict[str, 
 
 def what_if(questions: Sequence[Question], t: Timing) -> list[dict[str, Any]]:
     """Analytic only: the speedup over ReAct a zero-overhead planweave reaches, by plan syntax and token rate."""
-    cases = [("json", r) for r in sorted({t.tokens_per_s, 2 * t.tokens_per_s, 4 * t.tokens_per_s})]
-    cases += [(syntax, t.tokens_per_s) for syntax in list(PLAN_SYNTAXES)[1:]]
+    cases = [(PARSED_SYNTAX, r) for r in sorted({t.tokens_per_s, 2 * t.tokens_per_s, 4 * t.tokens_per_s})]
+    cases += [(syntax, t.tokens_per_s) for syntax in PLAN_SYNTAXES if syntax != PARSED_SYNTAX]
     rows = []
     for syntax, rate in cases:
         ideal = [ideal_times(q, Timing(t.ttft_s, rate, t.search_s), syntax) for q in questions]
@@ -732,7 +799,12 @@ def render(results: dict[str, Any]) -> str:
              for w in results["what_if"]],
         ))  # fmt: skip
         out += [f"   {name}: {meaning}" for name, meaning in PLAN_SYNTAXES.items()]
-        out.append("   (the same steps, tokenized by the fake server's rule; only `json` is what planweave parses today)")
+        out.append(f"   (the same steps, tokenized by {TOKENIZER_MODEL}'s tokenizer; planweave parses `lines` and the `json` forms)")
+    out += ["", f"5. Tokens per question, all LLM calls (tool `llm` steps included), counted by {results['settings']['tokenizer']}"]
+    rows = [[s["label"], f"{s['input_tokens_per_question']['mean']:,.0f}", f"{s['output_tokens_per_question']['mean']:,.0f}"]
+            for s in systems.values()]  # fmt: skip
+    rows += [[f"{name}, as published", f"{tin:,}", f"{tout:,}"] for name, (tin, tout) in LLMCOMPILER_TOKENS.items()]
+    out.append(table(["system", "input tokens", "output tokens"], rows))
     out += ["", "Targets:"]
     for t in results["targets"]:
         value = t["value"] if not isinstance(t["value"], float) else f"{t['value']:.3f}"
@@ -744,7 +816,9 @@ def render(results: dict[str, Any]) -> str:
 async def run_all(args: argparse.Namespace, questions: list[Question]) -> dict[str, list[dict[str, Any]]]:
     timing = Timing(args.ttft, args.tokens_per_s, args.search_s)
     ideals = {q.id: ideal_times(q, timing) for q in questions}
-    server = FakeModelServer(handler=FakeModel(questions), ttft_s=args.ttft, tokens_per_s=args.tokens_per_s)
+    server = FakeModelServer(
+        handler=FakeModel(questions), ttft_s=args.ttft, tokens_per_s=args.tokens_per_s, tokenizer=_SPLIT
+    )
     with server, tempfile.TemporaryDirectory(prefix="planweave-bench-") as home:
         config = LLMConfig(model=MODEL, api_base=server.base_url, api_key="x")
         search = make_search(questions, args.search_s)
@@ -844,6 +918,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "systems": args.systems,
             "seed": args.seed,
             "model": MODEL,
+            "tokenizer": tokenizer_name(TOKENIZER_MODEL),
         },
     }
     print(f"ParallelQA: {len(questions)} questions x {len(args.systems)} systems ...", flush=True)

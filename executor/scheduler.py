@@ -109,6 +109,9 @@ class Executor:
         """Where cached steps keep their results: True for the default cache (`<home>/cache.db`,
         opened when a step first uses it), a `StepCache`, or False to cache nothing."""
         self._own_cache: StepCache | None = None
+        self.approve = frozenset(approve)
+        self.responder = responder
+        self.answer_within_s = answer_within_s
 
     def step_cache(self) -> StepCache:
         """The step cache (opened on first use when it is the default one)."""
@@ -119,9 +122,6 @@ class Executor:
                 self._own_cache = open_cache()
             return self._own_cache
         return self.cache
-        self.approve = frozenset(approve)
-        self.responder = responder
-        self.answer_within_s = answer_within_s
 
     def start(
         self,

@@ -77,6 +77,9 @@ class Planner:
             people ends `waiting` and continues with `respond`, in this process or another.
         answer_within_s: default deadline of each request; then approvals are denied and
             questions get their default.
+        offer_tools: with more tools than this (say, 100 from MCP servers), each plan prompt lists
+            only this many, the most relevant to the goal, plus `llm` (a cheap word-overlap
+            selection, no model call); None (default) lists every tool.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class Planner:
         approve: Iterable[str] = (),
         on_input: Responder | None = None,
         answer_within_s: float | None = None,
+        offer_tools: int | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -148,6 +152,7 @@ class Planner:
         self.approve = frozenset(approve)
         self.on_input = on_input
         self.answer_within_s = answer_within_s
+        self.offer_tools = offer_tools
 
     @property
     def store(self) -> RunStore | None:

@@ -72,6 +72,10 @@ class LLMCalled(RunEvent):
     reasks: int = 0
     error: str | None = None
     started_at: float = 0.0
+    cached_input_tokens: int = 0
+    """Of `input_tokens`, those read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """Of `input_tokens`, those written to the provider's prompt cache."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     """The messages sent (after the last re-ask)."""
     output: Any = None

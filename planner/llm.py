@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from pydantic import BaseModel
 
 from planweave.planner.budget import check_usage
+from planweave.planner.caching import mark_cache_prefix
+from planweave.planner.tokens import count_tokens
 from planweave.planner.errors import (
     APIKeyRejectedError,
     BudgetExceededError,
@@ -46,7 +48,7 @@ from planweave.planner.errors import (
 if TYPE_CHECKING:
     from planweave.planner.budget import Budget
 
-__all__ = ["LLMCall", "LLMClient", "LLMConfig", "Usage", "import_litellm"]
+__all__ = ["LLMCall", "LLMClient", "LLMConfig", "Usage", "cache_tokens", "import_litellm"]
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
@@ -157,6 +159,10 @@ class LLMCall:
     output_tokens: int = 0
     cost_usd: float | None = None
     latency_s: float = 0.0
+    cached_input_tokens: int = 0
+    """Of `input_tokens`, those read from the provider's prompt cache (billed at a discount)."""
+    cache_write_tokens: int = 0
+    """Of `input_tokens`, those written to the provider's prompt cache (Anthropic bills them at a premium)."""
     attempt: int = 1
     """Which try this request was for its model (2 and up: transient retries)."""
     reask: int = 0
@@ -183,6 +189,10 @@ class Usage(BaseModel):
     llm_calls: int = 0
     cost_usd: float | None = 0.0
     unpriced_calls: int = 0
+    cached_input_tokens: int = 0
+    """Of `input_tokens`, those read from a provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """Of `input_tokens`, those written to a provider's prompt cache."""
 
     @property
     def total_tokens(self) -> int:
@@ -191,6 +201,8 @@ class Usage(BaseModel):
     def add(self, call: LLMCall) -> None:
         self.input_tokens += call.input_tokens
         self.output_tokens += call.output_tokens
+        self.cached_input_tokens += call.cached_input_tokens
+        self.cache_write_tokens += call.cache_write_tokens
         self.llm_calls += call.attempts + call.reasks
         if call.cost_usd is None:
             self.unpriced_calls += 1
@@ -314,7 +326,8 @@ class LLMClient:
         usage = getattr(response, "usage", None)
         call.input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         call.output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
+        call.cached_input_tokens, call.cache_write_tokens = cache_tokens(usage)
+        call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens, usage=usage)
         call.latency_s = time.time() - call.started_at
 
     def _failed(self, call: LLMCall, exc: BaseException) -> None:
@@ -324,7 +337,9 @@ class LLMClient:
         call.latency_s = time.time() - call.started_at
         self._record(call)
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+    def cost(self, model: str, input_tokens: int, output_tokens: int, *, usage: Any = None) -> float | None:
+        """USD for one request; with the provider's `usage` (a litellm `Usage`), litellm's price map
+        applies its prompt-cache discounts (cache reads cheaper, Anthropic's cache writes dearer)."""
         for name in (model, model.split("/", 1)[-1]):
             if name in self.config.prices:
                 pin, pout = self.config.prices[name]
@@ -332,9 +347,14 @@ class LLMClient:
         if _offline(model):
             return 0.0
         litellm = import_litellm()
+        cache: dict[str, Any] = {}
+        if usage is not None and any(cache_tokens(usage)):
+            cache = {"usage_object": usage}
         for name in (model, model.split("/", 1)[-1]):
             try:
-                pin, pout = litellm.cost_per_token(model=name, prompt_tokens=input_tokens, completion_tokens=output_tokens)
+                pin, pout = litellm.cost_per_token(
+                    model=name, prompt_tokens=input_tokens, completion_tokens=output_tokens, **cache
+                )
                 return float(pin + pout)
             except Exception:  # litellm raises a bare Exception for a model it has no price for
                 continue
@@ -468,10 +488,13 @@ class LLMClient:
         prompt: Mapping[str, str],
         purpose: str,
         tool_name: str = "plan",
+        structured: bool = True,
     ) -> AsyncIterator[str]:
         """Stream a structured reply as JSON text deltas (tool-call arguments or content).
 
-        A stream that breaks off part-way raises `ModelStreamError` (the caller re-asks)."""
+        With `structured=False` no tool schema is sent: the reply is the message content, in a
+        syntax the prompt describes (plans written as lines). A stream that breaks off part-way
+        raises `ModelStreamError` (the caller re-asks)."""
         messages = self._redacted(messages)
         litellm = import_litellm()
         tool = {
@@ -486,13 +509,14 @@ class LLMClient:
         async def open_stream(model: str, attempt: int) -> tuple[LLMCall, Any]:
             call = self._start(purpose, model, prompt, messages, attempt)
             kw = self._kwargs(model, messages)
-            if not _offline(model):
+            if structured and not _offline(model):
                 kw["tools"] = [tool]
                 kw["tool_choice"] = {"type": "function", "function": {"name": tool_name}}
             self._sending(call)
             try:
                 stream = await litellm.acompletion(
-                    messages=messages, stream=True, stream_options={"include_usage": True}, **kw
+                    messages=mark_cache_prefix(messages, model), stream=True, stream_options={"include_usage": True},
+                    **kw,
                 )
             except BaseException as exc:
                 self._failed(call, exc)
@@ -536,10 +560,11 @@ class LLMClient:
             if usage is not None:
                 call.input_tokens = int(usage.prompt_tokens or 0)
                 call.output_tokens = int(usage.completion_tokens or 0)
-            else:  # the provider sent no usage: estimate, as litellm's token counter does
-                call.input_tokens = _estimate_tokens(messages)
-                call.output_tokens = max(1, len(full) // 4) if full else 0
-            call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens)
+                call.cached_input_tokens, call.cache_write_tokens = cache_tokens(usage)
+            else:  # the provider sent no usage: count with the model's tokenizer
+                call.input_tokens = count_tokens(call.model, messages=messages)
+                call.output_tokens = count_tokens(call.model, text=full) if full else 0
+            call.cost_usd = self.cost(call.model, call.input_tokens, call.output_tokens, usage=usage)
             self._record(call)
 
     async def structured(
@@ -581,6 +606,8 @@ class LLMClient:
                 if cap is not None:
                     kwargs["max_tokens"] = cap
                 self._sending(call)
+                if isinstance(kwargs.get("messages"), list):
+                    kwargs["messages"] = mark_cache_prefix(kwargs["messages"], model)
                 try:
                     response = await litellm.acompletion(*args, **kwargs)
                 except BaseException as exc:
@@ -627,7 +654,7 @@ class LLMClient:
             kw = self._kwargs(model, messages)  # outside the `try`: a budget stop here sent nothing
             self._sending(call)
             try:
-                response = await litellm.acompletion(messages=messages, **kw)
+                response = await litellm.acompletion(messages=mark_cache_prefix(messages, model), **kw)
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
@@ -638,6 +665,20 @@ class LLMClient:
             return content
 
         return await self._retrying(send)
+
+
+def cache_tokens(usage: Any) -> tuple[int, int]:
+    """The prompt tokens read from and written to the provider's cache, from litellm's `Usage`.
+
+    litellm normalises providers' shapes: OpenAI's `prompt_tokens_details.cached_tokens`, and
+    Anthropic's `cache_read_input_tokens` / `cache_creation_input_tokens` (which it also keeps
+    as attributes of the same names)."""
+    if usage is None:
+        return 0, 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = getattr(usage, "cache_read_input_tokens", None) or getattr(details, "cached_tokens", None) or 0
+    written = getattr(usage, "cache_creation_input_tokens", None) or getattr(details, "cache_creation_tokens", None) or 0
+    return int(read), int(written)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:

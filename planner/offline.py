@@ -43,7 +43,7 @@ _FILE = re.compile(r"[\w./-]+\.(?:txt|md|json|csv|yaml|yml|py|log)\b")
 
 def _section(prompt: str, title: str) -> str:
     m = re.search(rf"## {re.escape(title)}\n(.*?)(?:\n## |\Z)", prompt, re.S)
-    return m.group(1).strip() if m else ""
+    return re.sub(r"^</?data-\w+>$\n?", "", m.group(1), flags=re.M).strip() if m else ""  # data delimiters
 
 
 def _parts(goal: str) -> list[str]:

@@ -8,7 +8,6 @@ needs are in. When the round's steps are final, the join decision finishes or re
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,10 +35,14 @@ from planweave.planner.events import (
 )
 from planweave.planner.llm import LLMCall, LLMClient, Usage
 from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
-from planweave.planner.prompts import PromptLibrary
+from planweave.planner.prompts import PromptLibrary, as_data, new_data_tag, prompt_inputs
+from planweave.planner.prompts import describe as _describe
 from planweave.planner.result import PlannerResult, PlannerStatus
 from planweave.planner.state import PlannerState
-from planweave.planner.streaming import FieldStream, StepStream
+from planweave.planner.streaming import FieldStream
+from planweave.planner.plan_syntax import PlanStream
+from planweave.planner.streaming import FieldStream
+from planweave.planner.tool_selection import select_tools
 from planweave.planner.tracing.subscriber import LangfuseTracer, TracingConfig, create_tracer
 from planweave.tools.ask import ask_user
 from planweave.tools.base import Tool, format_validation_error, tool
@@ -83,13 +86,6 @@ class _RoundTracker:
             self.done.set()
 
 
-def _describe(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) > limit:
-        return text[:limit] + f" ... [truncated: {len(text) - limit} more characters; the full value is in the context]"
-    return text
-
-
 def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
     """The `llm` tool: reasoning over earlier outputs, through the run's own client and accounting."""
     template = prompts.get("llm_tool")
@@ -97,8 +93,9 @@ def make_llm_tool(client: LLMClient, prompts: PromptLibrary) -> Tool:
     @tool(name="llm")
     async def llm(prompt: str, context: Any = None) -> str:
         """Ask a language model to summarise, compare, extract or compute in words; pass earlier outputs as `context`."""
-        text = template.render(prompt=prompt, context=None if context is None else _describe(context, 20_000))
-        return await client.text([{"role": "user", "content": text}], prompt=template.ref, purpose="llm_tool")
+        shown = None if context is None else as_data(_describe(context, 20_000), entry=False)
+        messages = template.messages(prompt=prompt, context=shown, data_tag=new_data_tag())
+        return await client.text(messages, prompt=template.ref, purpose="llm_tool")
 
     return llm
 
@@ -229,6 +226,8 @@ class PlannerRun:
                 prompt=call.prompt,
                 input_tokens=call.input_tokens,
                 output_tokens=call.output_tokens,
+                cached_input_tokens=call.cached_input_tokens,
+                cache_write_tokens=call.cache_write_tokens,
                 cost_usd=call.cost_usd,
                 latency_s=call.latency_s,
                 attempts=call.attempts,
@@ -257,8 +256,16 @@ class PlannerRun:
 
     def _inputs(self) -> list[dict[str, str]]:
         """The run's inputs as the prompts show them (long values truncated, kept whole in the context)."""
-        shown = self.secrets.for_prompt()  # a secret input is a placeholder naming its `${inputs.name}`
-        return [{"name": k, "text": _describe(v, self.p.output_chars)} for k, v in shown.items()]
+        # A secret input is a placeholder naming its `${inputs.name}` (the tool gets the value).
+        return prompt_inputs(self.secrets.for_prompt(), self.p.output_chars)
+
+    def _data_conversation(self) -> list[dict[str, str]]:
+        """A chat's earlier turns as the prompts show them: data (an earlier answer quotes tool output)."""
+        return [{"role": t.get("role", "user"), "text": as_data(t.get("text", ""))} for t in self.conversation]
+
+    def _data_history(self) -> list[dict[str, str]]:
+        """`_history()` as the prompts show it: each output or error is untrusted data."""
+        return [{**h, "text": as_data(h["text"])} for h in self._history()]
 
     def _history(self) -> list[dict[str, str]]:
         out = []
@@ -273,7 +280,18 @@ class PlannerRun:
         return out
 
     def _catalogue(self) -> list[dict[str, Any]]:
-        return self.run.graph.tools.catalogue()
+        catalogue = self.run.graph.tools.catalogue()
+        if self.p.offer_tools is not None and len(catalogue) > self.p.offer_tools:
+            catalogue = select_tools(catalogue, self.goal, self.p.offer_tools)
+        return catalogue
+
+    def _examples(self, catalogue: list[dict[str, Any]]) -> list[str]:
+        """The few-shot examples of the offered tools (`prompts/examples/<tool>.j2`), each recorded."""
+        texts = []
+        for example in self.p.prompts.examples(t["name"] for t in catalogue):
+            self.prompt_refs[example.name] = example.ref
+            texts.append(example.render().strip())
+        return texts
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -471,14 +489,10 @@ class PlannerRun:
         An invalid decision is re-asked through instructor, which validates and re-asks again."""
         prompt = self._prompt("join")
         replans_left = None if self.budget.max_replans is None else self.budget.max_replans - self.replans
-        text = prompt.render(
-            goal=self.goal, inputs=self._inputs(), history=self._history(), replans_left=replans_left,
-            conversation=self.conversation,
+        messages = prompt.messages(
+            goal=self.goal, inputs=self._inputs(), history=self._data_history(), replans_left=replans_left,
+            conversation=self._data_conversation(), data_tag=new_data_tag(),
         )
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": text},
-            {"role": "user", "content": "Decide: finish or replan."},
-        ]
         self._check_usage(before_call=True)
         answer = FieldStream("answer")
         streamed = False
@@ -537,24 +551,23 @@ class PlannerRun:
         """One planning round. `planned`: steps this round already planned before the process
         was cut off; the model is shown them (with their results so far) and asked for the rest."""
         prompt = self._prompt("plan")
-        system = prompt.render(
+        catalogue = self._catalogue()
+        messages = prompt.messages(
             goal=self.goal,
             inputs=self._inputs(),
-            tools=self._catalogue(),
-            history=self._history(),
+            tools=catalogue,
+            examples=self._examples(catalogue),
+            history=self._data_history(),
             replan_reason=reason,
-            conversation=self.conversation,
+            conversation=self._data_conversation(),
+            data_tag=new_data_tag(),
         )
-        ask = "Write the plan."
-        if planned:
+        if planned:  # finishing a round cut off mid-stream: the steps it had are shown, the rest asked for
             steps = [self.run.graph.steps[sid] for sid in planned]
-            ask = self._prompt("plan_finish").render(
-                steps=[{"id": s.step.id, "tool": s.tool.name, "args": _describe(s.step.args, 300)} for s in steps]
+            finish = self._prompt("plan_finish").render(
+                steps=[{"id": s.step.id, "tool": s.tool.name, "args": as_data(_describe(s.step.args, 300))} for s in steps]
             )
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": ask},
-        ]
+            messages = [*messages, {"role": "user", "content": finish}]
         accepted: list[str] = list(planned or [])
         self._planned_before = set(accepted)
         try:
@@ -570,25 +583,23 @@ class PlannerRun:
             self._check_usage(before_call=True)
             buffered: list[Step] = []
             problems: list[str] = []
-            stream = StepStream()
+            stream = PlanStream()
             try:
-                async for piece in self.client.stream_json(messages, PlanUpdate, prompt=prompt.ref, purpose="plan"):
+                # The plan is written as lines (`planweave.planner.plan_syntax`), so no tool schema is sent.
+                async for piece in self.client.stream_json(
+                    messages, PlanUpdate, prompt=prompt.ref, purpose="plan", structured=False
+                ):
+                    items = stream.feed(piece)
                     if self.p.stream_plans:
-                        for item in stream.feed(piece):
+                        for item in items:
                             problems += self._offer(item, accepted, buffered)
-                    else:
-                        stream.keep(piece)
             except ModelStreamError as exc:
                 problems.append(str(exc))
             self._check_usage()
             problems += stream.problems  # limits the reply broke (size, depth, steps)
             full = stream.text
-            update: PlanUpdate | None = None
-            try:
-                # Tolerate prose or code fences around the object.
-                update = PlanUpdate.model_validate_json(full[full.find("{") : full.rfind("}") + 1] or full)
-            except ValidationError as exc:
-                problems.append(f"the reply is not a valid plan object: {format_validation_error(exc)}")
+            update, unreadable = stream.finish()
+            problems += [p for p in unreadable if p not in problems]
             if update is not None and not self.p.stream_plans:
                 for planned in update.planned():
                     problems += self._offer(planned.model_dump(exclude_defaults=True), accepted, buffered)

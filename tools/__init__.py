@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         MCPServer as MCPServer,
         connect_mcp as connect_mcp,
         load_mcp_config as load_mcp_config,
+    )
     from planweave.tools.ask import (
         ask_user as ask_user,
     )

@@ -374,7 +374,8 @@ def run_tree(record: RunRecord) -> Tree:
         root.add(_call_label(call))
     if summary.kind == "planner" or summary.llm_calls:
         cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
-        root.add(Text(f"LLM: {summary.llm_calls} calls, {summary.total_tokens} tokens, cost {cost}", "dim"))
+        cached = sum(int(e.get("cached_input_tokens") or 0) for e in record.events if e.get("kind") == LLMCalled.kind)
+        root.add(Text(f"LLM: {summary.llm_calls} calls, {summary.total_tokens} tokens{_cached(cached)}, cost {cost}", "dim"))
     if summary.answer:
         root.add(Text.assemble(("answer: ", "bold"), clean(summary.answer)))
     if summary.error:
@@ -399,10 +400,16 @@ def _add_step(parent: Tree, step: StepProgress, state: _RunTreeState) -> Tree:
 
 def _call_label(call: LLMCalled) -> Text:
     cost = "cost unknown" if call.cost_usd is None else f"${call.cost_usd:.4f}"
-    label = Text(f"LLM {call.purpose}: {call.model}, {call.input_tokens + call.output_tokens} tokens, {cost}", "dim")
+    tokens = f"{call.input_tokens + call.output_tokens} tokens{_cached(call.cached_input_tokens)}"
+    label = Text(f"LLM {call.purpose}: {call.model}, {tokens}, {cost}", "dim")
     if call.error:
         label.append(f", error: {clean(call.error)}", "red")
     return label
+
+
+def _cached(tokens: int) -> str:
+    """How many input tokens came from the provider's prompt cache, when any did."""
+    return f" ({tokens} cached)" if tokens else ""
 
 
 def _step_label(step: StepProgress) -> Text:

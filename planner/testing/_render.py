@@ -7,7 +7,7 @@ Private helper of :mod:`planweave.planner.testing.fake_server`; everything here 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +18,12 @@ __all__ = [
     "EmittedToolCall",
     "StreamEvent",
     "completion_body",
+    "estimate_message_tokens",
     "estimate_prompt_tokens",
     "resolve_emission",
     "stream_events",
     "usage_dict",
+    "with_cache_usage",
 ]
 
 
@@ -89,7 +91,30 @@ def _chosen_tool(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def resolve_emission(reply: Reply, body: Mapping[str, Any], number: int) -> Emission:
+Splitter = Callable[[str], Sequence[str]]
+"""A tokenizer for the fake server: ``text`` -> pieces that concatenate back to ``text``."""
+
+
+def _split(text: str, boundaries: Sequence[int], splitter: Splitter | None) -> list[str]:
+    """``text`` as streamed tokens: :func:`tokenize`'s, or ``splitter``'s with each boundary
+    also made a cut (as :func:`tokenize` does)."""
+    if splitter is None:
+        return tokenize(text, boundaries)
+    pieces = list(splitter(text))
+    if "".join(pieces) != text:
+        raise ValueError("the fake server's tokenizer returned pieces that do not make up the text")
+    cuts, pos = {0, len(text)}, 0
+    for piece in pieces:
+        pos += len(piece)
+        cuts.add(pos)
+    cuts.update(b for b in boundaries if 0 < b < len(text))
+    ordered = sorted(cuts)
+    return [text[a:b] for a, b in zip(ordered, ordered[1:]) if b > a]
+
+
+def resolve_emission(
+    reply: Reply, body: Mapping[str, Any], number: int, splitter: Splitter | None = None
+) -> Emission:
     """Decide content / tool calls for ``reply`` answering request ``number``."""
     content: str | None = reply.content
     calls: list[EmittedToolCall] = []
@@ -114,11 +139,11 @@ def resolve_emission(reply: Reply, body: Mapping[str, Any], number: int) -> Emis
     start = 0
     content_tokens: tuple[str, ...] = ()
     if content is not None:
-        content_tokens = tuple(tokenize(content, [p - start for p in pauses]))
+        content_tokens = tuple(_split(content, [p - start for p in pauses], splitter))
         start += len(content)
     argument_tokens: list[tuple[str, ...]] = []
     for call in calls:
-        argument_tokens.append(tuple(tokenize(call.arguments, [p - start for p in pauses])))
+        argument_tokens.append(tuple(_split(call.arguments, [p - start for p in pauses], splitter)))
         start += len(call.arguments)
 
     finish = reply.finish_reason or ("tool_calls" if calls else "stop")
@@ -136,6 +161,23 @@ def _text_of(value: Any) -> int:
                 total += len(part["text"])
         return total
     return 0
+
+
+def estimate_message_tokens(message: Any) -> int:
+    """``ceil(chars / 4)`` of one message's text, as :func:`estimate_prompt_tokens` counts it."""
+    return math.ceil(_text_of(message.get("content")) / 4) if isinstance(message, Mapping) else 0
+
+
+def with_cache_usage(
+    usage: dict[str, Any], shape: str, cached: int, written: int
+) -> dict[str, Any]:
+    """``usage`` with prompt-cache counts in a provider's shape: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, or Anthropic's
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (as litellm and
+    Anthropic-compatible gateways report them, beside ``prompt_tokens``)."""
+    if shape == "openai":
+        return {**usage, "prompt_tokens_details": {"cached_tokens": cached}}
+    return {**usage, "cache_read_input_tokens": cached, "cache_creation_input_tokens": written}
 
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
@@ -163,7 +205,7 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     return math.ceil(chars / 4)
 
 
-def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dict[str, int]:
+def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dict[str, Any]:
     """The ``usage`` object of a response."""
     prompt = (
         reply.prompt_tokens if reply.prompt_tokens is not None else estimate_prompt_tokens(body)
@@ -182,7 +224,7 @@ def usage_dict(reply: Reply, emission: Emission, body: Mapping[str, Any]) -> dic
 
 def completion_body(
     emission: Emission,
-    usage: dict[str, int],
+    usage: dict[str, Any],
     *,
     completion_id: str,
     model: str,
@@ -224,7 +266,7 @@ def completion_body(
 def stream_events(
     reply: Reply,
     emission: Emission,
-    usage: dict[str, int] | None,
+    usage: dict[str, Any] | None,
     *,
     completion_id: str,
     model: str,

@@ -40,6 +40,17 @@ arguments in order (a tool call that starts after the cut is left out), the
 not an integer >= 1 is refused with a 400 ``invalid_request_error`` naming the
 parameter, before a scripted reply is used.
 
+Prompt caching (``prompt_cache="openai"`` or ``"anthropic"``): the server
+simulates a provider's prompt cache over the first message of each request
+(where planweave puts a prompt's static part): the first time a first message
+is seen it is written to the cache, every later time it is read from it. Its
+tokens (``ceil(chars / 4)``) are reported in that provider's usage shape:
+OpenAI's ``usage.prompt_tokens_details.cached_tokens`` (reads only, as OpenAI
+caches automatically), or Anthropic's ``usage.cache_read_input_tokens`` and
+``usage.cache_creation_input_tokens``. A reply's ``cached_tokens`` /
+``cache_write_tokens`` override the simulation (and with ``prompt_cache=None``
+are reported in the OpenAI shape).
+
 HTTP/1.1 keep-alive is supported; streamed responses use chunked transfer
 encoding, so a dropped stream surfaces in clients as an incomplete body.
 """
@@ -50,17 +61,19 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
 
 from planweave.planner.testing._http import Dropped, HTTPServer, RequestHandler, Responder, Stopped
 from planweave.planner.testing._render import (
     Emission,
     EmittedToolCall,
     completion_body,
+    estimate_message_tokens,
     resolve_emission,
     stream_events,
     usage_dict,
+    with_cache_usage,
 )
 from planweave.planner.testing.records import CHAT_PATH, MODELS_PATH, RecordedRequest
 from planweave.planner.testing.replies import Reply
@@ -94,6 +107,12 @@ class FakeModelServer:
         models: model ids listed by ``GET /v1/models``.
         host, port: bind address; ``port=0`` picks a free port.
         verbose: log every request to stderr (``http.server`` format).
+        prompt_cache: ``"openai"`` or ``"anthropic"`` simulates that provider's
+            prompt cache and reports it in its usage shape (see above).
+        tokenizer: splits reply text into the streamed tokens (pieces that
+            concatenate back to the text), e.g. a real model's tokenizer, in
+            place of :func:`~planweave.planner.testing.replies.tokenize`; it
+            sets the pacing and ``completion_tokens``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -109,6 +128,8 @@ class FakeModelServer:
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
+        prompt_cache: Literal["openai", "anthropic"] | None = None,
+        tokenizer: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         if ttft_s < 0:
             raise ValueError("ttft_s must be >= 0")
@@ -119,6 +140,9 @@ class FakeModelServer:
         self.tokens_per_s = tokens_per_s
         self.models: tuple[str, ...] = tuple(models)
         self.verbose = verbose
+        self.prompt_cache = prompt_cache
+        self.tokenizer = tokenizer
+        self._cached_prefixes: set[str] = set()
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -249,6 +273,7 @@ class FakeModelServer:
             self._requests.clear()
             self._handler_errors.clear()
             self._queue.clear()
+            self._cached_prefixes.clear()
 
     # ---------------------------------------------------------------- serving
 
@@ -403,8 +428,8 @@ class FakeModelServer:
         rate = reply.tokens_per_s if reply.tokens_per_s is not None else self.tokens_per_s
         if rate is not None and rate == float("inf"):
             rate = None
-        emission = resolve_emission(reply, body, record.number)
-        usage = usage_dict(reply, emission, body)
+        emission = resolve_emission(reply, body, record.number, self.tokenizer)
+        usage = self._cache_usage(reply, usage_dict(reply, emission, body), record)
         if limit is not None:
             emission, usage = _cut(emission, usage, limit, explicit_finish=reply.finish_reason is not None)
 
@@ -467,6 +492,23 @@ class FakeModelServer:
             raise Dropped
         self._finish_stream(out)
 
+    def _cache_usage(self, reply: Reply, usage: dict[str, Any], record: RecordedRequest) -> dict[str, Any]:
+        """``usage`` with the prompt-cache counts of this request, when there are any to report."""
+        cached, written = 0, 0
+        if self.prompt_cache is not None and record.messages:
+            first = record.messages[0]
+            key = json.dumps(first, sort_keys=True)
+            with self._lock:
+                seen = key in self._cached_prefixes
+                self._cached_prefixes.add(key)
+            tokens = min(estimate_message_tokens(first), usage["prompt_tokens"])
+            cached, written = (tokens, 0) if seen else (0, tokens if self.prompt_cache == "anthropic" else 0)
+        elif reply.cached_tokens is None and reply.cache_write_tokens is None:
+            return usage
+        cached = reply.cached_tokens if reply.cached_tokens is not None else cached
+        written = reply.cache_write_tokens if reply.cache_write_tokens is not None else written
+        return with_cache_usage(usage, self.prompt_cache or "openai", cached, written)
+
     @staticmethod
     def _finish_stream(out: Responder) -> None:
         out.record.completed = True
@@ -499,8 +541,8 @@ def _output_limit(body: dict[str, Any]) -> tuple[int | None, dict[str, Any] | No
 
 
 def _cut(
-    emission: Emission, usage: dict[str, int], limit: int, *, explicit_finish: bool
-) -> tuple[Emission, dict[str, int]]:
+    emission: Emission, usage: dict[str, Any], limit: int, *, explicit_finish: bool
+) -> tuple[Emission, dict[str, Any]]:
     """``emission`` and ``usage`` as a provider sends them when generation stops at ``limit``
     tokens: the first ``limit`` tokens (content, then each tool call's arguments), finish reason
     ``length`` (unless the reply scripted its own), and no more than the sent tokens counted."""

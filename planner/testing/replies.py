@@ -287,8 +287,11 @@ class Reply(BaseModel):
     request's ``max_tokens`` cut the reply short, else ``"tool_calls"`` if tool
     calls were emitted, else ``"stop"``); ``prompt_tokens`` and
     ``completion_tokens`` override the usage estimates (``completion_tokens``
-    is still capped at the request's ``max_tokens``); ``headers`` are extra
-    response headers.
+    is still capped at the request's ``max_tokens``); ``cached_tokens`` and
+    ``cache_write_tokens`` are the prompt tokens read from and written to a
+    provider's prompt cache (they override the server's ``prompt_cache``
+    simulation; see :class:`~planweave.planner.testing.FakeModelServer` for
+    the usage shapes); ``headers`` are extra response headers.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -310,6 +313,8 @@ class Reply(BaseModel):
 
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
+    cached_tokens: int | None = Field(default=None, ge=0)
+    cache_write_tokens: int | None = Field(default=None, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

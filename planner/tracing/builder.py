@@ -400,6 +400,10 @@ class TraceBuilder:
         start = e.started_at or (e.at - e.latency_s)
         end = start + e.latency_s if e.started_at else e.at
         usage = {"input": e.input_tokens, "output": e.output_tokens, "total": e.input_tokens + e.output_tokens}
+        if e.cached_input_tokens:  # Anthropic's names, which Langfuse takes as usage types
+            usage["cache_read_input_tokens"] = e.cached_input_tokens
+        if e.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = e.cache_write_tokens
         prompt = dict(e.prompt or {})
         if prompt.get("name"):
             self._prompts[prompt["name"]] = prompt

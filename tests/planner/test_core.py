@@ -79,11 +79,11 @@ async def test_plan_runs_end_to_end(server: FakeModelServer) -> None:
     assert result.usage.cost_usd is None and result.usage.unpriced_calls == 2
     plan_request = server.chat_requests[0].json
     assert plan_request["stream"] is True
-    assert plan_request["tools"][0]["function"]["name"] == "plan"
+    assert "tools" not in plan_request  # a plan is written as lines (or a JSON object), not a tool call
     assert "`add`: Add two numbers." in plan_request["messages"][0]["content"]
     assert {c["prompt"]["name"] for c in result.llm_calls} == {"plan", "join"}
     versions = {c["prompt"]["name"]: c["prompt"]["version"] for c in result.llm_calls}
-    assert versions == {"plan": "3", "join": "2"}
+    assert versions == {"plan": "5", "join": "3"}
     assert all(len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
 
 
@@ -186,7 +186,7 @@ async def test_replan_after_a_failed_step(server: FakeModelServer) -> None:
     assert result.error == "step `f1` failed: cannot reach http://bad"
     assert result.steps["f1"].status == "failed" and result.steps["f2"].output == "content"
     assert result.steps["f1"].attempts == 3  # a ConnectionError is transient: the default retry policy
-    second_plan = server.chat_requests[2].json["messages"][0]["content"]
+    second_plan = server.chat_requests[2].last_user_text  # step results are data in the user message
     assert "`f1` (fetch, failed): cannot reach http://bad" in second_plan
     assert "f1 failed; try the mirror" in second_plan
 
@@ -387,6 +387,6 @@ async def test_the_model_sees_the_run_inputs(server: FakeModelServer) -> None:
     server.enqueue(plan({"id": "x", "tool": "add", "args": {"a": "${inputs.n}", "b": 1}}), finish("8"))
     result = await planner(server).run("add one to n", inputs={"n": 7, "long": "y" * 5000})
     assert result.steps["x"].output == 8
-    system = server.chat_requests[0].json["messages"][0]["content"]
-    assert "- `n` (use it as `${inputs.n}`): 7" in system
-    assert "[truncated: 3000 more characters" in system  # long inputs are cut in the prompt only
+    user = server.chat_requests[0].last_user_text  # inputs are data: the user message, never the system one
+    assert "- `n` (use it as `${inputs.n}`): 7" in user
+    assert "[truncated: 3000 more characters" in user  # long inputs are cut in the prompt only

@@ -241,14 +241,14 @@ async def test_a_failed_run_records_its_calls(server: FakeModelServer) -> None:
 
 async def test_max_tokens_of_each_request_is_capped_by_the_token_budget(server: FakeModelServer) -> None:
     server.enqueue(
-        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=300),
-        finish("3", completion_tokens=20, prompt_tokens=300),
+        plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}, completion_tokens=40, prompt_tokens=400),
+        finish("3", completion_tokens=20, prompt_tokens=400),
     )
-    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=660)).run("add 1 and 2")
+    result = await planner(server.base_url, api_key="k", budget=Budget(max_tokens=800)).run("add 1 and 2")
     first, second = (r.json for r in server.chat_requests)
     estimate = [-(-sum(len(m["content"]) for m in r["messages"]) // 4) for r in (first, second)]  # rounded up
-    assert first["max_tokens"] == 660 - estimate[0]
-    assert second["max_tokens"] == max(1, 660 - 340 - estimate[1])
+    assert first["max_tokens"] == 800 - estimate[0]
+    assert second["max_tokens"] == max(1, 800 - 440 - estimate[1])
     assert result.status == "budget_exceeded" and result.budget == "max_tokens"
 
 
@@ -327,3 +327,73 @@ def test_cli_failed_call_says_why_once(
     assert len(reasons) == 1 and reasons[0].startswith(f"planweave: failed: {expected}")
     if case != "unreachable":
         assert len(server.chat_requests) == (1 if case == "rejected" else 3)
+
+
+# --- prompt caching -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["openai", "anthropic"])
+async def test_cached_input_tokens_are_counted_and_priced_with_the_cache_discount(shape: str) -> None:
+    import litellm
+
+    store = open_store()
+    with FakeModelServer(prompt_cache=shape) as cache_server:  # type: ignore[arg-type]
+        cache_server.enqueue(plan({"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}), finish("3"))
+        cache_server.enqueue(plan({"id": "b", "tool": "add", "args": {"a": 2, "b": 2}}), finish("4"))
+        pw = Planner(model="openai/gpt-4o-mini", api_base=cache_server.base_url, api_key="k", tools=[add], store=store)
+        first = await pw.run("add 1 and 2")
+        second = await pw.run("add 2 and 2")  # another goal: the same static system message
+        requests = cache_server.chat_requests
+    system_tokens = -(-len(requests[0].messages[0]["content"]) // 4)
+    plan_call, join_call = second.llm_calls
+    assert first.llm_calls[0]["cached_input_tokens"] == 0 and plan_call["cached_input_tokens"] == system_tokens
+    assert join_call["cached_input_tokens"] > 0  # the join's system message was seen in the first run too
+    assert second.usage.cached_input_tokens == plan_call["cached_input_tokens"] + join_call["cached_input_tokens"]
+    if shape == "anthropic":  # Anthropic says what it wrote to the cache, too
+        assert first.llm_calls[0]["cache_write_tokens"] == system_tokens and plan_call["cache_write_tokens"] == 0
+    # The cost is litellm's price map with its cache-read price for the cached part.
+    full_in, full_out = litellm.cost_per_token(
+        model="gpt-4o-mini", prompt_tokens=plan_call["input_tokens"], completion_tokens=plan_call["output_tokens"]
+    )
+    price = litellm.model_cost["gpt-4o-mini"]
+    discount = plan_call["cached_input_tokens"] * (price["input_cost_per_token"] - price["cache_read_input_token_cost"])
+    assert plan_call["cost_usd"] == pytest.approx(full_in + full_out - discount)
+    assert plan_call["cost_usd"] < full_in + full_out
+    # Recorded in the events (so `show` and traces have it), and shown by `planweave show`.
+    events = [e for e in store.get_run(second.run_id).events if e["kind"] == "llm_called"]
+    assert [e["cached_input_tokens"] for e in events] == [plan_call["cached_input_tokens"], join_call["cached_input_tokens"]]
+    from planweave.planner.cli.render import run_tree
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(run_tree(store.get_run(second.run_id)))
+    shown = console.export_text()
+    assert f"({plan_call['cached_input_tokens']} cached)" in shown
+    assert f"({second.usage.cached_input_tokens} cached), cost" in shown
+
+
+async def test_an_anthropic_model_gets_its_static_prefix_marked_for_the_cache() -> None:
+    with FakeModelServer() as anthropic_like:  # OpenRouter speaks OpenAI's protocol to Claude models
+        anthropic_like.enqueue(plan(answer="done"), finish("unused"))
+        result = await Planner(
+            model="openrouter/anthropic/claude-3.5-haiku", api_base=anthropic_like.base_url, api_key="k", tools=[add],
+            store=False,
+        ).run("say done")
+        [request] = anthropic_like.chat_requests
+    assert result.answer == "done"
+    system, user = request.messages
+    assert system["role"] == "system" and system["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "Plan the next steps" in system["content"][-1]["text"]
+    assert user["content"] == "## Goal\nsay done\n"  # what changes is not marked
+
+
+def test_only_models_that_need_a_marker_get_one() -> None:
+    from planweave.planner.caching import mark_cache_prefix, needs_cache_marker
+
+    messages = [{"role": "system", "content": "static"}, {"role": "user", "content": "goal"}]
+    assert mark_cache_prefix(messages, "openai/gpt-4o-mini") is messages  # OpenAI caches prefixes by itself
+    assert [needs_cache_marker(m) for m in ("anthropic/claude-3-5-haiku-latest", "bedrock/anthropic.claude-3-haiku",
+                                            "ollama/llama3.1", "openrouter/openai/gpt-4o")] == [True, True, False, False]
+    marked = mark_cache_prefix(messages, "anthropic/claude-3-5-haiku-latest")
+    assert marked[0]["content"] == [{"type": "text", "text": "static", "cache_control": {"type": "ephemeral"}}]
+    assert messages[0]["content"] == "static" and marked[1] is messages[1]

@@ -990,3 +990,36 @@ async def test_instructor_litellm_iterable_and_json_mode(server: FakeModelServer
         )
     ]
     assert partials[-1].model_dump() == PLAN
+
+
+# --- prompt-cache usage shapes ------------------------------------------------------------------
+
+
+def test_prompt_cache_usage_in_each_providers_shape() -> None:
+    body = {"model": "fake-model", "messages": [{"role": "system", "content": "s" * 400}, {"role": "user", "content": "hi"}]}
+    with FakeModelServer(handler=lambda r: Reply.text("ok"), prompt_cache="anthropic") as server:
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+    assert (usages[0]["cache_creation_input_tokens"], usages[0]["cache_read_input_tokens"]) == (100, 0)
+    assert (usages[1]["cache_creation_input_tokens"], usages[1]["cache_read_input_tokens"]) == (0, 100)
+    with FakeModelServer(handler=lambda r: Reply.text("ok"), prompt_cache="openai") as server:
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+        streamed = httpx.post(
+            f"{server.base_url}/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        ).text
+    assert [u["prompt_tokens_details"]["cached_tokens"] for u in usages] == [0, 100]
+    assert '"prompt_tokens_details": {"cached_tokens": 100}' in streamed
+    with FakeModelServer([Reply.text("ok", cached_tokens=7), Reply.text("ok")]) as server:  # per reply, no simulation
+        usages = [httpx.post(f"{server.base_url}/chat/completions", json=body).json()["usage"] for _ in range(2)]
+    assert usages[0]["prompt_tokens_details"] == {"cached_tokens": 7} and "prompt_tokens_details" not in usages[1]
+
+
+def test_a_custom_tokenizer_sets_the_streamed_tokens_and_their_count() -> None:
+    words = lambda text: [w for w in text.replace(" ", " \0").split("\0") if w]  # noqa: E731 - "a b" -> "a ", "b"
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    with FakeModelServer([Reply.text("one two three", pause_after={5: 0.0})], tokenizer=words) as server:
+        events = [json.loads(line[6:]) for line in httpx.post(f"{server.base_url}/chat/completions", json=body).text.splitlines()
+                  if line.startswith("data: {")]  # fmt: skip
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    assert [p for p in pieces if p] == ["one ", "t", "wo ", "three"]  # a pause offset is a cut too
+    assert events[-1]["usage"]["completion_tokens"] == 4

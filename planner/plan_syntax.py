@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from planweave.planner.models import PlannedStep, PlanUpdate
-from planweave.planner.streaming import StepStream
+from planweave.planner.streaming import MAX_REPLY_CHARS, StepStream
 from planweave.tools.base import format_validation_error
 
 __all__ = ["MAX_LINE_CHARS", "PlanStream", "parse_step_line"]
@@ -157,8 +157,20 @@ class PlanStream:
         self._done = 0
         """Characters of `text` whose lines were handed out (line mode)."""
         self._answer = False
+        self._too_long = False
+
+    @property
+    def problems(self) -> list[str]:
+        """Limits the reply broke while it streamed (size; in JSON form also depth and step count)."""
+        found = list(self._json.problems) if self.mode == "json" else []
+        if self._too_long:
+            found.append(f"the reply is longer than {MAX_REPLY_CHARS:,} characters; write a shorter plan")
+        return found
 
     def feed(self, chunk: str) -> list[dict[str, Any] | list[Any]]:
+        if self._too_long or len(self.text) + len(chunk) > MAX_REPLY_CHARS:
+            self._too_long = True  # the rest is not read: the reply is re-asked
+            return []
         self.text += chunk
         if self.mode is None:
             head = self.text.lstrip()
@@ -227,4 +239,7 @@ class PlanStream:
             except ValidationError as exc:
                 sid = item.get("id", "?") if isinstance(item, dict) else (item[0] if item else "?")
                 problems.append(f"step `{sid}` is malformed: {format_validation_error(exc)}")
-        return PlanUpdate(steps=list(steps), rationale=rationale, answer=answer), problems
+        try:
+            return PlanUpdate(steps=list(steps), rationale=rationale, answer=answer), problems
+        except ValidationError as exc:  # e.g. more steps than a plan may have
+            return None, [*problems, f"the plan is not valid: {format_validation_error(exc)}"]

@@ -52,6 +52,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
+from planweave.executor.backends import Backend
 from planweave.executor.errors import WorkflowFileError
 from planweave.executor.events import Subscriber
 from planweave.executor.failures import FailureHandler
@@ -171,13 +172,16 @@ class Workflow(BaseModel):
                 failed.append(f"success criterion `{expr}` cannot be checked: {exc}")
         return failed
 
-    def _executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]]) -> Executor:
+    def _executor(
+        self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]], backend: Backend | None = None
+    ) -> Executor:
         handler: FailureHandler | None = self.on_failure
         return Executor(
             tools,
             max_concurrency=self.limits.max_concurrency,
             tool_limits=self.limits.tool_limits,
             failure_handler=handler,
+            backend=backend,
         )
 
     async def run(
@@ -190,13 +194,15 @@ class Workflow(BaseModel):
         completed: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         executor: Executor | None = None,
+        backend: Backend | None = None,
     ) -> RunResult:
         """Run the workflow; the result fails when a success criterion does not hold.
 
-        Without `executor`, one is made from `tools` and the workflow's limits and failure
-        handler; with one, its own settings apply (and `tools` is ignored).
+        Without `executor`, one is made from `tools`, the workflow's limits and failure
+        handler, and `backend` (default local); with one, its own settings apply (and `tools`
+        and `backend` are ignored).
         """
-        ex = executor or self._executor(tools)
+        ex = executor or self._executor(tools, backend)
         try:
             return await ex.run(
                 self, goal=goal, inputs=inputs, subscribers=subscribers, completed=completed, run_id=run_id

@@ -172,6 +172,15 @@ CLI_FIXES = {
     "timeout_s": "run again with a larger `--http-timeout` (seconds; default 10)",
 }
 DEFAULT_HTTP_TIMEOUT = 10.0
+BackendOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--backend",
+        help="Where tools that ask for Ray (`@tool(num_cpus=...)`) run: `local` (default; every tool here), "
+        "`ray` (a local Ray, started on demand), `ray:HOST:PORT` or `ray://HOST:PORT` (a cluster). "
+        "Needs `pip install 'planweave[ray]'`.",
+    ),
+]
 
 
 def _tools(
@@ -195,6 +204,21 @@ def _tools(
     )
 
 
+def _backend(spec: str | None) -> Any:
+    """The executor backend `--backend` names (None: the default, local), connected now so a bad
+    address or a missing Ray is bad input (exit 2) before any step runs."""
+    if spec is None or spec == "local":
+        return None
+    if spec == "ray" or spec.startswith(("ray:", "ray://")):
+        from planweave.executor.ray_backend import RayBackend
+
+        address = spec if spec.startswith("ray://") else (spec.partition(":")[2] or None)
+        backend = RayBackend(address)
+        backend.connect()
+        return backend
+    fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
+
+
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
     """The `llm` tool for workflow files (`exec`, `validate`, `tools`), as the planner gives it to its plans."""
     from planweave.planner.llm import LLMClient, LLMConfig
@@ -213,6 +237,7 @@ def _run_workflow(
     run_id: str | None = None,
     completed: dict[str, Any] | None = None,
     record: bool = True,
+    backend: str | None = None,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec` and `resume`)."""
     import asyncio
@@ -230,10 +255,11 @@ def _run_workflow(
             f"its inputs are {', '.join(f'`{k}`' for k in workflow.inputs)}."
         )
     run_id = run_id or uuid.uuid4().hex[:16]
+    executor_backend = _backend(backend)
     store = open_run_store() if record else None
     subscribers = []
     if store is not None:
-        meta = {"file": str(file.resolve()), "inputs": inputs, **meta}
+        meta = {"file": str(file.resolve()), "inputs": inputs, **meta, **({"backend": backend} if backend else {})}
         subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
     from planweave.planner.tracing.subscriber import create_tracer
 
@@ -243,7 +269,10 @@ def _run_workflow(
 
     async def go() -> RunResult:
         try:
-            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers)
+            return await workflow.run(
+                tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
+                backend=executor_backend,
+            )
         finally:
             if tracer is not None:
                 await tracer.aclose()
@@ -311,6 +340,7 @@ def exec_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only why the run failed, if it did.")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     selected = _tools(
@@ -318,7 +348,9 @@ def exec_(
         llm=_llm_tool(model, api_base),
     )
     meta = {**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), "model": model, "api_base": api_base}
-    workflow, result = _run_workflow(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record)
+    workflow, result = _run_workflow(
+        file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, backend=backend
+    )
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
@@ -553,6 +585,7 @@ def resume(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags."""
     from planweave.executor.store import FINAL_STATUSES
@@ -582,6 +615,7 @@ def resume(
             meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base},
             run_id=summary.id,
             completed=state.completed,
+            backend=backend or meta.get("backend"),  # default: where the run's Ray steps ran
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,

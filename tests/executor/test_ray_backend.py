@@ -280,7 +280,8 @@ TOOLS = textwrap.dedent(
     def slow(x: int) -> int:
         """Slow the first time round (the driver is killed while it waits)."""
         note(f"slow:{x}")
-        if not os.environ.get("PW_TEST_FAST"):
+        # A file, not an environment variable: Ray workers do not see the driver's environment.
+        if not os.path.exists(LOG + ".fast"):
             time.sleep(60)
         return x + 1000
 
@@ -342,8 +343,9 @@ def test_exec_on_ray_killed_and_resumed_reruns_no_recorded_success(
     [summary] = store.list_runs()
     assert summary.status == "interrupted" and summary.meta["backend"] == f"ray:{ray_cluster}"
 
+    Path(str(log) + ".fast").touch()
     resumed = subprocess.run([sys.executable, "-m", "planweave", "resume", summary.id, "--json"],
-                             env={**env, "PW_TEST_FAST": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=180)
+                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["steps"]["t"]["output"] == 9 + 16 + 1001

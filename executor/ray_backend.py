@@ -166,9 +166,9 @@ class RayBackend(Backend):
         if module is not None and not _importable(module):
             # Loaded from a file by path (a workflow `.py`, a test): workers could not import
             # it by name, so its functions travel by value.
-            cloudpickle.register_pickle_by_value(module)
+            cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
         try:
-            pickled = cloudpickle.dumps(tool.fn)
+            pickled = cloudpickle.dumps(tool.fn)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise ToolShippingError(
                 f"tool `{tool.name}` cannot be sent to Ray workers: its function does not pickle "

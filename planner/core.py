@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from planweave.executor import Plan, RetryPolicy, RunEvent
+from planweave.executor.backends import Backend
 from planweave.executor.masking import Masker
 from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
 from planweave.planner.budget import Budget
@@ -61,6 +62,8 @@ class Planner:
             `LANGFUSE_SECRET_KEY`, `LANGFUSE_BASE_URL`), False turns it off, or a `TracingConfig`.
         masker: masks secrets in traces (and recorded runs); default the built-in rules plus
             `PLANWEAVE_MASK_PATTERNS` and the model API key.
+        backend: where the plans' tool calls run (default: a `LocalBackend` per run); for
+            example `RayBackend()` for tools that ask for Ray.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Planner:
         meta: Mapping[str, Any] | None = None,
         tracing: bool | TracingConfig | None = None,
         masker: Masker | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -122,6 +126,7 @@ class Planner:
         self.meta = dict(meta or {})
         self.tracing = tracing
         self.masker = masker if masker is not None else Masker.from_env().with_values(api_key)
+        self.backend = backend
 
     @property
     def store(self) -> RunStore | None:

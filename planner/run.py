@@ -134,7 +134,9 @@ class PlannerRun:
         self.replans = 0
         self.budget_hit: BudgetExceededError | None = None
         registry = planner.tools.merged([make_llm_tool(self.client, planner.prompts)])
-        self.executor = Executor(registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits)
+        self.executor = Executor(
+            registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits, backend=planner.backend
+        )
         self.run: Run = self.executor.start(
             goal=goal,
             inputs=inputs,

@@ -373,6 +373,7 @@ def _planner(
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
     name: str = "",
     record: bool = True,
+    backend: str | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -390,7 +391,8 @@ def _planner(
         budget=budget,
         name=name,
         store=None if record else False,
-        meta=_tool_meta(tools, workspace, allow_private_hosts, http_timeout),
+        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **({"backend": backend} if backend else {})},
+        backend=_backend(backend),
     )
 
 
@@ -446,6 +448,7 @@ def _start_planner_run(
     name: str,
     record: bool,
     quiet: bool,
+    backend: str | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view)."""
     loading = _preload_model_libraries()
@@ -453,7 +456,7 @@ def _start_planner_run(
     try:
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-            http_timeout=http_timeout, budget=budget, name=name, record=record,
+            http_timeout=http_timeout, budget=budget, name=name, record=record, backend=backend,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -486,6 +489,7 @@ def run_(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the answer (and why the run failed, if it did).")] = False,
     allow_failed_steps: AllowFailedStepsOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost."""
     import uuid
@@ -498,7 +502,7 @@ def run_(
     )
     planner, view = _start_planner_run(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
-        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json,
+        http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, backend=backend,
     )
     run_id = uuid.uuid4().hex[:16]
     _finish_planner_run(
@@ -627,7 +631,7 @@ def resume(
     planner, view = _start_planner_run(
         model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
         workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json,
+        record=True, quiet=quiet or as_json, backend=backend or meta.get("backend"),
     )
     _finish_planner_run(
         planner,

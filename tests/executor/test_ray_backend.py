@@ -370,3 +370,23 @@ def test_backend_flag_errors_are_bad_input(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert ("the Ray backend needs Ray, which is not installed; install it with `pip install 'planweave[ray]'`."
             in missing.stderr)
+
+
+async def test_planner_runs_its_plans_ray_steps_on_ray(backend: RayBackend) -> None:
+    from planweave.planner import Planner
+    from planweave.planner.testing import FakeModelServer, Reply
+
+    plan = {
+        "rationale": "one step on Ray, one here",
+        "steps": [{"id": "a", "tool": "where", "args": {"x": 5}},
+                  {"id": "b", "tool": "local_sum", "args": {"parts": ["${a}"]}}],
+        "answer": None,
+    }
+    with FakeModelServer() as server:
+        server.enqueue(Reply.json_obj(plan), Reply.json_obj({"action": "finish", "answer": "5", "reason": ""}))
+        planner = Planner(model="openai/fake", api_base=server.base_url, api_key="x", tools=[where, local_sum],
+                          store=False, tracing=False, backend=backend)
+        result = await planner.run("where does it run")
+    assert result.status == "succeeded", result.error
+    assert result.steps["a"].output["pid"] != os.getpid()
+    assert result.steps["b"].output == {"total": 5, "pid": os.getpid()}

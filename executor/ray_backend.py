@@ -28,7 +28,7 @@ Ray is an optional extra (`pip install 'planweave[ray]'`) and is imported only w
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib.machinery
 import sys
 import threading
 from collections.abc import Mapping
@@ -200,15 +200,18 @@ class RayBackend(Backend):
 
 
 def _importable(module: ModuleType) -> bool:
-    """Whether a worker can import `module` by its name (it is found on `sys.path` under it)."""
+    """Whether a worker can import `module` by its name: its top-level package is on `sys.path`.
+
+    Asked of the path finder, not `importlib.util.find_spec`, which answers from `sys.modules`
+    and so says yes for a module loaded from a file under a made-up name."""
     name = module.__name__
     if name == "__main__":
         return False
     try:
-        spec = importlib.util.find_spec(name)
+        spec = importlib.machinery.PathFinder.find_spec(name.partition(".")[0], sys.path)
     except (ImportError, ValueError):
         return False
-    return spec is not None and spec.origin == getattr(module, "__file__", None)
+    return spec is not None
 
 
 def _portable(context: ToolContext) -> ToolContext:

@@ -46,13 +46,13 @@ def test_quick_run_writes_expected_json(ray_cluster: str, tmp_path: Path, capsys
     assert data["cpu_tool_ms"] > 0 and data["burn_iterations"] > 0
     assert set(data["per_step"]) == {"noop", "cpu 50 ms"}
     for row in data["per_step"].values():
-        assert row["steps"] > 0 and row["ray_over_local_wall"] > 0
+        assert row["steps"] > 0 and row["ray_over_local_wall"] > 0 and "ray_minus_local_ms_per_step" in row
         for side in ("local", "ray"):
-            assert row[side]["wall_s"]["min"] > 0 and row[side]["wall_s"]["samples"]
+            assert row[side]["wall_s"]["min"] > 0 and row[side]["ms_per_step"]["min"] > 0
     fan = data["fanout"]
     assert fan["steps"] > 0 and fan["speedup"] > 0
     # A chain of CPU-bound steps cannot finish before its tools do (not a performance bound).
     cpu = data["per_step"]["cpu 50 ms"]
     assert cpu["ray"]["wall_s"]["min"] >= 0.5 * cpu["steps"] * data["cpu_tool_ms"] / 1000
     printed = capsys.readouterr().out
-    assert "Per-step overhead" in printed and "speedup ray / local threads" in printed
+    assert "Per-step cost" in printed and "speedup ray / local threads" in printed

@@ -116,6 +116,11 @@ class RayBackend(Backend):
                     kwargs["address"] = self.address
                 try:
                     ray.init(**kwargs)
+                except ImportError as exc:  # `ray://` needs Ray's client (grpcio), not in planweave[ray]
+                    raise RayUnavailableError(
+                        f"cannot reach the Ray cluster at `{self.address}`: Ray's client is not installed ({exc}); "
+                        "install it with `pip install 'ray[client]'`, or join the cluster as `HOST:PORT`."
+                    ) from exc
                 except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
                     where = f"the Ray cluster at `{self.address}`" if self.address else "a local Ray"
                     raise RayUnavailableError(

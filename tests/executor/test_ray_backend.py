@@ -363,6 +363,10 @@ def test_backend_flag_errors_are_bad_input(tmp_path: Path) -> None:
                              env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2
     assert "--backend `dask` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`." in unknown.stderr
+    unreachable = subprocess.run([sys.executable, "-m", "planweave", "exec", str(wf), "--backend", "ray://127.0.0.1:1"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+    assert unreachable.returncode == 2
+    assert "cannot start or reach the Ray cluster at `ray://127.0.0.1:1`" in unreachable.stderr
     # Without Ray installed (hidden from this child), the flag says how to install it.
     code = "import sys; sys.modules['ray'] = None; from planweave.planner.cli.app import main; main()"
     missing = subprocess.run([sys.executable, "-c", code, "exec", str(wf), "--backend", "ray"],

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         Backend as Backend,
         LocalBackend as LocalBackend,
     )
+    from planweave.executor.ray_backend import RayBackend as RayBackend
     from planweave.executor.errors import (
         PlanError as PlanError,
         PlanProblem as PlanProblem,
@@ -101,6 +102,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "Backend": "planweave.executor.backends",
     "LocalBackend": "planweave.executor.backends",
+    "RayBackend": "planweave.executor.ray_backend",
     "PlanError": "planweave.executor.errors",
     "PlanProblem": "planweave.executor.errors",
     "ReferenceResolutionError": "planweave.executor.errors",

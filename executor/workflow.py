@@ -53,6 +53,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator
 
+from planweave.executor.backends import Backend
 from planweave.executor.errors import WorkflowFileError
 from planweave.executor.events import Subscriber
 from planweave.executor.failures import FailureHandler
@@ -194,7 +195,10 @@ class Workflow(BaseModel):
                 failed.append(f"success criterion `{expr}` cannot be checked: {exc}")
         return failed
 
-    def _executor(self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]], responder: Any = None) -> Executor:
+    def _executor(
+        self, tools: ToolRegistry | Iterable[Tool | Callable[..., Any]], responder: Any = None,
+        backend: Backend | None = None,
+    ) -> Executor:
         handler: FailureHandler | None = self.on_failure
         return Executor(
             tools,
@@ -202,6 +206,7 @@ class Workflow(BaseModel):
             tool_limits=self.limits.tool_limits,
             failure_handler=handler,
             responder=responder,
+            backend=backend,
         )
 
     async def run(
@@ -217,14 +222,16 @@ class Workflow(BaseModel):
         responder: Any = None,
         answers: Mapping[str, Any] | None = None,
         requests: Mapping[str, Any] | None = None,
+        backend: Backend | None = None,
     ) -> RunResult:
         """Run the workflow; the result fails when a success criterion does not hold.
 
         Without `executor`, one is made from `tools` and the workflow's limits and failure
-        handler; with one, its own settings apply (and `tools` is ignored). `responder`,
-        `answers` and `requests` are for steps that wait for people (`planweave.executor.waiting`).
+        handler, and `backend` (default local); with one, its own settings apply (and `tools`
+        and `backend` are ignored). `responder`, `answers` and `requests` are for steps that wait
+        for people (`planweave.executor.waiting`).
         """
-        ex = executor or self._executor(tools, responder)
+        ex = executor or self._executor(tools, responder, backend)
         try:
             return await ex.run(
                 self, goal=goal, inputs=inputs, subscribers=subscribers, completed=completed, run_id=run_id,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from planweave.executor import Plan, RetryPolicy, RunEvent
+from planweave.executor.backends import Backend
 from planweave.executor.masking import Masker
 from planweave.executor.requests import InputAnswer, pick_answers
 from planweave.executor.store import FINAL_STATUSES, RunStore, open_store
@@ -80,6 +81,8 @@ class Planner:
         offer_tools: with more tools than this (say, 100 from MCP servers), each plan prompt lists
             only this many, the most relevant to the goal, plus `llm` (a cheap word-overlap
             selection, no model call); None (default) lists every tool.
+        backend: where the plans' tool calls run (default: a `LocalBackend` per run); for
+            example `RayBackend()` for tools that ask for Ray.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Planner:
         on_input: Responder | None = None,
         answer_within_s: float | None = None,
         offer_tools: int | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.config = LLMConfig(
             model=model,
@@ -153,6 +157,7 @@ class Planner:
         self.on_input = on_input
         self.answer_within_s = answer_within_s
         self.offer_tools = offer_tools
+        self.backend = backend
 
     @property
     def store(self) -> RunStore | None:

@@ -188,6 +188,7 @@ class PlannerRun:
             registry, max_concurrency=planner.max_concurrency, tool_limits=planner.tool_limits,
             max_items_per_step=self.budget.max_items_per_step,
             approve=planner.approve, responder=planner.on_input, answer_within_s=planner.answer_within_s,
+            backend=planner.backend,
         )
         self.run: Run = self.executor.start(
             goal=goal,

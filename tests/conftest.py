@@ -59,3 +59,16 @@ def children() -> Iterator[ChildProcesses]:
         yield started
     finally:
         started.kill_all()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One local Ray (2 CPUs) for the whole session, started by the first test that asks for it
+    (about 20 s on this machine) and shut down at the end; yields its address for child processes."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()

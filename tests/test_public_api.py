@@ -19,7 +19,7 @@ def test_tools_public_names() -> None:
 def test_executor_public_names() -> None:
     assert sorted(executor.__all__) == sorted(
         [
-            "Backend", "EventBus", "Executor", "Limits", "LocalBackend", "OnFailure", "Parallel", "Plan",
+            "Backend", "EventBus", "Executor", "Limits", "LocalBackend", "OnFailure", "Parallel", "Plan", "RayBackend",
             "PlanError", "PlanProblem", "Recovery", "ReferenceResolutionError", "RetryPolicy", "Run",
             "RunClosedError", "RunEvent", "RunFailedError", "RunFinished", "RunResult", "RunStarted", "RunStatus",
             "Step", "StepAdded", "StepCancelled", "StepFailed", "StepFailure", "StepProgressed", "StepReady", "StepRestored",

@@ -19,7 +19,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -167,6 +167,12 @@ class Tool:
     _arg_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _no_args: dict[str, Any] | None = dataclasses.field(default=None, init=False, repr=False)
     """`bind({})`'s keyword arguments once known to be the same every time (defaults that are atoms)."""
+    backend: Literal["local", "ray"] = "local"
+    """Where the tool asks to run: "ray" sends its calls to a Ray cluster when the executor has a
+    `RayBackend` (any other backend runs it locally). Declaring `resources` implies "ray"."""
+    resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """What one call needs on a Ray worker: `num_cpus`, `num_gpus`, `memory` (bytes) and any custom
+    Ray resource by name. Empty: Ray's defaults (one CPU)."""
 
     @classmethod
     def from_function(
@@ -180,8 +186,17 @@ class Tool:
         cache: bool | float | None = None,
         version: str | None = None,
         approval: bool = False,
+        backend: Literal["local", "ray"] | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Tool:
-        """Derive a tool from a typed function (sync or async)."""
+        """Derive a tool from a typed function (sync or async).
+
+        `backend`, `num_cpus`, `num_gpus`, `memory` and `resources` say where its calls may run
+        (see `Tool.backend` and `Tool.resources`).
+        """
         if isinstance(fn, Tool):
             return fn
         if not callable(fn):
@@ -250,6 +265,7 @@ class Tool:
             _version=version,
             approval=approval,
             _arg_names=tuple(fields),
+            **_placement(tool_name, backend, num_cpus=num_cpus, num_gpus=num_gpus, memory=memory, resources=resources),
         )
 
     @classmethod
@@ -406,6 +422,11 @@ def tool(
     cache: bool | float | None = None,
     version: str | None = None,
     approval: bool = False,
+    backend: Literal["local", "ray"] | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -418,18 +439,29 @@ def tool(
     cache: bool | float | None = None,
     version: str | None = None,
     approval: bool = False,
+    backend: Literal["local", "ray"] | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a `Tool`: `@tool`, `@tool(name="...", blocking=False)`,
     `@tool(cache=3600)` (results reused for an hour), `@tool(pure=False)` (side effects: never cached).
 
-    `approval=True`: every call waits until a person approves, edits or denies it (never cached)."""
+    `approval=True`: every call waits until a person approves, edits or denies it (never cached).
+
+    `@tool(num_cpus=2)` (or `num_gpus=`, `memory=` in bytes, `resources={"name": n}`, or just
+    `backend="ray"`) asks for the tool's calls to run on a Ray cluster when the executor has a
+    `RayBackend`; without one they run locally as usual.
+    """
     if fn is not None:
         return Tool.from_function(fn)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         return Tool.from_function(
             f, name=name, description=description, blocking=blocking, pure=pure and not approval, cache=cache,
-            version=version, approval=approval,
+            version=version, approval=approval, backend=backend,
+            num_cpus=num_cpus, num_gpus=num_gpus, memory=memory, resources=resources,
         )
 
     return wrap
@@ -500,3 +532,34 @@ class ToolRegistry:
 
     def __repr__(self) -> str:
         return f"ToolRegistry({self.names()!r})"
+
+
+def _placement(
+    tool_name: str,
+    backend: str | None,
+    *,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    memory: int | None,
+    resources: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """`Tool`'s `backend` and `resources` fields from the decorator's arguments, checked."""
+    wanted: dict[str, float] = dict(resources or {})
+    for key, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory)):
+        if value is not None:
+            wanted[key] = value
+    for key, value in wanted.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ToolDefinitionError(
+                f"tool `{tool_name}`: resource `{key}` must be a number of at least 0, not {value!r}."
+            )
+    if backend not in (None, "local", "ray"):
+        raise ToolDefinitionError(f"tool `{tool_name}`: `backend` must be \"local\" or \"ray\", not {backend!r}.")
+    if backend == "local" and wanted:
+        raise ToolDefinitionError(
+            f"tool `{tool_name}`: resources ({', '.join(f'`{k}`' for k in wanted)}) are for Ray workers, "
+            "but `backend` is \"local\"; drop `backend=\"local\"` or the resources."
+        )
+    if backend is None and not wanted:
+        return {}  # the field defaults: a plain local tool
+    return {"backend": "ray" if wanted else backend, "resources": wanted}

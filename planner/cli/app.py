@@ -212,6 +212,15 @@ CLI_FIXES = {
     "timeout_s": "run again with a larger `--http-timeout` (seconds; default 10)",
 }
 DEFAULT_HTTP_TIMEOUT = 10.0
+BackendOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--backend",
+        help="Where tools that ask for Ray (`@tool(num_cpus=...)`) run: `local` (default; every tool here), "
+        "`ray` (a local Ray, started on demand), `ray:HOST:PORT` or `ray://HOST:PORT` (a cluster). "
+        "Needs `pip install 'planweave[ray]'`.",
+    ),
+]
 
 
 def _tools(
@@ -237,6 +246,21 @@ def _tools(
     )
 
 
+def _backend(spec: str | None) -> Any:
+    """The executor backend `--backend` names (None: the default, local), connected now so a bad
+    address or a missing Ray is bad input (exit 2) before any step runs."""
+    if spec is None or spec == "local":
+        return None
+    if spec == "ray" or spec.startswith(("ray:", "ray://")):
+        from planweave.executor.ray_backend import RayBackend
+
+        address = spec if spec.startswith("ray://") else (spec.partition(":")[2] or None)
+        backend = RayBackend(address)
+        backend.connect()
+        return backend
+    fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
+
+
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
     """The `llm` tool for workflow files (`exec`, `validate`, `tools`), as the planner gives it to its plans."""
     from planweave.planner.llm_tool import llm_tool
@@ -259,6 +283,7 @@ def _run_workflow(
     trust_all_handlers: bool = False,
     answers: dict[str, Any] | None = None,
     requests: dict[str, Any] | None = None,
+    backend: str | None = None,
 ) -> tuple[Any, RunResult]:
     """Load, validate, record and run a workflow file (shared by `exec`, `resume` and `respond`).
 
@@ -286,6 +311,7 @@ def _run_workflow(
             f"its inputs are {', '.join(f'`{k}`' for k in workflow.inputs)}."
         )
     run_id = run_id or uuid.uuid4().hex[:16]
+    executor_backend = _backend(backend)
     store = open_run_store() if record else None
     from planweave.executor.masking import Masker, SecretInputs
     from planweave.planner.tracing.subscriber import create_tracer
@@ -299,7 +325,8 @@ def _run_workflow(
     subscribers = []
     if store is not None:
         kept = {k: v for k, v in inputs.items() if k not in secrets.names}
-        meta = {"file": str(file.resolve()), "inputs": kept, "secret_inputs": sorted(secrets.names), **meta}
+        meta = {"file": str(file.resolve()), "inputs": kept, "secret_inputs": sorted(secrets.names), **meta,
+                **({"backend": backend} if backend else {})}
         subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
     tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"], masker=masker)
     if tracer is not None:
@@ -312,7 +339,7 @@ def _run_workflow(
     async def go() -> RunResult:
         try:
             return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
-                                      responder=responder, answers=answers, requests=requests)
+                                      responder=responder, answers=answers, requests=requests, backend=executor_backend)
         finally:
             if tracer is not None:
                 await tracer.aclose()
@@ -411,6 +438,7 @@ def exec_(
         typer.Option("--save-results", help="Also write the result to DIR/<workflow>_<UTC timestamp>.json.",
                      metavar="DIR"),
     ] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
     servers = _mcp_servers(mcp, mcp_config)
@@ -424,7 +452,7 @@ def exec_(
             "trusted_modules": list(trust_module or []), "trust_all_handlers": trust_all_handlers}
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers,
-        trusted_modules=trust_module, trust_all_handlers=trust_all_handlers,
+        trusted_modules=trust_module, trust_all_handlers=trust_all_handlers, backend=backend,
     )
     if save_results is not None:
         _save_results(result, save_results, workflow.name)
@@ -466,6 +494,7 @@ def _planner(
     approve: list[str] | None = None,
     on_input: Any = None,
     answer_within: float | None = None,
+    backend: str | None = None,
 ) -> Any:
     from planweave.planner.core import Planner
 
@@ -484,7 +513,9 @@ def _planner(
         name=name,
         store=None if record else False,
         meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {}),
-              "approve": list(approve or []), "answer_within": answer_within},
+              "approve": list(approve or []), "answer_within": answer_within,
+              **({"backend": backend} if backend else {})},
+        backend=_backend(backend),
         mcp=mcp or (),
         approve=approve or (),
         on_input=on_input,
@@ -552,6 +583,7 @@ def _start_planner_run(
     mcp_meta: dict[str, Any] | None = None,
     approve: list[str] | None = None,
     answer_within: float | None = None,
+    backend: str | None = None,
 ) -> tuple[Any, Any]:
     """Preload the model libraries, show the view, build the planner (a bad flag stops the view): (planner, view).
 
@@ -565,7 +597,7 @@ def _start_planner_run(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
             http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=mcp, mcp_meta=mcp_meta,
             approve=approve,
-            on_input=terminal_responder(view) if can_ask() else None, answer_within=answer_within,
+            on_input=terminal_responder(view) if can_ask() else None, answer_within=answer_within, backend=backend,
         )
         if record:
             planner.store  # open it now: a broken store is bad input (exit 2) before anything runs
@@ -619,6 +651,7 @@ def run_(
     mcp_config: McpConfigOpt = None,
     approve: ApproveOpt = None,
     answer_within: AnswerWithinOpt = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Plan GOAL with an LLM and run it, showing the graph live; print the answer and what it cost.
 
@@ -637,7 +670,7 @@ def run_(
         model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
         http_timeout=http_timeout, budget=budget, name=name, record=record, quiet=quiet or as_json, mcp=servers,
         mcp_meta=_mcp_meta(mcp, mcp_config),
-        approve=_approve_list(approve), answer_within=answer_within,
+        approve=_approve_list(approve), answer_within=answer_within, backend=backend,
     )
     planner.meta["allow_failed_steps"] = allow_failed_steps  # for `resume` (the budget is recorded by the run)
     run_id = uuid.uuid4().hex[:16]
@@ -745,6 +778,7 @@ def resume(
         Optional[float],
         typer.Option("--answer-within", min=0.0, help="Seconds a person has to answer each request (default: the run's)."),
     ] = None,
+    backend: BackendOpt = None,
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
     those not given are the run's own (its model, tools, budget and flags, as recorded)."""
@@ -797,6 +831,7 @@ def resume(
             trust_all_handlers=bool(meta.get("trust_all_handlers")),
             answers=state.answers,
             requests=state.requests,
+            backend=backend or meta.get("backend"),  # default: where the run's Ray steps ran
         )
         _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
             allow_failed_steps=allow_failed_steps,
@@ -816,6 +851,7 @@ def resume(
         record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
         approve=_approve_list(approve) or list(meta.get("approve") or []),
         answer_within=answer_within if answer_within is not None else meta.get("answer_within"),
+        backend=backend or meta.get("backend"),
     )
     planner.meta["allow_failed_steps"] = allow_failed_steps
     _finish_planner_run(

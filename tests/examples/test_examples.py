@@ -67,7 +67,14 @@ def test_planner_api_example_runs_offline() -> None:
     assert lines[-1].startswith("recorded ") and "events; `planweave show " in lines[-1]
 
 
-@pytest.mark.parametrize("name", ["quickstart.py", "planner_api.py"])
+@pytest.mark.timeout(240)  # may be the test that waits for the session's Ray to start
+def test_ray_steps_example_runs_heavy_steps_on_ray(ray_cluster: str, capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "ray_steps.py"), run_name="__main__")
+    status, _total, workers = capsys.readouterr().out.strip().split(" ", 2)
+    assert status == "succeeded" and workers != "(0 Ray worker processes)"
+
+
+@pytest.mark.parametrize("name", ["quickstart.py", "planner_api.py", "ray_steps.py"])
 def test_readme_shows_the_example_files_verbatim(name: str) -> None:
     source = (EXAMPLES / name).read_text()
     code = source.split('"""', 2)[2].strip()  # without the module docstring

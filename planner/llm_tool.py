@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from planweave.executor.plan import Step
 from planweave.planner.events import LLMCalled
 from planweave.planner.llm import LLMCall, LLMClient, LLMConfig
-from planweave.planner.prompts import PromptLibrary
+from planweave.planner.prompts import PromptLibrary, as_data, new_data_tag
 from planweave.tools.base import Tool, ToolContext
 from planweave.tools.errors import ToolArgumentsError
 
@@ -94,8 +94,8 @@ def llm_tool(
             output_schema: A JSON schema of an object: the answer is then a JSON object of that shape, not text.
         """
         response_model = schema_model(output_schema) if output_schema is not None else None
-        text = template.render(prompt=prompt, context=None if context is None else _describe(context, 20_000))
-        messages = [{"role": "user", "content": text}]
+        shown = None if context is None else as_data(_describe(context, 20_000), entry=False)  # context is data
+        messages = template.messages(prompt=prompt, context=shown, data_tag=new_data_tag())
         config = LLMConfig(model=model or ctx.model, api_base=api_base, api_key=api_key, retry_delay_s=retry_delay_s)
         client = LLMClient(config, on_call=_reporter(ctx))
         if response_model is None:

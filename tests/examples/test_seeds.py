@@ -181,7 +181,7 @@ async def test_dynamic_workflow_plans_again_after_seeing_results(
         assert code == 0, err
         assert out.strip() == "They recommend Trello boards and Linear [1][2]."
         assert "status succeeded; 2 rounds, 5 LLM calls" in err
-        second_plan = model.chat_requests[2].json["messages"][0]["content"]
+        second_plan = model.chat_requests[2].last_user_text  # results are data, in the user message
         assert "Asana vs Trello" in second_plan  # the second round was planned from the first one's results
         assert "Trello boards" in last_prompt(model.chat_requests[3])  # the pages were the llm step's context
 

@@ -112,7 +112,7 @@ async def test_steps_added_in_one_batch_share_the_batch_time() -> None:
 def test_note_builds_each_event_kind_with_its_fields_in_order() -> None:
     seen: list[RunEvent] = []
     bus = EventBus([seen.append], run_id="r")
-    assert len(EXECUTOR_EVENTS) == 12
+    assert len(EXECUTOR_EVENTS) == 13
     for kind, cls in EXECUTOR_EVENTS.items():
         if cls is StepAdded:
             continue  # added with `defer`, one per step of a batch

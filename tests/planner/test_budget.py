@@ -115,8 +115,8 @@ def budget_planner(server: FakeModelServer, budget: Budget, **kw: Any) -> Planne
 
 @pytest.mark.parametrize(
     ("max_tokens", "replies"),
-    [(700, [plan_reply(STEP, rationale=LONG)]),
-     (1000, [plan_reply(STEP), finish_reply(LONG)])],  # the plan's call takes about 590 tokens: room for a join
+    [(900, [plan_reply(STEP, rationale=LONG)]),
+     (1300, [plan_reply(STEP), finish_reply(LONG)])],  # the plan's call takes about 800 tokens: room for a join
     ids=["the plan is cut", "the join is cut"],
 )
 async def test_a_token_budget_is_hard(server: FakeModelServer, max_tokens: int, replies: list[Reply]) -> None:

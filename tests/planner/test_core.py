@@ -83,7 +83,7 @@ async def test_plan_runs_end_to_end(server: FakeModelServer) -> None:
     assert "`add`: Add two numbers." in plan_request["messages"][0]["content"]
     assert {c["prompt"]["name"] for c in result.llm_calls} == {"plan", "join"}
     versions = {c["prompt"]["name"]: c["prompt"]["version"] for c in result.llm_calls}
-    assert versions == {"plan": "5", "join": "3"}
+    assert versions == {"plan": "6", "join": "4"}
     assert all(len(c["prompt"]["hash"]) == 12 for c in result.llm_calls)
 
 

@@ -53,7 +53,7 @@ async def test_llm_steps_record_tokens_and_cost_on_the_step_and_in_the_run(serve
     assert result.output("shorter") == "Graphs connect."
     # The workflow's model was called, with the draft as the second step's context.
     assert [r.json["model"] for r in server.chat_requests] == ["gpt-4o-mini", "gpt-4o-mini"]
-    assert "Graphs connect things." in server.chat_requests[1].json["messages"][0]["content"]
+    assert "Graphs connect things." in server.chat_requests[1].last_user_text  # context is data, in the user message
     calls = [e for e in store.get_run(result.run_id).events if e["kind"] == "llm_called"]
     assert [c["step_id"] for c in calls] == ["draft", "shorter"]
     assert all(c["input_tokens"] > 0 and c["output_tokens"] > 0 for c in calls)

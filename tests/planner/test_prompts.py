@@ -34,7 +34,7 @@ def test_plan_template_puts_the_static_part_first() -> None:
         "New steps may reference these ids. Do not repeat steps that succeeded; do not reuse ids.\n\n"
         "## Why you are planning again\nwhy\n\n## Goal\nanother goal\n"
     )
-    assert p.version == "5"
+    assert p.version == "6"
     assert p.hash == hashlib.sha256((PACKAGE_DIR / "plan.j2").read_bytes()).hexdigest()[:12]
     whole = p.render(goal="g", tools=TOOLS, history=HISTORY, replan_reason=None, data_tag="t")
     assert whole.index("## Tools") < whole.index("## Already done") < whole.index("## Goal")
@@ -45,7 +45,7 @@ def test_plan_finish_template() -> None:
     text = p.render(steps=[{"id": "a", "tool": "calculator", "args": '{"expression": "17 * 23"}'}])
     assert '- `a` (calculator): {"expression": "17 * 23"}' in text
     assert "cut off" in text and "Write only the remaining steps" in text and "do not repeat these" in text
-    assert p.version == "1"
+    assert p.version == "2"
 
 
 def test_join_template() -> None:
@@ -141,4 +141,4 @@ def test_examples_come_with_their_tools_only(tmp_path: Path) -> None:
                            examples=[mine.render().strip()])[0]["content"]  # fmt: skip
     assert '## Examples\nGoal: g\nhits = search(query="q")\n' in system
     assert "## Examples" not in plan.messages(goal="g", tools=TOOLS, history=[], replan_reason=None, data_tag="t")[0]["content"]
-    assert PromptLibrary().names() == ["join", "llm_tool", "plan", "repair"]  # examples are not prompts of their own
+    assert PromptLibrary().names() == ["join", "llm_tool", "plan", "plan_finish", "repair"]  # examples are not prompts of their own

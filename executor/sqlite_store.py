@@ -926,7 +926,7 @@ class SQLiteRunStore(RunStore):
             marks = ", ".join("?" for _ in chunk)
             for rid, n in self._read(
                 f"SELECT run_id, SUM(COALESCE(json_extract(data, '$.cached_input_tokens'), 0)) FROM events "
-                f"WHERE kind = 'llm_called' AND run_id IN ({marks}) GROUP BY run_id",
+                f"WHERE json_extract(data, '$.cached_input_tokens') IS NOT NULL AND run_id IN ({marks}) GROUP BY run_id",
                 chunk,
             ):
                 if n:

@@ -437,7 +437,7 @@ class RunStore(ABC):
         A store can answer this with one query; this default reads each run's events."""
         totals: dict[str, int] = {}
         for run_id in run_ids:
-            n = sum(int(e.get("cached_input_tokens") or 0) for e in self.events(run_id) if e.get("kind") == "llm_called")
+            n = sum(int(e.get("cached_input_tokens") or 0) for e in self.events(run_id))  # model calls carry it
             if n:
                 totals[run_id] = n
         return totals

@@ -918,6 +918,21 @@ class SQLiteRunStore(RunStore):
                     out.append((rid, sid, tools.get((rid, sid), ""), float(dur)))
         return out
 
+    def cached_input_tokens(self, run_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(run_ids)
+        totals: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for rid, n in self._read(
+                f"SELECT run_id, SUM(COALESCE(json_extract(data, '$.cached_input_tokens'), 0)) FROM events "
+                f"WHERE kind = 'llm_called' AND run_id IN ({marks}) GROUP BY run_id",
+                chunk,
+            ):
+                if n:
+                    totals[rid] = int(n)
+        return totals
+
 
 _PLAIN = frozenset(
     {"run_id", "at", "kind", "step_id", "tool", "attempt", "attempts", "duration_s", "delay_s", "deps", "error_type",

@@ -298,6 +298,8 @@ class GroupStats(BaseModel):
     p95_s: float | None
     tokens: int
     tokens_per_run: float
+    cached_input_tokens: int = 0
+    """Of the input tokens, those a provider's prompt cache served (at its discount)."""
     cost_usd: float | None
     slowest_steps: list[StepStats] = Field(default_factory=list)
 
@@ -426,6 +428,17 @@ class RunStore(ABC):
     def step_durations(self, run_ids: Iterable[str]) -> list[tuple[str, str, str, float]]:
         """(run id, step id, tool, seconds) for every step that ran and finished."""
 
+    def cached_input_tokens(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """Per run, the input tokens a provider's prompt cache served (from its recorded model calls).
+
+        A store can answer this with one query; this default reads each run's events."""
+        totals: dict[str, int] = {}
+        for run_id in run_ids:
+            n = sum(int(e.get("cached_input_tokens") or 0) for e in self.events(run_id) if e.get("kind") == "llm_called")
+            if n:
+                totals[run_id] = n
+        return totals
+
     def close(self) -> None:
         """Release connections."""
 
@@ -442,6 +455,7 @@ class RunStore(ABC):
         for r in runs:
             groups.setdefault(r.name or r.goal[:60], []).append(r)
         durations = self.step_durations([r.id for r in runs])
+        cached = self.cached_input_tokens([r.id for r in runs])
         by_run: dict[str, list[tuple[str, str, float]]] = {}
         for run_id, step_id, tool, seconds in durations:
             by_run.setdefault(run_id, []).append((step_id, tool, seconds))
@@ -480,6 +494,7 @@ class RunStore(ABC):
                     p95_s=_percentile(lat, 95) if lat else None,
                     tokens=tokens,
                     tokens_per_run=tokens / len(members),
+                    cached_input_tokens=sum(cached.get(r.id, 0) for r in members),
                     cost_usd=None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
                     slowest_steps=steps[:top_steps],
                 )

@@ -141,7 +141,7 @@ def print_stats(report: Iterable[GroupStats]) -> None:
 
     table = Table(title="runs by workflow / goal", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("name", overflow="fold", ratio=1, min_width=16)
-    for col in ("runs", "success", "p50", "p95", "tokens/run", "cost"):
+    for col in ("runs", "success", "p50", "p95", "tokens/run", "cached", "cost"):
         table.add_column(col, no_wrap=True)
     slow = Table(title="slowest steps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     slow.add_column("name", overflow="fold", ratio=1, min_width=16)
@@ -150,7 +150,7 @@ def print_stats(report: Iterable[GroupStats]) -> None:
     for g in report:
         table.add_row(
             Text(clean(g.name)), str(g.runs), f"{g.success_rate:.0%}", _secs(g.p50_s), _secs(g.p95_s),
-            f"{g.tokens_per_run:.0f}", _cost(g.cost_usd),
+            f"{g.tokens_per_run:.0f}", str(g.cached_input_tokens), _cost(g.cost_usd),
         )
         for st in g.slowest_steps:
             slow.add_row(Text(clean(g.name)), st.step, st.tool, str(st.runs), _secs(st.p50_s), _secs(st.p95_s), _secs(st.max_s))

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from planweave.executor import open_store
+from planweave.executor.store import RunStore
 from planweave.planner import Budget, Planner
 from planweave.planner.errors import (
     APIKeyRejectedError,
@@ -370,6 +371,13 @@ async def test_cached_input_tokens_are_counted_and_priced_with_the_cache_discoun
     shown = console.export_text()
     assert f"({plan_call['cached_input_tokens']} cached)" in shown
     assert f"({second.usage.cached_input_tokens} cached), cost" in shown
+    # And `planweave stats` sums them per goal kind (one query per store, not event by event).
+    cached = {g.name: g.cached_input_tokens for g in store.stats()}
+    assert cached == {"add 1 and 2": first.usage.cached_input_tokens, "add 2 and 2": second.usage.cached_input_tokens}
+    assert store.cached_input_tokens([second.run_id]) == {second.run_id: second.usage.cached_input_tokens}
+    assert RunStore.cached_input_tokens(store, [first.run_id, second.run_id]) == store.cached_input_tokens(
+        [first.run_id, second.run_id]
+    )  # the interface's default (reading events) agrees with SQLite's query
 
 
 async def test_an_anthropic_model_gets_its_static_prefix_marked_for_the_cache() -> None:

@@ -104,7 +104,7 @@ async def test_a_denied_step_is_a_failure_the_planner_handles(tmp_path: Path) ->
         server.enqueue(plan(), finish("not sent: denied"))
         p = planner(server, tmp_path, on_input=lambda r: InputAnswer.reply("ann") if r.kind == "question" else InputAnswer.deny("wrong day"))
         result = await p.run("send it")
-        join = server.chat_requests[-1].body["messages"][0]["content"]
+        join = server.chat_requests[-1].last_user_text  # results are data, in the user message
     assert sent == []
     assert result.status == "partial" and result.failed_steps == ["s"]
     assert "step `s` was not run: a person denied it: wrong day" in join  # the planner saw why

@@ -784,5 +784,5 @@ def test_cli_serve_that_cannot_build_its_app_stops_with_the_reason(tmp_path: Pat
     assert lines[0] == (
         f"planweave: serving model `planweave` (planning with `openai/from-env`) at http://127.0.0.1:{port}/v1"
     )
-    assert lines[-1].startswith("planweave: error: unknown tool `nosuchtool`; built-in tools are `calculator`")
+    assert lines[-1].startswith("planweave: error: unknown tool `nosuchtool`; built-in tools are `ask_user`, `calculator`")
     assert proc.stdout == ""

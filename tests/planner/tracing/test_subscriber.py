@@ -208,7 +208,7 @@ async def test_planner_run_reads_like_the_run(server: FakeModelServer) -> None:
         "team": "x",
         "run_id": result.run_id,
         "status": "succeeded",
-        "prompts": "join@3, llm_tool@2, plan@5",
+        "prompts": "join@4, llm_tool@2, plan@6",
     }
     assert children(root) == [("chain", "round 1"), ("chain", "round 2")]
 
@@ -228,7 +228,7 @@ async def test_planner_run_reads_like_the_run(server: FakeModelServer) -> None:
     assert plan1["usage"] == {"input": call.input_tokens, "output": call.output_tokens,
                               "total": call.input_tokens + call.output_tokens}  # fmt: skip
     assert plan1["cost"] == {"total": pytest.approx(call.cost_usd)} and call.cost_usd > 0
-    assert plan1["prompt"] == {"name": "plan", "version": 5}
+    assert plan1["prompt"] == {"name": "plan", "version": 6}
     assert plan1["metadata"]["prompt"]["name"] == "plan" and plan1["metadata"]["attempts"] == 1
     assert plan1["metadata"]["reasks"] == 0 and plan1["metadata"]["purpose"] == "plan"
     assert plan1["start_time"] == pytest.approx(ns(call.started_at), abs=1e-6)

@@ -303,12 +303,12 @@ def fake_model(counts: Counts) -> Any:
 
     def reply(request: Any) -> Any:
         asked = request.last_user_text
-        if asked.startswith("Decide"):
+        if request.tools:  # the join decision is the one call with a tool schema (plans come as lines)
             history = json.dumps(request.messages)
             if not all(f"`{s[0]}`" in history for s in PLAN_STEPS):
                 counts.joins_on_partial_plan += 1
             return Reply.json_obj({"action": "finish", "answer": "done", "reason": ""})
-        if asked.startswith("Write the plan"):
+        if "was cut off" not in asked:  # a first plan round (a cut-off one is finished in a later user message)
             return Reply.json_obj({"steps": PLAN_STEPS, "rationale": "fetch ten, then combine"})
         rest = [s for s in PLAN_STEPS if f"`{s[0]}`" not in asked]
         return Reply.json_obj({"steps": rest, "rationale": "the rest"})

@@ -36,6 +36,7 @@ Errors (all `StoreError`, a `SetupError`, except the last):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import statistics
@@ -375,10 +376,12 @@ class RunStore(ABC):
         """Force a status (e.g. `interrupted` after Ctrl-C)."""
 
     def recorder(
-        self, *, kind: str = "workflow", name: str = "", meta: dict[str, Any] | None = None
+        self, *, kind: str = "workflow", name: str = "", meta: dict[str, Any] | None = None,
+        last_event: str = "run_finished",
     ) -> Recorder:
-        """An event subscriber that records the run it is attached to (and is the run's `Journal`)."""
-        return Recorder(self, kind=kind, name=name, meta=dict(meta or {}))
+        """An event subscriber that records the run it is attached to (and is the run's `Journal`).
+        Once the event of kind `last_event` is written, the run's lease is released (`release`)."""
+        return Recorder(self, kind=kind, name=name, meta=dict(meta or {}), last_event=last_event)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -503,19 +506,31 @@ class RunStore(ABC):
         return report
 
 
+def _release(store: RunStore, run_id: str) -> None:
+    try:
+        store.release(run_id)
+    except StoreError as exc:  # not fatal: the lease expires by itself
+        log.warning("could not release the lease of run `%s`: %s", run_id, exc)
+
+
 class Recorder(Journal):
     """Records the events of one run into a store. Subscribe it to the run (or the planner).
 
     The first event claims the run (`RunStore.begin`); every event is then handed to the
     store's writer thread. As the run's `Journal`, it tells the run when events are durable,
-    and makes it stop when the store fails (`failure`).
+    and makes it stop when the store fails (`failure`). Once the run's last event (of kind
+    `last_event`: the executor's `run_finished`, the planner's `planner_finished`) is written,
+    the lease is released, so another process can continue a `waiting` run at once.
     """
 
-    def __init__(self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any], last_event: str = "run_finished"
+    ) -> None:
         self.store = store
         self.kind = kind
         self.name = name
         self.meta = meta
+        self.last_event = last_event
         self.run_id: str | None = None
         self.failure: StoreError | None = None
         """The first error recording the run (later events are not recorded; the run stops)."""
@@ -551,6 +566,10 @@ class Recorder(Journal):
             self.fail(StoreError(f"the run store `{self.store.path}` was closed while run `{event.run_id}` ran."))
             return
         self._last = writer.submit(event.run_id, event)
+        if event.kind == self.last_event:
+            # The run is over here (ended, or `waiting` for people): give up the lease once its
+            # last event is written (the writer runs this after it), so `wait_durable` covers it.
+            self._last = writer.call(functools.partial(_release, self.store, event.run_id))
 
     def mark(self) -> int:
         return self._last

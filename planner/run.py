@@ -19,7 +19,7 @@ from planweave.executor.masking import SecretInputs
 from planweave.executor.events import RunFinished, StepCancelled, StepFailed, StepRestored, StepSkipped, StepSucceeded
 from planweave.executor.result import describe_failed_steps
 from planweave.executor.requests import InputAnswer
-from planweave.executor.store import ResumeState
+from planweave.executor.store import Recorder, ResumeState
 from planweave.executor.waiting import until_done_or_stalled
 from planweave.executor.refs import RESERVED_ROOTS, RefSyntaxError, find_refs
 from planweave.planner.budget import check_replans, check_steps, check_usage
@@ -146,6 +146,7 @@ class PlannerRun:
         self._planned_before: set[str] = set()
         """While a cut-off round is finished: the steps it had already planned (not offered again)."""
         store = planner.store if record else None
+        self.recorder: Recorder | None = None
         if store is not None:
             self.secrets.remember_in(getattr(store, "mask", None))  # a store given with its own masker
             meta = {"model": planner.model, "api_base": planner.config.api_base, "tools": planner.tools.names(),
@@ -154,7 +155,9 @@ class PlannerRun:
                 meta["session_id"] = trace["session_id"]  # `planweave runs --session`
             if conversation:
                 meta["conversation"] = conversation  # a resumed run shows the model the same turns
-            recorder = store.recorder(kind="planner", name=planner.name, meta=meta)
+            # The planner's own last event ends the record (and releases the run's lease).
+            recorder = store.recorder(kind="planner", name=planner.name, meta=meta, last_event="planner_finished")
+            self.recorder = recorder
             subscribers = [recorder, *subscribers]  # first: recorded before anyone acts on it
         # One Langfuse trace per run (None when tracing is off or not configured); `trace` is
         # None for `Planner.plan`, which runs nothing.
@@ -304,6 +307,10 @@ class PlannerRun:
                 self.tracer.close(timeout_s=0)  # end the trace; delivery goes on in the background
             raise
         await self.run.drain_subscribers()  # async subscribers see the planner's last events too
+        if self.recorder is not None:
+            # The result is returned once the run's record is complete (its final status written,
+            # its lease released): whoever reads or continues the run next sees how it ended.
+            await self.recorder.wait_durable()
         if self.tracer is not None:
             await self.tracer.aclose()  # waits `flush_timeout_s` (2 s) at most
         return result

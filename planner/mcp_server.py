@@ -307,6 +307,7 @@ def serve_http(
         app = _RequireKey(app, api_key)
     sock = bind(host, port)
     with sock:
+        sock.listen(2048)  # a client told the URL may connect before uvicorn starts: it waits, not refused
         if on_start is not None:
             on_start(f"http://{host}:{sock.getsockname()[1]}/mcp")
         server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))

@@ -61,6 +61,16 @@ def children() -> Iterator[ChildProcesses]:
         started.kill_all()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`, the default addopts) every test that uses the
+    session's Ray runs on one worker, so the session starts one local Ray, not one per worker
+    (each takes ~20 s and 2 CPUs). Runs before xdist reads the marks (tryfirst)."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """One local Ray (2 CPUs) for the whole session, started by the first test that asks for it

@@ -32,6 +32,9 @@ from .frontends import (
 
 ROOT = Path(__file__).resolve().parents[3]
 
+# One xdist worker runs the whole module, so each module-scoped server starts once, not once per worker.
+pytestmark = pytest.mark.xdist_group("serve-conversations")
+
 TOOLS = textwrap.dedent(
     '''
     import os

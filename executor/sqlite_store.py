@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +41,8 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 
 from planweave.executor._writer import BatchOutcome, EventWriter
-from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady
+from planweave.executor._encoding import BLOB_THRESHOLD, blob_refs, decode_blob, decode_event, dumps, encode_events
+from planweave.executor.events import RunEvent, StepAdded
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -59,10 +60,8 @@ __all__ = ["BLOB_THRESHOLD", "DEFAULT_LEASE_S", "SQLiteRunStore", "process_owner
 
 log = logging.getLogger("planweave.store")
 
-BLOB_THRESHOLD = 512
 DEFAULT_LEASE_S = 30.0
 """How long a run's lease lasts without renewal (the writer renews it every third of that)."""
-_BLOB_FIELDS = ("output", "args", "messages", "inputs", "step")
 _SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -497,7 +496,7 @@ class SQLiteRunStore(RunStore):
                 db.execute(
                     "INSERT INTO runs (id, kind, name, goal, status, created_at, meta, host, pid, owner, heartbeat, "
                     "lease_expires) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, kind, name, goal, now, _dumps(meta), _HOST, os.getpid(), me, now, expiry),
+                    (run_id, kind, name, goal, now, dumps(meta), _HOST, os.getpid(), me, now, expiry),
                 )
                 lease = Lease(run_id=run_id, owner=me, expires_at=expiry)
             else:  # resuming: keep the events, continue the sequence
@@ -505,7 +504,7 @@ class SQLiteRunStore(RunStore):
                 merged = {**json.loads(row[0]), **meta, "resumed_at": now}
                 db.execute(
                     "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, meta = ? WHERE id = ?",
-                    (_dumps(merged), run_id),
+                    (dumps(merged), run_id),
                 )
         _ABANDONED.discard(run_id)
         # The writer reads the run's sequence and steps afresh (another process may have written it).
@@ -623,93 +622,29 @@ class SQLiteRunStore(RunStore):
             added = self._wadded[run_id] = {
                 r[0] for r in db.execute("SELECT step_id FROM events WHERE run_id = ? AND kind = ?", (run_id, StepAdded.kind))
             }
-
-        def put(value: Any) -> dict[str, str]:
-            text = _dumps(value)
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            blobs[digest] = text
-            return {"$blob": digest}
-
-        mask = self.mask
-        rows = []
-        new_steps = llm_calls = input_tokens = output_tokens = 0
-        cost: float | None = 0.0
-        specs = _SPECS
-        for event in events:
-            if type(event) is StepReady:
-                continue  # transient: not stored (see the module's docstring)
-            spec = specs.get(type(event)) or _spec(type(event))
-            if spec.custom:
-                data = event.to_dict()
-                del data["run_id"], data["at"], data["kind"]
-            else:
-                data = {name: getattr(event, name) for name in spec.names}
-            # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
-            step_id = data.get("step_id")
-            if isinstance(step_id, str):
-                del data["step_id"]
-            else:
-                step_id = None
-            if mask is not None and spec.content:
-                _mask_content(data, spec.content, mask)
-            if data:
-                text = _dumps(data)
-                if len(text) > BLOB_THRESHOLD and spec.blobs:
-                    # Long strings first (the same text in a step's args, output and plan is kept
-                    # once), then whatever is still large as one piece.
-                    for key in spec.blobs:
-                        value = data.get(key)
-                        if value is not None and type(value) not in (int, float, bool) and _large(value):
-                            value = _outline(value, put)
-                            data[key] = put(value) if _large(value) else value
-                    text = _dumps(data)
-            else:
-                text = "{}"
-            seq += 1
-            at = event.at
-            rows.append((run_id, seq, spec.kind, at, step_id, text))
-            role = spec.role
-            if role == _PLAIN_EVENT:
-                continue
-            if role == _ADDS_STEP:
-                if step_id is not None and step_id not in added:
-                    added.add(step_id)
-                    new_steps += 1
-                continue
-            if role == _STARTS_RUN:
-                goal = data.get("goal", "")
-                db.execute(
-                    "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
-                    "WHERE id = ?",
-                    (at, goal, goal, run_id),
-                )
-                continue
-            # Anything else counts as its class says (the planner's LLM calls, the end of a run).
-            update = event.summary_update()
-            if update is None:
-                continue
-            llm_calls += update.llm_calls
-            input_tokens += update.input_tokens
-            output_tokens += update.output_tokens
-            cost = None if cost is None or update.cost_usd is None else cost + update.cost_usd
-            if update.status is not None:
-                texts = {"error": update.error, "answer": update.answer}
-                if mask is not None:
-                    texts = mask(texts)
-                db.execute(
-                    "UPDATE runs SET status = ?, finished_at = ?, duration_s = ? - COALESCE(started_at, created_at), "
-                    "error = COALESCE(?, error), answer = COALESCE(?, answer) WHERE id = ?",
-                    (update.status, at, at, texts["error"], texts["answer"], run_id),
-                )
-                outcome.finished.add(run_id)
-        db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", rows)
-        if new_steps or llm_calls or input_tokens or output_tokens or cost != 0.0:
+        batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=blobs)
+        if batch.started is not None:
+            at, goal = batch.started
+            db.execute(
+                "UPDATE runs SET started_at = COALESCE(started_at, ?), goal = CASE WHEN ? != '' THEN ? ELSE goal END "
+                "WHERE id = ?",
+                (at, goal, goal, run_id),
+            )
+        for end in batch.finishes:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, duration_s = ? - COALESCE(started_at, created_at), "
+                "error = COALESCE(?, error), answer = COALESCE(?, answer) WHERE id = ?",
+                (end.status, end.at, end.at, end.error, end.answer, run_id),
+            )
+            outcome.finished.add(run_id)
+        db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", batch.rows)
+        if batch.counts_changed:
             db.execute(
                 "UPDATE runs SET steps = steps + ?, llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
-                (new_steps, llm_calls, input_tokens, output_tokens, cost, run_id),
+                (batch.new_steps, batch.llm_calls, batch.input_tokens, batch.output_tokens, batch.cost_usd, run_id),
             )
-        return seq
+        return batch.last_seq
 
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
         """Force a status, unless another live process owns the run (then nothing changes).
@@ -821,29 +756,31 @@ class SQLiteRunStore(RunStore):
     def events(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
         blobs: dict[str, Any] = {}
-        out = []
-        for kind, at, step_id, text in rows:
-            # Rows since schema 2 keep the run id, time, step id and kind in columns only;
-            # older rows have them in the JSON too (the same values).
-            data = {"run_id": run_id, "at": at, "step_id": step_id} if step_id is not None else {"run_id": run_id, "at": at}
-            data.update(json.loads(text))
-            data["kind"] = kind
-            def get(digest: str) -> Any:
-                if digest not in blobs:
-                    found = self._read("SELECT data FROM blobs WHERE hash = ?", (digest,))
-                    if not found:
-                        raise StoreError(
-                            f"the run store `{self.path}` lost a value of run `{run_id}` (blob {digest[:12]}); "
-                            "the file was edited or is corrupted."
-                        )
-                    blobs[digest] = _inline(json.loads(found[0][0]), get)
-                return blobs[digest]
 
-            for key in _BLOB_FIELDS:
-                if data.get(key) is not None:
-                    data[key] = _inline(data[key], get)
-            out.append(data)
-        return out
+        def get(digest: str) -> Any:
+            if digest not in blobs:
+                found = self._read("SELECT data FROM blobs WHERE hash = ?", (digest,))
+                if not found:
+                    raise StoreError(
+                        f"the run store `{self.path}` lost a value of run `{run_id}` (blob {digest[:12]}); "
+                        "the file was edited or is corrupted."
+                    )
+                blobs[digest] = decode_blob(found[0][0], get)
+            return blobs[digest]
+
+        return [decode_event(run_id, kind, at, step_id, text, get) for kind, at, step_id, text in rows]
+
+    def change_marker(self, run_id: str | None = None) -> Hashable:
+        if run_id is None:
+            # SQLite's own counter: it changes whenever another connection (the writer thread,
+            # another process) commits to the file.
+            return (self._read("PRAGMA data_version")[0][0],)
+        lease = "owner, lease_expires" if self._schema >= 2 else "'', NULL"
+        rows = self._read(
+            f"SELECT status, {lease}, (SELECT MAX(seq) FROM events WHERE run_id = ?) FROM runs WHERE id = ?",
+            (run_id, run_id),
+        )
+        return rows[0] if rows else None
 
     def delete(self, run_id: str) -> None:
         rid = self.summary(run_id).id
@@ -894,7 +831,15 @@ class SQLiteRunStore(RunStore):
 
     @staticmethod
     def _collect_blobs(db: sqlite3.Connection) -> None:
-        _collect_blobs_py(db)
+        """Delete blobs that no event (or other blob) points at any more."""
+        used = blob_refs(
+            text
+            for sql in ("SELECT data FROM events WHERE data LIKE '%\"$blob\"%'", "SELECT data FROM blobs WHERE data LIKE '%\"$blob\"%'")
+            for (text,) in db.execute(sql).fetchall()
+        )
+        for (digest,) in db.execute("SELECT hash FROM blobs").fetchall():
+            if digest not in used:
+                db.execute("DELETE FROM blobs WHERE hash = ?", (digest,))
 
     def step_durations(self, run_ids: Iterable[str]) -> list[tuple[str, str, str, float]]:
         ids = list(run_ids)
@@ -932,151 +877,3 @@ class SQLiteRunStore(RunStore):
                 if n:
                     totals[rid] = int(n)
         return totals
-
-
-_PLAIN = frozenset(
-    {"run_id", "at", "kind", "step_id", "tool", "attempt", "attempts", "duration_s", "delay_s", "deps", "error_type",
-     "on_failure", "status", "round"}
-)
-"""Event fields that hold identifiers, numbers and states, never a user's text: not masked."""
-
-_STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_failure"})
-"""Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
-
-_PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
-
-
-class _Spec(NamedTuple):
-    """How the writer stores events of one class (worked out once per class)."""
-
-    kind: str
-    names: tuple[str, ...]
-    """Fields copied into the JSON (all but `run_id` and `at`, which have columns)."""
-    custom: bool
-    """The class has its own `to_dict`, or a `step` field (dumped by `to_dict`)."""
-    content: tuple[str, ...]
-    """Fields that may hold a secret: masked."""
-    blobs: tuple[str, ...]
-    """Fields that may hold a large value: stored once in `blobs` when they do."""
-    role: int
-    """What the event does to the run's summary row."""
-
-
-_SPECS: dict[type[RunEvent], _Spec] = {}
-
-
-def _spec(cls: type[RunEvent]) -> _Spec:
-    names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("run_id", "at"))
-    if issubclass(cls, StepAdded):
-        role = _ADDS_STEP
-    elif issubclass(cls, RunStarted):
-        role = _STARTS_RUN
-    elif cls.summary_update is not RunEvent.summary_update:
-        role = _COUNTS
-    else:
-        role = _PLAIN_EVENT
-    spec = _SPECS[cls] = _Spec(
-        kind=cls.kind,
-        names=names,
-        custom=cls.to_dict is not RunEvent.to_dict or "step" in names,
-        content=tuple(n for n in names if n not in _PLAIN),
-        blobs=tuple(n for n in _BLOB_FIELDS if n in names),
-        role=role,
-    )
-    return spec
-
-
-def _mask_content(data: dict[str, Any], content: tuple[str, ...], mask: Callable[[Any], Any]) -> None:
-    """Mask, in place, the fields of `data` that can hold a secret (text, containers, objects)."""
-    found: dict[str, Any] = {}
-    for key in content:
-        value = data.get(key)
-        if value is None or type(value) in (int, float, bool) or (not value and type(value) in _EMPTY_OK):
-            continue
-        if key == "step" and type(value) is dict:
-            rest = {k: v for k, v in value.items() if k not in _STEP_PLAIN}
-            if rest:
-                data[key] = {**value, **mask(rest)}
-            continue
-        found[key] = value
-    if found:
-        data.update(mask(found))
-
-
-_EMPTY_OK = (str, dict, list, tuple)
-
-
-def _large(value: Any) -> bool:
-    """Whether `value`'s JSON is over `BLOB_THRESHOLD` bytes (then it holds what goes to `blobs`)."""
-    if isinstance(value, str):
-        return len(value) > BLOB_THRESHOLD
-    if not value:
-        return False
-    try:
-        return len(to_json(value, fallback=repr)) > BLOB_THRESHOLD
-    except (ValueError, TypeError):
-        return True
-
-
-def step_id_new(seen: set[str], step_id: Any) -> bool:
-    if not isinstance(step_id, str) or step_id in seen:
-        return False
-    seen.add(step_id)
-    return True
-
-
-def _is_ref(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$blob"), str)
-
-
-def _outline(value: Any, put: Callable[[Any], dict[str, str]]) -> Any:
-    """`value` with every long string replaced by a blob reference."""
-    if isinstance(value, str):
-        return put(value) if len(value) > BLOB_THRESHOLD else value
-    if isinstance(value, dict):
-        return {k: _outline(v, put) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_outline(v, put) for v in value]
-    return value
-
-
-def _inline(value: Any, get: Callable[[str], Any]) -> Any:
-    if _is_ref(value):
-        return get(value["$blob"])
-    if isinstance(value, dict):
-        return {k: _inline(v, get) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_inline(v, get) for v in value]
-    return value
-
-
-def _collect_blobs_py(db: sqlite3.Connection) -> None:
-    """Delete blobs that no event (or other blob) points at any more."""
-    used: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if _is_ref(value):
-            used.add(value["$blob"])
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for (text,) in db.execute("SELECT data FROM events WHERE data LIKE '%\"$blob\"%'"):
-        walk(json.loads(text))
-    for (text,) in db.execute("SELECT data FROM blobs WHERE data LIKE '%\"$blob\"%'"):
-        walk(json.loads(text))
-    for (digest,) in db.execute("SELECT hash FROM blobs").fetchall():
-        if digest not in used:
-            db.execute("DELETE FROM blobs WHERE hash = ?", (digest,))
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON (pydantic-core's encoder: several times faster than `json.dumps` on the
-    writer thread's small documents); anything JSON has no type for is stored as its repr."""
-    try:
-        return to_json(value, fallback=repr).decode()
-    except (ValueError, TypeError):  # e.g. a circular container
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)

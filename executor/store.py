@@ -43,7 +43,7 @@ import statistics
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -441,6 +441,29 @@ class RunStore(ABC):
             if n:
                 totals[run_id] = n
         return totals
+
+    # --- watching ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def change_marker(self, run_id: str | None = None) -> Hashable:
+        """A value that differs after the run `run_id` changed (a new event, its status or lease),
+        or, with None, after anything in the store changed (a new run, ...): compare two to see."""
+
+    async def wait_changed(self, marker: Hashable, run_id: str | None = None, *, timeout_s: float) -> Hashable:
+        """Wait until `change_marker(run_id)` differs from `marker`, or `timeout_s` passed; returns
+        the current marker. Any process's writes count (other replicas on a shared store).
+
+        This default polls, backing off from 20 ms to 500 ms; a server store wakes on the
+        database's own notifications instead (PostgreSQL's LISTEN/NOTIFY)."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.02
+        while True:
+            current = await asyncio.to_thread(self.change_marker, run_id)
+            left = deadline - time.monotonic()
+            if current != marker or left <= 0:
+                return current
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
 
     def close(self) -> None:
         """Release connections."""

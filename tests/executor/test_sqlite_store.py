@@ -177,3 +177,30 @@ def test_a_schema_1_file_is_migrated_in_place_and_keeps_working(tmp_path: Path) 
     assert events[: len(written["cut1"])] == written["cut1"]  # the old rows, as they were
     assert events[-1]["kind"] == "run_finished" and store.summary("cut1").status == "succeeded"
     assert store.summary("cut1").steps == 2  # re-added steps are not counted twice
+
+
+async def test_wait_changed_wakes_on_another_connections_write_and_times_out_without_one(tmp_path: Path) -> None:
+    import asyncio
+
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    other = SQLiteRunStore(tmp_path / "runs.db")  # another replica on the same file
+    store.begin("r1", kind="workflow", name="", goal="g", meta={})
+    run_marker = store.change_marker("r1")
+    any_marker = store.change_marker()
+
+    started = time.monotonic()
+    assert await store.wait_changed(run_marker, "r1", timeout_s=0.3) == run_marker  # nothing happened
+    assert time.monotonic() - started >= 0.3
+
+    async def write_later() -> None:
+        await asyncio.sleep(0.1)
+        other.claim("r1", force=True)  # the lease moves: a change to the run
+
+    writing = asyncio.create_task(write_later())
+    changed = await store.wait_changed(run_marker, "r1", timeout_s=10)
+    await writing
+    assert changed != run_marker
+    assert store.change_marker() != any_marker
+    assert store.change_marker("missing") is None
+    other.close()
+    store.close()

@@ -1,0 +1,316 @@
+"""How a run store turns events into rows, and rows back into events (shared by every store).
+
+`encode_events` masks each event, leaves out what the row's columns hold, stores large
+values once as blobs (keyed by their SHA-256), and works out what the batch does to the
+run's summary row; the store only runs the SQL. `decode_event` is the reverse, and
+`blob_refs` finds the blobs a stored document points at (for collecting unused blobs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from pydantic_core import to_json
+
+from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady
+
+__all__ = [
+    "BLOB_FIELDS",
+    "BLOB_THRESHOLD",
+    "EncodedBatch",
+    "Finish",
+    "blob_refs",
+    "decode_event",
+    "dumps",
+    "encode_events",
+]
+
+BLOB_THRESHOLD = 512
+"""Values whose JSON is longer than this many bytes are stored once, in `blobs`."""
+BLOB_FIELDS = ("output", "args", "messages", "inputs", "step")
+"""Event fields that may hold large values."""
+
+Row = tuple[str, int, str, float, "str | None", str]
+"""An `events` row: run id, seq, kind, at, step id, JSON data."""
+
+
+@dataclass(slots=True)
+class Finish:
+    """A run-ending event's change to the summary row (texts already masked)."""
+
+    status: str
+    at: float
+    error: str | None
+    answer: str | None
+
+
+@dataclass(slots=True)
+class EncodedBatch:
+    """One run's events of a batch, as rows, and what they change in its summary row."""
+
+    rows: list[Row] = field(default_factory=list)
+    last_seq: int = 0
+    new_steps: int = 0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    """None when a model call's price was unknown."""
+    started: tuple[float, str] | None = None
+    """(time, goal) of the run's first `run_started` in the batch."""
+    finishes: list[Finish] = field(default_factory=list)
+    """Run-ending events, in order (the last one wins)."""
+
+    @property
+    def counts_changed(self) -> bool:
+        return bool(self.new_steps or self.llm_calls or self.input_tokens or self.output_tokens or self.cost_usd != 0.0)
+
+
+def encode_events(
+    run_id: str,
+    events: Iterable[RunEvent],
+    *,
+    seq: int,
+    added: set[str],
+    mask: Callable[[Any], Any] | None,
+    blobs: dict[str, str],
+) -> EncodedBatch:
+    """Encode one run's events, numbered from `seq + 1`.
+
+    `added` holds the step ids the run already has (updated in place: a step counts once);
+    `blobs` collects new blobs (hash -> JSON) for the caller to insert.
+    """
+
+    def put(value: Any) -> dict[str, str]:
+        text = dumps(value)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        blobs[digest] = text
+        return {"$blob": digest}
+
+    out = EncodedBatch()
+    rows = out.rows
+    specs = _SPECS
+    for event in events:
+        if type(event) is StepReady:
+            continue  # transient: not stored (a ready step that never started is pending on resume)
+        spec = specs.get(type(event)) or _spec(type(event))
+        if spec.custom:
+            data = event.to_dict()
+            del data["run_id"], data["at"], data["kind"]
+        else:
+            data = {name: getattr(event, name) for name in spec.names}
+        # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
+        step_id = data.get("step_id")
+        if isinstance(step_id, str):
+            del data["step_id"]
+        else:
+            step_id = None
+        if mask is not None and spec.content:
+            _mask_content(data, spec.content, mask)
+        if data:
+            text = dumps(data)
+            if len(text) > BLOB_THRESHOLD and spec.blobs:
+                # Long strings first (the same text in a step's args, output and plan is kept
+                # once), then whatever is still large as one piece.
+                for key in spec.blobs:
+                    value = data.get(key)
+                    if value is not None and type(value) not in (int, float, bool) and _large(value):
+                        value = _outline(value, put)
+                        data[key] = put(value) if _large(value) else value
+                text = dumps(data)
+        else:
+            text = "{}"
+        seq += 1
+        at = event.at
+        rows.append((run_id, seq, spec.kind, at, step_id, text))
+        role = spec.role
+        if role == _PLAIN_EVENT:
+            continue
+        if role == _ADDS_STEP:
+            if step_id is not None and step_id not in added:
+                added.add(step_id)
+                out.new_steps += 1
+            continue
+        if role == _STARTS_RUN:
+            if out.started is None:
+                out.started = (at, str(data.get("goal", "") or ""))
+            continue
+        # Anything else counts as its class says (the planner's LLM calls, the end of a run).
+        update = event.summary_update()
+        if update is None:
+            continue
+        out.llm_calls += update.llm_calls
+        out.input_tokens += update.input_tokens
+        out.output_tokens += update.output_tokens
+        cost = out.cost_usd
+        out.cost_usd = None if cost is None or update.cost_usd is None else cost + update.cost_usd
+        if update.status is not None:
+            texts = {"error": update.error, "answer": update.answer}
+            if mask is not None:
+                texts = mask(texts)
+            out.finishes.append(Finish(update.status, at, texts["error"], texts["answer"]))
+    out.last_seq = seq
+    return out
+
+
+def decode_event(
+    run_id: str, kind: str, at: float, step_id: str | None, text: str, get: Callable[[str], Any]
+) -> dict[str, Any]:
+    """An event's dict from its row; `get(hash)` returns a blob's value (already decoded)."""
+    # Rows since schema 2 keep the run id, time, step id and kind in columns only; older
+    # rows have them in the JSON too (the same values).
+    data: dict[str, Any] = {"run_id": run_id, "at": at, "step_id": step_id} if step_id is not None else {"run_id": run_id, "at": at}
+    data.update(json.loads(text))
+    data["kind"] = kind
+    for key in BLOB_FIELDS:
+        if data.get(key) is not None:
+            data[key] = inline(data[key], get)
+    return data
+
+
+def decode_blob(text: str, get: Callable[[str], Any]) -> Any:
+    """A blob's value from its stored JSON (blobs may point at other blobs)."""
+    return inline(json.loads(text), get)
+
+
+def blob_refs(texts: Iterable[str]) -> set[str]:
+    """The blob hashes the JSON documents `texts` point at."""
+    used: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if _is_ref(value):
+            used.add(value["$blob"])
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for text in texts:
+        walk(json.loads(text))
+    return used
+
+
+_PLAIN = frozenset(
+    {"run_id", "at", "kind", "step_id", "tool", "attempt", "attempts", "duration_s", "delay_s", "deps", "error_type",
+     "on_failure", "status", "round"}
+)
+"""Event fields that hold identifiers, numbers and states, never a user's text: not masked."""
+
+_STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_failure"})
+"""Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
+
+_PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
+
+
+class _Spec(NamedTuple):
+    """How the writer stores events of one class (worked out once per class)."""
+
+    kind: str
+    names: tuple[str, ...]
+    """Fields copied into the JSON (all but `run_id` and `at`, which have columns)."""
+    custom: bool
+    """The class has its own `to_dict`, or a `step` field (dumped by `to_dict`)."""
+    content: tuple[str, ...]
+    """Fields that may hold a secret: masked."""
+    blobs: tuple[str, ...]
+    """Fields that may hold a large value: stored once in `blobs` when they do."""
+    role: int
+    """What the event does to the run's summary row."""
+
+
+_SPECS: dict[type[RunEvent], _Spec] = {}
+
+
+def _spec(cls: type[RunEvent]) -> _Spec:
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("run_id", "at"))
+    if issubclass(cls, StepAdded):
+        role = _ADDS_STEP
+    elif issubclass(cls, RunStarted):
+        role = _STARTS_RUN
+    elif cls.summary_update is not RunEvent.summary_update:
+        role = _COUNTS
+    else:
+        role = _PLAIN_EVENT
+    spec = _SPECS[cls] = _Spec(
+        kind=cls.kind,
+        names=names,
+        custom=cls.to_dict is not RunEvent.to_dict or "step" in names,
+        content=tuple(n for n in names if n not in _PLAIN),
+        blobs=tuple(n for n in BLOB_FIELDS if n in names),
+        role=role,
+    )
+    return spec
+
+
+def _mask_content(data: dict[str, Any], content: tuple[str, ...], mask: Callable[[Any], Any]) -> None:
+    """Mask, in place, the fields of `data` that can hold a secret (text, containers, objects)."""
+    found: dict[str, Any] = {}
+    for key in content:
+        value = data.get(key)
+        if value is None or type(value) in (int, float, bool) or (not value and type(value) in _EMPTY_OK):
+            continue
+        if key == "step" and type(value) is dict:
+            rest = {k: v for k, v in value.items() if k not in _STEP_PLAIN}
+            if rest:
+                data[key] = {**value, **mask(rest)}
+            continue
+        found[key] = value
+    if found:
+        data.update(mask(found))
+
+
+_EMPTY_OK = (str, dict, list, tuple)
+
+
+def _large(value: Any) -> bool:
+    """Whether `value`'s JSON is over `BLOB_THRESHOLD` bytes (then it holds what goes to `blobs`)."""
+    if isinstance(value, str):
+        return len(value) > BLOB_THRESHOLD
+    if not value:
+        return False
+    try:
+        return len(to_json(value, fallback=repr)) > BLOB_THRESHOLD
+    except (ValueError, TypeError):
+        return True
+
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$blob"), str)
+
+
+def _outline(value: Any, put: Callable[[Any], dict[str, str]]) -> Any:
+    """`value` with every long string replaced by a blob reference."""
+    if isinstance(value, str):
+        return put(value) if len(value) > BLOB_THRESHOLD else value
+    if isinstance(value, dict):
+        return {k: _outline(v, put) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_outline(v, put) for v in value]
+    return value
+
+
+def inline(value: Any, get: Callable[[str], Any]) -> Any:
+    if _is_ref(value):
+        return get(value["$blob"])
+    if isinstance(value, dict):
+        return {k: inline(v, get) for k, v in value.items()}
+    if isinstance(value, list):
+        return [inline(v, get) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON (pydantic-core's encoder: several times faster than `json.dumps` on the
+    writer thread's small documents); anything JSON has no type for is stored as its repr."""
+    try:
+        return to_json(value, fallback=repr).decode()
+    except (ValueError, TypeError):  # e.g. a circular container
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)

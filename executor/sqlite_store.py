@@ -829,3 +829,27 @@ class SQLiteRunStore(RunStore):
                 if n:
                     totals[rid] = int(n)
         return totals
+
+    # --- moving runs between stores ------------------------------------------------------------
+
+    def import_run(
+        self, summary: RunSummary, rows: list[tuple[str, int, str, float, str | None, str]], blobs: dict[str, str],
+        *, replace: bool = False,
+    ) -> None:
+        s = summary
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (s.id,)).fetchone() is not None:
+                if not replace:
+                    raise StoreError(
+                        f"run `{s.id}` is already in the store `{self.path}`; pass `--replace` to overwrite it."
+                    )
+                db.execute("DELETE FROM events WHERE run_id = ?", (s.id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (s.id,))
+            db.execute(
+                "INSERT INTO runs (id, kind, name, goal, status, created_at, finished_at, duration_s, steps, llm_calls, "
+                "input_tokens, output_tokens, cost_usd, answer, error, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (s.id, s.kind, s.name, s.goal, s.status, s.created_at, s.finished_at, s.duration_s, s.steps,
+                 s.llm_calls, s.input_tokens, s.output_tokens, s.cost_usd, s.answer, s.error, dumps(s.meta)),
+            )
+            db.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", blobs.items())
+            db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -771,7 +771,7 @@ class PostgresRunStore(RunStore):
         texts: dict[str, str] = {}
         wanted = blob_refs(r[3] for r in rows if '"$blob"' in r[3])
         if wanted:
-            texts.update(self._read("SELECT hash, data FROM blobs WHERE hash = ANY(%s)", (list(wanted),)))  # type: ignore[arg-type]
+            texts.update(self._read("SELECT hash, data FROM blobs WHERE hash = ANY(%s)", (list(wanted),)))
         blobs: dict[str, Any] = {}
 
         def get(digest: str) -> Any:

@@ -85,7 +85,7 @@ def ray_cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """A PostgreSQL database for this test session (this xdist worker's own): on the server
     `PLANWEAVE_TEST_PG_URL` names (`.ci/run` starts one), else on a throwaway cluster started
     here with `planweave.planner.testing.postgres`. Fails (never skips) when neither works."""
@@ -93,10 +93,15 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from planweave.planner.testing.postgres import PostgresCluster, PostgresUnavailableError
 
+    import shutil
+    import tempfile
+
     cluster: PostgresCluster | None = None
     base = os.environ.get("PLANWEAVE_TEST_PG_URL")
     if not base:
-        cluster = PostgresCluster(tmp_path_factory.mktemp("pg"), durable=False)
+        # Not under pytest's temporary directory: as root, the server runs as `postgres`, which
+        # cannot enter root's private /tmp/pytest-of-root.
+        cluster = PostgresCluster(tempfile.mkdtemp(prefix="planweave-test-pg-"), durable=False)
         try:
             base = cluster.start()
         except PostgresUnavailableError as exc:
@@ -118,6 +123,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             if cluster is not None:
                 cluster.stop()
+                shutil.rmtree(cluster.directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -809,8 +809,6 @@ class PostgresRunStore(RunStore):
                 if self._listener is None:
                     self._listener = await asyncio.to_thread(_Listener, self)
                 listener = self._listener
-        if run_id is None:
-            marker = marker  # (the listener's count is part of it)
         deadline = time.monotonic() + timeout_s
         delay = 0.02
         while True:

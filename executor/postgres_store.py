@@ -799,16 +799,19 @@ class PostgresRunStore(RunStore):
         rows = self._read("SELECT status, owner, changed FROM runs WHERE id = %s", (run_id,))
         return rows[0] if rows else None
 
+    def _start_listener(self) -> _Listener:
+        with self._lock:
+            if self._listener is None:
+                self._listener = _Listener(self)
+            return self._listener
+
     async def wait_changed(self, marker: Hashable, run_id: str | None = None, *, timeout_s: float) -> Hashable:
         """Wait until `change_marker(run_id)` differs from `marker`, or `timeout_s` passed; returns
         the current marker. Woken by PostgreSQL's notifications (any process's commits); polls
         (every 0.5 s at most) while the listening connection is down."""
         listener = self._listener
         if listener is None:
-            with self._lock:
-                if self._listener is None:
-                    self._listener = await asyncio.to_thread(_Listener, self)
-                listener = self._listener
+            listener = await asyncio.to_thread(self._start_listener)  # (not under a lock: this is a loop)
         deadline = time.monotonic() + timeout_s
         delay = 0.02
         while True:

@@ -140,19 +140,20 @@ _NEXT = "nextval('planweave_changes')"
 
 # One batch, one statement: fence and update each run's row (this process must own its lease),
 # insert the events of the runs that passed, the new blobs, and notify watchers of each run.
+# The arrays go in binary (`%(name)b`): several times faster to send than as text literals.
 _WRITE_BATCH = f"""
 WITH b AS (
     INSERT INTO blobs (hash, data)
-    SELECT * FROM unnest(%(bh)s::text[], %(bd)s::text[]) ON CONFLICT (hash) DO NOTHING
+    SELECT * FROM unnest(%(bh)b::text[], %(bd)b::text[]) ON CONFLICT (hash) DO NOTHING
 ), u AS (
     SELECT * FROM unnest(
-        %(ids)s::text[], %(steps)s::bigint[], %(calls)s::bigint[], %(tin)s::bigint[], %(tout)s::bigint[],
-        %(cost)s::float8[], %(nocost)s::bool[], %(started)s::float8[], %(goal)s::text[], %(status)s::text[],
-        %(end_at)s::float8[], %(error)s::text[], %(answer)s::text[]
+        %(ids)b::text[], %(steps)b::bigint[], %(calls)b::bigint[], %(tin)b::bigint[], %(tout)b::bigint[],
+        %(cost)b::float8[], %(nocost)b::bool[], %(started)b::float8[], %(goal)b::text[], %(status)b::text[],
+        %(end_at)b::float8[], %(error)b::text[], %(answer)b::text[]
     ) AS u(id, steps, calls, tin, tout, cost, nocost, started, goal, status, end_at, error, answer)
 ), fence AS (
     UPDATE runs r SET
-        heartbeat = %(now)s, lease_expires = %(expires)s, changed = {_NEXT},
+        heartbeat = %(now)b, lease_expires = %(expires)b, changed = {_NEXT},
         steps = r.steps + u.steps, llm_calls = r.llm_calls + u.calls,
         input_tokens = r.input_tokens + u.tin, output_tokens = r.output_tokens + u.tout,
         cost_usd = CASE WHEN u.nocost THEN NULL ELSE r.cost_usd + u.cost END,
@@ -164,12 +165,12 @@ WITH b AS (
                           ELSE u.end_at - COALESCE(r.started_at, u.started, r.created_at) END,
         error = COALESCE(u.error, r.error),
         answer = COALESCE(u.answer, r.answer)
-    FROM u WHERE r.id = u.id AND r.owner = %(me)s
+    FROM u WHERE r.id = u.id AND r.owner = %(me)b
     RETURNING r.id
 ), ins AS (
     INSERT INTO events (run_id, seq, kind, at, step_id, data)
-    SELECT e.* FROM unnest(%(er)s::text[], %(es)s::bigint[], %(ek)s::text[], %(ea)s::float8[], %(esid)s::text[],
-                           %(ed)s::text[]) AS e(run_id, seq, kind, at, step_id, data)
+    SELECT e.* FROM unnest(%(er)b::text[], %(es)b::bigint[], %(ek)b::text[], %(ea)b::float8[], %(esid)b::text[],
+                           %(ed)b::text[]) AS e(run_id, seq, kind, at, step_id, data)
     WHERE e.run_id IN (SELECT id FROM fence)
 )
 SELECT id, pg_notify('{CHANNEL}', id) FROM fence

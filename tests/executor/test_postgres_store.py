@@ -172,3 +172,24 @@ async def test_wait_changed_polls_while_the_listener_is_down(pg_fresh_url: str) 
     assert await store.wait_changed(marker, "r1", timeout_s=60) != marker
     other.close()
     store.close()
+
+
+def test_without_the_driver_a_postgres_url_says_what_to_install(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["psycopg"] = None  # as if planweave[postgres] were not installed
+        from planweave.executor.store import StoreError, open_store
+        try:
+            open_store("postgresql://app:s3cret@db.internal/runs")
+        except StoreError as exc:
+            print(exc)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "the run store `postgresql://app:***@db.internal/runs` is a PostgreSQL database, and the PostgreSQL driver "
+        "is not installed; install planweave[postgres] (`pip install 'planweave[postgres]'`)."
+    )

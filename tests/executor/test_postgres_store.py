@@ -37,8 +37,10 @@ def echo(text: str) -> str:
 
 
 def test_open_store_picks_postgres_by_url_and_env(pg_fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(open_store(pg_fresh_url), PostgresRunStore)
-    assert isinstance(open_store(pg_fresh_url.replace("postgresql://", "postgres://", 1)), PostgresRunStore)
+    for url in (pg_fresh_url, pg_fresh_url.replace("postgresql://", "postgres://", 1)):
+        opened = open_store(url)
+        assert isinstance(opened, PostgresRunStore)
+        opened.close()
     monkeypatch.setenv("PLANWEAVE_STORE_URL", pg_fresh_url)
     store = open_store()
     assert isinstance(store, PostgresRunStore) and store.path == pg_fresh_url

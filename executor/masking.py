@@ -111,6 +111,7 @@ _ENV_NOT_SECRET_ENDINGS = frozenset(
         "ISSUER", "INTERVAL",
     }
 )  # fmt: skip
+_ENV_NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})  # the shell's working directories, not passwords
 _MIN_ENV_SECRET = 8  # shorter values are flags and ports, not keys
 
 
@@ -300,7 +301,7 @@ def is_secret_env_name(name: str) -> bool:
     """Whether an environment variable named `name` holds a credential (`OPENAI_API_KEY`,
     `HF_TOKEN`, `DB_PASSWORD`: yes; `MAX_TOKENS`, `SSL_CERT_FILE`, `AZURE_AUTHORITY_HOST`: no)."""
     words = [w for w in re.split(r"[_\W]+", name.upper()) if w]
-    if not words or words[-1] in _ENV_NOT_SECRET_ENDINGS:
+    if not words or words[-1] in _ENV_NOT_SECRET_ENDINGS or name.upper() in _ENV_NOT_SECRET_NAMES:
         return False
     return any(w in _ENV_SECRET_WORDS for w in words) or words[-1].endswith(("APIKEY", "TOKEN", "SECRET", "PASSWORD"))
 

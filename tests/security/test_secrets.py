@@ -170,7 +170,8 @@ def test_credential_variables_are_recognised(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     ["MAX_TOKENS", "AWS_WEB_IDENTITY_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SSH_AUTH_SOCK", "PATH", "HOME",
-     "TOKENIZERS_PARALLELISM", "PASSWORD_STORE_DIR", "GENERIC_TOKEN_ENDPOINT", "LITELLM_LOCAL_MODEL_COST_MAP"],
+     "TOKENIZERS_PARALLELISM", "PASSWORD_STORE_DIR", "GENERIC_TOKEN_ENDPOINT", "LITELLM_LOCAL_MODEL_COST_MAP",
+     "PWD", "OLDPWD"],
 )
 def test_other_variables_are_not(name: str) -> None:
     assert not is_secret_env_name(name)

@@ -80,7 +80,7 @@ class WorkerEvent:
     status: str | None = None
     """For `finished`: how the run ended (`succeeded`, `waiting`, ...)."""
     error: str | None = None
-    """For `refused` and failed runs: why."""
+    """For `refused`, failed and `interrupted` runs (a store error): why."""
 
 
 Resume = Callable[[RunStore, str], Awaitable[Any]]
@@ -262,6 +262,14 @@ class Worker:
                 await self._record_interrupted(run_id, name)
                 return
             raise
+        except StoreError as exc:
+            # The store failed (locked, full, ...) or another process took the run over: the
+            # run keeps its status (a later scan, here or elsewhere, takes it again).
+            log.warning("run `%s` stopped: %s", run_id, exc)
+            with contextlib.suppress(StoreError):
+                await asyncio.to_thread(self.store.release, run_id)
+            self._emit(WorkerEvent("interrupted", run_id, name, error=str(exc)))
+            return
         except SetupError as exc:
             # The run cannot start here (its file is gone, a setting is wrong): taking it again
             # would fail again, so it is recorded `failed` with the reason.

@@ -58,6 +58,8 @@ class WorkerLog:
             colour = _COLOURS.get(status, "red")
             tail = f": {self._safe(event.error)}" if event.error and status != "succeeded" else ""
             self._line(f"finished {run}: [{colour}]{self._safe(status)}[/{colour}]{tail}")
+        elif event.kind == "interrupted" and event.error:
+            self._line(f"interrupted {run}: [magenta]{self._safe(event.error)}[/magenta] (taken again later)")
         elif event.kind == "interrupted":
             self._line(f"interrupted {run}: recorded [magenta]interrupted[/magenta] for another worker to finish")
         else:

@@ -9,6 +9,7 @@ terminal, waiting for people) are left alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -292,3 +293,36 @@ def test_runs_lists_queued_runs(place: Place) -> None:
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]
     assert json.loads(place.cli("runs", "--status", "succeeded", "--json").stdout) == []
+    as_json = place.cli("exec", "--detach", "fast.yaml", "--tools", "fx_tools.py", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    queued = json.loads(as_json.stdout)
+    assert queued["status"] == "queued" and place.status(queued["run_id"]) == "queued"
+
+
+async def test_take_over_once_starts_what_it_takes_and_counts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from planweave.executor.sqlite_store import SQLiteRunStore
+    from planweave.planner.worker import Worker, WorkerEvent, enqueue_workflow
+
+    monkeypatch.setenv("FX_LOG", str(tmp_path / "effects.log"))
+    (tmp_path / "fx_tools.py").write_text(TOOLS)
+    (tmp_path / "fast.yaml").write_text(FAST)
+    (tmp_path / "doomed.yaml").write_text(FAST.replace("name: fast", "name: doomed"))
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    meta = {"tool_specs": [str(tmp_path / "fx_tools.py")]}
+    good = enqueue_workflow(store, tmp_path / "fast.yaml", {"who": "zoe"}, meta=meta)
+    doomed = enqueue_workflow(store, tmp_path / "doomed.yaml", meta=meta)
+    (tmp_path / "doomed.yaml").unlink()  # it cannot start any more
+    events: list[WorkerEvent] = []
+    worker = Worker(store, on_event=events.append)
+
+    started = await worker.take_over_once()
+    assert started == [good, doomed]  # oldest first
+    await asyncio.gather(*worker.tasks.values())
+    assert await worker.take_over_once() == []  # nothing left to take
+    assert store.summary(good).status == "succeeded"
+    failed = store.summary(doomed)
+    assert failed.status == "failed" and "doomed.yaml" in (failed.error or "")
+    assert (worker.stats.started, worker.stats.taken_over, worker.stats.finished, worker.stats.refused) == (2, 0, 1, 1)
+    assert [(e.kind, e.run_id) for e in events[:2]] == [("started", good), ("started", doomed)]
+    assert {(e.kind, e.run_id, e.status) for e in events[2:]} == {("finished", good, "succeeded"), ("refused", doomed, None)}
+    store.close()

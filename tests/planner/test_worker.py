@@ -138,6 +138,17 @@ class Place:
             return []
         return [tuple(line.split()) for line in self.log.read_text().splitlines() if line.strip()]  # type: ignore[misc]
 
+    def kinds(self) -> list[str]:
+        """The kinds of the events of the (only) run recorded so far."""
+        import planweave.planner.events  # noqa: F401  (registers the planner's event kinds)
+
+        store = self.store()
+        try:
+            runs = store.list_runs()
+            return [e["kind"] for e in store.events(runs[0].id)] if runs else []
+        finally:
+            store.close()
+
     def outputs(self, run_id: str) -> dict[str, Any]:
         store = self.store()
         try:
@@ -325,4 +336,60 @@ async def test_take_over_once_starts_what_it_takes_and_counts_it(tmp_path: Path,
     assert (worker.stats.started, worker.stats.taken_over, worker.stats.finished, worker.stats.refused) == (2, 0, 1, 1)
     assert [(e.kind, e.run_id) for e in events[:2]] == [("started", good), ("started", doomed)]
     assert {(e.kind, e.run_id, e.status) for e in events[2:]} == {("finished", good, "succeeded"), ("refused", doomed, None)}
+    store.close()
+
+
+SERVICE_RUN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from planweave.planner.resuming import build_planner
+
+    # A planner run as a service starts it: recorded with its settings, and `takeover` set.
+    planner = build_planner(model="openai/fake", api_base=sys.argv[1], tools=[sys.argv[2]], workspace=Path("."),
+                            allow_private_hosts=False, budget=None)
+    planner.meta["takeover"] = True
+    asyncio.run(planner.run("combine alpha, beta and gamma"))
+    """
+)
+
+
+def test_a_worker_takes_over_a_service_planner_run_whose_process_died(
+    place: Place, tmp_path: Path, children: ChildProcesses
+) -> None:
+    from planweave.planner.testing import FakeModelServer, Reply
+
+    plan = Reply.json_obj({"rationale": "fetch, then combine", "answer": None, "steps": [
+        {"id": "a", "tool": "fetch", "args": {"name": "alpha"}},
+        {"id": "c", "tool": "gated", "args": {"name": "gamma"}},
+        {"id": "d", "tool": "fetch", "args": {"name": "${a}+${c}"}},
+    ]})
+    script = tmp_path / "service_run.py"
+    script.write_text(SERVICE_RUN)
+    place.env["OPENAI_API_KEY"] = "sk-fake"
+    with FakeModelServer() as server:
+        server.enqueue(plan, Reply.json_obj({"action": "finish", "answer": "ALPHA+GAMMA", "reason": ""}))
+        service = children.spawn([sys.executable, str(script), server.base_url, str(place.dir / "fx_tools.py")],
+                                 cwd=place.dir, env=place.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: any(e[2] == "c" and e[3] == "start" for e in place.effects()), "step c started", timeout_s=90)
+        wait_until(lambda: "plan_updated" in place.kinds(), "the plan round was recorded whole", timeout_s=90)
+        service.send_signal(signal.SIGKILL)
+        service.communicate(timeout=30)
+        store = place.store()
+        [run] = store.list_runs()
+        store.close()
+        assert run.kind == "planner" and run.status == "interrupted" and run.meta["takeover"] is True
+
+        place.gate.touch()
+        worker = place.worker()
+        wait_until(lambda: place.status(run.id) == "succeeded", "the worker finished the planner run", timeout_s=90)
+        out, err = stop(worker)
+    assert worker.returncode == 0, err
+    assert f"took over run {run.id}" in out
+    effects = place.effects()
+    assert [e[0] for e in effects if e[2] == "a"] == [str(service.pid)]  # recorded success: not run again
+    assert [e[0] for e in effects if e[2] == "d"] == [str(worker.pid)]
+    assert len(server.chat_requests) == 2  # the plan (first process), then the join (the worker)
+    store = place.store()
+    assert store.summary(run.id).answer == "ALPHA+GAMMA"
     store.close()

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -168,16 +168,18 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Take runs until `stop` is set; then stop taking, give runs in flight `grace_s` to
         finish, and record the others `interrupted` (resumable: another worker takes them)."""
-        marker = await asyncio.to_thread(self.store.change_marker, None)
+        marker: Hashable = None
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 scanned = time.monotonic()
+                self._slot_freed.clear()  # (before the scan: a run ending during it wakes the wait below)
                 try:
+                    if marker is None:
+                        marker = await asyncio.to_thread(self.store.change_marker, None)
                     await self.take_over_once()
                 except StoreError as exc:  # the store is down for now: try again at the next scan
                     log.warning("the worker could not scan the run store: %s", exc)
-                self._slot_freed.clear()
                 full = len(self.tasks) >= self.concurrency
                 # Full: only a freed slot (or stop) matters. Else: a change in the store (a new run,
                 # a run that ended), or the re-scan timer (a lease expiring writes nothing).

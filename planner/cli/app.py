@@ -1005,8 +1005,8 @@ def worker_(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Runs to execute at once.")] = 4,
     store: Annotated[
         Optional[str],
-        typer.Option("--store", help="The run store to take runs from (default: PLANWEAVE_STORE_URL, else "
-                     "$PLANWEAVE_HOME/runs.db)."),
+        typer.Option("--store", metavar="URL", help="The run store to take runs from: a postgresql:// URL or a "
+                     "SQLite file (default: $PLANWEAVE_STORE_URL, else $PLANWEAVE_HOME/runs.db)."),
     ] = None,
     grace: Annotated[
         float,
@@ -1023,12 +1023,11 @@ def worker_(
     from planweave.planner.cli.worker_log import WorkerLog
     from planweave.planner.worker import Worker
 
-    if store is not None:
-        from planweave.executor.store import open_store
+    if store:
+        from planweave.executor.store import STORE_URL_ENV
 
-        run_store = open_store(store)
-    else:
-        run_store = open_run_store()
+        os.environ[STORE_URL_ENV] = store  # as `planweave --store URL worker`: what its runs open uses it too
+    run_store = open_run_store()
     log = WorkerLog(console())
     worker = Worker(run_store, concurrency=concurrency, grace_s=grace, on_event=log)
 

@@ -90,7 +90,7 @@ ASKS = textwrap.dedent(
 class Place:
     """A directory with the tools, the workflows, a store and the effect log; runs `planweave` there."""
 
-    def __init__(self, tmp_path: Path, children: ChildProcesses) -> None:
+    def __init__(self, tmp_path: Path, children: ChildProcesses, store_url: str | None = None) -> None:
         self.dir = tmp_path / "work"
         self.dir.mkdir()
         self.children = children
@@ -104,6 +104,9 @@ class Place:
                     "PLANWEAVE_LEASE_S": "10", "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         for key in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "PLANWEAVE_MODEL", "PLANWEAVE_STORE_URL"):
             self.env.pop(key, None)
+        self.store_url = store_url
+        if store_url is not None:  # every process (exec --detach, the workers) on that database
+            self.env["PLANWEAVE_STORE_URL"] = store_url
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "planweave", *args], cwd=self.dir, env=self.env, text=True,
@@ -124,7 +127,7 @@ class Place:
         return self.spawn("worker", *args)
 
     def store(self) -> RunStore:
-        return open_store(self.home)
+        return open_store(self.store_url or self.home)
 
     def status(self, run_id: str) -> str:
         store = self.store()
@@ -162,32 +165,40 @@ def place(tmp_path: Path, children: ChildProcesses) -> Place:
     return Place(tmp_path, children)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_place(request: pytest.FixtureRequest, tmp_path: Path, children: ChildProcesses) -> Place:
+    """A place on the default SQLite store, then on a fresh PostgreSQL database."""
+    url = request.getfixturevalue("pg_fresh_url") if request.param == "postgresql" else None
+    return Place(tmp_path, children, store_url=url)
+
+
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, str]:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=90)
     return out, err
 
 
-def test_exec_detach_queues_the_run_and_a_worker_runs_it(place: Place) -> None:
-    run_id = place.detach("fast.yaml", "who=bob")
-    store = place.store()
+def test_exec_detach_queues_the_run_and_a_worker_runs_it(any_place: Place) -> None:
+    run_id = any_place.detach("fast.yaml", "who=bob")
+    store = any_place.store()
     summary = store.summary(run_id)
     assert summary.status == "queued"
     assert summary.meta["takeover"] is True
-    assert summary.meta["file"] == str((place.dir / "fast.yaml").resolve())
+    assert summary.meta["file"] == str((any_place.dir / "fast.yaml").resolve())
     assert summary.meta["inputs"] == {"who": "bob"}
-    assert summary.meta["tool_specs"] == [str((place.dir / "fx_tools.py").resolve())]
+    assert summary.meta["tool_specs"] == [str((any_place.dir / "fx_tools.py").resolve())]
     assert [r.id for r in store.list_runs(status="queued")] == [run_id]
     assert store.prune(older_than_s=3600) == 0  # younger than the cutoff: kept
     store.close()
-    assert place.effects() == []  # nothing ran
+    assert any_place.effects() == []  # nothing ran
+    assert (any_place.home / "runs.db").exists() == (any_place.store_url is None)  # on the store the test chose
 
-    worker = place.worker()  # in another directory: the run carries absolute paths
-    wait_until(lambda: place.status(run_id) == "succeeded", "the worker ran the queued run", timeout_s=90)
+    worker = any_place.worker()  # in another directory: the run carries absolute paths
+    wait_until(lambda: any_place.status(run_id) == "succeeded", "the worker ran the queued run", timeout_s=90)
     out, err = stop(worker)
     assert worker.returncode == 0, err
-    assert place.outputs(run_id) == {"a": "BOB-A", "b": "BOB-A-B"}
-    assert sorted((e[2], e[3]) for e in place.effects()) == [("a", "done"), ("b", "done")]
+    assert any_place.outputs(run_id) == {"a": "BOB-A", "b": "BOB-A-B"}
+    assert sorted((e[2], e[3]) for e in any_place.effects()) == [("a", "done"), ("b", "done")]
     assert f"started run {run_id} (fast): queued" in out
     assert f"finished run {run_id} (fast): succeeded" in out
     assert "stopped: 1 started (0 taken over), 1 finished" in out
@@ -212,63 +223,63 @@ def test_exec_detach_refuses_bad_input_and_records_nothing(place: Place) -> None
     assert place.effects() == []
 
 
-def test_two_workers_run_six_queued_runs_exactly_once(place: Place) -> None:
-    place.env["FX_SLEEP"] = "0.1"  # long enough for both workers to be busy at once
-    run_ids = [place.detach("fast.yaml", f"who=w{i}") for i in range(6)]
-    workers = [place.worker("--concurrency", "2") for _ in range(2)]
+def test_two_workers_run_six_queued_runs_exactly_once(any_place: Place) -> None:
+    any_place.env["FX_SLEEP"] = "0.1"  # long enough for both workers to be busy at once
+    run_ids = [any_place.detach("fast.yaml", f"who=w{i}") for i in range(6)]
+    workers = [any_place.worker("--concurrency", "2") for _ in range(2)]
     for run_id in run_ids:
-        wait_until(lambda: place.status(run_id) == "succeeded", f"run {run_id} succeeded", timeout_s=120)
+        wait_until(lambda: any_place.status(run_id) == "succeeded", f"run {run_id} succeeded", timeout_s=120)
     outs = [stop(w) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], [err for _, err in outs]
-    ran = Counter((e[1], e[2]) for e in place.effects())
+    ran = Counter((e[1], e[2]) for e in any_place.effects())
     assert ran == Counter({(r, s): 1 for r in run_ids for s in ("a", "b")})  # each step of each run, once
     for i, run_id in enumerate(run_ids):
-        assert place.outputs(run_id) == {"a": f"W{i}-A", "b": f"W{i}-A-B"}
+        assert any_place.outputs(run_id) == {"a": f"W{i}-A", "b": f"W{i}-A-B"}
     started = [line for out, _ in outs for line in out.splitlines() if "started run" in line]
     assert sorted(line.split("started run ")[1].split()[0] for line in started) == sorted(run_ids)
 
 
-def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_successes(place: Place) -> None:
-    run_id = place.detach("gated.yaml", "who=kim")
-    first = place.worker()
-    wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in place.effects()), "step b started", timeout_s=90)
-    second = place.worker()
+def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_successes(any_place: Place) -> None:
+    run_id = any_place.detach("gated.yaml", "who=kim")
+    first = any_place.worker()
+    wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
+    second = any_place.worker()
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     wait_until(
-        lambda: any(e[0] == str(second.pid) and e[2] == "b" and e[3] == "start" for e in place.effects()),
+        lambda: any(e[0] == str(second.pid) and e[2] == "b" and e[3] == "start" for e in any_place.effects()),
         "the second worker took the run over and started step b again", timeout_s=90,
     )
-    place.gate.touch()
-    wait_until(lambda: place.status(run_id) == "succeeded", "the second worker finished the run", timeout_s=90)
+    any_place.gate.touch()
+    wait_until(lambda: any_place.status(run_id) == "succeeded", "the second worker finished the run", timeout_s=90)
     out, err = stop(second)
     assert second.returncode == 0, err
     assert f"took over run {run_id} (gated): its owner stopped" in out
-    effects = place.effects()
+    effects = any_place.effects()
     assert [e for e in effects if e[2] == "a"] == [(str(first.pid), run_id, "a", "done")]  # recorded: never again
     assert [e for e in effects if e[2] == "b" and e[3] == "done"] == [(str(second.pid), run_id, "b", "done")]
-    assert place.outputs(run_id) == {"a": "KIM-A", "b": "KIM-A-B"}
+    assert any_place.outputs(run_id) == {"a": "KIM-A", "b": "KIM-A-B"}
 
 
-def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finishes_it(place: Place) -> None:
-    run_id = place.detach("gated.yaml", "who=ann")
-    first = place.worker("--grace", "0.2")
-    wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in place.effects()), "step b started", timeout_s=90)
+def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finishes_it(any_place: Place) -> None:
+    run_id = any_place.detach("gated.yaml", "who=ann")
+    first = any_place.worker("--grace", "0.2")
+    wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
     out, err = stop(first, signal.SIGTERM)
     assert first.returncode == 0, err
-    assert place.status(run_id) == "interrupted"  # resumable, recorded before the worker exited
+    assert any_place.status(run_id) == "interrupted"  # resumable, recorded before the worker exited
     assert f"interrupted run {run_id} (gated)" in out
 
-    place.gate.touch()
-    second = place.worker()
-    wait_until(lambda: place.status(run_id) == "succeeded", "another worker finished the run", timeout_s=90)
+    any_place.gate.touch()
+    second = any_place.worker()
+    wait_until(lambda: any_place.status(run_id) == "succeeded", "another worker finished the run", timeout_s=90)
     out, err = stop(second, signal.SIGINT)
     assert second.returncode == 0, err
     assert f"took over run {run_id} (gated)" in out
-    effects = place.effects()
+    effects = any_place.effects()
     assert [e[0] for e in effects if e[2] == "a"] == [str(first.pid)]
     assert [e[0] for e in effects if e[2] == "b" and e[3] == "done"] == [str(second.pid)]
-    assert place.outputs(run_id) == {"a": "ANN-A", "b": "ANN-A-B"}
+    assert any_place.outputs(run_id) == {"a": "ANN-A", "b": "ANN-A-B"}
 
 
 def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> None:

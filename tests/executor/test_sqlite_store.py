@@ -205,33 +205,3 @@ async def test_wait_changed_wakes_on_another_connections_write_and_times_out_wit
     other.close()
     store.close()
 
-
-def test_a_queued_run_is_listed_claimed_once_and_pruned_only_when_old_and_unclaimed(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db")
-    store.begin("q1", kind="workflow", name="wf", goal="", meta={"takeover": True})
-    store.set_status("q1", "queued")
-    store.release("q1")
-    summary = store.summary("q1")
-    assert (summary.status, summary.finished_at) == ("queued", None)  # waiting to run, not ended
-    assert [r.id for r in store.list_runs(status="queued")] == ["q1"]
-    assert store.list_runs(status="interrupted") == [] and store.list_runs(status="running") == []
-    assert store.prune(older_than_s=3600) == 0  # younger than the cutoff
-    store.claim("q1")  # a worker took it, and has not begun it yet
-    store._db.execute("UPDATE runs SET owner = ? WHERE id = 'q1'", (ELSEWHERE,))
-    with pytest.raises(RunLeasedError):
-        store.claim("q1")  # exactly one worker gets it
-    assert store.prune(older_than_s=0) == 0  # a worker holds it: kept, however old
-    store._db.execute("UPDATE runs SET lease_expires = ? WHERE id = 'q1'", (time.time() - 1,))
-    assert store.prune(older_than_s=0) == 1  # old, and nobody on it
-
-
-def test_the_lease_length_comes_from_planweave_lease_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from planweave.executor.store import StoreError
-
-    monkeypatch.setenv("PLANWEAVE_LEASE_S", "2.5")
-    assert SQLiteRunStore(tmp_path / "a.db").lease_s == 2.5
-    assert SQLiteRunStore(tmp_path / "b.db", lease_s=7).lease_s == 7
-    monkeypatch.setenv("PLANWEAVE_LEASE_S", "soon")
-    with pytest.raises(StoreError) as err:
-        SQLiteRunStore(tmp_path / "c.db")
-    assert str(err.value) == "PLANWEAVE_LEASE_S=`soon` is not a positive number of seconds; set it to e.g. `30`, or unset it."

@@ -303,6 +303,7 @@ class PostgresRunStore(RunStore):
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s)),
                     "application_name": "planweave"},
             configure=self._configure,
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
         )
         self._pool.open(wait=False)
 
@@ -586,7 +587,7 @@ class PostgresRunStore(RunStore):
     def _drop_writer_db(self) -> None:
         for conn in (self._wdb, self._idb):
             if conn is not None and conn.broken:
-                conn.close()
+                conn.close()  # the next write connects again
 
     def checkpoint(self) -> None:
         """Nothing to do: PostgreSQL checkpoints by itself."""
@@ -601,7 +602,6 @@ class PostgresRunStore(RunStore):
         """Write the events in one statement (one round trip, one transaction). `wait=False` (a
         loop writing a few events itself) does not wait for another process's row lock: then
         `busy` says so."""
-        outcome = BatchOutcome()
         by_run: dict[str, list[RunEvent]] = {}
         for run_id, event in items:
             events = by_run.get(run_id)
@@ -609,6 +609,11 @@ class PostgresRunStore(RunStore):
                 by_run[run_id] = [event]
             else:
                 events.append(event)
+        return self._write_runs(by_run, wait=wait, retry=True)
+
+    def _write_runs(self, by_run: dict[str, list[RunEvent]], *, wait: bool, retry: bool) -> BatchOutcome:
+        outcome = BatchOutcome()
+        conn: psycopg.Connection[Any] | None = None
         try:
             conn = self._writer_db() if wait else self._inline_db()
             blobs: dict[str, str] = {}
@@ -666,6 +671,14 @@ class PostgresRunStore(RunStore):
             for run_id in by_run:
                 self._wadded.pop(run_id, None)  # may hold steps of the batch that failed
             self._drop_writer_db()
+            if not wait and isinstance(exc, psycopg.OperationalError):
+                outcome.busy = True  # the writer thread writes them (and reconnects), not the loop
+                return outcome
+            if retry and isinstance(exc, psycopg.OperationalError) and conn is not None and conn.closed:
+                # The server dropped an idle connection (a restart, a failover): once more on a new
+                # one. Never twice: had the lost statement committed, its events' (run, seq) keys
+                # make the second attempt fail rather than write them again.
+                return self._write_runs(by_run, wait=wait, retry=False)
             if not wait and getattr(exc, "sqlstate", None) in _LOCKED:
                 outcome.busy = True
                 return outcome

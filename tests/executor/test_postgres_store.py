@@ -18,6 +18,7 @@ import pytest
 from planweave.executor import Executor, Step
 from planweave.executor.postgres_store import SCHEMA_VERSION, PostgresRunStore
 from planweave.executor.store import (
+    RunInterruptedError,
     StoreError,
     StoreLockedError,
     StoreReadOnlyError,
@@ -37,8 +38,10 @@ def echo(text: str) -> str:
 
 
 def test_open_store_picks_postgres_by_url_and_env(pg_fresh_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(open_store(pg_fresh_url), PostgresRunStore)
-    assert isinstance(open_store(pg_fresh_url.replace("postgresql://", "postgres://", 1)), PostgresRunStore)
+    for url in (pg_fresh_url, pg_fresh_url.replace("postgresql://", "postgres://", 1)):
+        opened = open_store(url)
+        assert isinstance(opened, PostgresRunStore)
+        opened.close()
     monkeypatch.setenv("PLANWEAVE_STORE_URL", pg_fresh_url)
     store = open_store()
     assert isinstance(store, PostgresRunStore) and store.path == pg_fresh_url
@@ -193,3 +196,45 @@ def test_without_the_driver_a_postgres_url_says_what_to_install(tmp_path: Path) 
         "the run store `postgresql://app:***@db.internal/runs` is a PostgreSQL database, and the PostgreSQL driver "
         "is not installed; install planweave[postgres] (`pip install 'planweave[postgres]'`)."
     )
+
+
+def test_a_connection_lost_mid_run_stops_the_run_and_it_resumes_on_a_new_one(pg_fresh_url: str) -> None:
+    store = PostgresRunStore(pg_fresh_url, connect_timeout_s=1)
+    name = pg_fresh_url.rsplit("/", 1)[1]
+    admin_url = pg_fresh_url.rsplit("/", 1)[0] + "/postgres"
+    calls: list[str] = []
+
+    def cut_connections(allow: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {str(allow).lower()}".encode())
+            if not allow:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    @tool
+    def work(name: str, after: str | None = None) -> str:
+        """`cut` drops every connection to the store and refuses new ones (a server restarting, a network cut)."""
+        calls.append(name)
+        if name == "cut" and calls.count("cut") == 1:
+            cut_connections(allow=False)
+        return name
+
+    steps = [Step(id="first", tool="work", args={"name": "first"}),
+             Step(id="cut", tool="work", args={"name": "cut", "after": "${first}"}),
+             Step(id="last", tool="work", args={"name": "last", "after": "${cut}"})]
+    try:
+        with pytest.raises(RunInterruptedError) as err:
+            Executor([work]).run_sync(steps, run_id="cut-run", subscribers=[store.recorder()])
+    finally:
+        cut_connections(allow=True)
+    assert calls == ["first", "cut"]  # `last` needs a result that was never recorded
+    assert f"run `cut-run` stopped: cannot reach the run store `{store.path}`" in str(err.value)
+    assert "`planweave resume cut-run`" in str(err.value)
+    # The same store reconnects: reading and resuming work again.
+    assert store.summary("cut-run").status == "interrupted"
+    state = store.get_run("cut-run").resume_state()
+    assert state.completed == {"first": "first"}
+    resumed = Executor([work]).run_sync(steps, run_id="cut-run", completed=state.completed,
+                                        subscribers=[store.recorder()])
+    assert resumed.ok and calls == ["first", "cut", "cut", "last"]
+    assert store.summary("cut-run").status == "succeeded"
+    store.close()

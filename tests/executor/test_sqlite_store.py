@@ -204,4 +204,3 @@ async def test_wait_changed_wakes_on_another_connections_write_and_times_out_wit
     assert store.change_marker("missing") is None
     other.close()
     store.close()
-

@@ -64,6 +64,7 @@ from planweave.executor.store import (
     StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
+    default_lease_s,
     mask_url,
 )
 
@@ -261,7 +262,7 @@ class PostgresRunStore(RunStore):
         busy_timeout_s: how long a write waits for a row lock another process holds; past it
             the write fails (`StoreLockedError`) and a recorded run stops (fails closed).
         connect_timeout_s: how long to wait for the server when connecting.
-        lease_s: how long a run's lease lasts unless renewed.
+        lease_s: how long a run's lease lasts unless renewed (default `$PLANWEAVE_LEASE_S`, else 30 s).
         migrate: bring the database's schema up to date when opening it (else a database
             with an older schema is an error naming `planweave store migrate`).
     """
@@ -273,7 +274,7 @@ class PostgresRunStore(RunStore):
         mask: Callable[[Any], Any] | None = None,
         busy_timeout_s: float = 10.0,
         connect_timeout_s: float = 10.0,
-        lease_s: float = DEFAULT_LEASE_S,
+        lease_s: float | None = None,
         migrate: bool = True,
     ) -> None:
         self.url = url
@@ -281,7 +282,7 @@ class PostgresRunStore(RunStore):
         self.mask = mask
         self.busy_timeout_s = busy_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.lease_s = lease_s
+        self.lease_s = lease_s if lease_s is not None else default_lease_s()
         self.read_only = False
         self._lock = threading.RLock()
         self._writer: EventWriter | None = None
@@ -692,7 +693,7 @@ class PostgresRunStore(RunStore):
 
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
         """Force a status, unless another live process owns the run (then nothing changes).
-        `interrupted` also gives up this process's lease, so the run can be resumed at once."""
+        `interrupted` and `queued` also give up this process's lease, so the run can be taken at once."""
         now = time.time()
         me = process_owner()
         with self._write() as conn:
@@ -701,7 +702,7 @@ class PostgresRunStore(RunStore):
             ).fetchone()
             if row is None or (row[0] != me and lease_live(run_id, row[0], row[1], row[2], row[3], now)):
                 return
-            interrupted = status == "interrupted"
+            interrupted = status in ("interrupted", "queued")  # not ended: no finish time, no lease kept
             conn.execute(
                 f"UPDATE runs SET status = %s, error = COALESCE(%s, error), finished_at = %s, changed = {_NEXT}, "
                 "lease_expires = CASE WHEN %s AND owner = %s THEN %s ELSE lease_expires END WHERE id = %s",
@@ -855,10 +856,11 @@ class PostgresRunStore(RunStore):
             self._deleted(conn, [rid])
 
     def prune(self, older_than_s: float) -> int:
-        """Delete runs created more than `older_than_s` ago that have ended or were interrupted
-        (including `running` rows whose owner died: their lease expired); returns how many."""
+        """Delete runs created more than `older_than_s` ago that have ended, were interrupted
+        (including `running` rows whose owner died: their lease expired) or are still queued with
+        no worker on them; returns how many."""
         cutoff = time.time() - older_than_s
-        finished = [*FINAL_STATUSES, "interrupted", "running"]
+        finished = [*FINAL_STATUSES, "interrupted", "running", "queued"]
         with self._write() as conn:
             now = time.time()
             rows = conn.execute(
@@ -866,7 +868,8 @@ class PostgresRunStore(RunStore):
                 "WHERE created_at < %s AND status = ANY(%s) FOR UPDATE",
                 (cutoff, finished),
             ).fetchall()
-            ids = [r[0] for r in rows if not (r[1] == "running" and lease_live(r[0], r[2], r[3], r[4], r[5], now))]
+            ids = [r[0] for r in rows
+                   if not (r[1] in ("running", "queued") and lease_live(r[0], r[2], r[3], r[4], r[5], now))]
             if ids:
                 conn.execute("DELETE FROM events WHERE run_id = ANY(%s)", (ids,))
                 conn.execute("DELETE FROM runs WHERE id = ANY(%s)", (ids,))

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from planweave.planner.llm_tool import llm_tool
     from planweave.planner.models import JoinDecision, PlannedStep, PlanUpdate
     from planweave.planner.result import PlannerResult, PlannerStatus
+    from planweave.planner.resuming import ResumeOverrides, resume_run
+    from planweave.planner.worker import Worker, WorkerEvent, WorkerStats, enqueue_workflow
 
 _WHERE = {
     "Budget": "planweave.planner.budget",
@@ -41,6 +43,12 @@ _WHERE = {
     "JoinDecision": "planweave.planner.models",
     "PlannedStep": "planweave.planner.models",
     "PlanUpdate": "planweave.planner.models",
+    "ResumeOverrides": "planweave.planner.resuming",
+    "resume_run": "planweave.planner.resuming",
+    "Worker": "planweave.planner.worker",
+    "WorkerEvent": "planweave.planner.worker",
+    "WorkerStats": "planweave.planner.worker",
+    "enqueue_workflow": "planweave.planner.worker",
 }
 
 __all__ = sorted(_WHERE)

@@ -45,6 +45,7 @@ def test_planner_public_names_load_lazily() -> None:
             "AnswerDelta", "Budget", "BudgetExceededError", "ConfigError", "Decision", "JoinDecision", "LLMCall",
             "LLMCalled", "LLMError", "PlanRejected", "PlanUpdate", "PlanUpdated", "PlannedStep", "Planner",
             "PlannerFinished", "PlannerResult", "PlannerStatus", "PlanningError", "Usage", "llm_tool",
+            "ResumeOverrides", "Worker", "WorkerEvent", "WorkerStats", "enqueue_workflow", "resume_run",
         ]
     )
     for name in planner.__all__:

@@ -195,36 +195,26 @@ McpConfigOpt = Annotated[
 
 
 def _mcp_meta(specs: list[str] | None, config: Path | None) -> dict[str, Any]:
-    """The MCP flags as recorded with a run, for `resume` (the flags, not the resolved servers:
-    a config file's headers and env may hold secrets)."""
-    meta: dict[str, Any] = {}
-    if specs:
-        meta["mcp"] = list(specs)
-    if config is not None:
-        meta["mcp_config"] = str(config.resolve())
-    return meta
+    """The MCP flags as recorded with a run, for `resume`."""
+    from planweave.planner.resuming import mcp_meta
+
+    return mcp_meta(specs, config)
 
 
 def _mcp_servers(specs: list[str] | None, config: Path | None) -> list[Any]:
     """The servers `--mcp` and `--mcp-config` name (a bad value or file is bad input: exit 2)."""
     if not specs and config is None:
         return []
+    from planweave.planner.resuming import mcp_servers
     from planweave.tools.errors import MCPConfigError
-    from planweave.tools.mcp import MCPServer, load_mcp_config
 
     try:
-        servers = [MCPServer.parse(spec) for spec in specs or []]
-        return servers + (load_mcp_config(config) if config is not None else [])
+        return mcp_servers(specs, config)
     except MCPConfigError as exc:
         fail_usage(str(exc))
 
 
-# What http_get's errors tell a user of the command line to do (instead of naming Python functions).
-CLI_FIXES = {
-    "allow_private": "run again with `--allow-private-hosts`",
-    "timeout_s": "run again with a larger `--http-timeout` (seconds; default 10)",
-}
-DEFAULT_HTTP_TIMEOUT = 10.0
+DEFAULT_HTTP_TIMEOUT = 10.0  # as `planweave.planner.resuming.DEFAULT_HTTP_TIMEOUT` (not imported: --help stays fast)
 BackendOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -244,19 +234,17 @@ def _tools(
     http_timeout: float,
     llm: Any = None,
 ) -> list[Any]:
-    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any.
-    `ask_user` counts as a built-in tool (a workflow may ask a question)."""
-    from planweave.tools.ask import ask_user
-    from planweave.tools.builtin import select_tools
+    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any."""
+    from planweave.planner.resuming import settings_tools
 
-    return select_tools(
-        specs or [],
-        workspace=workspace,
-        allow_private_hosts=allow_private_hosts,
-        http_timeout_s=http_timeout,
-        fixes=CLI_FIXES,
-        extra=[llm, ask_user] if llm is not None else [ask_user],
+    return settings_tools(
+        specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout, llm=llm
     )
+
+
+def _backend_spec_check(spec: str) -> None:
+    if spec != "local" and spec != "ray" and not spec.startswith(("ray:", "ray://")):
+        fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
 
 
 def _backend(spec: str | None) -> Any:
@@ -264,14 +252,10 @@ def _backend(spec: str | None) -> Any:
     address or a missing Ray is bad input (exit 2) before any step runs."""
     if spec is None or spec == "local":
         return None
-    if spec == "ray" or spec.startswith(("ray:", "ray://")):
-        from planweave.executor.ray_backend import RayBackend
+    _backend_spec_check(spec)
+    from planweave.planner.resuming import connect_backend
 
-        address = spec if spec.startswith("ray://") else (spec.partition(":")[2] or None)
-        backend = RayBackend(address)
-        backend.connect()
-        return backend
-    fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
+    return connect_backend(spec)
 
 
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
@@ -304,68 +288,31 @@ def _run_workflow(
     import asyncio
     import uuid
 
-    from planweave.executor.graph import validate_plan
-    from planweave.executor.workflow import load_workflow
+    from planweave.planner.resuming import check_inputs, load_checked_workflow, run_workflow
+    from planweave.tools.errors import ConfigError
 
-    workflow = load_workflow(file, trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
-    if mcp:
-        workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
-    if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
-        validate_plan(workflow, tools)
-    if any(getattr(t, "name", None) == "llm" for t in tools):
-        from planweave.planner.llm_tool import check_llm_steps
-
-        check_llm_steps(workflow.plan.steps, model=meta.get("model"), workflow_model=workflow.model,
-                        api_base=meta.get("api_base"))
-    unknown = set(inputs) - set(workflow.inputs)
-    if workflow.inputs and unknown:
-        fail_usage(
-            f"unknown input {', '.join(f'`{k}`' for k in sorted(unknown))} for workflow `{workflow.name}`; "
-            f"its inputs are {', '.join(f'`{k}`' for k in workflow.inputs)}."
-        )
+    workflow = load_checked_workflow(file, inputs, tools=tools, meta=meta, mcp=mcp,
+                                     trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
+    try:
+        check_inputs(workflow, inputs)
+    except ConfigError as exc:
+        fail_usage(str(exc))
     run_id = run_id or uuid.uuid4().hex[:16]
     executor_backend = _backend(backend)
     store = open_run_store() if record else None
-    from planweave.executor.masking import Masker, SecretInputs
-    from planweave.planner.tracing.subscriber import create_tracer
-
-    # Secret inputs (and environment keys) are masked by value in the store and the trace; the
-    # store keeps the other inputs (for `resume`) and only the names of the secret ones.
-    masker = Masker.from_env()
-    secrets = SecretInputs(inputs, masker)
-    secrets.remember_in(masker)
-    secrets.remember_in(getattr(store, "mask", None))
-    subscribers = []
-    if store is not None:
-        kept = {k: v for k, v in inputs.items() if k not in secrets.names}
-        meta = {"file": str(file.resolve()), "inputs": kept, "secret_inputs": sorted(secrets.names), **meta,
-                **({"backend": backend} if backend else {})}
-        subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
-    tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"], masker=masker)
-    if tracer is not None:
-        subscribers.append(tracer)
-
     from planweave.planner.cli.ask import can_ask, terminal_responder
 
     responder = terminal_responder(None) if can_ask() else None
-
-    async def go() -> RunResult:
-        try:
-            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
-                                      responder=responder, answers=answers, requests=requests, backend=executor_backend)
-        finally:
-            if tracer is not None:
-                await tracer.aclose()
-
     try:
-        result = asyncio.run(go())
+        result = asyncio.run(run_workflow(
+            workflow, file, inputs, store=store, tools=tools, meta=meta, run_id=run_id, completed=completed,
+            answers=answers, requests=requests, backend=executor_backend, backend_spec=backend, responder=responder,
+        ))
     except KeyboardInterrupt:
         if store is not None:
             store.set_status(run_id, "interrupted", error="interrupted by Ctrl-C")
         typer.echo(f"planweave: interrupted; resume with `planweave resume {run_id}`", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if store is not None and result.status == "failed" and result.error:
-        store.set_status(run_id, "failed", error=result.error)  # a success criterion did not hold
     return workflow, result
 
 
@@ -399,12 +346,9 @@ def _tool_meta(
     specs: list[str] | None, workspace: Path, allow_private_hosts: bool, http_timeout: float
 ) -> dict[str, Any]:
     """The tool flags as recorded with a run, for `resume`."""
-    return {
-        "tool_specs": list(specs or []),
-        "workspace": str(workspace.resolve()),
-        "allow_private_hosts": allow_private_hosts,
-        "http_timeout": http_timeout,
-    }
+    from planweave.planner.resuming import tool_meta
+
+    return tool_meta(specs, workspace, allow_private_hosts, http_timeout)
 
 
 TrustModuleOpt = Annotated[
@@ -452,8 +396,15 @@ def exec_(
                      metavar="DIR"),
     ] = None,
     backend: BackendOpt = None,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Check the workflow and its inputs, record the run `queued` and return at once: "
+                     "`planweave worker` (or a `serve` replica) runs it."),
+    ] = False,
 ) -> None:
-    """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
+    """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`.
+
+    With `--detach`, nothing runs here: the run is queued for `planweave worker`."""
     servers = _mcp_servers(mcp, mcp_config)
     selected = _tools(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
@@ -463,6 +414,9 @@ def exec_(
             **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
             # the user's trust decisions, so that `resume` loads the same file the same way
             "trusted_modules": list(trust_module or []), "trust_all_handlers": trust_all_handlers}
+    if detach:
+        _detach(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, backend=backend,
+                save_results=save_results, as_json=as_json)
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers,
         trusted_modules=trust_module, trust_all_handlers=trust_all_handlers, backend=backend,
@@ -472,6 +426,35 @@ def exec_(
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
+
+
+def _detach(
+    file: Path, inputs: dict[str, Any], *, tools: list[Any], meta: dict[str, Any], record: bool, backend: str | None,
+    save_results: Path | None, as_json: bool,
+) -> NoReturn:
+    """`exec --detach`: check the workflow as `exec` does, record it `queued`, say how to follow it."""
+    from planweave.planner.worker import enqueue_workflow
+    from planweave.tools.errors import ConfigError
+
+    if not record:
+        fail_usage("`--detach` records the run for a worker to run it; drop `--no-record`.")
+    if save_results is not None:
+        fail_usage("`--save-results` needs the run's result here; drop it with `--detach` "
+                   "(`planweave show RUN_ID` shows a queued run's result once a worker ran it).")
+    if backend is not None:
+        _backend_spec_check(backend)  # connected by the worker that runs it
+    try:
+        run_id = enqueue_workflow(open_run_store(), file, inputs, tools=tools,
+                                  meta={**meta, **({"backend": backend} if backend else {})})
+    except ConfigError as exc:  # an unknown or secret input, a model with no key: bad input
+        fail_usage(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "status": "queued"}))
+    else:
+        typer.echo(run_id)
+        typer.echo(f"planweave: queued run {run_id}; `planweave worker` runs it, `planweave show {run_id}` follows it.",
+                   err=True)
+    raise typer.Exit(EXIT_OK)
 
 
 def _save_results(result: RunResult, directory: Path, name: str) -> None:
@@ -509,30 +492,14 @@ def _planner(
     answer_within: float | None = None,
     backend: str | None = None,
 ) -> Any:
-    from planweave.planner.core import Planner
+    from planweave.planner.resuming import build_planner
 
-    # The planner always adds its own `llm` tool (on the run's client and budget): `--tools llm` is welcome, not needed.
-    specs = [s for spec in tools or [] for s in spec.split(",") if s.strip() and s.strip() != "llm"]
-    selected = (
-        _tools(specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout)
-        if specs or not tools
-        else []  # `--tools llm` only
-    )
-    return Planner(
-        model=model,
-        api_base=api_base,
-        tools=selected,
-        budget=budget,
-        name=name,
-        store=None if record else False,
-        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {}),
-              "approve": list(approve or []), "answer_within": answer_within,
-              **({"backend": backend} if backend else {})},
-        backend=_backend(backend),
-        mcp=mcp or (),
-        approve=approve or (),
-        on_input=on_input,
-        answer_within_s=answer_within,
+    if backend is not None:
+        _backend_spec_check(backend)
+    return build_planner(
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        budget=budget, http_timeout=http_timeout, name=name, store=None if record else False, mcp=mcp,
+        mcp_meta=mcp_meta, approve=approve, on_input=on_input, answer_within=answer_within, backend=backend,
     )
 
 
@@ -795,78 +762,52 @@ def resume(
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
     those not given are the run's own (its model, tools, budget and flags, as recorded)."""
-    from planweave.executor.store import FINAL_STATUSES
+    import asyncio
 
+    from planweave.planner.resuming import ResumeOverrides, prepare_resume
+    from planweave.tools.errors import ConfigError
+
+    if backend is not None:
+        _backend_spec_check(backend)
+    overrides = ResumeOverrides(
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        http_timeout=http_timeout, mcp=mcp, mcp_config=mcp_config, allow_failed_steps=allow_failed_steps,
+        approve=_approve_list(approve), answer_within=answer_within, backend=backend,
+        budget=dict(max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+                    max_replans=max_replans, max_seconds=max_seconds),
+    )
     store = open_run_store()
-    summary = store.summary(run_id)
-    if summary.status in FINAL_STATUSES:
-        fail_usage(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
-    # Atomic: of two `resume`s of one run, one gets the lease; the other stops here (`RunLeasedError`, exit 2).
-    lease = store.claim(summary.id, force=force)
+    try:
+        # Atomic: of two `resume`s of one run, one gets the lease; the other stops (`RunLeasedError`, exit 2).
+        resumption = prepare_resume(store, run_id, force=force, overrides=overrides)
+    except ConfigError as exc:  # the run ended, its secret inputs are gone, a flag is wrong: bad input
+        fail_usage(str(exc))
+    summary, lease = resumption.summary, resumption.lease
     if lease.forced:
         typer.echo(f"planweave: took run {summary.id} over from `{lease.previous_owner}`, whose lease was live", err=True)
-    meta = summary.meta
-    tool_specs = tools or meta.get("tool_specs")
-    where = workspace or Path(meta.get("workspace", "."))
-    private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
-    timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
-    if not mcp and mcp_config is None:  # the run's own MCP servers
-        mcp, config = meta.get("mcp"), meta.get("mcp_config")
-        mcp_config = Path(config) if config else None
-    servers = _mcp_servers(mcp, mcp_config)
-    if allow_failed_steps is None:
-        allow_failed_steps = bool(meta.get("allow_failed_steps"))
-    if summary.kind == "workflow":
-        if meta.get("secret_inputs"):  # not stored, so the resumed run would lack them
-            names = ", ".join(f"`{n}`" for n in meta["secret_inputs"])
-            fail_usage(
-                f"run `{summary.id}` had secret inputs ({names}), which the run store does not keep; "
-                f"run the workflow again with `planweave exec {meta['file']}` and those `--input`s."
-            )
-        llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
-        selected = _tools(
-            tool_specs, workspace=where, allow_private_hosts=private, http_timeout=timeout,
-            llm=_llm_tool(llm_model, llm_base),
-        )
-        state = store.get_run(summary.id).resume_state()
-        workflow, result = _run_workflow(
-            Path(meta["file"]),
-            dict(meta.get("inputs") or {}),
-            tools=selected,
-            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
-                  **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
-                  "trusted_modules": list(meta.get("trusted_modules") or []),
-                  "trust_all_handlers": bool(meta.get("trust_all_handlers"))},
-            run_id=summary.id,
-            completed=state.completed,
-            mcp=servers,
-            trusted_modules=list(meta.get("trusted_modules") or []),
-            trust_all_handlers=bool(meta.get("trust_all_handlers")),
-            answers=state.answers,
-            requests=state.requests,
-            backend=backend or meta.get("backend"),  # default: where the run's Ray steps ran
-        )
-        _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
-            allow_failed_steps=allow_failed_steps,
-        )
-    from planweave.planner.budget import Budget
+    if resumption.workflow is not None:
+        from planweave.planner.cli.ask import can_ask, terminal_responder
 
-    recorded = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
-    budget = Budget(**{
-        **recorded, **{k: v for k, v in dict(
-            max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
-            max_replans=max_replans, max_seconds=max_seconds,
-        ).items() if v is not None},
-    })  # fmt: skip
-    planner, view = _start_planner_run(
-        model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
-        workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
-        approve=_approve_list(approve) or list(meta.get("approve") or []),
-        answer_within=answer_within if answer_within is not None else meta.get("answer_within"),
-        backend=backend or meta.get("backend"),
-    )
-    planner.meta["allow_failed_steps"] = allow_failed_steps
+        workflow = resumption.workflow
+        responder = terminal_responder(None) if can_ask() else None
+        try:
+            result = asyncio.run(resumption.run_workflow(responder=responder))
+        except KeyboardInterrupt:
+            store.set_status(summary.id, "interrupted", error="interrupted by Ctrl-C")
+            typer.echo(f"planweave: interrupted; resume with `planweave resume {summary.id}`", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
+            allow_failed_steps=resumption.allow_failed_steps,
+        )
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
+    loading = _preload_model_libraries()
+    view = _live_view(quiet=quiet or as_json, loading=loading)
+    try:
+        planner = resumption.planner(on_input=terminal_responder(view) if can_ask() else None, store=store)
+    except BaseException:
+        view.stop()
+        raise
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
@@ -874,7 +815,7 @@ def resume(
         run_id=summary.id,
         as_json=as_json,
         quiet=quiet,
-        allow_failed_steps=allow_failed_steps,
+        allow_failed_steps=resumption.allow_failed_steps,
     )
 
 
@@ -1057,6 +998,55 @@ def serve_(
 
     run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce,
                shutdown_grace_s=shutdown_grace)
+
+
+@app.command("worker")
+def worker_(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Runs to execute at once.")] = 4,
+    store: Annotated[
+        Optional[str],
+        typer.Option("--store", metavar="URL", help="The run store to take runs from: a postgresql:// URL or a "
+                     "SQLite file (default: $PLANWEAVE_STORE_URL, else $PLANWEAVE_HOME/runs.db)."),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds runs in flight get to finish before they "
+                     "are stopped and recorded `interrupted` (another worker finishes them)."),
+    ] = 5.0,
+) -> None:
+    """Run queued runs (`exec --detach`, the API) and finish service runs whose owner died, until SIGINT/SIGTERM.
+
+    Several workers (and `serve` replicas) can share one store: each run is taken by exactly one."""
+    import asyncio
+    import signal
+
+    from planweave.planner.cli.worker_log import WorkerLog
+    from planweave.planner.worker import Worker
+
+    if store:
+        from planweave.executor.store import STORE_URL_ENV
+
+        os.environ[STORE_URL_ENV] = store  # as `planweave --store URL worker`: what its runs open uses it too
+    run_store = open_run_store()
+    log = WorkerLog(console())
+    worker = Worker(run_store, concurrency=concurrency, grace_s=grace, on_event=log)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.started(run_store.path, concurrency)
+        waiter = asyncio.ensure_future(stop.wait())
+        runner = asyncio.ensure_future(worker.run(stop))
+        await asyncio.wait([waiter, runner], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.stopping(len(worker.tasks), grace)
+        await runner
+
+    asyncio.run(serve())
+    log.stopped(worker.stats)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command("validate")

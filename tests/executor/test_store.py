@@ -319,3 +319,36 @@ def test_events_of_a_layer_above_contribute_their_own_summary_fields(store: RunS
     assert (s.status, s.llm_calls, s.input_tokens, s.cost_usd, s.answer) == ("succeeded", 3, 13, None, "done")
     assert s.finished_at is not None
     assert [ev["kind"] for ev in store.events("r")] == ["test_billed"] * 3
+
+
+def test_a_queued_run_is_listed_claimed_once_and_pruned_only_when_old_and_unclaimed(
+    store: RunStore, backend: Any
+) -> None:
+    from planweave.executor.store import RunLeasedError
+
+    store.begin("q1", kind="workflow", name="wf", goal="", meta={"takeover": True})
+    store.set_status("q1", "queued")
+    store.release("q1")
+    summary = store.summary("q1")
+    assert (summary.status, summary.finished_at) == ("queued", None)  # waiting to run, not ended
+    assert [r.id for r in store.list_runs(status="queued")] == ["q1"]
+    assert store.list_runs(status="interrupted") == [] and store.list_runs(status="running") == []
+    assert store.prune(older_than_s=3600) == 0  # younger than the cutoff
+    store.claim("q1")  # a worker took it, and has not begun it yet
+    backend.sql("UPDATE runs SET owner = ? WHERE id = 'q1'", ("otherhost:42:cafe",))
+    with pytest.raises(RunLeasedError):
+        store.claim("q1")  # exactly one worker gets it
+    backend.sql("UPDATE runs SET created_at = 0 WHERE id = 'q1'")
+    assert store.prune(older_than_s=60) == 0  # a worker holds it: kept, however old
+    backend.sql("UPDATE runs SET lease_expires = ? WHERE id = 'q1'", (time.time() - 1,))
+    assert store.prune(older_than_s=60) == 1  # old, and nobody on it
+
+
+def test_the_lease_length_comes_from_planweave_lease_s(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANWEAVE_LEASE_S", "2.5")
+    assert backend.open().lease_s == 2.5
+    assert backend.open(lease_s=7).lease_s == 7
+    monkeypatch.setenv("PLANWEAVE_LEASE_S", "soon")
+    with pytest.raises(StoreError) as err:
+        backend.open()
+    assert str(err.value) == "PLANWEAVE_LEASE_S=`soon` is not a positive number of seconds; set it to e.g. `30`, or unset it."

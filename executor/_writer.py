@@ -57,7 +57,7 @@ INLINE_MAX = 64
 """Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
 
 CHECKPOINT_EVERY = 256
-"""Commits made by loops between two WAL checkpoints (run by the thread)."""
+"""Commits made by loops between two calls of the sink's `checkpoint` (run by the thread)."""
 
 
 @dataclass(slots=True)
@@ -77,7 +77,9 @@ class BatchSink(Protocol):
 
     def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome: ...
 
-    def checkpoint(self) -> None: ...
+    def checkpoint(self) -> None:
+        """Copy the log back if it has grown (called outside the write lock: a loop's
+        `write_batch(wait=False)` may run meanwhile, on its own connection)."""
 
     def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
 
@@ -117,6 +119,7 @@ class EventWriter:
         self._closed = False
         self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
         self._inline_commits = 0
+        self._inline_at = 0.0  # when a loop last committed events itself (`time.monotonic()`)
 
     # --- any thread ------------------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class EventWriter:
                 return False
         finally:
             self._write_lock.release()
+        self._inline_at = time.monotonic()
         self._inline_commits += 1
         if self._inline_commits % CHECKPOINT_EVERY == 0:
             self._wake.set()  # the thread checkpoints the WAL that loops' commits grew
@@ -239,17 +243,25 @@ class EventWriter:
         checkpointed = 0
         try:
             while True:
-                self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
+                woken = self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
                 self._wake.clear()
                 stop = self._stopping
-                with self._write_lock:
-                    with self._submit_lock:
-                        batch, self._pending = self._pending, []
-                    for start in range(0, len(batch), MAX_BATCH):
-                        self._write(batch[start : start + MAX_BATCH])
-                    if self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
-                        checkpointed = self._inline_commits
-                        self.sink.checkpoint()
+                # Nobody waits for what has gathered: while loops commit events themselves
+                # (a chain of steps), it goes with their next commit rather than in a
+                # commit of its own that would hold their next one up.
+                wrote = False
+                if woken or stop or time.monotonic() - self._inline_at >= LINGER_S:
+                    with self._write_lock:
+                        with self._submit_lock:
+                            batch, self._pending = self._pending, []
+                        for start in range(0, len(batch), MAX_BATCH):
+                            self._write(batch[start : start + MAX_BATCH])
+                            wrote = True
+                if wrote or self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
+                    # Outside the write lock: loops go on committing while the WAL is copied
+                    # back (the sink checkpoints only once its WAL has grown).
+                    checkpointed = self._inline_commits
+                    self.sink.checkpoint()
                 if time.monotonic() - last_renewal >= self.heartbeat_s:
                     last_renewal = time.monotonic()
                     self._renew()

@@ -119,6 +119,7 @@ class EventWriter:
         self._closed = False
         self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
         self._inline_commits = 0
+        self._control_pending = False  # `_pending` holds a `call`: loops leave it to the thread
         self._inline_at = 0.0  # when a loop last committed events itself (`time.monotonic()`)
 
     # --- any thread ------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class EventWriter:
         with self._submit_lock:
             self._last = number = self._last + 1
             self._pending.append((number, None, _Control(fn)))
+            self._control_pending = True
         self._start()
         self._wake.set()
         return number
@@ -183,16 +185,19 @@ class EventWriter:
     def _write_inline(self) -> bool:
         """Commit the few gathered events on the calling thread if nobody is writing; True if done."""
         pending = self._pending
-        if not pending or len(pending) > INLINE_MAX or self._thread is None or self._closed:
-            return False
+        if (not pending or len(pending) > INLINE_MAX or self._control_pending or self._thread is None
+                or self._closed):
+            return False  # (a call waiting to run goes to the thread, with the events around it)
         if not self._write_lock.acquire(blocking=False):
             return False
         try:
             with self._submit_lock:
+                if self._control_pending:
+                    return False
                 batch, self._pending = self._pending, []
             if not batch:
                 return True
-            if any(isinstance(item, _Control) for _, _, item in batch) or not self._write(batch, wait=False):
+            if not self._write(batch, wait=False):
                 with self._submit_lock:
                     self._pending[:0] = batch  # the thread writes them, in order
                 return False
@@ -254,6 +259,7 @@ class EventWriter:
                     with self._write_lock:
                         with self._submit_lock:
                             batch, self._pending = self._pending, []
+                            self._control_pending = False
                         for start in range(0, len(batch), MAX_BATCH):
                             self._write(batch[start : start + MAX_BATCH])
                             wrote = True

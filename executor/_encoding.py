@@ -29,6 +29,7 @@ __all__ = [
     "Finish",
     "blob_refs",
     "decode_event",
+    "dump_step",
     "dumps",
     "encode_events",
 ]

@@ -15,7 +15,12 @@ One shortcut: when a step must wait for a few events (at most `INLINE_MAX`) and 
 being written, the waiting loop commits them itself, on a connection that never waits for a
 lock (`write_batch(..., wait=False)`): a chain of quick steps then costs one small commit per
 step rather than two thread switches. If the store is busy, the events go to the thread as
-usual; the loop is never held up by another process's lock.
+usual; the loop is never held up by another process's lock. While loops commit like this, the
+thread stays out of their way: events nobody waits for go with the loops' next commit (the
+thread writes them itself after `LOOP_LINGER_S` without one), it checkpoints the WAL they grow
+outside the write lock (`BatchSink.checkpoint`), and it wakes waiting loops only once it has
+released the write lock (woken sooner, a loop would find it held and fall back to the thread
+for its next commit too, and so on).
 
 The same thread renews the leases of the runs it records (`heartbeat_s`), so a live run
 keeps its lease however long its steps take, and a dead one's lease expires.
@@ -53,11 +58,16 @@ MAX_BATCH = 4096
 LINGER_S = 0.01
 """Longest an event nobody waits for stays in memory before the thread writes it."""
 
+LOOP_LINGER_S = 0.1
+"""The same while loops commit events themselves: those go with their next commit (and this
+thread does not wake every `LINGER_S`, taking the GIL from them, for nothing)."""
+
 INLINE_MAX = 64
 """Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
 
 CHECKPOINT_EVERY = 256
-"""Commits made by loops between two WAL checkpoints (run by the thread)."""
+"""Commits made by loops between two calls of the sink's `checkpoint` (by the thread, when it
+next wakes: waking it for that would take the write lock from the loops at random)."""
 
 
 @dataclass(slots=True)
@@ -77,7 +87,9 @@ class BatchSink(Protocol):
 
     def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome: ...
 
-    def checkpoint(self) -> None: ...
+    def checkpoint(self) -> None:
+        """Copy the log back if it has grown (called outside the write lock: a loop's
+        `write_batch(wait=False)` may run meanwhile, on its own connection)."""
 
     def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
 
@@ -111,12 +123,15 @@ class EventWriter:
         self._stopping = False
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._reached: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []  # to wake
         self._tie = itertools.count()
         self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
         self._thread: threading.Thread | None = None
         self._closed = False
         self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
         self._inline_commits = 0
+        self._control_pending = False  # `_pending` holds a `call`: loops leave it to the thread
+        self._inline_at = 0.0  # when a loop last committed events itself (`time.monotonic()`)
 
     # --- any thread ------------------------------------------------------------------------------
 
@@ -159,6 +174,7 @@ class EventWriter:
         with self._submit_lock:
             self._last = number = self._last + 1
             self._pending.append((number, None, _Control(fn)))
+            self._control_pending = True
         self._start()
         self._wake.set()
         return number
@@ -180,24 +196,27 @@ class EventWriter:
     def _write_inline(self) -> bool:
         """Commit the few gathered events on the calling thread if nobody is writing; True if done."""
         pending = self._pending
-        if not pending or len(pending) > INLINE_MAX or self._thread is None or self._closed:
-            return False
+        if (not pending or len(pending) > INLINE_MAX or self._control_pending or self._thread is None
+                or self._closed):
+            return False  # (a call waiting to run goes to the thread, with the events around it)
         if not self._write_lock.acquire(blocking=False):
             return False
         try:
             with self._submit_lock:
+                if self._control_pending:
+                    return False
                 batch, self._pending = self._pending, []
             if not batch:
                 return True
-            if any(isinstance(item, _Control) for _, _, item in batch) or not self._write(batch, wait=False):
+            if not self._write(batch, wait=False):
                 with self._submit_lock:
                     self._pending[:0] = batch  # the thread writes them, in order
                 return False
         finally:
             self._write_lock.release()
-        self._inline_commits += 1
-        if self._inline_commits % CHECKPOINT_EVERY == 0:
-            self._wake.set()  # the thread checkpoints the WAL that loops' commits grew
+            self._wake_waiters()
+        self._inline_at = time.monotonic()
+        self._inline_commits += 1  # (the thread checkpoints the WAL they grow when it next wakes)
         return True
 
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -239,17 +258,30 @@ class EventWriter:
         checkpointed = 0
         try:
             while True:
-                self._wake.wait(LINGER_S if self._pending else self.heartbeat_s)
+                loops_commit = time.monotonic() - self._inline_at < LOOP_LINGER_S
+                woken = self._wake.wait(
+                    (LOOP_LINGER_S if loops_commit else LINGER_S) if self._pending else self.heartbeat_s
+                )
                 self._wake.clear()
                 stop = self._stopping
-                with self._write_lock:
-                    with self._submit_lock:
-                        batch, self._pending = self._pending, []
-                    for start in range(0, len(batch), MAX_BATCH):
-                        self._write(batch[start : start + MAX_BATCH])
-                    if self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
-                        checkpointed = self._inline_commits
-                        self.sink.checkpoint()
+                # Nobody waits for what has gathered: while loops commit events themselves
+                # (a chain of steps), it goes with their next commit rather than in a
+                # commit of its own that would hold their next one up.
+                wrote = False
+                if woken or stop or time.monotonic() - self._inline_at >= LOOP_LINGER_S:
+                    with self._write_lock:
+                        with self._submit_lock:
+                            batch, self._pending = self._pending, []
+                            self._control_pending = False
+                        for start in range(0, len(batch), MAX_BATCH):
+                            self._write(batch[start : start + MAX_BATCH])
+                            wrote = True
+                    self._wake_waiters()
+                if wrote or self._inline_commits - checkpointed >= CHECKPOINT_EVERY:
+                    # Outside the write lock: loops go on committing while the WAL is copied
+                    # back (the sink checkpoints only once its WAL has grown).
+                    checkpointed = self._inline_commits
+                    self.sink.checkpoint()
                 if time.monotonic() - last_renewal >= self.heartbeat_s:
                     last_renewal = time.monotonic()
                     self._renew()
@@ -267,6 +299,7 @@ class EventWriter:
                 self.sink.close_writer()
             finally:
                 self._advance(self._last)
+                self._wake_waiters()
 
     def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
         """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
@@ -315,15 +348,26 @@ class EventWriter:
                 recorder.fail(error)
 
     def _advance(self, number: int) -> None:
-        wake: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        """Raise the watermark; the waiters it reaches are woken by `_wake_waiters`, called once
+        the write lock is released (a loop woken sooner would find it held, and fall back to
+        this thread for its next commit too)."""
         with self._cond:
             if number > self.committed:
                 self.committed = number
             waiters = self._waiters
             while waiters and waiters[0][0] <= self.committed:
                 _, _, loop, callback = heapq.heappop(waiters)
-                wake.setdefault(loop, []).append(callback)
+                self._reached.append((loop, callback))
             self._cond.notify_all()
+
+    def _wake_waiters(self) -> None:
+        with self._cond:
+            if not self._reached:
+                return
+            reached, self._reached = self._reached, []
+        wake: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+        for loop, callback in reached:
+            wake.setdefault(loop, []).append(callback)
         for loop, callbacks in wake.items():
             try:
                 loop.call_soon_threadsafe(_call_all, callbacks)

@@ -64,6 +64,8 @@ log = logging.getLogger("planweave.store")
 DEFAULT_LEASE_S = 30.0  # (the default of `default_lease_s()`: `$PLANWEAVE_LEASE_S`, else this)
 """How long a run's lease lasts without renewal (the writer renews it every third of that)."""
 _SCHEMA_VERSION = 2
+_CHECKPOINT_BYTES = 4 << 20
+"""WAL size past which the writer thread copies it back (SQLite's default: 1,000 pages)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -470,9 +472,11 @@ class SQLiteRunStore(RunStore):
             if self.read_only:
                 raise self._read_only_error()
             try:
-                self._wdb = self._open(self.path, uri=False)
+                db = self._open(self.path, uri=False)
+                db.execute("PRAGMA wal_autocheckpoint=0")  # `checkpoint`, outside the write lock
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
+            self._wdb = db
         return self._wdb
 
     def _inline_db(self) -> sqlite3.Connection:
@@ -489,6 +493,13 @@ class SQLiteRunStore(RunStore):
         return self._idb
 
     def checkpoint(self) -> None:
+        """Copy the WAL back into the database once it holds `_CHECKPOINT_BYTES` (as SQLite's
+        own automatic checkpoint would, but off the write lock: loops go on committing)."""
+        try:
+            if os.path.getsize(self.path + "-wal") < _CHECKPOINT_BYTES:
+                return
+        except OSError:
+            return  # no WAL (yet): nothing to copy
         try:
             self._writer_db().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except (sqlite3.Error, StoreError) as exc:

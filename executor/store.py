@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from planweave.executor.durability import Journal
-from planweave.executor.events import EVENT_TYPES, RunEvent, event_from_dict
+from planweave.executor.events import EVENT_TYPES, RunEvent, StepReady, event_from_dict
 from planweave.executor.plan import Step
 from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.state import RunState
@@ -657,8 +657,8 @@ class Recorder(Journal):
         return self._writer.committed if self._writer is not None else self._last
 
     def __call__(self, event: object) -> None:
-        if self.failure is not None or not isinstance(event, RunEvent):
-            return
+        if self.failure is not None or not isinstance(event, RunEvent) or type(event) is StepReady:
+            return  # (`step_ready` is not stored: a ready step that never started is pending on resume)
         writer = self._writer
         if writer is None:
             self.run_id = event.run_id

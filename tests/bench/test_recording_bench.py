@@ -51,5 +51,8 @@ def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
         assert graph["recorded_over_unrecorded"] > 0 and "langgraph_over_recorded" not in graph
     assert [t["name"].split(":")[0] for t in data["targets"]] == ["chain", "fanout"]
     assert all(isinstance(t["pass"], bool) and t["value"] > 0 for t in data["targets"])
+    floor = data["floor"]  # one bare SQLite commit per step, measured in the same run
+    assert 0 < floor["commit_us"]["min"] <= floor["commit_us"]["median"]
+    assert floor["chain_us"] > floor["commit_us"]["min"]
     printed = capsys.readouterr().out
     assert "planweave recorded" in printed and "bytes/step" in printed

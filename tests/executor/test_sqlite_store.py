@@ -88,6 +88,21 @@ def test_a_lease_is_renewed_while_the_run_lives(backend: Any) -> None:
     assert result.ok and store.summary(result.run_id).status == "succeeded"
 
 
+def test_the_writer_copies_a_grown_wal_back_while_runs_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A chain commits once per step from its loop (no automatic checkpoint there); the writer
+    # thread copies the WAL back into the database once it holds `_CHECKPOINT_BYTES`.
+    monkeypatch.setattr("planweave.executor.sqlite_store._CHECKPOINT_BYTES", 64 * 1024)
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    empty = Path(store.path).stat().st_size
+    chain = [Step(id=f"s{i}", tool="echo", args={"text": "x" * 200}, depends_on=[f"s{i - 1}"] if i else []) for i in range(300)]
+    result = Executor([echo]).run_sync(chain, subscribers=[store.recorder()])
+    assert result.ok
+    assert Path(store.path + "-wal").stat().st_size > 64 * 1024
+    wait_until(lambda: Path(store.path).stat().st_size > 64 * 1024 > empty, "the WAL copied into the database file")
+    store.close()
+    assert len(SQLiteRunStore(tmp_path / "runs.db").events(result.run_id)) == 1 + 300 * 3 + 1
+
+
 def test_release_lets_another_owner_claim_at_once(store: Any) -> None:
     store.begin("r", kind="workflow", name="", goal="g", meta={})
     store.release("r")

@@ -1,0 +1,55 @@
+"""The shared event encoder: a step is stored exactly as pydantic dumps it, whichever way it is dumped."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic_core import PydanticSerializationError
+
+from planweave.executor._encoding import dump_step, dumps, encode_events
+from planweave.executor.events import StepAdded
+from planweave.executor.plan import RetryPolicy, Step
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
+STEPS = [
+    Step(id="a", tool="t"),
+    Step(id="a", tool="t", description="", approval=False, args={}, depends_on=[]),  # defaults given
+    Step(id="a", tool="t", depends_on=["x"], args={"q": "${x.y}", "n": [1, 2.5, None, True, {"z": "w"}]}),
+    Step(id="a", tool="t", cache=False, approval=True, timeout_s=3, description="d", when="${x} > 1",
+         on_failure="continue", answer_within_s=9.5),
+    Step(id="a", tool="t", retry=RetryPolicy()),  # a nested model equal to its default
+    Step(id="a", tool="t", retry=RetryPolicy.exponential(3)),  # ... and one that is not: pydantic dumps it
+    Step(id="a", tool="t", args={"pair": (1, 2)}),  # a tuple: pydantic's JSON mode makes it a list
+    Step(id="a", tool="t", args={"inf": float("inf")}),
+    Step(id="a", tool="t", args={"deep": [[[[{"k": ["v"]}]]]]}),
+    Step(id="a", handler="json:dumps"),
+]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=range(len(STEPS)))
+def test_dump_step_is_pydantics_dump(step: Step) -> None:
+    expected = step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
+    dumped = dump_step(step)
+    assert dumped == expected
+    assert list(dumped) == list(expected)  # the same key order: the same stored JSON
+
+
+def test_a_value_pydantic_cannot_dump_fails_the_same_way() -> None:
+    step = Step(id="a", tool="t", args={"obj": Opaque()})
+    with pytest.raises(PydanticSerializationError):
+        step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
+    with pytest.raises(PydanticSerializationError):
+        dump_step(step)
+
+
+def test_a_step_added_event_is_stored_as_its_to_dict_says() -> None:
+    events = [StepAdded(run_id="r", step_id=s.id, tool=s.action, step=s, deps=["x"]) for s in STEPS[:4]]
+    rows = encode_events("r", events, seq=0, added=set(), mask=None, blobs={}).rows
+    for event, row in zip(events, rows, strict=True):
+        expected = event.to_dict()
+        del expected["run_id"], expected["at"], expected["kind"], expected["step_id"]
+        assert row[5] == dumps(expected)

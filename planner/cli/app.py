@@ -992,6 +992,10 @@ def serve_(
         typer.Option(min=0, help="On SIGINT/SIGTERM, seconds running runs may go on before they are interrupted (resumable)."),
     ] = 5.0,
     approve: ApproveOpt = None,
+    takeover: Annotated[
+        bool,
+        typer.Option(help="Finish the runs of replicas that died (their lease expired) and queued runs, from the store."),
+    ] = True,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client).
 
@@ -1033,6 +1037,7 @@ def serve_(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
             max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
             cors_origins=list(cors_origin or []), allowed_hosts=hosts, shutdown_grace_s=shutdown_grace,
+            takeover=takeover,
         )
         return start_app(planner, config)
 

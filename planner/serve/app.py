@@ -310,8 +310,8 @@ class _Runs:
         """Shutdown began: no new runs."""
         self.interrupted: set[str] = set()
         self.metrics = Metrics()
-        self.metrics.in_flight.set_function(lambda: len(self.tasks))
-        self.services = Services(planner, self.metrics, takeover=config.takeover)
+        self.services = Services(planner, self.metrics, takeover=config.takeover, grace_s=config.shutdown_grace_s)
+        self.metrics.in_flight.set_function(lambda: len(self.tasks) + self.services.in_flight())
 
     async def start(self) -> None:
         """Start what the replica runs beside its API (`Services`); once, however often called."""

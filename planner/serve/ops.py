@@ -21,6 +21,7 @@ The metrics (one registry per app, so several apps in one process do not collide
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -32,6 +33,8 @@ from planweave.executor.store import RunStore
 __all__ = ["METRICS_CONTENT_TYPE", "Metrics", "Readiness"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("planweave.server")
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -98,6 +101,13 @@ class Readiness:
         self.stopping = stopping
         self.bound_s = bound_s
         self._probe: asyncio.Future[object] | None = None
+        self._last_problem: str | None = None
+
+    def _unavailable(self, reason: str, exc: BaseException | None) -> tuple[str, str]:
+        if reason != self._last_problem:  # once per change, not at every probe of a load balancer
+            log.warning("not ready: %s%s", reason, f" ({exc})" if exc is not None else "")
+            self._last_problem = reason
+        return "store_unavailable", reason
 
     async def check(self) -> tuple[str, str] | None:
         """None when ready, else (code, reason): `shutting_down` or `store_unavailable`."""
@@ -112,9 +122,10 @@ class Readiness:
         try:
             await asyncio.wait_for(asyncio.shield(self._probe), self.bound_s)
         except TimeoutError:
-            return "store_unavailable", f"the run store did not answer within {self.bound_s:g}s."
-        except Exception as exc:  # the store's error says what is wrong with it
-            return "store_unavailable", f"the run store failed: {type(exc).__name__}: {exc}"
+            return self._unavailable(f"the run store did not answer within {self.bound_s:g}s.", None)
+        except Exception as exc:  # said by type only: `/ready` needs no key, the store's address stays in the log
+            return self._unavailable(f"the run store failed ({type(exc).__name__}); see the server's log.", exc)
+        self._last_problem = None
         if self.stopping():
             return "shutting_down", "the server is shutting down and takes no new runs."
         return None

@@ -16,9 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
+from planweave.executor.store import RunStore
 from planweave.planner.core import Planner
 from planweave.planner.serve.ops import Metrics
+
+if TYPE_CHECKING:
+    from planweave.planner.worker import Worker
 
 __all__ = ["Services"]
 
@@ -28,9 +33,11 @@ log = logging.getLogger("planweave.server")
 class Services:
     """The MCP connections and the take-over loop of one replica (see the module doc)."""
 
-    def __init__(self, planner: Planner, metrics: Metrics, *, takeover: bool) -> None:
+    def __init__(self, planner: Planner, metrics: Metrics, *, takeover: bool, grace_s: float) -> None:
         self.planner = planner
         self.metrics = metrics
+        self.grace_s = grace_s
+        self.worker: Worker | None = None
         self.takeover = takeover and planner.store is not None
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop = asyncio.Event()
@@ -48,13 +55,34 @@ class Services:
             self._loop = asyncio.create_task(self._take_over(), name="planweave-serve-takeover")
 
     async def _take_over(self) -> None:
-        from planweave.planner.worker import Worker
+        from planweave.planner.worker import Worker, WorkerEvent
 
-        worker = Worker(self.planner, on_takeover=lambda run_ids: self.metrics.takeovers.inc(len(run_ids)))
+        def on_event(event: WorkerEvent) -> None:
+            if event.kind == "started" and event.takeover:
+                self.metrics.takeovers.inc()
+            log.info("take-over: run `%s` %s%s", event.run_id, event.kind, f" ({event.status})" if event.status else "")
+
+        store = self.planner.store
+        assert store is not None
+        self.worker = Worker(store, grace_s=self.grace_s, on_event=on_event, resume=self._resume)
         try:
-            await worker.run(self._stop)
+            await self.worker.run(self._stop)
         except Exception:  # the API goes on serving; the log says why runs are no longer taken over
             log.exception("the take-over loop stopped")
+
+    async def _resume(self, store: RunStore, run_id: str) -> object:
+        """A chat run continues with this server's planner (its tools, model and MCP servers);
+        a workflow run (`exec --detach`) with its recorded settings, as `planweave worker` runs it."""
+        summary = await asyncio.to_thread(store.summary, run_id)
+        if summary.kind == "planner":
+            return await self.planner.resume(run_id)
+        from planweave.planner.resuming import resume_run
+
+        return await resume_run(store, run_id)
+
+    def in_flight(self) -> int:
+        """Runs taken over that are running here now."""
+        return len(self.worker.tasks) if self.worker is not None else 0
 
     async def stop_taking_over(self, grace_s: float) -> None:
         """Take over no more runs; give the runs taken over `grace_s` to finish (the worker's own rule)."""

@@ -54,13 +54,14 @@ from planweave.executor.store import (
     StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
+    default_lease_s,
 )
 
 __all__ = ["BLOB_THRESHOLD", "DEFAULT_LEASE_S", "SQLiteRunStore", "process_owner"]
 
 log = logging.getLogger("planweave.store")
 
-DEFAULT_LEASE_S = 30.0
+DEFAULT_LEASE_S = 30.0  # (the default of `default_lease_s()`: `$PLANWEAVE_LEASE_S`, else this)
 """How long a run's lease lasts without renewal (the writer renews it every third of that)."""
 _SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -176,7 +177,7 @@ class SQLiteRunStore(RunStore):
         busy_timeout_s: how long a write waits for another process's write to finish; past it,
             the write fails (`StoreLockedError`) and a recorded run stops (fails closed).
         lease_s: how long a run's lease lasts unless renewed (a dead owner's run reads as
-            `interrupted` after at most this long, on any host).
+            `interrupted` after at most this long, on any host); default `$PLANWEAVE_LEASE_S`, else 30 s.
         max_bytes: a cap on the file's size (None: as large as the disk allows).
         read_only: open for reading only (None: when the file or its directory is not writable).
     """
@@ -187,14 +188,14 @@ class SQLiteRunStore(RunStore):
         *,
         mask: Callable[[Any], Any] | None = None,
         busy_timeout_s: float = 10.0,
-        lease_s: float = DEFAULT_LEASE_S,
+        lease_s: float | None = None,
         max_bytes: int | None = None,
         read_only: bool | None = None,
     ) -> None:
         self.path = str(Path(path).expanduser())
         self.mask = mask
         self.busy_timeout_s = busy_timeout_s
-        self.lease_s = lease_s
+        self.lease_s = lease_s if lease_s is not None else default_lease_s()
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
         self._writer: EventWriter | None = None
@@ -648,7 +649,7 @@ class SQLiteRunStore(RunStore):
 
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
         """Force a status, unless another live process owns the run (then nothing changes).
-        `interrupted` also gives up this process's lease, so the run can be resumed at once."""
+        `interrupted` and `queued` also give up this process's lease, so the run can be taken at once."""
         now = time.time()
         me = process_owner()
         with self._write() as db:
@@ -657,8 +658,9 @@ class SQLiteRunStore(RunStore):
                 return
             db.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error), "
-                "finished_at = CASE WHEN ? = 'interrupted' THEN NULL ELSE ? END, "
-                "lease_expires = CASE WHEN ? = 'interrupted' AND owner = ? THEN ? ELSE lease_expires END WHERE id = ?",
+                "finished_at = CASE WHEN ? IN ('interrupted', 'queued') THEN NULL ELSE ? END, "
+                "lease_expires = CASE WHEN ? IN ('interrupted', 'queued') AND owner = ? THEN ? ELSE lease_expires END "
+                "WHERE id = ?",
                 (status, error, status, now, status, me, now, run_id),
             )
 
@@ -791,10 +793,11 @@ class SQLiteRunStore(RunStore):
         self._reclaim()
 
     def prune(self, older_than_s: float) -> int:
-        """Delete runs created more than `older_than_s` ago that have ended or were interrupted
-        (including `running` rows whose owner died: their lease expired); returns how many."""
+        """Delete runs created more than `older_than_s` ago that have ended, were interrupted
+        (including `running` rows whose owner died: their lease expired) or are still queued with
+        no worker on them; returns how many."""
         cutoff = time.time() - older_than_s
-        finished = tuple(FINAL_STATUSES) + ("interrupted", "running")
+        finished = tuple(FINAL_STATUSES) + ("interrupted", "running", "queued")
         marks = ", ".join("?" for _ in finished)
         with self._write() as db:
             now = time.time()
@@ -806,6 +809,7 @@ class SQLiteRunStore(RunStore):
                     (cutoff, *finished),
                 ).fetchall()
                 if self._status(r[0], r[1], r[2], r[3], r[4], r[5], now) != "running"
+                and not (r[1] == "queued" and _lease_live(r[0], r[2], r[3], r[4], r[5], now))  # a worker took it
             ]
             for rid in ids:
                 db.execute("DELETE FROM events WHERE run_id = ?", (rid,))

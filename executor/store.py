@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HOME",
     "GroupStats",
+    "LEASE_S_ENV",
     "Lease",
     "Recorder",
     "ResumeState",
@@ -79,16 +80,19 @@ __all__ = [
     "StoreReadOnlyError",
     "StoredStatus",
     "default_home",
+    "default_lease_s",
     "open_store",
 ]
 
 DEFAULT_HOME = "~/.planweave"
 
 StoredStatus = Literal[
-    "running", "waiting", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"
+    "queued", "running", "waiting", "succeeded", "partial", "failed", "cancelled", "budget_exceeded", "interrupted"
 ]
 """A recorded run's status.
 
+- `queued`: recorded to run later (`planweave exec --detach`, the API); a worker or a `serve`
+  replica takes it (`planweave.planner.worker`).
 - `running`: its process is still writing it (it holds a live lease).
 - `waiting`: everything left waits on people; it continues when they answer (`planweave respond`).
 - `succeeded` / `partial` / `failed` / `cancelled` / `budget_exceeded`: how it ended (see `RunStatus`
@@ -167,6 +171,27 @@ class Lease:
 def default_home() -> Path:
     """`$PLANWEAVE_HOME`, else `~/.planweave`: where runs are recorded."""
     return Path(os.environ.get("PLANWEAVE_HOME") or DEFAULT_HOME).expanduser()
+
+
+LEASE_S_ENV = "PLANWEAVE_LEASE_S"
+"""How long a run's lease lasts, in seconds, unless its owner renews it (default 30): a run whose
+owner died reads `interrupted` (and a worker may take it over) at most this long after."""
+
+DEFAULT_LEASE_S = 30.0
+
+
+def default_lease_s() -> float:
+    """`$PLANWEAVE_LEASE_S` seconds, else 30: how long a store's leases last unless renewed."""
+    raw = os.environ.get(LEASE_S_ENV)
+    if not raw:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise StoreError(f"{LEASE_S_ENV}=`{raw}` is not a positive number of seconds; set it to e.g. `30`, or unset it.")
+    return value
 
 
 STORE_MAX_MB_ENV = "PLANWEAVE_STORE_MAX_MB"

@@ -182,36 +182,26 @@ McpConfigOpt = Annotated[
 
 
 def _mcp_meta(specs: list[str] | None, config: Path | None) -> dict[str, Any]:
-    """The MCP flags as recorded with a run, for `resume` (the flags, not the resolved servers:
-    a config file's headers and env may hold secrets)."""
-    meta: dict[str, Any] = {}
-    if specs:
-        meta["mcp"] = list(specs)
-    if config is not None:
-        meta["mcp_config"] = str(config.resolve())
-    return meta
+    """The MCP flags as recorded with a run, for `resume`."""
+    from planweave.planner.resuming import mcp_meta
+
+    return mcp_meta(specs, config)
 
 
 def _mcp_servers(specs: list[str] | None, config: Path | None) -> list[Any]:
     """The servers `--mcp` and `--mcp-config` name (a bad value or file is bad input: exit 2)."""
     if not specs and config is None:
         return []
+    from planweave.planner.resuming import mcp_servers
     from planweave.tools.errors import MCPConfigError
-    from planweave.tools.mcp import MCPServer, load_mcp_config
 
     try:
-        servers = [MCPServer.parse(spec) for spec in specs or []]
-        return servers + (load_mcp_config(config) if config is not None else [])
+        return mcp_servers(specs, config)
     except MCPConfigError as exc:
         fail_usage(str(exc))
 
 
-# What http_get's errors tell a user of the command line to do (instead of naming Python functions).
-CLI_FIXES = {
-    "allow_private": "run again with `--allow-private-hosts`",
-    "timeout_s": "run again with a larger `--http-timeout` (seconds; default 10)",
-}
-DEFAULT_HTTP_TIMEOUT = 10.0
+DEFAULT_HTTP_TIMEOUT = 10.0  # as `planweave.planner.resuming.DEFAULT_HTTP_TIMEOUT` (not imported: --help stays fast)
 BackendOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -231,19 +221,17 @@ def _tools(
     http_timeout: float,
     llm: Any = None,
 ) -> list[Any]:
-    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any.
-    `ask_user` counts as a built-in tool (a workflow may ask a question)."""
-    from planweave.tools.ask import ask_user
-    from planweave.tools.builtin import select_tools
+    """The tools `--tools` names, configured by the command's flags; `llm` is the planner's `llm` tool, if any."""
+    from planweave.planner.resuming import settings_tools
 
-    return select_tools(
-        specs or [],
-        workspace=workspace,
-        allow_private_hosts=allow_private_hosts,
-        http_timeout_s=http_timeout,
-        fixes=CLI_FIXES,
-        extra=[llm, ask_user] if llm is not None else [ask_user],
+    return settings_tools(
+        specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout, llm=llm
     )
+
+
+def _backend_spec_check(spec: str) -> None:
+    if spec != "local" and spec != "ray" and not spec.startswith(("ray:", "ray://")):
+        fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
 
 
 def _backend(spec: str | None) -> Any:
@@ -251,14 +239,10 @@ def _backend(spec: str | None) -> Any:
     address or a missing Ray is bad input (exit 2) before any step runs."""
     if spec is None or spec == "local":
         return None
-    if spec == "ray" or spec.startswith(("ray:", "ray://")):
-        from planweave.executor.ray_backend import RayBackend
+    _backend_spec_check(spec)
+    from planweave.planner.resuming import connect_backend
 
-        address = spec if spec.startswith("ray://") else (spec.partition(":")[2] or None)
-        backend = RayBackend(address)
-        backend.connect()
-        return backend
-    fail_usage(f"--backend `{spec}` is not known; use `local`, `ray`, `ray:HOST:PORT` or `ray://HOST:PORT`.")
+    return connect_backend(spec)
 
 
 def _llm_tool(model: str | None, api_base: str | None) -> Any:
@@ -291,68 +275,31 @@ def _run_workflow(
     import asyncio
     import uuid
 
-    from planweave.executor.graph import validate_plan
-    from planweave.executor.workflow import load_workflow
+    from planweave.planner.resuming import check_inputs, load_checked_workflow, run_workflow
+    from planweave.tools.errors import ConfigError
 
-    workflow = load_workflow(file, trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
-    if mcp:
-        workflow = workflow.model_copy(update={"mcp": [*workflow.mcp, *mcp]})
-    if not workflow.mcp:  # with MCP servers, the executor checks the plan once their tools are known
-        validate_plan(workflow, tools)
-    if any(getattr(t, "name", None) == "llm" for t in tools):
-        from planweave.planner.llm_tool import check_llm_steps
-
-        check_llm_steps(workflow.plan.steps, model=meta.get("model"), workflow_model=workflow.model,
-                        api_base=meta.get("api_base"))
-    unknown = set(inputs) - set(workflow.inputs)
-    if workflow.inputs and unknown:
-        fail_usage(
-            f"unknown input {', '.join(f'`{k}`' for k in sorted(unknown))} for workflow `{workflow.name}`; "
-            f"its inputs are {', '.join(f'`{k}`' for k in workflow.inputs)}."
-        )
+    workflow = load_checked_workflow(file, inputs, tools=tools, meta=meta, mcp=mcp,
+                                     trusted_modules=trusted_modules or (), trust_all_handlers=trust_all_handlers)
+    try:
+        check_inputs(workflow, inputs)
+    except ConfigError as exc:
+        fail_usage(str(exc))
     run_id = run_id or uuid.uuid4().hex[:16]
     executor_backend = _backend(backend)
     store = open_run_store() if record else None
-    from planweave.executor.masking import Masker, SecretInputs
-    from planweave.planner.tracing.subscriber import create_tracer
-
-    # Secret inputs (and environment keys) are masked by value in the store and the trace; the
-    # store keeps the other inputs (for `resume`) and only the names of the secret ones.
-    masker = Masker.from_env()
-    secrets = SecretInputs(inputs, masker)
-    secrets.remember_in(masker)
-    secrets.remember_in(getattr(store, "mask", None))
-    subscribers = []
-    if store is not None:
-        kept = {k: v for k, v in inputs.items() if k not in secrets.names}
-        meta = {"file": str(file.resolve()), "inputs": kept, "secret_inputs": sorted(secrets.names), **meta,
-                **({"backend": backend} if backend else {})}
-        subscribers.append(store.recorder(kind="workflow", name=workflow.name, meta=meta))
-    tracer = create_tracer(name=workflow.name, planner=False, tags=["workflow"], masker=masker)
-    if tracer is not None:
-        subscribers.append(tracer)
-
     from planweave.planner.cli.ask import can_ask, terminal_responder
 
     responder = terminal_responder(None) if can_ask() else None
-
-    async def go() -> RunResult:
-        try:
-            return await workflow.run(tools, inputs=inputs, run_id=run_id, completed=completed, subscribers=subscribers,
-                                      responder=responder, answers=answers, requests=requests, backend=executor_backend)
-        finally:
-            if tracer is not None:
-                await tracer.aclose()
-
     try:
-        result = asyncio.run(go())
+        result = asyncio.run(run_workflow(
+            workflow, file, inputs, store=store, tools=tools, meta=meta, run_id=run_id, completed=completed,
+            answers=answers, requests=requests, backend=executor_backend, backend_spec=backend, responder=responder,
+        ))
     except KeyboardInterrupt:
         if store is not None:
             store.set_status(run_id, "interrupted", error="interrupted by Ctrl-C")
         typer.echo(f"planweave: interrupted; resume with `planweave resume {run_id}`", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if store is not None and result.status == "failed" and result.error:
-        store.set_status(run_id, "failed", error=result.error)  # a success criterion did not hold
     return workflow, result
 
 
@@ -386,12 +333,9 @@ def _tool_meta(
     specs: list[str] | None, workspace: Path, allow_private_hosts: bool, http_timeout: float
 ) -> dict[str, Any]:
     """The tool flags as recorded with a run, for `resume`."""
-    return {
-        "tool_specs": list(specs or []),
-        "workspace": str(workspace.resolve()),
-        "allow_private_hosts": allow_private_hosts,
-        "http_timeout": http_timeout,
-    }
+    from planweave.planner.resuming import tool_meta
+
+    return tool_meta(specs, workspace, allow_private_hosts, http_timeout)
 
 
 TrustModuleOpt = Annotated[
@@ -496,30 +440,14 @@ def _planner(
     answer_within: float | None = None,
     backend: str | None = None,
 ) -> Any:
-    from planweave.planner.core import Planner
+    from planweave.planner.resuming import build_planner
 
-    # The planner always adds its own `llm` tool (on the run's client and budget): `--tools llm` is welcome, not needed.
-    specs = [s for spec in tools or [] for s in spec.split(",") if s.strip() and s.strip() != "llm"]
-    selected = (
-        _tools(specs, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout)
-        if specs or not tools
-        else []  # `--tools llm` only
-    )
-    return Planner(
-        model=model,
-        api_base=api_base,
-        tools=selected,
-        budget=budget,
-        name=name,
-        store=None if record else False,
-        meta={**_tool_meta(tools, workspace, allow_private_hosts, http_timeout), **(mcp_meta or {}),
-              "approve": list(approve or []), "answer_within": answer_within,
-              **({"backend": backend} if backend else {})},
-        backend=_backend(backend),
-        mcp=mcp or (),
-        approve=approve or (),
-        on_input=on_input,
-        answer_within_s=answer_within,
+    if backend is not None:
+        _backend_spec_check(backend)
+    return build_planner(
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        budget=budget, http_timeout=http_timeout, name=name, store=None if record else False, mcp=mcp,
+        mcp_meta=mcp_meta, approve=approve, on_input=on_input, answer_within=answer_within, backend=backend,
     )
 
 
@@ -782,78 +710,52 @@ def resume(
 ) -> None:
     """Continue an interrupted run: succeeded steps are reused, the rest run again. Takes `run`'s flags;
     those not given are the run's own (its model, tools, budget and flags, as recorded)."""
-    from planweave.executor.store import FINAL_STATUSES
+    import asyncio
 
+    from planweave.planner.resuming import ResumeOverrides, prepare_resume
+    from planweave.tools.errors import ConfigError
+
+    if backend is not None:
+        _backend_spec_check(backend)
+    overrides = ResumeOverrides(
+        model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
+        http_timeout=http_timeout, mcp=mcp, mcp_config=mcp_config, allow_failed_steps=allow_failed_steps,
+        approve=_approve_list(approve), answer_within=answer_within, backend=backend,
+        budget=dict(max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
+                    max_replans=max_replans, max_seconds=max_seconds),
+    )
     store = open_run_store()
-    summary = store.summary(run_id)
-    if summary.status in FINAL_STATUSES:
-        fail_usage(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
-    # Atomic: of two `resume`s of one run, one gets the lease; the other stops here (`RunLeasedError`, exit 2).
-    lease = store.claim(summary.id, force=force)
+    try:
+        # Atomic: of two `resume`s of one run, one gets the lease; the other stops (`RunLeasedError`, exit 2).
+        resumption = prepare_resume(store, run_id, force=force, overrides=overrides)
+    except ConfigError as exc:  # the run ended, its secret inputs are gone, a flag is wrong: bad input
+        fail_usage(str(exc))
+    summary, lease = resumption.summary, resumption.lease
     if lease.forced:
         typer.echo(f"planweave: took run {summary.id} over from `{lease.previous_owner}`, whose lease was live", err=True)
-    meta = summary.meta
-    tool_specs = tools or meta.get("tool_specs")
-    where = workspace or Path(meta.get("workspace", "."))
-    private = bool(meta.get("allow_private_hosts")) if allow_private_hosts is None else allow_private_hosts
-    timeout = http_timeout or float(meta.get("http_timeout") or DEFAULT_HTTP_TIMEOUT)
-    if not mcp and mcp_config is None:  # the run's own MCP servers
-        mcp, config = meta.get("mcp"), meta.get("mcp_config")
-        mcp_config = Path(config) if config else None
-    servers = _mcp_servers(mcp, mcp_config)
-    if allow_failed_steps is None:
-        allow_failed_steps = bool(meta.get("allow_failed_steps"))
-    if summary.kind == "workflow":
-        if meta.get("secret_inputs"):  # not stored, so the resumed run would lack them
-            names = ", ".join(f"`{n}`" for n in meta["secret_inputs"])
-            fail_usage(
-                f"run `{summary.id}` had secret inputs ({names}), which the run store does not keep; "
-                f"run the workflow again with `planweave exec {meta['file']}` and those `--input`s."
-            )
-        llm_model, llm_base = model or meta.get("model"), api_base or meta.get("api_base")
-        selected = _tools(
-            tool_specs, workspace=where, allow_private_hosts=private, http_timeout=timeout,
-            llm=_llm_tool(llm_model, llm_base),
-        )
-        state = store.get_run(summary.id).resume_state()
-        workflow, result = _run_workflow(
-            Path(meta["file"]),
-            dict(meta.get("inputs") or {}),
-            tools=selected,
-            meta={**_tool_meta(tool_specs, where, private, timeout), "model": llm_model, "api_base": llm_base,
-                  **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
-                  "trusted_modules": list(meta.get("trusted_modules") or []),
-                  "trust_all_handlers": bool(meta.get("trust_all_handlers"))},
-            run_id=summary.id,
-            completed=state.completed,
-            mcp=servers,
-            trusted_modules=list(meta.get("trusted_modules") or []),
-            trust_all_handlers=bool(meta.get("trust_all_handlers")),
-            answers=state.answers,
-            requests=state.requests,
-            backend=backend or meta.get("backend"),  # default: where the run's Ray steps ran
-        )
-        _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
-            allow_failed_steps=allow_failed_steps,
-        )
-    from planweave.planner.budget import Budget
+    if resumption.workflow is not None:
+        from planweave.planner.cli.ask import can_ask, terminal_responder
 
-    recorded = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
-    budget = Budget(**{
-        **recorded, **{k: v for k, v in dict(
-            max_cost_usd=max_cost, max_tokens=max_tokens, max_llm_calls=max_llm_calls, max_steps=max_steps,
-            max_replans=max_replans, max_seconds=max_seconds,
-        ).items() if v is not None},
-    })  # fmt: skip
-    planner, view = _start_planner_run(
-        model=model or meta.get("model") or None, api_base=api_base or meta.get("api_base"), tools=tool_specs,
-        workspace=where, allow_private_hosts=private, http_timeout=timeout, budget=budget, name=summary.name,
-        record=True, quiet=quiet or as_json, mcp=servers, mcp_meta=_mcp_meta(mcp, mcp_config),
-        approve=_approve_list(approve) or list(meta.get("approve") or []),
-        answer_within=answer_within if answer_within is not None else meta.get("answer_within"),
-        backend=backend or meta.get("backend"),
-    )
-    planner.meta["allow_failed_steps"] = allow_failed_steps
+        workflow = resumption.workflow
+        responder = terminal_responder(None) if can_ask() else None
+        try:
+            result = asyncio.run(resumption.run_workflow(responder=responder))
+        except KeyboardInterrupt:
+            store.set_status(summary.id, "interrupted", error="interrupted by Ctrl-C")
+            typer.echo(f"planweave: interrupted; resume with `planweave resume {summary.id}`", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        _finish_workflow(workflow, result, title=f"workflow {workflow.name} (resumed)", as_json=as_json, quiet=quiet,
+            allow_failed_steps=resumption.allow_failed_steps,
+        )
+    from planweave.planner.cli.ask import can_ask, terminal_responder
+
+    loading = _preload_model_libraries()
+    view = _live_view(quiet=quiet or as_json, loading=loading)
+    try:
+        planner = resumption.planner(on_input=terminal_responder(view) if can_ask() else None, store=store)
+    except BaseException:
+        view.stop()
+        raise
     _finish_planner_run(
         planner,
         lambda view: planner.resume(summary.id, subscribers=[view]),
@@ -861,7 +763,7 @@ def resume(
         run_id=summary.id,
         as_json=as_json,
         quiet=quiet,
-        allow_failed_steps=allow_failed_steps,
+        allow_failed_steps=resumption.allow_failed_steps,
     )
 
 

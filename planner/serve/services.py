@@ -60,7 +60,7 @@ class Services:
         def on_event(event: WorkerEvent) -> None:
             if event.kind == "started" and event.takeover:
                 self.metrics.takeovers.inc()
-            log.info("take-over: run `%s` %s%s", event.run_id, event.kind, f" ({event.status})" if event.status else "")
+            log.warning("take-over: run `%s` %s%s", event.run_id, event.kind, f" ({event.status})" if event.status else "")
 
         store = self.planner.store
         assert store is not None

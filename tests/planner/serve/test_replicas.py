@@ -106,7 +106,8 @@ class Cluster:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("PLANWEAVE_MODEL", "PLANWEAVE_API_KEY")}
         env.update(PLANWEAVE_HOME=str(self.home), PW_TEST_LOG=str(self.tmp / "side_effects.log"),
-                   PW_TEST_HOLD=str(self.tmp / "hold"), OPENAI_API_KEY="sk-fake", LITELLM_LOCAL_MODEL_COST_MAP="True")
+                   PW_TEST_HOLD=str(self.tmp / "hold"), OPENAI_API_KEY="sk-fake", LITELLM_LOCAL_MODEL_COST_MAP="True",
+                   PLANWEAVE_LEASE_S="5")  # a dead replica's runs are taken over within seconds
         log = (self.tmp / f"serve-{port}.log").open("w")
         proc = self.children.spawn(
             [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--api-key", KEY, "--model", "openai/fake",
@@ -302,6 +303,7 @@ def test_a_run_started_on_one_replica_is_followed_on_the_other(cluster: Cluster,
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
 
 
+@pytest.mark.timeout(180)  # a third replica starts (seconds of imports), dies, and its run is taken over
 def test_a_replica_killed_mid_run_has_its_run_finished_by_another(cluster: Cluster, pair: tuple[Replica, Replica]) -> None:
     a, b = pair
     doomed = cluster.start()

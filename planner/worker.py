@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from planweave.executor.store import RunLeasedError, RunStore, RunSummary, StoreError
-from planweave.tools.errors import PlanweaveError, SetupError
+from planweave.tools.errors import ConfigError, PlanweaveError, SetupError
 
 if TYPE_CHECKING:
     from planweave.planner.resuming import Resumed
@@ -233,8 +233,11 @@ class Worker:
             fresh = self.store.summary(summary.id)
         except StoreError:
             return None
-        if fresh.status == "queued" or (fresh.status == "interrupted" and fresh.meta.get("takeover") is True):
-            return fresh
+        # Ours now, so a run whose owner died reads `running` (our lease) rather than `interrupted`.
+        if fresh.status == "queued" or (
+            fresh.status in ("running", "interrupted") and fresh.meta.get("takeover") is True
+        ):
+            return summary if summary.status == "interrupted" else fresh
         # Claimed after its last owner released it (it ended, or waits for people): not ours.
         with contextlib.suppress(StoreError):
             self.store.release(summary.id)
@@ -290,10 +293,15 @@ class Worker:
     async def _record_interrupted(self, run_id: str, name: str) -> None:
         self.stats.interrupted += 1
         try:
-            await asyncio.to_thread(self.store.set_status, run_id, "interrupted", error="the worker stopped")
+            await asyncio.to_thread(self._note_interrupted, run_id)
         except StoreError as exc:  # its lease expires by itself: it reads `interrupted` then
             log.warning("could not record run `%s` interrupted: %s", run_id, exc)
         self._emit(WorkerEvent("interrupted", run_id, name))
+
+    def _note_interrupted(self, run_id: str) -> None:
+        # After the run's own last events (`cancelled`) are written, or they would overwrite this.
+        self.store.writer().flush(timeout_s=30)
+        self.store.set_status(run_id, "interrupted", error="the worker stopped")
 
     def _refuse(self, run_id: str, reason: str) -> None:
         try:
@@ -314,6 +322,11 @@ def _result_of(resumed: Any) -> Any:
     return getattr(resumed, "result", resumed)
 
 
+def _absolute_tool_specs(specs: list[str]) -> list[str]:
+    parts = [s.strip() for spec in specs for s in str(spec).split(",") if s.strip()]
+    return [str(Path(s).expanduser().resolve()) if s.endswith(".py") else s for s in parts]
+
+
 def enqueue_workflow(
     store: RunStore,
     path: str | Path,
@@ -332,7 +345,16 @@ def enqueue_workflow(
     owner dies."""
     from planweave.planner.resuming import check_workflow_file
 
-    checked = check_workflow_file(Path(path), dict(inputs or {}), meta=dict(meta or {}), tools=tools)
+    settings = dict(meta or {})
+    if settings.get("tool_specs"):  # a worker runs elsewhere: `.py` tool files by absolute path
+        settings["tool_specs"] = _absolute_tool_specs(settings["tool_specs"])
+    checked = check_workflow_file(Path(path), dict(inputs or {}), meta=settings, tools=tools)
+    if checked.secret_inputs:
+        names = ", ".join(f"`{n}`" for n in sorted(checked.secret_inputs))
+        raise ConfigError(
+            f"the input {names} looks secret, and the run store does not keep secrets, so a queued run could "
+            f"not get it; run the workflow here instead (`planweave exec` without `--detach`)."
+        )
     run_id = run_id or uuid.uuid4().hex[:16]
     record = {**checked.meta, "takeover": True, "queued_at": time.time()}
     store.begin(run_id, kind="workflow", name=checked.workflow.name, goal="", meta=record)

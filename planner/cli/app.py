@@ -383,8 +383,15 @@ def exec_(
                      metavar="DIR"),
     ] = None,
     backend: BackendOpt = None,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Check the workflow and its inputs, record the run `queued` and return at once: "
+                     "`planweave worker` (or a `serve` replica) runs it."),
+    ] = False,
 ) -> None:
-    """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`."""
+    """Run a workflow or saved plan file (`planweave plan GOAL -o FILE`) with the built-in tools and `llm`.
+
+    With `--detach`, nothing runs here: the run is queued for `planweave worker`."""
     servers = _mcp_servers(mcp, mcp_config)
     selected = _tools(
         tools, workspace=workspace, allow_private_hosts=allow_private_hosts, http_timeout=http_timeout,
@@ -394,6 +401,9 @@ def exec_(
             **_mcp_meta(mcp, mcp_config), "allow_failed_steps": allow_failed_steps,
             # the user's trust decisions, so that `resume` loads the same file the same way
             "trusted_modules": list(trust_module or []), "trust_all_handlers": trust_all_handlers}
+    if detach:
+        _detach(file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, backend=backend,
+                save_results=save_results, as_json=as_json)
     workflow, result = _run_workflow(
         file, _parse_inputs(input_ or []), tools=selected, meta=meta, record=record, mcp=servers,
         trusted_modules=trust_module, trust_all_handlers=trust_all_handlers, backend=backend,
@@ -403,6 +413,35 @@ def exec_(
     _finish_workflow(workflow, result, title=f"workflow {workflow.name}", as_json=as_json, quiet=quiet,
         allow_failed_steps=allow_failed_steps,
     )
+
+
+def _detach(
+    file: Path, inputs: dict[str, Any], *, tools: list[Any], meta: dict[str, Any], record: bool, backend: str | None,
+    save_results: Path | None, as_json: bool,
+) -> NoReturn:
+    """`exec --detach`: check the workflow as `exec` does, record it `queued`, say how to follow it."""
+    from planweave.planner.worker import enqueue_workflow
+    from planweave.tools.errors import ConfigError
+
+    if not record:
+        fail_usage("`--detach` records the run for a worker to run it; drop `--no-record`.")
+    if save_results is not None:
+        fail_usage("`--save-results` needs the run's result here; drop it with `--detach` "
+                   "(`planweave show RUN_ID` shows a queued run's result once a worker ran it).")
+    if backend is not None:
+        _backend_spec_check(backend)  # connected by the worker that runs it
+    try:
+        run_id = enqueue_workflow(open_run_store(), file, inputs, tools=tools,
+                                  meta={**meta, **({"backend": backend} if backend else {})})
+    except ConfigError as exc:  # an unknown or secret input, a model with no key: bad input
+        fail_usage(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "status": "queued"}))
+    else:
+        typer.echo(run_id)
+        typer.echo(f"planweave: queued run {run_id}; `planweave worker` runs it, `planweave show {run_id}` follows it.",
+                   err=True)
+    raise typer.Exit(EXIT_OK)
 
 
 def _save_results(result: RunResult, directory: Path, name: str) -> None:
@@ -954,6 +993,56 @@ def serve_(
 
     run_server(build, host=host, port=port, api_key=api_key or None, log_level=log_level, on_start=announce,
                shutdown_grace_s=shutdown_grace)
+
+
+@app.command("worker")
+def worker_(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Runs to execute at once.")] = 4,
+    store: Annotated[
+        Optional[str],
+        typer.Option("--store", help="The run store to take runs from (default: PLANWEAVE_STORE_URL, else "
+                     "$PLANWEAVE_HOME/runs.db)."),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds runs in flight get to finish before they "
+                     "are stopped and recorded `interrupted` (another worker finishes them)."),
+    ] = 5.0,
+) -> None:
+    """Run queued runs (`exec --detach`, the API) and finish service runs whose owner died, until SIGINT/SIGTERM.
+
+    Several workers (and `serve` replicas) can share one store: each run is taken by exactly one."""
+    import asyncio
+    import signal
+
+    from planweave.planner.cli.worker_log import WorkerLog
+    from planweave.planner.worker import Worker
+
+    if store is not None:
+        from planweave.executor.store import open_store
+
+        run_store = open_store(store)
+    else:
+        run_store = open_run_store()
+    log = WorkerLog(console())
+    worker = Worker(run_store, concurrency=concurrency, grace_s=grace, on_event=log)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.started(run_store.path, concurrency)
+        waiter = asyncio.ensure_future(stop.wait())
+        runner = asyncio.ensure_future(worker.run(stop))
+        await asyncio.wait([waiter, runner], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.stopping(len(worker.tasks), grace)
+        await runner
+
+    asyncio.run(serve())
+    log.stopped(worker.stats)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command("validate")

@@ -318,6 +318,10 @@ def test_a_replica_killed_mid_run_has_its_run_finished_by_another(cluster: Clust
                           timeout=120) as response:
             run_id = response.headers["x-planweave-run-id"]
             wait_until(lambda: cluster.side_effects()[effects:] == ["one", "two"], "step `two` started", timeout_s=60)
+            # Killed after its plan was recorded whole (a plan cut off mid-stream is finished by the
+            # model on resume: another model call, tested elsewhere) and while step `two` runs.
+            wait_until(lambda: any(e["kind"] == "llm_called" and e.get("purpose") == "plan"
+                                   for e in open_store(cluster.home).events(run_id)), "the plan was recorded", timeout_s=60)
             kill_group(doomed.proc)  # SIGKILL: no shutdown, no status written; its lease is all that is left
             with pytest.raises(httpx.HTTPError):
                 for _ in response.iter_lines():

@@ -28,6 +28,12 @@ __all__ = ["FOLLOW_WAIT_S", "follow", "follow_over"]
 FOLLOW_WAIT_S = 15.0
 """Longest wait between two reads of a quiet run (a change wakes the follower at once)."""
 
+_SETTLE_S = 2.0
+"""How long a run that ended without its last event stays quiet before the follower ends."""
+
+_LAST_EVENT = {"planner": "planner_finished", "workflow": "run_finished"}
+"""The event a run of each kind records last (its recorder releases the run's lease after it)."""
+
 
 def follow_over(summary: RunSummary) -> bool:
     """Whether nothing more will be recorded for the run without someone acting."""
@@ -42,6 +48,7 @@ async def follow(
     """(number, event) for the run's events after the `after`-th, as they are recorded, until
     `follow_over`. `StoreError` when the run is unknown (before anything is yielded)."""
     marker = await metrics.timed("follow", store.change_marker, run_id)
+    settled = False
     while True:
         # Read after taking the marker: a change made meanwhile is read now and wakes the next wait.
         summary = await metrics.timed("follow", store.summary, run_id)
@@ -50,5 +57,15 @@ async def follow(
             yield number, events[number - 1]
         after = max(after, len(events))
         if follow_over(summary):
-            return
+            # A run's status says it ended a moment before its last event is written (a planner
+            # run's own `planner_finished` follows the executor's `run_finished`): end on that
+            # event, or once the run stays quiet (a status set without events, an interruption).
+            last = events[-1]["kind"] if events else None
+            if last == _LAST_EVENT.get(summary.kind, "run_finished") or summary.status == "interrupted" or settled:
+                return
+            previous = marker
+            marker = await store.wait_changed(marker, run_id, timeout_s=_SETTLE_S)
+            settled = marker == previous
+            continue
+        settled = False
         marker = await store.wait_changed(marker, run_id, timeout_s=wait_s)

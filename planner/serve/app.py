@@ -324,7 +324,7 @@ class _Runs:
         An interrupted run is recorded `interrupted` (not `cancelled`: it can be resumed), and its
         client's stream ends with an error event saying so (`drive` raises `_Interrupted`)."""
         self.stopping = True
-        await self.services.stop_taking_over(grace_s)
+        taken_over = asyncio.ensure_future(self.services.stop_taking_over(grace_s))  # the same grace, meanwhile
         running = [t for t in self.tasks.values() if not t.done()]
         if running:
             await asyncio.wait(running, timeout=grace_s)
@@ -332,6 +332,7 @@ class _Runs:
             if not task.done():
                 self.interrupted.add(run_id)
                 task.cancel()
+        await taken_over
         await self.services.stop()
 
     def admit(self) -> _Slot:

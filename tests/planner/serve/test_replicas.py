@@ -362,7 +362,7 @@ def test_metrics_reflect_the_runs_and_the_store(cluster: Cluster, pair: tuple[Re
 
 
 def test_ready_goes_503_once_the_server_is_shutting_down(tmp_path: Path) -> None:
-    from planweave.planner import Planner
+    from planweave import Planner
     from planweave.planner.serve.app import ServerConfig, create_app
 
     async def scenario() -> None:

@@ -7,7 +7,7 @@
     # a taken port raises `PortInUseError` (a `ConfigError`) before anything is served
     app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
 
-Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is configured):
+Endpoints (all but `/health` and `/ready` need `Authorization: Bearer KEY` when a key is configured):
 
     GET  /v1/models               the one model, `planweave`, with the model it plans with
     POST /v1/chat/completions     the conversation becomes a goal; the reply shows the plan and the

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from planweave.executor.store import open_store
+from planweave.executor.store import RunStore, open_store
 from planweave.planner.testing import ChildProcesses, FakeModelServer, Reply, wait_until
 from planweave.planner.testing.processes import kill_group
 
@@ -95,17 +95,31 @@ class Replica:
 
 @dataclass
 class Cluster:
-    """The store's home, the fake model, and how to start replicas on them."""
+    """The shared store (a SQLite home directory or a PostgreSQL URL), the fake model, and how to
+    start replicas on them."""
 
-    home: Path
+    store_location: str
     model: FakeModelServer
     children: ChildProcesses
     tmp: Path
+    _store: RunStore | None = None
+
+    @property
+    def store(self) -> RunStore:
+        """The shared store, as this test process reads it."""
+        if self._store is None:
+            self._store = open_store(self.store_location)
+        return self._store
 
     def start(self, *args: str) -> Replica:
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if k not in ("PLANWEAVE_MODEL", "PLANWEAVE_API_KEY")}
-        env.update(PLANWEAVE_HOME=str(self.home), PW_TEST_LOG=str(self.tmp / "side_effects.log"),
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PLANWEAVE_MODEL", "PLANWEAVE_API_KEY", "PLANWEAVE_STORE_URL")}
+        if self.store_location.startswith("postgresql://"):
+            env.update(PLANWEAVE_STORE_URL=self.store_location, PLANWEAVE_HOME=str(self.tmp / "home"))
+        else:
+            env.update(PLANWEAVE_HOME=self.store_location)
+        env.update(PW_TEST_LOG=str(self.tmp / "side_effects.log"),
                    PW_TEST_HOLD=str(self.tmp / "hold"), OPENAI_API_KEY="sk-fake", LITELLM_LOCAL_MODEL_COST_MAP="True",
                    PLANWEAVE_LEASE_S="5")  # a dead replica's runs are taken over within seconds
         log = (self.tmp / f"serve-{port}.log").open("w")
@@ -141,7 +155,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     children = ChildProcesses()
     try:
         with FakeModelServer() as model:
-            yield Cluster(tmp / "home", model, children, tmp)
+            yield Cluster(str(tmp / "home"), model, children, tmp)
     finally:
         children.kill_all()
 
@@ -201,7 +215,7 @@ def test_a_conversation_whose_turns_alternate_between_replicas(cluster: Cluster,
     second, third = (json.dumps(r.messages) for r in cluster.model.chat_requests[calls + 1:calls + 3])
     assert "17 * 23 = 391" in second and "now add 100 to it" in second
     assert "17 * 23 = 391" in third and "391 + 100 = 491" in third and "double that" in third
-    store = open_store(cluster.home)
+    store = cluster.store
     runs = [store.summary(run_id) for run_id in run_ids]
     assert [r.status for r in runs] == ["succeeded"] * 3
     assert len({r.meta["session_id"] for r in runs}) == 1  # one conversation, one session, across replicas
@@ -223,7 +237,7 @@ def test_an_approval_asked_on_one_replica_is_answered_on_the_other(cluster: Clus
     done, approved_run = a.chat(history)  # and A continues it again
     assert approved_run == run_id and visible(done) == "Sent to bob."
     assert cluster.side_effects()[effects:] == ["sent bob"]
-    assert open_store(cluster.home).summary(run_id).status == "succeeded"
+    assert cluster.store.summary(run_id).status == "succeeded"
     assert len(cluster.model.chat_requests) - calls == 2  # one plan, one join: answering planned nothing again
 
 
@@ -291,7 +305,7 @@ def test_a_run_started_on_one_replica_is_followed_on_the_other(cluster: Cluster,
         hold.unlink(missing_ok=True)
     followed = follower.finish()
     assert follower.status == 200
-    recorded = open_store(cluster.home).events(run_id)
+    recorded = cluster.store.events(run_id)
     assert [e for _, e in followed] == recorded  # every recorded event, in order, once
     assert [n for n, _ in followed] == list(range(1, len(recorded) + 1))
     assert followed[-1][1]["kind"] == "planner_finished" and followed[-1][1]["status"] == "succeeded"
@@ -321,13 +335,13 @@ def test_a_replica_killed_mid_run_has_its_run_finished_by_another(cluster: Clust
             # Killed after its plan was recorded whole (a plan cut off mid-stream is finished by the
             # model on resume: another model call, tested elsewhere) and while step `two` runs.
             wait_until(lambda: any(e["kind"] == "llm_called" and e.get("purpose") == "plan"
-                                   for e in open_store(cluster.home).events(run_id)), "the plan was recorded", timeout_s=60)
+                                   for e in cluster.store.events(run_id)), "the plan was recorded", timeout_s=60)
             kill_group(doomed.proc)  # SIGKILL: no shutdown, no status written; its lease is all that is left
             with pytest.raises(httpx.HTTPError):
                 for _ in response.iter_lines():
                     pass
         hold.unlink()
-        store = open_store(cluster.home)
+        store = cluster.store
         wait_until(lambda: store.summary(run_id).status == "succeeded", "another replica finished the run", timeout_s=90)
     finally:
         hold.unlink(missing_ok=True)
@@ -344,7 +358,7 @@ def test_metrics_reflect_the_runs_and_the_store(cluster: Cluster, pair: tuple[Re
     before = a.metrics()
     cluster.model.enqueue(answer("42"), ASK_THEN_SEND)
     a.chat([{"role": "user", "content": "the answer"}])
-    waiting_before = len(open_store(cluster.home).list_runs(status="waiting", limit=None))
+    waiting_before = len(cluster.store.list_runs(status="waiting", limit=None))
     a.chat([{"role": "user", "content": "send the report, later"}])  # left waiting for its question
     after = a.metrics()
     assert after["planweave_runs_started_total"] == before.get("planweave_runs_started_total", 0.0) + 2

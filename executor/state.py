@@ -230,6 +230,11 @@ class RunState:
             if isinstance(s.step, Step):
                 steps.append(s.step)
             elif isinstance(s.step, dict):
+                if s.step.get("handler") is not None:
+                    # Never imported from the store (its content may come from `store import`):
+                    # the workflow file, checked by its loader's trust rules, brings it back.
+                    handlers.add(s.id)
+                    continue
                 try:
                     steps.append(Step.model_validate(s.step))
                 except ValidationError:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,16 +150,41 @@ def _ready(replica: Replica) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("replicas")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Replicas on one SQLite file, then on one PostgreSQL database of their own (other tests'
+    runs on the session's database must not be taken over by these replicas, nor theirs by them)."""
+    tmp = tmp_path_factory.mktemp(f"replicas-{request.param}")
     (tmp / "tools.py").write_text(TOOLS)
     children = ChildProcesses()
-    try:
+    with ExitStack() as stack:
+        location = str(tmp / "home")
+        if request.param == "postgresql":
+            location = stack.enter_context(_own_database(request.getfixturevalue("pg_url")))
         with FakeModelServer() as model:
-            yield Cluster(str(tmp / "home"), model, children, tmp)
+            cluster = Cluster(location, model, children, tmp)
+            try:
+                yield cluster
+            finally:
+                children.kill_all()  # before the database is dropped under them
+                if cluster._store is not None:
+                    cluster._store.close()
+
+
+@contextmanager
+def _own_database(pg_url: str) -> Iterator[str]:
+    import secrets
+
+    import psycopg
+
+    name = f"replicas_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield pg_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        children.kill_all()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +428,29 @@ async def _wait_ready(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
     assert response.status_code == 200, response.text
 
+
+
+@pytest.mark.timeout(180)
+def test_ready_goes_503_while_the_store_is_unreachable(tmp_path: Path, children: ChildProcesses) -> None:
+    import tempfile
+
+    from planweave.planner.testing.postgres import PostgresCluster
+
+    # A server of its own, stopped under the replica (the session's server is shared). Not under
+    # pytest's directory: as root, PostgreSQL runs as `postgres`, which cannot enter it.
+    server = PostgresCluster(tempfile.mkdtemp(prefix="planweave-test-pg-"), durable=False)
+    url = server.start()
+    (tmp_path / "tools.py").write_text(TOOLS)
+    try:
+        with FakeModelServer() as model:
+            replica = Cluster(url, model, children, tmp_path).start("--no-takeover")
+            server.stop()
+            wait_until(lambda: httpx.get(replica.root + "/ready", timeout=10).status_code == 503,
+                       "the replica reads not ready", timeout_s=60)
+            ready = httpx.get(replica.root + "/ready", timeout=10).json()
+            assert ready["status"] == "not_ready" and ready["code"] == "store_unavailable"
+            assert "127.0.0.1" not in ready["reason"] and str(server.port) not in ready["reason"]  # no address leaks
+            assert httpx.get(replica.root + "/health", timeout=10).status_code == 200  # alive all the same
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)

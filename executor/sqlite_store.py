@@ -27,8 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -40,6 +38,8 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
+from planweave.executor._leases import HOST as _HOST, abandon as _abandon, lease_live as _lease_live, process_owner
+from planweave.executor._leases import resume as _resume
 from planweave.executor._writer import BatchOutcome, EventWriter
 from planweave.executor._encoding import BLOB_THRESHOLD, blob_refs, decode_blob, decode_event, dumps, encode_events
 from planweave.executor.events import RunEvent, StepAdded
@@ -119,54 +119,6 @@ _NO_LEASE_COLUMNS = ", '' AS owner, NULL AS lease_expires"  # a read-only schema
 
 # SQLite's primary result codes (`sqlite3.Error.sqlite_errorcode & 0xFF`).
 _BUSY, _LOCKED, _READONLY, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 5, 6, 8, 11, 14, 13, 26
-
-_HOST = socket.gethostname()
-_owner: tuple[int, str] | None = None
-_ABANDONED: set[str] = set()
-"""Runs this process holds the lease of but stopped executing (their recording failed)."""
-
-
-def process_owner() -> str:
-    """This process's lease owner name, `host:pid:random` (new after a fork)."""
-    global _owner
-    pid = os.getpid()
-    if _owner is None or _owner[0] != pid:
-        _owner = (pid, f"{_HOST}:{pid}:{secrets.token_hex(4)}")
-    return _owner[1]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _lease_live(run_id: str, owner: str, expires: float | None, host: str, pid: int, now: float) -> bool:
-    """Whether a run's lease is held by a live process.
-
-    The lease's expiry decides, on any host. On this host a dead owner is seen at once (its
-    PID is gone), without waiting for the expiry. A row from schema 1 (no owner) is live
-    only while its process, on this host, is.
-    """
-    if not owner:
-        return host == _HOST and _alive(pid) and pid != os.getpid()
-    if expires is None or expires < now:
-        return False
-    if owner == process_owner():
-        return run_id not in _ABANDONED
-    owner_host, _, rest = owner.partition(":")
-    if owner_host == _HOST:
-        owner_pid = rest.partition(":")[0]
-        if owner_pid.isdigit() and int(owner_pid) != os.getpid() and not _alive(int(owner_pid)):
-            return False
-    return True
-
 
 class SQLiteRunStore(RunStore):
     """Runs in one SQLite file. Safe to share between threads and between processes.
@@ -432,7 +384,7 @@ class SQLiteRunStore(RunStore):
             )
 
     def abandon(self, run_id: str) -> None:
-        _ABANDONED.add(run_id)
+        _abandon(run_id)
 
     def writer(self) -> EventWriter:
         if self._writer is None:
@@ -507,7 +459,7 @@ class SQLiteRunStore(RunStore):
                     "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, meta = ? WHERE id = ?",
                     (dumps(merged), run_id),
                 )
-        _ABANDONED.discard(run_id)
+        _resume(run_id)
         # The writer reads the run's sequence and steps afresh (another process may have written it).
         self.writer().call(lambda: (self._wseq.pop(run_id, None), self._wadded.pop(run_id, None),
                                     self._wrenewed.pop(run_id, None)))
@@ -881,3 +833,27 @@ class SQLiteRunStore(RunStore):
                 if n:
                     totals[rid] = int(n)
         return totals
+
+    # --- moving runs between stores ------------------------------------------------------------
+
+    def import_run(
+        self, summary: RunSummary, rows: list[tuple[str, int, str, float, str | None, str]], blobs: dict[str, str],
+        *, replace: bool = False,
+    ) -> None:
+        s = summary
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (s.id,)).fetchone() is not None:
+                if not replace:
+                    raise StoreError(
+                        f"run `{s.id}` is already in the store `{self.path}`; pass `--replace` to overwrite it."
+                    )
+                db.execute("DELETE FROM events WHERE run_id = ?", (s.id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (s.id,))
+            db.execute(
+                "INSERT INTO runs (id, kind, name, goal, status, created_at, finished_at, duration_s, steps, llm_calls, "
+                "input_tokens, output_tokens, cost_usd, answer, error, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (s.id, s.kind, s.name, s.goal, s.status, s.created_at, s.finished_at, s.duration_s, s.steps,
+                 s.llm_calls, s.input_tokens, s.output_tokens, s.cost_usd, s.answer, s.error, dumps(s.meta)),
+            )
+            db.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", blobs.items())
+            db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -20,8 +20,10 @@ A run is owned through a lease in the store (`claim`, `Lease`): a second process
 claims a live run gets `RunLeasedError`; a run whose owner died (its lease expired, on any
 host) reads as `interrupted`, and `claim(..., force=True)` takes a live lease over.
 
-`RunStore` is the small interface a server database can implement later; `SQLiteRunStore`
-(WAL mode, `executor/sqlite_store.py`) is the embedded default.
+`RunStore` is the small interface both stores implement: `SQLiteRunStore` (WAL mode,
+`executor/sqlite_store.py`) is the embedded default; `PostgresRunStore`
+(`executor/postgres_store.py`, the `planweave[postgres]` extra) is shared by processes on many
+hosts. `open_store(url_or_path)` picks one (`PLANWEAVE_STORE_URL`, `planweave --store URL`).
 
 Errors (all `StoreError`, a `SetupError`, except the last):
 
@@ -79,8 +81,11 @@ __all__ = [
     "StoreLockedError",
     "StoreReadOnlyError",
     "StoredStatus",
+    "STORE_URL_ENV",
     "default_home",
     "default_lease_s",
+    "is_postgres_url",
+    "mask_url",
     "open_store",
 ]
 
@@ -198,15 +203,34 @@ STORE_MAX_MB_ENV = "PLANWEAVE_STORE_MAX_MB"
 """A cap on the run store's size in megabytes (default: none, as large as the disk allows)."""
 
 
+STORE_URL_ENV = "PLANWEAVE_STORE_URL"
+"""The run store to use: a `postgresql://` URL, or a SQLite file or directory (default: `<home>/runs.db`)."""
+
+
 def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | None = None) -> RunStore:
-    """The default store: SQLite at `path` (a file or a directory), else `<home>/runs.db`.
+    """The run store at `path`: PostgreSQL for a `postgresql://` (or `postgres://`) URL, else
+    SQLite at a file or a directory. Without `path`: `$PLANWEAVE_STORE_URL`, else
+    `<home>/runs.db` (see `default_home`).
 
     Secrets are masked before anything is stored: by `mask`, default `Masker.from_env()`
     (API keys, bearer tokens, secret-named arguments, `PLANWEAVE_MASK_PATTERNS`).
-    `PLANWEAVE_STORE_MAX_MB` caps the store's size: past it, recording fails closed as on a
-    full disk (`StoreFullError`) until `prune` or `delete` makes room.
+    `PLANWEAVE_STORE_MAX_MB` caps a SQLite store's size: past it, recording fails closed as on
+    a full disk (`StoreFullError`) until `prune` or `delete` makes room.
     """
     from planweave.executor.masking import Masker
+
+    if path is None:
+        path = os.environ.get(STORE_URL_ENV) or None
+    masker = mask if mask is not None else Masker.from_env()
+    if isinstance(path, str) and is_postgres_url(path):
+        try:
+            from planweave.executor.postgres_store import PostgresRunStore
+        except ImportError:
+            raise StoreError(
+                f"the run store `{mask_url(path)}` is a PostgreSQL database, and the PostgreSQL driver is not "
+                "installed; install planweave[postgres] (`pip install 'planweave[postgres]'`)."
+            ) from None
+        return PostgresRunStore(path, mask=masker)
     from planweave.executor.sqlite_store import SQLiteRunStore
 
     target = Path(path).expanduser() if path is not None else default_home()
@@ -217,7 +241,34 @@ def open_store(path: str | Path | None = None, *, mask: Callable[[Any], Any] | N
         max_bytes = int(float(cap) * 1_000_000) if cap else None
     except ValueError:
         raise StoreError(f"{STORE_MAX_MB_ENV}=`{cap}` is not a number of megabytes; set it to e.g. `500`, or unset it.") from None
-    return SQLiteRunStore(target, mask=mask if mask is not None else Masker.from_env(), max_bytes=max_bytes)
+    return SQLiteRunStore(target, mask=masker, max_bytes=max_bytes)
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether `text` names a PostgreSQL database (`postgresql://...` or `postgres://...`)."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (in the authority, or a `password=` parameter) replaced by `***`."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        auth, _, hosts = netloc.rpartition("@")
+        if ":" in auth:
+            auth = auth.partition(":")[0] + ":***"
+        netloc = f"{auth}@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in ("password", "sslpassword") for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in ("password", "sslpassword") else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class RunSummary(BaseModel):
@@ -443,6 +494,15 @@ class RunStore(ABC):
             "steps": list(record.steps().values()),
             "events": record.events,
         }
+
+    @abstractmethod
+    def import_run(
+        self, summary: RunSummary, rows: list[tuple[str, int, str, float, str | None, str]], blobs: dict[str, str],
+        *, replace: bool = False,
+    ) -> None:
+        """Add a run copied from another store (`planweave.executor._transfer`): its summary as it
+        was, its event rows (run id, seq, kind, at, step id, JSON) and the blobs they point at, in
+        one transaction. `StoreError` when the run id exists, unless `replace`."""
 
     @abstractmethod
     def delete(self, run_id: str) -> None:

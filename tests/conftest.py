@@ -82,3 +82,62 @@ def ray_cluster() -> Iterator[str]:
         yield str(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database for this test session (this xdist worker's own): on the server
+    `PLANWEAVE_TEST_PG_URL` names (`.ci/run` starts one), else on a throwaway cluster started
+    here with `planweave.planner.testing.postgres`. Fails (never skips) when neither works."""
+    import psycopg
+
+    from planweave.planner.testing.postgres import PostgresCluster, PostgresUnavailableError
+
+    import shutil
+    import tempfile
+
+    cluster: PostgresCluster | None = None
+    base = os.environ.get("PLANWEAVE_TEST_PG_URL")
+    if not base:
+        # Not under pytest's temporary directory: as root, the server runs as `postgres`, which
+        # cannot enter root's private /tmp/pytest-of-root.
+        cluster = PostgresCluster(tempfile.mkdtemp(prefix="planweave-test-pg-"), durable=False)
+        try:
+            base = cluster.start()
+        except PostgresUnavailableError as exc:
+            pytest.fail(f"PostgreSQL is needed by this test and could not be started: {exc}", pytrace=False)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"planweave_test_{worker}_{os.getpid()}"
+    try:
+        with psycopg.connect(base, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL at PLANWEAVE_TEST_PG_URL is unusable: {exc}", pytrace=False)
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        try:
+            with psycopg.connect(base, autocommit=True, connect_timeout=10) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            if cluster is not None:
+                cluster.stop()
+                shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_fresh_url(pg_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (dropped after it), on `pg_url`'s server."""
+    import secrets
+
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+    try:
+        yield pg_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -31,6 +31,7 @@ from planweave.planner.cli.output import (
 )
 from planweave.planner.cli.cache import cache_app
 from planweave.planner.cli.runs import open_run_store, register
+from planweave.planner.cli.store_cmd import store_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,9 +79,21 @@ def _root(
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print planweave's version and exit."),
     ] = False,
+    store: Annotated[
+        Optional[str],
+        typer.Option(
+            "--store", metavar="URL",
+            help="The run store for every command: a postgresql:// URL (needs planweave[postgres]) or a SQLite "
+            "file (default: $PLANWEAVE_STORE_URL, else $PLANWEAVE_HOME/runs.db).",
+        ),
+    ] = None,
 ) -> None:
     global _debug
     _debug = debug
+    if store:
+        from planweave.executor.store import STORE_URL_ENV
+
+        os.environ[STORE_URL_ENV] = store  # this process and those it starts (resume, serve, mcp) use it
 
 
 def _preload_model_libraries() -> threading.Event:
@@ -1150,6 +1163,7 @@ def mcp_(
 
 register(app)  # runs, show, stats, prune, delete, graph
 app.add_typer(cache_app, name="cache")
+app.add_typer(store_app, name="store")
 
 
 def main() -> None:

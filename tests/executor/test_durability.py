@@ -1,4 +1,4 @@
-"""A recorded run's guarantee, through a real SQLite store: steps wait for the durability of the
+"""A recorded run's guarantee, through a real store (SQLite and PostgreSQL): steps wait for the durability of the
 results they depend on (and only for those), events are committed in batches in order, and
 a store that becomes locked, full or taken over mid-run stops the run (fail closed) so that
 it resumes once the store works again."""
@@ -26,27 +26,24 @@ from planweave.executor.store import (
 from planweave.tools import tool
 
 
-def durable_kinds(path: Path, run_id: str) -> list[tuple[str, str | None]]:
+def durable_kinds(backend: Any, run_id: str) -> list[tuple[str, str | None]]:
     """What another connection sees committed: (kind, step id) in order."""
-    with sqlite3.connect(path) as db:
-        return [(k, s) for k, s in db.execute("SELECT kind, step_id FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]
+    return [(k, s) for k, s in backend.sql("SELECT kind, step_id FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]
 
 
-def test_the_recorder_is_the_runs_journal(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db")
+def test_the_recorder_is_the_runs_journal(store: Any) -> None:
     rec = store.recorder()
     assert isinstance(rec, Journal) and journal_of([print, rec]) is rec and journal_of([print]) is None
 
 
-def test_a_step_starts_only_once_its_inputs_are_durable(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    store = SQLiteRunStore(path)
+def test_a_step_starts_only_once_its_inputs_are_durable(backend: Any) -> None:
+    store = backend.open()
     seen: dict[str, list[tuple[str, str | None]]] = {}
 
     @tool
     def look(name: str, run_id: str) -> str:
         """Record what is committed when this step starts."""
-        seen[name] = durable_kinds(path, run_id)
+        seen[name] = durable_kinds(backend, run_id)
         return name
 
     run_id = "chain-" + secrets.token_hex(4)
@@ -61,17 +58,16 @@ def test_a_step_starts_only_once_its_inputs_are_durable(tmp_path: Path) -> None:
     assert store.summary(run_id).status == "succeeded"  # the run returned once its end was durable
 
 
-async def test_steps_with_nothing_pending_do_not_wait_for_a_stuck_store(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    store = SQLiteRunStore(path, busy_timeout_s=60)  # the writer waits for the lock all along
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # tools run in threads
+async def test_steps_with_nothing_pending_do_not_wait_for_a_stuck_store(backend: Any) -> None:
+    store = backend.open(busy_timeout_s=60)  # the writer waits for the lock all along
+    held: list[Any] = []
     ran: list[str] = []
     free_ran = asyncio.Event()
 
     @tool
     def lock() -> str:
         """Take the store's write lock from another connection (as another process would)."""
-        holder.execute("BEGIN IMMEDIATE")
+        held.append(backend.lock_writes())
         return "locked"
 
     @tool
@@ -92,16 +88,15 @@ async def test_steps_with_nothing_pending_do_not_wait_for_a_stuck_store(tmp_path
                        Step(id="needs_a", tool="mark", args={"name": "needs_a", "after": "${a}"})])
         await free_ran.wait()  # a step with nothing pending ran at once
         assert ran == ["free"] and run.step_status("needs_a") == "pending"
-        holder.execute("ROLLBACK")
+        held[0]()
         run.close()
     assert run.result.ok and ran == ["free", "needs_a"]
-    kinds = durable_kinds(path, run.id)
+    kinds = durable_kinds(backend, run.id)
     assert kinds.index(("step_succeeded", "a")) < kinds.index(("step_started", "needs_a"))
 
 
-def test_events_are_committed_in_order_and_in_batches(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    store = SQLiteRunStore(path)
+def test_events_are_committed_in_order_and_in_batches(backend: Any) -> None:
+    store = backend.open()
 
     @tool
     async def noop() -> None:
@@ -112,8 +107,7 @@ def test_events_are_committed_in_order_and_in_batches(tmp_path: Path) -> None:
     assert result.ok
     events = store.events(result.run_id)
     assert [e["kind"] for e in events][0] == "run_started" and events[-1]["kind"] == "run_finished"
-    with sqlite3.connect(path) as db:
-        seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (result.run_id,))]
+    seqs = [r[0] for r in backend.sql("SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (result.run_id,))]
     assert seqs == list(range(1, len(events) + 1))  # numbered in the order they happened, no gap
     for sid in ("root", "s0", "s299"):
         order = [e["kind"] for e in events if e.get("step_id") == sid]
@@ -122,10 +116,9 @@ def test_events_are_committed_in_order_and_in_batches(tmp_path: Path) -> None:
     assert writer.batches * 4 <= len(events), f"{len(events)} events took {writer.batches} transactions"
 
 
-def test_a_store_locked_mid_run_stops_the_run_and_it_resumes_later(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    store = SQLiteRunStore(path, busy_timeout_s=0.2)
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # tools run in threads
+def test_a_store_locked_mid_run_stops_the_run_and_it_resumes_later(backend: Any) -> None:
+    store = backend.open(busy_timeout_s=0.2)
+    held: list[Any] = []
     calls: list[str] = []
 
     @tool
@@ -133,7 +126,7 @@ def test_a_store_locked_mid_run_stops_the_run_and_it_resumes_later(tmp_path: Pat
         """Remember the call; `lock_store` takes the store's write lock and keeps it."""
         calls.append(name)
         if name == "lock_store" and calls.count(name) == 1:  # the first time only
-            holder.execute("BEGIN IMMEDIATE")
+            held.append(backend.lock_writes())
         return name
 
     steps = [
@@ -146,10 +139,10 @@ def test_a_store_locked_mid_run_stops_the_run_and_it_resumes_later(tmp_path: Pat
         Executor([work]).run_sync(steps, run_id=run_id, subscribers=[store.recorder()])
     assert calls == ["first", "lock_store"]  # `after` needs a result that was never recorded
     message = str(err.value)
-    assert f"run `{run_id}` stopped: the run store `{path}` is locked by another process" in message
+    assert f"run `{run_id}` stopped: the run store `{store.path}` is locked by another process" in message
     assert f"`planweave resume {run_id}`" in message
     assert isinstance(err.value.cause, StoreLockedError) and err.value.__cause__ is err.value.cause
-    holder.execute("ROLLBACK")
+    held[0]()
 
     summary = store.summary(run_id)
     assert summary.status == "interrupted"
@@ -203,9 +196,8 @@ def test_a_full_store_stops_the_run_and_deleting_runs_makes_room(tmp_path: Path)
     assert resumed.ok and store.summary(run_id).status == "succeeded"
 
 
-def test_a_run_taken_over_elsewhere_stops_here(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    store = SQLiteRunStore(path)
+def test_a_run_taken_over_elsewhere_stops_here(backend: Any) -> None:
+    store = backend.open()
     calls: list[str] = []
 
     @tool
@@ -213,8 +205,7 @@ def test_a_run_taken_over_elsewhere_stops_here(tmp_path: Path) -> None:
         """`steal` plays another process forcing its way in (`planweave resume --force`)."""
         calls.append(name)
         if name == "steal":
-            with sqlite3.connect(path) as db:
-                db.execute("UPDATE runs SET owner = 'elsewhere:1:beef', lease_expires = 9e12")
+            backend.sql("UPDATE runs SET owner = 'elsewhere:1:beef', lease_expires = 9e12")
         return name
 
     steps = [Step(id="steal", tool="work", args={"name": "steal"}),

@@ -1,5 +1,6 @@
-"""The SQLite store's leases (claim, expiry on any host, force, prune) and its schema migration:
-a file written by the previous schema keeps working, read and resumed in place."""
+"""Leases (claim, expiry on any host, force, prune) and `wait_changed`, on both stores (the
+`backend` fixture), and the SQLite store's schema migration: a file written by the previous
+schema keeps working, read and resumed in place."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +29,11 @@ def echo(text: str) -> str:
     return text
 
 
-def test_a_live_lease_is_refused_and_force_takes_it_over(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db")
+def test_a_live_lease_is_refused_and_force_takes_it_over(backend: Any) -> None:
+    store = backend.open()
     store.begin("r1", kind="workflow", name="", goal="g", meta={})
     expires = time.time() + 600
-    store._db.execute("UPDATE runs SET owner = ?, lease_expires = ? WHERE id = 'r1'", (ELSEWHERE, expires))
+    backend.sql("UPDATE runs SET owner = ?, lease_expires = ? WHERE id = 'r1'", (ELSEWHERE, expires))
     assert store.summary("r1").status == "running"
     with pytest.raises(RunLeasedError) as err:
         store.claim("r1")
@@ -44,29 +46,29 @@ def test_a_live_lease_is_refused_and_force_takes_it_over(tmp_path: Path) -> None
     lease = store.claim("r1", force=True)
     assert lease.forced and lease.previous_owner == ELSEWHERE and lease.previous_expires_at == expires
     assert lease.owner == store.owner and lease.expires_at > time.time()
-    assert store._db.execute("SELECT owner FROM runs WHERE id = 'r1'").fetchone()[0] == store.owner
+    assert backend.sql("SELECT owner FROM runs WHERE id = 'r1'")[0][0] == store.owner
 
 
-def test_an_expired_lease_reads_interrupted_on_any_host_and_is_claimed_and_pruned(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db", lease_s=0.2)
+def test_an_expired_lease_reads_interrupted_on_any_host_and_is_claimed_and_pruned(backend: Any) -> None:
+    store = backend.open(lease_s=0.2)
     for run_id in ("dead", "old"):
         store.begin(run_id, kind="planner", name="", goal="g", meta={})
     # Both now belong to a process on another host that stopped renewing them.
-    store._db.execute("UPDATE runs SET owner = ?", (ELSEWHERE,))
+    backend.sql("UPDATE runs SET owner = ?", (ELSEWHERE,))
     wait_until(lambda: [r.status for r in store.list_runs()] == ["interrupted"] * 2, "the leases expired")
     assert {r.id for r in store.list_runs(status="interrupted")} == {"dead", "old"}
 
-    live = SQLiteRunStore(tmp_path / "runs.db")  # claims with the default (long) lease
+    live = backend.open()  # claims with the default (long) lease
     lease = live.claim("dead")  # no force: its owner is gone
     assert not lease.forced and lease.previous_owner == ELSEWHERE
     live.begin("live", kind="planner", name="", goal="g", meta={})
-    store._db.execute("UPDATE runs SET created_at = created_at - 3600")
+    backend.sql("UPDATE runs SET created_at = created_at - 3600")
     assert store.prune(60) == 1  # `old` only: `dead` is claimed by this process again, `live` is running
     assert sorted(r.id for r in store.list_runs()) == ["dead", "live"]
 
 
-def test_a_lease_is_renewed_while_the_run_lives(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db", lease_s=0.3)
+def test_a_lease_is_renewed_while_the_run_lives(backend: Any) -> None:
+    store = backend.open(lease_s=0.3)
     first: list[float] = []
 
     @tool
@@ -75,8 +77,7 @@ def test_a_lease_is_renewed_while_the_run_lives(tmp_path: Path) -> None:
         import asyncio
 
         def expiry() -> float:
-            with sqlite3.connect(store.path) as db:
-                return float(db.execute("SELECT lease_expires FROM runs").fetchone()[0])
+            return float(backend.sql("SELECT lease_expires FROM runs")[0][0])
 
         first.append(expiry())
         while expiry() <= first[0]:
@@ -87,8 +88,7 @@ def test_a_lease_is_renewed_while_the_run_lives(tmp_path: Path) -> None:
     assert result.ok and store.summary(result.run_id).status == "succeeded"
 
 
-def test_release_lets_another_owner_claim_at_once(tmp_path: Path) -> None:
-    store = SQLiteRunStore(tmp_path / "runs.db")
+def test_release_lets_another_owner_claim_at_once(store: Any) -> None:
     store.begin("r", kind="workflow", name="", goal="g", meta={})
     store.release("r")
     assert store.summary("r").status == "interrupted"
@@ -179,11 +179,11 @@ def test_a_schema_1_file_is_migrated_in_place_and_keeps_working(tmp_path: Path) 
     assert store.summary("cut1").steps == 2  # re-added steps are not counted twice
 
 
-async def test_wait_changed_wakes_on_another_connections_write_and_times_out_without_one(tmp_path: Path) -> None:
+async def test_wait_changed_wakes_on_another_connections_write_and_times_out_without_one(backend: Any) -> None:
     import asyncio
 
-    store = SQLiteRunStore(tmp_path / "runs.db")
-    other = SQLiteRunStore(tmp_path / "runs.db")  # another replica on the same file
+    store = backend.open()
+    other = backend.open()  # another replica on the same database
     store.begin("r1", kind="workflow", name="", goal="g", meta={})
     run_marker = store.change_marker("r1")
     any_marker = store.change_marker()

@@ -1,4 +1,5 @@
-"""The SQLite run store: recording, queries, export, pruning, resume state, errors, concurrency."""
+"""The run stores (SQLite and PostgreSQL, each test on both): recording, queries, export, pruning,
+resume state, errors, concurrency."""
 
 from __future__ import annotations
 
@@ -46,13 +47,6 @@ def record(store: RunStore, steps: list[Step], *, name: str = "wf", **kw: Any) -
     return result.run_id
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteRunStore:
-    s = SQLiteRunStore(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 def test_open_store_uses_planweave_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLANWEAVE_HOME", str(tmp_path / "home"))
     s = open_store()
@@ -61,7 +55,7 @@ def test_open_store_uses_planweave_home(tmp_path: Path, monkeypatch: pytest.Monk
     assert sqlite3.connect(s.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_records_every_event_and_summary(store: SQLiteRunStore) -> None:
+def test_records_every_event_and_summary(store: RunStore) -> None:
     run_id = record(store, [Step(id="a", tool="echo", args={"text": "hi"}), Step(id="b", tool="echo", args={"text": "${a}!"})])
     summary = store.summary(run_id)
     assert (summary.status, summary.kind, summary.name, summary.steps) == ("succeeded", "workflow", "wf", 2)
@@ -74,17 +68,17 @@ def test_records_every_event_and_summary(store: SQLiteRunStore) -> None:
     assert steps["b"]["deps"] == ["a"] and steps["b"]["attempts"] == 1
 
 
-def test_large_values_are_stored_once(store: SQLiteRunStore) -> None:
+def test_large_values_are_stored_once(store: RunStore, backend: Any) -> None:
     big = "x" * (BLOB_THRESHOLD * 4)
     run_id = record(store, [Step(id="a", tool="echo", args={"text": big}), Step(id="b", tool="echo", args={"text": "${a}"})])
-    raw = [r[0] for r in store._read("SELECT data FROM events WHERE run_id = ?", (run_id,))]
+    raw = [r[0] for r in backend.sql("SELECT data FROM events WHERE run_id = ?", (run_id,))]
     assert not any(big in text for text in raw)  # events point at the blob
-    blobs = store._read("SELECT data FROM blobs")
+    blobs = backend.sql("SELECT data FROM blobs")
     assert sum(big in b[0] for b in blobs) == 1  # args of a, output of a, args of b, output of b: one copy
     assert store.get_run(run_id).steps()["b"]["output"] == big
 
 
-def test_failed_run_keeps_error_and_attempts(store: SQLiteRunStore) -> None:
+def test_failed_run_keeps_error_and_attempts(store: RunStore) -> None:
     run_id = record(store, [Step(id="a", tool="boom", args={"text": "t"}, retry={"max_attempts": 2, "initial_delay_s": 0.001})])
     s = store.summary(run_id)
     assert s.status == "failed" and "boom on t" in (s.error or "")
@@ -93,7 +87,7 @@ def test_failed_run_keeps_error_and_attempts(store: SQLiteRunStore) -> None:
     assert step["retries"][0]["error"].endswith("boom on t")
 
 
-def test_list_filters_and_order(store: SQLiteRunStore) -> None:
+def test_list_filters_and_order(store: RunStore) -> None:
     first = record(store, [Step(id="a", tool="echo", args={"text": "1"})], name="alpha")
     second = record(store, [Step(id="a", tool="boom", args={"text": "2"})], name="beta")
     assert [r.id for r in store.list_runs()] == [second, first]
@@ -105,7 +99,7 @@ def test_list_filters_and_order(store: SQLiteRunStore) -> None:
     assert store.list_runs(since=time.time() + 60) == []
 
 
-def test_unknown_and_prefix_ids(store: SQLiteRunStore) -> None:
+def test_unknown_and_prefix_ids(store: RunStore) -> None:
     run_id = record(store, [Step(id="a", tool="echo", args={"text": "1"})])
     assert store.summary(run_id[:6]).id == run_id
     with pytest.raises(StoreError) as err:
@@ -115,7 +109,7 @@ def test_unknown_and_prefix_ids(store: SQLiteRunStore) -> None:
     )
 
 
-def test_export_is_json(store: SQLiteRunStore) -> None:
+def test_export_is_json(store: RunStore) -> None:
     run_id = record(store, [Step(id="a", tool="echo", args={"text": "1"})])
     doc = json.loads(json.dumps(store.export(run_id)))
     assert doc["run"]["id"] == run_id
@@ -123,37 +117,37 @@ def test_export_is_json(store: SQLiteRunStore) -> None:
     assert doc["events"][-1]["kind"] == "run_finished"
 
 
-def test_delete_and_prune(store: SQLiteRunStore) -> None:
+def test_delete_and_prune(store: RunStore, backend: Any) -> None:
     old = record(store, [Step(id="a", tool="echo", args={"text": "y" * 2000})])
     new = record(store, [Step(id="a", tool="echo", args={"text": "z"})])
-    store._db.execute("UPDATE runs SET created_at = created_at - 86400 * 10 WHERE id = ?", (old,))
+    backend.sql("UPDATE runs SET created_at = created_at - 86400 * 10 WHERE id = ?", (old,))
     assert store.prune(86400 * 7) == 1
     assert [r.id for r in store.list_runs()] == [new]
-    assert store._read("SELECT COUNT(*) FROM blobs")[0][0] == 0  # the old run's blobs went with it
+    assert backend.sql("SELECT COUNT(*) FROM blobs")[0][0] == 0  # the old run's blobs went with it
     store.delete(new)
     assert store.list_runs() == []
-    assert store._read("SELECT COUNT(*) FROM events")[0][0] == 0
+    assert backend.sql("SELECT COUNT(*) FROM events")[0][0] == 0
 
 
-def test_prune_keeps_running_runs(store: SQLiteRunStore) -> None:
+def test_prune_keeps_running_runs(store: RunStore, backend: Any) -> None:
     store.begin("live", kind="planner", name="", goal="g", meta={})
-    store._db.execute("UPDATE runs SET created_at = 0")
+    backend.sql("UPDATE runs SET created_at = 0")
     assert store.prune(1) == 0
     assert store.summary("live").status == "running"
 
 
-def test_dead_process_means_interrupted(store: SQLiteRunStore) -> None:
+def test_dead_process_means_interrupted(store: RunStore, backend: Any) -> None:
     store.begin("dead", kind="planner", name="", goal="g", meta={})
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     owner = f"{socket.gethostname()}:{int(proc.stdout)}:0000"  # its lease is not expired, its owner is gone
-    store._db.execute("UPDATE runs SET owner = ?, pid = ? WHERE id = 'dead'", (owner, int(proc.stdout)))
+    backend.sql("UPDATE runs SET owner = ?, pid = ? WHERE id = 'dead'", (owner, int(proc.stdout)))
     assert store.summary("dead").status == "interrupted"
     assert [r.id for r in store.list_runs(status="interrupted")] == ["dead"]
     store.begin("mine", kind="planner", name="", goal="g", meta={})
     assert store.summary("mine").status == "running"  # this process is alive
 
 
-def test_resume_state(store: SQLiteRunStore) -> None:
+def test_resume_state(store: RunStore) -> None:
     run_id = record(
         store,
         [
@@ -169,15 +163,18 @@ def test_resume_state(store: SQLiteRunStore) -> None:
     assert state.inputs == {"k": 1}
 
 
-def test_masking_happens_before_storage(tmp_path: Path) -> None:
+def test_masking_happens_before_storage(backend: Any) -> None:
     def mask(value: Any) -> Any:
         return json.loads(json.dumps(value).replace("sk-secret", "***"))
 
-    s = SQLiteRunStore(tmp_path / "m.db", mask=mask)
-    run_id = record(s, [Step(id="a", tool="echo", args={"text": "key sk-secret"})])
-    raw = Path(s.path).read_bytes() + Path(s.path + "-wal").read_bytes()
-    assert b"sk-secret" not in raw
-    assert s.get_run(run_id).steps()["a"]["output"] == "key ***"
+    s = backend.open(mask=mask)
+    run_id = record(s, [Step(id="a", tool="echo", args={"text": "key sk-secret" + "x" * BLOB_THRESHOLD})])
+    if backend.name == "sqlite":
+        raw = Path(s.path).read_bytes() + Path(s.path + "-wal").read_bytes()
+    else:
+        raw = repr([backend.sql(f"SELECT * FROM {t}") for t in ("runs", "events", "blobs")]).encode()
+    assert b"sk-secret" not in raw and b"key ***" in raw
+    assert s.get_run(run_id).steps()["a"]["output"] == "key ***" + "x" * BLOB_THRESHOLD
 
 
 def test_corrupted_database_names_the_file(tmp_path: Path) -> None:
@@ -230,12 +227,12 @@ def test_a_run_that_cannot_be_recorded_does_not_start(tmp_path: Path, caplog: py
     assert not any("is no longer recorded" in r.message for r in caplog.records)  # the error says it
 
 
-def test_append_without_begin_is_an_error(store: SQLiteRunStore) -> None:
+def test_append_without_begin_is_an_error(store: RunStore) -> None:
     with pytest.raises(StoreError, match="was not begun"):
         store.append(StepSucceeded(run_id="zz", step_id="a", output=1, attempts=1, duration_s=0))
 
 
-def test_stats(store: SQLiteRunStore) -> None:
+def test_stats(store: RunStore) -> None:
     for _ in range(3):
         record(store, [Step(id="a", tool="echo", args={"text": "1"})], name="good")
     record(store, [Step(id="a", tool="boom", args={"text": "1"})], name="flaky")
@@ -251,9 +248,9 @@ def test_stats(store: SQLiteRunStore) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from planweave.executor.sqlite_store import SQLiteRunStore
+    from planweave.executor.store import open_store
     from planweave.executor.events import StepSucceeded, RunStarted
-    store = SQLiteRunStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     run_id = sys.argv[2]
     store.begin(run_id, kind="workflow", name=run_id, goal="", meta={})
     for i in range(int(sys.argv[3])):
@@ -262,22 +259,23 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_write_at_once(tmp_path: Path, children: ChildProcesses) -> None:
-    path = str(tmp_path / "runs.db")
-    SQLiteRunStore(path).close()
+def test_two_processes_write_at_once(backend: Any, children: ChildProcesses) -> None:
+    path = backend.target
+    backend.open().close()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     procs = [
         children.spawn([sys.executable, "-c", WRITER, path, name, "400"], env=env) for name in ("p1", "p2")
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    s = SQLiteRunStore(path)
+    s = backend.open()
     for name in ("p1", "p2"):
         events = s.events(name)
         assert [e["output"]["i"] for e in events] == list(range(400))
-    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if backend.name == "sqlite":
+        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_the_stored_record_is_the_same_fold_as_the_live_run(store: SQLiteRunStore) -> None:
+def test_the_stored_record_is_the_same_fold_as_the_live_run(store: RunStore) -> None:
     live = RunState()
     rec = store.recorder(kind="workflow", name="wf")
     steps = [
@@ -310,7 +308,7 @@ class Billed(RunEvent):
                              answer="done" if self.final else None)
 
 
-def test_events_of_a_layer_above_contribute_their_own_summary_fields(store: SQLiteRunStore) -> None:
+def test_events_of_a_layer_above_contribute_their_own_summary_fields(store: RunStore) -> None:
     store.begin("r", kind="planner", name="", goal="g", meta={})
     for event in (Billed(run_id="r", tokens=5, cost_usd=0.5), Billed(run_id="r", tokens=7, cost_usd=0.25)):
         store.append(event)

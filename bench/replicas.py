@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -74,7 +75,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def postgres(workdir: Path) -> Iterator[str | None]:
+def postgres() -> Iterator[str | None]:
     """A PostgreSQL URL (PLANWEAVE_TEST_PG_URL, else a throwaway cluster), or None when there is none."""
     if os.environ.get("PLANWEAVE_TEST_PG_URL"):
         yield os.environ["PLANWEAVE_TEST_PG_URL"]
@@ -84,17 +85,21 @@ def postgres(workdir: Path) -> Iterator[str | None]:
     except ImportError:  # a planweave without the PostgreSQL store
         yield None
         return
+    # Not inside the work directory: as root, PostgreSQL runs as `postgres`, which cannot enter it.
+    cluster = PostgresCluster(tempfile.mkdtemp(prefix="planweave-bench-pg-"))
     try:
-        cluster = PostgresCluster(workdir / "pg")
-        cluster.start()
-    except PostgresUnavailableError as exc:
-        print(f"(no PostgreSQL here: {exc})", file=sys.stderr)
-        yield None
-        return
-    try:
-        yield cluster.url
+        try:
+            cluster.start()
+        except PostgresUnavailableError as exc:
+            print(f"(no PostgreSQL here: {exc})", file=sys.stderr)
+            yield None
+            return
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
     finally:
-        cluster.stop()
+        shutil.rmtree(cluster.directory, ignore_errors=True)
 
 
 class Replicas:
@@ -209,7 +214,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="planweave-bench-replicas-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         (workdir / "tools.py").write_text(TOOLS)
-        pg = stack.enter_context(postgres(workdir)) if args.store != "sqlite" else None
+        pg = stack.enter_context(postgres()) if args.store != "sqlite" else None
         if args.store == "postgresql" and pg is None:
             raise SystemExit("no PostgreSQL could be started here; install it or use `--store sqlite`.")
         store_kind = "postgresql" if pg is not None else "sqlite"

@@ -946,6 +946,11 @@ def serve_(
         typer.Option(min=0, help="On SIGINT/SIGTERM, seconds running runs may go on before they are interrupted (resumable)."),
     ] = 5.0,
     approve: ApproveOpt = None,
+    takeover: Annotated[
+        bool,
+        typer.Option(help="Finish the runs of replicas that died (their lease expired) and queued runs, from the store."),
+    ] = True,
+    backend: BackendOpt = None,
 ) -> None:
     """Serve the planner as an OpenAI-compatible chat API (Open WebUI, LibreChat, the openai client).
 
@@ -965,6 +970,8 @@ def serve_(
         fail_usage(str(exc))
     if reasoning not in ("think", "field", "off"):
         fail_usage(f"unknown reasoning format `{reasoning}`; use think, field or off.")
+    if backend is not None:
+        _backend_spec_check(backend)  # before serving: a bad value is bad input (exit 2)
     for option, value in (("--max-body-bytes", max_body_bytes), ("--max-messages", max_messages),
                           ("--max-chars", max_chars), ("--max-concurrent-runs", max_concurrent_runs)):
         if value <= 0:
@@ -981,12 +988,13 @@ def serve_(
         planner = _planner(
             model=model, api_base=api_base, tools=tools, workspace=workspace, allow_private_hosts=allow_private_hosts,
             http_timeout=http_timeout, budget=budget, name=name, record=record, mcp=servers,
-            approve=_approve_list(approve),
+            approve=_approve_list(approve), backend=backend,
         )
         config = ServerConfig(
             api_key=api_key or None, reasoning=reasoning, model_id=model_id, max_body_bytes=max_body_bytes,
             max_messages=max_messages, max_chars=max_chars, max_concurrent_runs=max_concurrent_runs,
             cors_origins=list(cors_origin or []), allowed_hosts=hosts, shutdown_grace_s=shutdown_grace,
+            takeover=takeover,
         )
         return start_app(planner, config)
 

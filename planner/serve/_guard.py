@@ -127,6 +127,10 @@ def _origin_key(origin: str) -> tuple[str, str, int] | None:
     return scheme, name, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
+_PROBES = frozenset({"/health", "/ready"})
+"""Paths a load balancer probes without a key (`planweave.planner.serve.ops`)."""
+
+
 class Guard:
     """What a request must pass before FastAPI parses anything, in this order:
 
@@ -136,7 +140,8 @@ class Guard:
     4. a body is `application/json` (browsers send `text/plain` and form bodies cross-site without
        asking first) and no larger than `max_body_bytes`.
 
-    `/health` is exempt (it says only whether the server is up). Pure ASGI, so streamed responses
+    `/health` and `/ready` are exempt (for load balancers: they say only whether the server is
+    up and ready, never what it holds). Pure ASGI, so streamed responses
     and the disconnect message pass through untouched.
     """
 
@@ -160,7 +165,7 @@ class Guard:
         self.cors_origins = {key for o in origins if o != "*" and (key := _origin_key(o)) is not None}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/health":
+        if scope["type"] != "http" or scope["path"] in _PROBES:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

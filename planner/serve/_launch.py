@@ -25,6 +25,7 @@ import asyncio
 import errno
 import ipaddress
 import json
+import logging
 import math
 import socket
 import threading
@@ -130,14 +131,18 @@ class _Front:
         self.server: Any = None
         """The `uvicorn.Server` serving this (set by `run_server`): its `should_exit` says shutdown began."""
         self._watch: asyncio.Task[None] | None = None
+        self._startup: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        health = scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/health"
-        if health and self.app.state == "loading":
+        probe = scope["path"] if scope["type"] == "http" and scope["method"] == "GET" else None
+        if probe == "/health" and self.app.state == "loading":
             await _send_json(send, 200, {"status": "ok", "models": "loading"})
+            return
+        if probe == "/ready" and self.app.state == "loading":  # a load balancer sends nothing here yet
+            await _send_json(send, 503, {"status": "not_ready", "code": "starting", "reason": "the server is starting."})
             return
         await self.app.wait()
         if self.app.error is not None:  # the server is stopping; say why to whoever asked meanwhile
@@ -157,11 +162,25 @@ class _Front:
                 self.app.start()  # the build starts with the server, not at the first request
                 if self.server is not None:
                     self._watch = asyncio.create_task(self._on_exit(self.server), name="planweave-shutdown-watch")
+                    self._startup = asyncio.create_task(self._on_built(), name="planweave-startup")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+
+    async def _on_built(self) -> None:
+        """Once the app is built, start what it runs beside its routes (`state.startup`, when it has one)."""
+        await self.app.wait()
+        if self.app.state != "ready":
+            return
+        built = await self.app.result()
+        startup = getattr(getattr(built, "state", None), "startup", None)
+        if startup is not None:
+            try:
+                await startup()
+            except Exception:  # the routes still serve; each run connects what it needs itself
+                logging.getLogger("planweave.server").exception("the server's start-up failed")
 
     async def _on_exit(self, server: Any) -> None:
         """Once shutdown begins, let the built app wind its runs down (`state.shutdown`).

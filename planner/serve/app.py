@@ -7,15 +7,24 @@
     # a taken port raises `PortInUseError` (a `ConfigError`) before anything is served
     app = create_app(planner, ServerConfig(api_key="..."))                     # or mount the ASGI app
 
-Endpoints (all but `/health` need `Authorization: Bearer KEY` when a key is configured):
+Endpoints (all but `/health` and `/ready` need `Authorization: Bearer KEY` when a key is configured):
 
     GET  /v1/models               the one model, `planweave`, with the model it plans with
     POST /v1/chat/completions     the conversation becomes a goal; the reply shows the plan and the
                                   steps as reasoning, then the answer (`stream: true` for SSE chunks)
     POST /v1/runs                 {"goal": ..., "inputs": {...}}: the run's typed events as SSE
     GET  /v1/runs, /v1/runs/{id}  the run store: list and export, as JSON
+    GET  /v1/runs/{id}/events     the run's recorded events as SSE, following it as any replica records it
     GET  /health                  liveness, without a key: `{"status": "ok", "models": "loading"}`
                                   until the model libraries are loaded, then `"ready"`
+    GET  /ready                   readiness, without a key: 200, or 503 with `{"status", "code", "reason"}`
+                                  while starting, shutting down, or when the run store does not answer
+    GET  /metrics                 Prometheus text (`planweave.planner.serve.ops`)
+
+Replicas: every `planweave serve` on one run store acts as one service (`docs/deploy.md`). What
+ties a conversation to its run lives in the conversation itself (`turns.marker`) and the store,
+never in a process's memory, so any replica continues any conversation or answers any waiting
+run, and each replica takes over runs whose replica died (`ServerConfig.takeover`).
 
 Each request is its own planner run (one `Planner` serves them all: it keeps no per-run state),
 recorded in the planner's run store. A client that disconnects cancels its run. Errors of a
@@ -35,6 +44,7 @@ conversation becomes a goal and a run becomes a chat reply is `planweave.planner
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -50,12 +60,15 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from planweave.executor.events import RunEvent
 from planweave.executor.store import RunStore, StoreError
+from planweave.planner.serve.follow import follow, follow_over
+from planweave.planner.serve.ops import METRICS_CONTENT_TYPE, Metrics, Readiness
+from planweave.planner.serve.services import Services
 from planweave.planner.serve._guard import (
     ALLOWED_HOSTS_ENV, API_KEY_ENV, Guard, check_allowed_hosts, check_api_key, check_cors_origins,
 )
@@ -136,6 +149,10 @@ class ServerConfig(BaseModel):
     shutdown_grace_s: float = Field(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
     """On SIGINT or SIGTERM, how long running runs may go on before they are interrupted
     (recorded `interrupted`, resumable; their clients get a final error event)."""
+    takeover: bool = True
+    """Run the take-over loop (`planweave.planner.worker.Worker`) beside the API: finish the runs of
+    replicas that died (their lease expired) and queued runs. Harmless alone on one store (it then
+    finishes, after a restart, what this server was running when it was killed); off: `--no-takeover`."""
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -292,6 +309,14 @@ class _Runs:
         self.stopping = False
         """Shutdown began: no new runs."""
         self.interrupted: set[str] = set()
+        self.metrics = Metrics()
+        self.services = Services(planner, self.metrics, takeover=config.takeover, grace_s=config.shutdown_grace_s)
+        self.metrics.in_flight.set_function(lambda: len(self.tasks) + self.services.in_flight())
+
+    async def start(self) -> None:
+        """Start what the replica runs beside its API (`Services`); once, however often called."""
+        if not self.stopping:
+            await self.services.start()
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop admitting runs; give those running `grace_s` to finish, then interrupt the rest.
@@ -299,6 +324,7 @@ class _Runs:
         An interrupted run is recorded `interrupted` (not `cancelled`: it can be resumed), and its
         client's stream ends with an error event saying so (`drive` raises `_Interrupted`)."""
         self.stopping = True
+        taken_over = asyncio.ensure_future(self.services.stop_taking_over(grace_s))  # the same grace, meanwhile
         running = [t for t in self.tasks.values() if not t.done()]
         if running:
             await asyncio.wait(running, timeout=grace_s)
@@ -306,6 +332,8 @@ class _Runs:
             if not task.done():
                 self.interrupted.add(run_id)
                 task.cancel()
+        await taken_over
+        await self.services.stop()
 
     def admit(self) -> _Slot:
         """Reserve a run slot now, before any response starts (streamed or not), or raise 429.
@@ -313,12 +341,14 @@ class _Runs:
         The caller releases it when the run's response is over (`_Slot.release`, idempotent):
         counting only once a stream's generator starts would let any number of streams in."""
         if self.stopping:
+            self.metrics.rejected.labels("shutting_down").inc()
             raise _APIError(
                 503, "planweave is shutting down and takes no new runs; send the request again in a moment.",
                 code="server_shutting_down", type_="server_error",
             )
         limit = self.config.max_concurrent_runs
         if limit is not None and self.active >= limit:
+            self.metrics.rejected.labels("limit").inc()
             raise _APIError(
                 429,
                 f"planweave is already running {self.active} runs, its limit (`--max-concurrent-runs`); "
@@ -346,6 +376,8 @@ class _Runs:
         )
         task.add_done_callback(lambda _: queue.put_nowait(None))
         self.tasks[run_id] = task
+        self.metrics.started.inc()
+        task.add_done_callback(self._count_finished)
         try:
             while (event := await queue.get()) is not None:
                 yield event
@@ -361,6 +393,15 @@ class _Runs:
                 task.cancel()
                 with anyio.move_on_after(_CANCEL_GRACE_S, shield=True):
                     await asyncio.wait({task})
+
+    def _count_finished(self, task: asyncio.Task[PlannerResult]) -> None:
+        if task.cancelled():
+            status = "cancelled"
+        elif task.exception() is not None:
+            status = "error"
+        else:
+            status = task.result().status
+        self.metrics.finished.labels(status).inc()
 
 
 class _Slot:
@@ -480,8 +521,12 @@ async def _wait_disconnect(request: Request) -> None:
 def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     """The ASGI app serving `planner`. Run it with any ASGI server, or use `serve`."""
     config = config or ServerConfig()
-    runs = _Runs(planner, config)
     _ = planner.store  # open it now: a broken store fails at start, not on the first request
+    # The runs it starts may be taken over by any replica or worker once their owner dies.
+    planner = copy.copy(planner)
+    planner.meta = {**planner.meta, "takeover": True}
+    runs = _Runs(planner, config)
+    readiness = Readiness(planner.store, runs.metrics, stopping=lambda: runs.stopping)
     _hide_machine_paths()
     store_path = getattr(planner.store, "path", None)
     if isinstance(store_path, str):
@@ -491,12 +536,17 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runs.models.start()
-        yield
+        await runs.start()
+        try:
+            yield
+        finally:
+            await runs.services.stop()
 
     app = FastAPI(
         title="planweave", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
     )
     app.state.shutdown = runs.shutdown  # called by `serve` when SIGINT or SIGTERM arrives (`_launch._Front`)
+    app.state.startup = runs.start  # called by `serve` once the app is built (it runs no lifespan of it)
     app.add_exception_handler(_APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -509,6 +559,25 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok", "models": runs.models.state}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        problem = await readiness.check()
+        if problem is None and runs.models.state != "ready":
+            problem = (("starting", "the model libraries are still loading.") if runs.models.state == "loading"
+                       else ("models_failed", "the model libraries failed to load; see the server's log."))
+        if problem is None:
+            return JSONResponse({"status": "ready"})
+        code, reason = problem
+        return JSONResponse({"status": "not_ready", "code": code, "reason": hide_paths(reason)}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        try:
+            text = await runs.metrics.render(planner.store)
+        except StoreError as exc:
+            raise _APIError(503, f"the run store failed: {exc}", code="store_unavailable", type_="server_error") from exc
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -527,7 +596,9 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
         try:
             goal = conversation_goal(body.messages, max_messages=config.max_messages, max_chars=config.max_chars)
             task = background_task([{"role": m.role, "content": m.content} for m in body.messages]) is not None
-            turn = None if task else read_turn(body.messages, goal, conversation_turns(body.messages), planner.store)
+            turn = None if task else await runs.metrics.timed(
+                "read_turn", read_turn, body.messages, goal, conversation_turns(body.messages), planner.store
+            )
         except ConversationError as exc:
             raise _APIError(400, exc.message, code=exc.code, param=exc.param) from exc
         slot = runs.admit()  # every model call counts, a front end's background task too
@@ -612,6 +683,19 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
             raise _APIError(404, str(exc), code="run_not_found", param="run_id") from exc
         return Response(_json(exported), media_type="application/json")
 
+    @app.get("/v1/runs/{run_id}/events")
+    async def follow_run(run_id: str, request: Request) -> Response:
+        store = _store(planner)
+        try:
+            summary = await runs.metrics.timed("follow", store.summary, run_id)
+        except StoreError as exc:
+            raise _APIError(404, str(exc), code="run_not_found", param="run_id") from exc
+        after = _last_event_id(request.headers.get("last-event-id"))
+        return EventSourceResponse(
+            _follow_stream(runs, store, summary.id, after), headers={"X-Planweave-Run-Id": summary.id}, sep="\n",
+            ping=15, shutdown_grace_period=_stream_grace(config),
+        )
+
     app.add_middleware(
         Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes, allowed_hosts=config.allowed_hosts,
         cors_origins=config.cors_origins,
@@ -683,6 +767,34 @@ async def _chat_stream(
     else:  # not asked for, but harmless: front ends that read `usage` anywhere show it
         yield chunk({}, "stop", usage=completion_usage(result), planweave=extension)
     yield "[DONE]"
+
+
+def _last_event_id(header: str | None) -> int:
+    """Where a reconnecting follower left off (`Last-Event-ID`: the number of the last event it got)."""
+    if header is None or not header.strip():
+        return 0
+    try:
+        return max(0, int(header))
+    except ValueError:
+        raise _APIError(
+            400, f"`Last-Event-ID` is `{header[:40]}`; send the `id` of the last event you got (a number), or none.",
+            param="Last-Event-ID",
+        ) from None
+
+
+async def _follow_stream(runs: _Runs, store: RunStore, run_id: str, after: int) -> AsyncGenerator[ServerSentEvent, None]:
+    try:
+        async with aclosing(follow(store, run_id, after=after, metrics=runs.metrics)) as events:
+            async for number, event in events:
+                yield ServerSentEvent(_json(event), id=str(number))
+        summary = await runs.metrics.timed("follow", store.summary, run_id)
+    except StoreError as exc:
+        yield ServerSentEvent(_json({"kind": "error", "run_id": run_id, "message": hide_paths(str(exc))}))
+        return
+    if summary.status == "interrupted" and follow_over(summary):
+        message = (f"run `{run_id}` was interrupted and no service takes it over; resume it with "
+                   f"`planweave resume {run_id}`.")
+        yield ServerSentEvent(_json({"kind": "error", "run_id": run_id, "message": message, "status": "interrupted"}))
 
 
 async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, Any]) -> AsyncGenerator[str, None]:

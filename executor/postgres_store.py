@@ -64,6 +64,7 @@ from planweave.executor.store import (
     StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
+    DEFAULT_LEASE_S,
     default_lease_s,
     mask_url,
 )
@@ -72,8 +73,6 @@ __all__ = ["CHANNEL", "DEFAULT_LEASE_S", "SCHEMA_VERSION", "PostgresRunStore"]
 
 log = logging.getLogger("planweave.store")
 
-DEFAULT_LEASE_S = 30.0
-"""How long a run's lease lasts without renewal (the writer renews it every third of that)."""
 CHANNEL = "planweave_runs"
 """The LISTEN/NOTIFY channel: each committed write sends the run's id."""
 _LOCK_KEY = 0x706C_616E_7765  # the advisory lock migrations take ("planwe")

@@ -54,6 +54,7 @@ from planweave.executor.store import (
     StoreFullError,
     StoreLockedError,
     StoreReadOnlyError,
+    DEFAULT_LEASE_S,
     default_lease_s,
 )
 
@@ -61,8 +62,6 @@ __all__ = ["BLOB_THRESHOLD", "DEFAULT_LEASE_S", "SQLiteRunStore", "process_owner
 
 log = logging.getLogger("planweave.store")
 
-DEFAULT_LEASE_S = 30.0  # (the default of `default_lease_s()`: `$PLANWEAVE_LEASE_S`, else this)
-"""How long a run's lease lasts without renewal (the writer renews it every third of that)."""
 _SCHEMA_VERSION = 2
 _CHECKPOINT_BYTES = 4 << 20
 """WAL size past which the writer thread copies it back (SQLite's default: 1,000 pages)."""

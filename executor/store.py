@@ -183,6 +183,8 @@ LEASE_S_ENV = "PLANWEAVE_LEASE_S"
 owner died reads `interrupted` (and a worker may take it over) at most this long after."""
 
 DEFAULT_LEASE_S = 30.0
+"""How long a run's lease lasts without renewal, unless `PLANWEAVE_LEASE_S` says otherwise (its owner
+renews it every third of that)."""
 
 
 def default_lease_s() -> float:

@@ -103,6 +103,7 @@ class RayBackend(Backend):
         self._shipped: dict[Tool, tuple[Any, Any]] = {}
         """Per tool: its pickled function in the object store, and the task with its resources."""
         self._in_flight: set[Any] = set()
+        self._chasers: set[asyncio.Task[None]] = set()
 
     def connect(self) -> None:
         """Initialise Ray (or join the cluster) now; blocks while a local Ray starts."""
@@ -148,7 +149,7 @@ class RayBackend(Backend):
         try:
             value = await ref
         except asyncio.CancelledError:
-            self.ray.cancel(ref)  # the step was cancelled or timed out: so is its task
+            self._cancel(ref)  # the step was cancelled or timed out: so is its task
             raise
         except self.ray.exceptions.RayTaskError as exc:  # the tool raised: raise what it raised
             cause = exc.cause
@@ -162,6 +163,26 @@ class RayBackend(Backend):
         finally:
             self._in_flight.discard(ref)
         return tool.to_output(value)
+
+    def _cancel(self, ref: Any) -> None:
+        """Cancel a task, and keep at it until it ends: a cancel Ray receives while a task is
+        still being handed to its worker can be lost (seen on a loaded machine), so it is sent
+        again after 1, 2, 4 and 8 s, then forced (the worker process is killed) after 15 s more."""
+        self.ray.cancel(ref)
+        loop = asyncio.get_running_loop()
+
+        async def chase() -> None:
+            done = asyncio.wrap_future(ref.future())
+            for delay in (1.0, 2.0, 4.0, 8.0, 15.0):
+                finished, _ = await asyncio.wait({done}, timeout=delay)
+                if finished:
+                    done.exception()  # (the task's cancellation, retrieved: not logged as unhandled)
+                    return
+                self.ray.cancel(ref, force=delay == 15.0)
+
+        task = loop.create_task(chase(), name="planweave-ray-cancel")
+        self._chasers.add(task)
+        task.add_done_callback(self._chasers.discard)
 
     def _ship(self, tool: Tool) -> tuple[Any, Any]:
         """Pickle the tool's function once, put it in the object store, and size its task."""
@@ -196,6 +217,8 @@ class RayBackend(Backend):
         for ref in list(self._in_flight):
             self.ray.cancel(ref)
         self._in_flight.clear()
+        for chaser in list(self._chasers):
+            chaser.cancel()
         self._shipped.clear()
         await self.local.aclose()
         if self._started_ray and self.ray.is_initialized():

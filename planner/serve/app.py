@@ -658,9 +658,17 @@ def create_app(planner: Planner, config: ServerConfig | None = None) -> FastAPI:
         if not body.goal.strip():
             raise _APIError(400, "the goal is empty; say what you want done.", param="goal")
         slot = runs.admit()
+        stream = _event_stream(runs, body.goal, slot.run_id, body.inputs)
+        try:
+            # The response (and its run id) starts once the run's first event is out, which the
+            # run's recorder saw first: by then any replica can find and follow the run.
+            first = await anext(stream)
+        except BaseException:
+            await stream.aclose()
+            slot.release()
+            raise
         return _AdmittedStream(
-            _event_stream(runs, body.goal, slot.run_id, body.inputs), slot, {"X-Planweave-Run-Id": slot.run_id},
-            grace_s=_stream_grace(config),
+            _prepend(first, stream), slot, {"X-Planweave-Run-Id": slot.run_id}, grace_s=_stream_grace(config)
         )
 
     @app.get("/v1/runs")
@@ -795,6 +803,13 @@ async def _follow_stream(runs: _Runs, store: RunStore, run_id: str, after: int) 
         message = (f"run `{run_id}` was interrupted and no service takes it over; resume it with "
                    f"`planweave resume {run_id}`.")
         yield ServerSentEvent(_json({"kind": "error", "run_id": run_id, "message": message, "status": "interrupted"}))
+
+
+async def _prepend(first: str, rest: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+    async with aclosing(rest):
+        yield first
+        async for item in rest:
+            yield item
 
 
 async def _event_stream(runs: _Runs, goal: str, run_id: str, inputs: dict[str, Any]) -> AsyncGenerator[str, None]:

@@ -64,7 +64,7 @@ class Backend:
         import psycopg
 
         conn = psycopg.connect(self.target)  # a transaction is open until `rollback`
-        conn.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
+        conn.execute("LOCK TABLE runs, events, blobs IN EXCLUSIVE MODE")  # every table a write touches
 
         def release_postgres() -> None:
             conn.rollback()

@@ -205,6 +205,7 @@ def test_streamed_reply_ends_with_usage_and_done(start: StartServer) -> None:
     with httpx.stream(
         "POST", live.url + "/chat/completions",
         json={"model": "planweave", "messages": ask(), "stream": True, "stream_options": {"include_usage": True}},
+        timeout=60,  # (httpx's default 5 s is too short for a first chunk on a loaded 2-core machine)
     ) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
         run_id = response.headers["x-planweave-run-id"]

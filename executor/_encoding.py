@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, to_json
 
-from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady
+from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady, StepStarted, StepSucceeded
 from planweave.executor.plan import Step
 
 __all__ = [
@@ -103,36 +103,14 @@ def encode_events(
         if type(event) is StepReady:
             continue  # transient: not stored (a ready step that never started is pending on resume)
         spec = specs.get(type(event)) or _spec(type(event))
-        if spec.custom:
-            data = event.to_dict()
-            del data["run_id"], data["at"], data["kind"]
+        fast = spec.fast
+        step_id: str | None
+        if fast is not None and (row := fast(event)) is not None:
+            # The usual step event, its JSON written directly (the same text as below).
+            step_id, text = row
+            data = _NO_DATA
         else:
-            data = {name: getattr(event, name) for name in spec.names}
-            if spec.step:
-                step = data["step"]
-                if isinstance(step, Step):  # as `RunEvent.to_dict` dumps it
-                    data["step"] = dump_step(step)
-        # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
-        step_id = data.get("step_id")
-        if isinstance(step_id, str):
-            del data["step_id"]
-        else:
-            step_id = None
-        if mask is not None and spec.content:
-            _mask_content(data, spec.content, mask)
-        if data:
-            text = dumps(data)
-            if len(text) > BLOB_THRESHOLD and spec.blobs:
-                # Long strings first (the same text in a step's args, output and plan is kept
-                # once), then whatever is still large as one piece.
-                for key in spec.blobs:
-                    value = data.get(key)
-                    if value is not None and type(value) not in (int, float, bool) and _large(value):
-                        value = _outline(value, put)
-                        data[key] = put(value) if _large(value) else value
-                text = dumps(data)
-        else:
-            text = "{}"
+            text, step_id, data = _encode_data(event, spec, mask, put)
         seq += 1
         at = event.at
         rows.append((run_id, seq, spec.kind, at, step_id, text))
@@ -164,6 +142,43 @@ def encode_events(
             out.finishes.append(Finish(update.status, at, texts["error"], texts["answer"]))
     out.last_seq = seq
     return out
+
+
+def _encode_data(
+    event: RunEvent, spec: _Spec, mask: Callable[[Any], Any] | None, put: Callable[[Any], dict[str, str]]
+) -> tuple[str, str | None, dict[str, Any]]:
+    """An event's JSON text, its step id (a column) and its fields as stored (masked)."""
+    if spec.custom:
+        data = event.to_dict()
+        del data["run_id"], data["at"], data["kind"]
+    else:
+        data = {name: getattr(event, name) for name in spec.names}
+        if spec.step:
+            step = data["step"]
+            if isinstance(step, Step):  # as `RunEvent.to_dict` dumps it
+                data["step"] = dump_step(step)
+    # The columns hold the run id, kind, time and step id: the JSON keeps the rest.
+    step_id = data.get("step_id")
+    if isinstance(step_id, str):
+        del data["step_id"]
+    else:
+        step_id = None
+    if mask is not None and spec.content:
+        _mask_content(data, spec.content, mask)
+    if data:
+        text = dumps(data)
+        if len(text) > BLOB_THRESHOLD and spec.blobs:
+            # Long strings first (the same text in a step's args, output and plan is kept
+            # once), then whatever is still large as one piece.
+            for key in spec.blobs:
+                value = data.get(key)
+                if value is not None and type(value) not in (int, float, bool) and _large(value):
+                    value = _outline(value, put)
+                    data[key] = put(value) if _large(value) else value
+            text = dumps(data)
+    else:
+        text = "{}"
+    return text, step_id, data
 
 
 def decode_event(
@@ -233,6 +248,9 @@ class _Spec(NamedTuple):
     """Fields that may hold a large value: stored once in `blobs` when they do."""
     role: int
     """What the event does to the run's summary row."""
+    fast: Callable[[Any], tuple[str, str] | None] | None = None
+    """Writes the usual event of the class directly: (step id, JSON text), the same text as the
+    general way, or None when the event needs the general way (masking, blobs, odd values)."""
 
 
 _SPECS: dict[type[RunEvent], _Spec] = {}
@@ -256,8 +274,82 @@ def _spec(cls: type[RunEvent]) -> _Spec:
         content=tuple(n for n in names if n not in _PLAIN),
         blobs=tuple(n for n in BLOB_FIELDS if n in names),
         role=role,
+        fast=_FAST.get(cls),
     )
     return spec
+
+
+# Fast encoders of the three events every step records (a step of a large graph records them
+# thousands of times): they write the text the general way would, without building the dict,
+# masking nothing (they decline any field that could hold a user's text) and calling the JSON
+# encoder only for what is not an identifier or a plain number.
+
+_JSON_STR: dict[str, str] = {}
+
+
+def _json_str(text: str) -> str:
+    """`dumps(text)`, remembered for the few short names a run repeats (tools)."""
+    out = _JSON_STR.get(text)
+    if out is None:
+        out = dumps(text)
+        if len(text) <= 64:
+            if len(_JSON_STR) >= 4096:
+                _JSON_STR.clear()
+            _JSON_STR[text] = out
+    return out
+
+
+def _json_number(value: Any) -> str | None:
+    """`dumps(value)` for None, a bool, an int or a float written the same by `repr`; else None."""
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value) if -(1 << 53) < value < (1 << 53) else None
+    if kind is float:
+        text = repr(value)  # pydantic-core writes 1e-05 as 0.00001, and no JSON has inf/nan
+        return None if "e" in text or "n" in text else text
+    return None
+
+
+def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:
+    step_id, tool, step, deps = event.step_id, event.tool, event.step, event.deps
+    if type(step_id) is not str or type(tool) is not str or type(step) is not Step or type(deps) is not list:
+        return None
+    dumped = dump_step(step)
+    for key in dumped:
+        if key not in _STEP_PLAIN:
+            return None  # arguments, a description, ...: masked the general way
+    text = dumps({"tool": tool, "step": dumped, "deps": deps})
+    return None if len(text) > BLOB_THRESHOLD else (step_id, text)
+
+
+def _fast_step_started(event: StepStarted) -> tuple[str, str] | None:
+    step_id, tool, attempt, args = event.step_id, event.tool, event.attempt, event.args
+    if type(step_id) is not str or type(tool) is not str or type(attempt) is not int or type(args) is not dict or args:
+        return None  # (arguments are masked: the general way)
+    text = f'{{"tool":{_json_str(tool)},"attempt":{attempt},"args":{{}}}}'
+    return None if len(text) > BLOB_THRESHOLD else (step_id, text)
+
+
+def _fast_step_succeeded(event: StepSucceeded) -> tuple[str, str] | None:
+    step_id, attempts = event.step_id, event.attempts
+    if type(step_id) is not str or type(attempts) is not int:
+        return None
+    output = _json_number(event.output)  # (text, lists, ...: masked, perhaps a blob: the general way)
+    duration = _json_number(event.duration_s)
+    if output is None or duration is None:
+        return None
+    return step_id, f'{{"output":{output},"attempts":{attempts},"duration_s":{duration}}}'
+
+
+_FAST: dict[type[RunEvent], Callable[[Any], tuple[str, str] | None]] = {
+    StepAdded: _fast_step_added,
+    StepStarted: _fast_step_started,
+    StepSucceeded: _fast_step_succeeded,
+}
 
 
 def dump_step(step: Step) -> dict[str, Any]:
@@ -343,6 +435,7 @@ def _mask_content(data: dict[str, Any], content: tuple[str, ...], mask: Callable
 
 
 _EMPTY_OK = (str, dict, list, tuple)
+_NO_DATA: dict[str, Any] = {}
 
 
 def _large(value: Any) -> bool:

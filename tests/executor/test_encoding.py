@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic_core import PydanticSerializationError
 
-from planweave.executor._encoding import dump_step, dumps, encode_events
-from planweave.executor.events import StepAdded
+from planweave.executor._encoding import _encode_data, _spec, dump_step, dumps, encode_events
+from planweave.executor.events import RunEvent, StepAdded, StepStarted, StepSucceeded
+from planweave.executor.masking import Masker
 from planweave.executor.plan import RetryPolicy, Step
 
 
@@ -53,3 +54,38 @@ def test_a_step_added_event_is_stored_as_its_to_dict_says() -> None:
         expected = event.to_dict()
         del expected["run_id"], expected["at"], expected["kind"], expected["step_id"]
         assert row[5] == dumps(expected)
+
+
+FAST_EVENTS = [
+    *(StepAdded(run_id="r", step_id=s.id, tool=s.action, step=s, deps=["x"]) for s in STEPS[:6]),
+    StepAdded(run_id="r", step_id="a", tool="t", step={"id": "a", "tool": "t"}, deps=[]),  # a plan file's dict
+    StepStarted(run_id="r", step_id="a", tool="t", attempt=1),
+    StepStarted(run_id="r", step_id="a", tool='odd "tool" \u00e9', attempt=2),
+    StepStarted(run_id="r", step_id="a", tool="t", attempt=1, args={"key": "sk-secretsecretsecret1234"}),
+    *(StepSucceeded(run_id="r", step_id="a", output=out, attempts=1, duration_s=d)
+      for out in (None, True, False, 0, -7, 2**60, 1.5, 1e-5, float("nan"), "sk-secretsecretsecret1234", [1], {"a": 1})
+      for d in (0.0001, 1e-05, 3.0, 12345.678)),
+]
+
+
+@pytest.mark.parametrize("event", FAST_EVENTS, ids=range(len(FAST_EVENTS)))
+def test_the_fast_encoders_write_what_the_general_way_writes(event: RunEvent) -> None:
+    masker = Masker.from_env()
+    spec = _spec(type(event))
+    assert spec.fast is not None
+    general, step_id, _ = _encode_data(event, spec, masker, lambda value: {"$blob": "x"})
+    fast = spec.fast(event)
+    if fast is not None:  # (None: the event takes the general way, e.g. to be masked)
+        assert fast == (step_id, general)
+    rows = encode_events("r", [event], seq=0, added=set(), mask=masker, blobs={}).rows
+    assert rows[0][4:] == (step_id, general)
+    assert "sk-secret" not in rows[0][5]
+
+
+def test_the_fast_encoders_take_the_usual_step_events() -> None:
+    step = Step(id="a", tool="t", depends_on=["x"])
+    for event in (StepAdded(run_id="r", step_id="a", tool="t", step=step, deps=["x"]),
+                  StepStarted(run_id="r", step_id="a", tool="t", attempt=1),
+                  StepSucceeded(run_id="r", step_id="a", output=None, attempts=1, duration_s=0.001)):
+        fast = _spec(type(event)).fast
+        assert fast is not None and fast(event) is not None

@@ -12,15 +12,17 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, to_json
 
+from planweave.executor._leases import lease_live
 from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady, StepStarted, StepSucceeded
 from planweave.executor.plan import Step
+from planweave.executor.store import RunSummary
 
 __all__ = [
     "BLOB_FIELDS",
@@ -179,6 +181,61 @@ def _encode_data(
     else:
         text = "{}"
     return text, step_id, data
+
+
+def summary_from_row(row: Sequence[Any], now: float) -> RunSummary:
+    """A run's summary from its `runs` row, in the column order both stores select: a `running`
+    run whose lease is not live (its owner died) reads `interrupted`."""
+    (rid, kind, name, goal, status, created, finished, duration, steps, calls, tin, tout, cost, answer, error,
+     meta, host, pid, owner, expires) = row
+    if status == "running" and not lease_live(rid, owner, expires, host, pid, now):
+        status = "interrupted"
+    return RunSummary(
+        id=rid, kind=kind, name=name, goal=goal, status=status, created_at=created, finished_at=finished,
+        duration_s=duration, steps=steps, llm_calls=calls, input_tokens=tin, output_tokens=tout, cost_usd=cost,
+        answer=answer, error=error, meta=json.loads(meta),
+    )
+
+
+def escape_like(text: str) -> str:
+    """`text` matched literally by `LIKE ... ESCAPE '\\'`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def run_filters(
+    mark: str, *, status: str | None, kind: str | None, name: str | None, contains: str | None, since: float | None
+) -> tuple[str, list[Any]]:
+    """The `WHERE` clause (or "") and parameters of `RunStore.list_runs`'s filters; `mark` is the
+    driver's placeholder (`?`, `%s`). `running` and `interrupted` need `keep_status` afterwards."""
+    where: list[str] = []
+    params: list[Any] = []
+    if kind:
+        where.append(f"kind = {mark}")
+        params.append(kind)
+    if name:
+        where.append(f"name = {mark}")
+        params.append(name)
+    if contains:
+        where.append(f"(goal LIKE {mark} ESCAPE '\\' OR name LIKE {mark} ESCAPE '\\')")
+        like = "%" + escape_like(contains) + "%"
+        params += [like, like]
+    if since is not None:
+        where.append(f"created_at >= {mark}")
+        params.append(since)
+    if status == "interrupted":
+        where.append("status IN ('running', 'interrupted')")
+    elif status:
+        where.append(f"status = {mark}")
+        params.append(status)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def keep_status(runs: list[RunSummary], status: str | None, limit: int | None) -> list[RunSummary]:
+    """`list_runs`'s result: a `running` row whose lease expired reads `interrupted`, so those two
+    statuses are filtered on the summaries; then at most `limit`."""
+    if status in ("running", "interrupted"):
+        runs = [r for r in runs if r.status == status]
+    return runs if limit is None else runs[:limit]
 
 
 def decode_event(

@@ -49,7 +49,17 @@ except ImportError as exc:  # pragma: no cover - exercised by open_store's messa
         "(`pip install 'planweave[postgres]'`)."
     ) from exc
 
-from planweave.executor._encoding import blob_refs, decode_blob, decode_event, dumps, encode_events
+from planweave.executor._encoding import (
+    blob_refs,
+    decode_blob,
+    decode_event,
+    dumps,
+    encode_events,
+    escape_like,
+    keep_status,
+    run_filters,
+    summary_from_row,
+)
 from planweave.executor._leases import HOST, abandon, lease_live, process_owner, resume
 from planweave.executor._writer import BatchOutcome, EventWriter
 from planweave.executor.events import RunEvent, StepAdded
@@ -711,17 +721,6 @@ class PostgresRunStore(RunStore):
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _summary(self, row: tuple[Any, ...], now: float) -> RunSummary:
-        (rid, kind, name, goal, status, created, finished, duration, steps, calls, tin, tout, cost, answer, error,
-         meta, host, pid, owner, expires) = row
-        if status == "running" and not lease_live(rid, owner, expires, host, pid, now):
-            status = "interrupted"
-        return RunSummary(
-            id=rid, kind=kind, name=name, goal=goal, status=status, created_at=created, finished_at=finished,
-            duration_s=duration, steps=steps, llm_calls=calls, input_tokens=tin, output_tokens=tout, cost_usd=cost,
-            answer=answer, error=error, meta=json.loads(meta),
-        )
-
     def list_runs(
         self,
         *,
@@ -732,42 +731,17 @@ class PostgresRunStore(RunStore):
         since: float | None = None,
         limit: int | None = 50,
     ) -> list[RunSummary]:
-        where: list[str] = []
-        params: list[Any] = []
-        if kind:
-            where.append("kind = %s")
-            params.append(kind)
-        if name:
-            where.append("name = %s")
-            params.append(name)
-        if contains:
-            where.append("(goal LIKE %s ESCAPE '\\' OR name LIKE %s ESCAPE '\\')")
-            like = "%" + _escape_like(contains) + "%"
-            params += [like, like]
-        if since is not None:
-            where.append("created_at >= %s")
-            params.append(since)
-        if status == "interrupted":
-            where.append("status IN ('running', 'interrupted')")
-        elif status:
-            where.append("status = %s")
-            params.append(status)
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, ord DESC"
+        where, params = run_filters("%s", status=status, kind=kind, name=name, contains=contains, since=since)
         now = time.time()
-        rows = [self._summary(r, now) for r in self._read(sql, params)]
-        if status in ("running", "interrupted"):
-            rows = [r for r in rows if r.status == status]
-        return rows if limit is None else rows[:limit]
+        rows = self._read(f"SELECT {_SUMMARY_COLUMNS} FROM runs{where} ORDER BY created_at DESC, ord DESC", params)
+        return keep_status([summary_from_row(r, now) for r in rows], status, limit)
 
     def summary(self, run_id: str) -> RunSummary:
         rows = self._read(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id = %s", (run_id,))
         if not rows and run_id:
             rows = self._read(
                 f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id LIKE %s ESCAPE '\\' ORDER BY id LIMIT 3",
-                (_escape_like(run_id) + "%",),
+                (escape_like(run_id) + "%",),
             )
             if len(rows) > 1:
                 raise StoreError(
@@ -778,7 +752,7 @@ class PostgresRunStore(RunStore):
             raise StoreError(
                 f"no run `{run_id}` in the store `{self.path}`; `planweave runs` lists the recorded runs."
             )
-        return self._summary(rows[0], time.time())
+        return summary_from_row(rows[0], time.time())
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,))
@@ -963,5 +937,3 @@ def _notify(conn: psycopg.Connection[Any], run_id: str) -> None:
     conn.execute(f"SELECT pg_notify('{CHANNEL}', %s)", (run_id,))
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -41,7 +41,18 @@ from pydantic_core import to_json
 from planweave.executor._leases import HOST as _HOST, abandon as _abandon, lease_live as _lease_live, process_owner
 from planweave.executor._leases import resume as _resume
 from planweave.executor._writer import BatchOutcome, EventWriter
-from planweave.executor._encoding import BLOB_THRESHOLD, blob_refs, decode_blob, decode_event, dumps, encode_events
+from planweave.executor._encoding import (
+    BLOB_THRESHOLD,
+    blob_refs,
+    decode_blob,
+    decode_event,
+    dumps,
+    encode_events,
+    escape_like,
+    keep_status,
+    run_filters,
+    summary_from_row,
+)
 from planweave.executor.events import RunEvent, StepAdded
 from planweave.executor.store import (
     FINAL_STATUSES,
@@ -637,29 +648,6 @@ class SQLiteRunStore(RunStore):
             return "interrupted"
         return status
 
-    def _summary(self, row: tuple[Any, ...], now: float | None = None) -> RunSummary:
-        (rid, kind, name, goal, status, created, finished, duration, steps, calls, tin, tout, cost, answer, error,
-         meta, host, pid, owner, expires) = row
-        status = self._status(rid, status, owner, expires, host, pid, time.time() if now is None else now)
-        return RunSummary(
-            id=rid,
-            kind=kind,
-            name=name,
-            goal=goal,
-            status=status,
-            created_at=created,
-            finished_at=finished,
-            duration_s=duration,
-            steps=steps,
-            llm_calls=calls,
-            input_tokens=tin,
-            output_tokens=tout,
-            cost_usd=cost,
-            answer=answer,
-            error=error,
-            meta=json.loads(meta),
-        )
-
     def list_runs(
         self,
         *,
@@ -670,41 +658,16 @@ class SQLiteRunStore(RunStore):
         since: float | None = None,
         limit: int | None = 50,
     ) -> list[RunSummary]:
-        where: list[str] = []
-        params: list[Any] = []
-        if kind:
-            where.append("kind = ?")
-            params.append(kind)
-        if name:
-            where.append("name = ?")
-            params.append(name)
-        if contains:
-            where.append("(goal LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')")
-            like = "%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like]
-        if since is not None:
-            where.append("created_at >= ?")
-            params.append(since)
-        if status == "interrupted":
-            where.append("status IN ('running', 'interrupted')")
-        elif status:
-            where.append("status = ?")
-            params.append(status)
-        sql = f"SELECT {self._columns} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, rowid DESC"
+        where, params = run_filters("?", status=status, kind=kind, name=name, contains=contains, since=since)
         now = time.time()
-        rows = [self._summary(r, now) for r in self._read(sql, params)]
-        if status in ("running", "interrupted"):
-            rows = [r for r in rows if r.status == status]
-        return rows if limit is None else rows[:limit]
+        rows = self._read(f"SELECT {self._columns} FROM runs{where} ORDER BY created_at DESC, rowid DESC", params)
+        return keep_status([summary_from_row(r, now) for r in rows], status, limit)
 
     def summary(self, run_id: str) -> RunSummary:
         columns = self._columns
         rows = self._read(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))
         if not rows and run_id:
-            like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = escape_like(run_id) + "%"
             rows = self._read(f"SELECT {columns} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 3", (like,))
             if len(rows) > 1:
                 raise StoreError(
@@ -715,7 +678,7 @@ class SQLiteRunStore(RunStore):
             raise StoreError(
                 f"no run `{run_id}` in the store `{self.path}`; `planweave runs` lists the recorded runs."
             )
-        return self._summary(rows[0])
+        return summary_from_row(rows[0], time.time())
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,))

@@ -366,9 +366,24 @@ def _json_number(value: Any) -> str | None:
     if kind is int:
         return str(value) if -(1 << 53) < value < (1 << 53) else None
     if kind is float:
-        text = repr(value)  # pydantic-core writes 1e-05 as 0.00001, and no JSON has inf/nan
-        return None if "e" in text or "n" in text else text
+        text = repr(value)
+        if "e" in text:  # (the same shortest digits as pydantic-core: only the notation differs)
+            return _exponent(text)
+        return None if "n" in text else text  # (no JSON has inf or nan)
     return None
+
+
+def _exponent(text: str) -> str | None:
+    """A float's `repr` in exponent notation as pydantic-core writes it: `1e-6` for `1e-06`,
+    `0.00001` for `1e-05`, `1e+16` as it is; None for inf and nan (no JSON has them)."""
+    if "n" in text:
+        return None
+    mantissa, _, exponent = text.partition("e")
+    power = int(exponent)
+    if power == -5:  # 1.25e-05 -> 0.0000125
+        sign = "-" if mantissa[0] == "-" else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{power:+d}" if power > 0 else f"{mantissa}e{power}"
 
 
 def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:

@@ -293,6 +293,11 @@ An async function is fine too: its coroutine is scheduled on the loop (`EventBus
 waits for it). Whatever a subscriber raises, or its coroutine raises, is logged with the
 subscriber's name and the event's kind and counted in `EventBus.subscriber_errors`; the
 run goes on.
+
+A subscriber that has no use for some kinds of event can say so with an `ignored_kinds`
+attribute (a frozenset of kinds, e.g. the run store's recorder ignores `step_ready`): when
+every subscriber ignores a kind and no iterator is listening, such events are not built for
+them at all (the history still keeps them, built when it is read).
 """
 
 
@@ -366,8 +371,8 @@ class EventBus:
     """
 
     __slots__ = (
-        "_subscribers", "_queues", "_history", "_built", "_closed", "_pending", "active", "live", "run_id",
-        "subscriber_errors",
+        "_subscribers", "_queues", "_history", "_built", "_closed", "_pending", "_unwanted", "active", "live",
+        "run_id", "subscriber_errors",
     )
 
     def __init__(
@@ -388,6 +393,8 @@ class EventBus:
         """False when nobody listens: the executor then skips building events at all."""
         self.live = bool(self._subscribers)
         """True when a subscriber or an iterator needs each event as it happens."""
+        self._unwanted: frozenset[str] = frozenset()  # kinds every listener ignores (`_listeners_changed`)
+        self._listeners_changed()
 
     @property
     def subscribers(self) -> list[Subscriber]:
@@ -398,13 +405,27 @@ class EventBus:
         """Call `fn` with every later event; returns a function that unsubscribes."""
         self._subscribers.append(fn)
         self.active = self.live = True
+        self._listeners_changed()
 
         def unsubscribe() -> None:
             if fn in self._subscribers:
                 self._subscribers.remove(fn)
             self.live = bool(self._subscribers or self._queues)
+            self._listeners_changed()
 
         return unsubscribe
+
+    def _listeners_changed(self) -> None:
+        """Work out the kinds of event no listener needs as they happen (see `Subscriber`)."""
+        unwanted: frozenset[str] | None = None
+        if not self._queues:
+            for fn in self._subscribers:
+                ignored = getattr(fn, "ignored_kinds", None)
+                if not isinstance(ignored, frozenset):
+                    unwanted = None
+                    break
+                unwanted = ignored if unwanted is None else unwanted & ignored
+        self._unwanted = unwanted or frozenset()
 
     @property
     def history(self) -> list[RunEvent]:
@@ -456,7 +477,7 @@ class EventBus:
     def note(self, kind: str, *fields: Any) -> None:
         """Emit an event of `kind` with `fields` (those after `run_id` and `at`, in declaration order),
         timestamped now; when only the history keeps it, store it unbuilt."""
-        if self.live:
+        if self.live and kind not in self._unwanted:
             self.emit(_MAKERS[kind](self.run_id, time.time(), *fields))
         elif self._history is not None:
             self._history += (kind, time.time(), *fields)
@@ -501,6 +522,7 @@ class EventBus:
             q.put_nowait(_CLOSED)
         self._queues.clear()
         self.live = bool(self._subscribers)
+        self._listeners_changed()
 
     async def iterate(self, *, replay: bool = True) -> AsyncIterator[RunEvent]:
         """Events as they happen (after replaying earlier ones when `replay`), until the run ends."""
@@ -513,6 +535,7 @@ class EventBus:
         else:
             self._queues.append(q)
             self.live = True
+            self._unwanted = frozenset()  # an iterator takes every event as it happens
         self.active = True
         try:
             while True:
@@ -525,3 +548,4 @@ class EventBus:
             if q in self._queues:
                 self._queues.remove(q)
             self.live = bool(self._subscribers or self._queues)
+            self._listeners_changed()

@@ -48,7 +48,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -632,6 +632,9 @@ class Recorder(Journal):
     `last_event`: the executor's `run_finished`, the planner's `planner_finished`) is written,
     the lease is released, so another process can continue a `waiting` run at once.
     """
+
+    ignored_kinds: ClassVar[frozenset[str]] = frozenset({StepReady.kind})
+    """Not stored (a ready step that never started is pending on resume): the run need not build them for it."""
 
     def __init__(
         self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any], last_event: str = "run_finished"

@@ -132,6 +132,51 @@ def test_without_listeners_events_are_built_when_read() -> None:
     assert EventBus(keep_history=False).history == []
 
 
+class NoReady(list[RunEvent]):
+    """A subscriber that says it has no use for `step_ready` (as the run store's recorder does)."""
+
+    ignored_kinds: ClassVar[frozenset[str]] = frozenset({"step_ready"})
+
+    def __call__(self, event: RunEvent) -> None:
+        self.append(event)
+
+
+async def test_events_every_subscriber_ignores_are_not_built_for_them_but_kept() -> None:
+    ex = Executor([echo, boom])
+    quiet = NoReady()
+    async with ex.start(plan(), completed={"old": 1}, run_id="r", subscribers=[quiet]) as run:
+        pass
+    assert "step_ready" not in {ev.kind for ev in quiet}
+    history = run.history
+    assert [ev for ev in history if ev.kind != "step_ready"] == list(quiet)  # the others, the same objects' values
+    assert any(ev.kind == "step_ready" for ev in history)  # built when the history is read
+    times = [ev.at for ev in history]
+    assert times == sorted(times)
+
+
+async def test_an_ignored_kind_still_reaches_a_subscriber_or_iterator_that_wants_it() -> None:
+    ex = Executor([echo, boom])
+    quiet, everything = NoReady(), []
+    await ex.run(plan(), completed={"old": 1}, run_id="r", subscribers=[quiet, everything.append])
+    assert any(ev.kind == "step_ready" for ev in everything)
+    assert [ev.kind for ev in quiet] == [ev.kind for ev in everything]  # built for one: delivered to all, as before
+    bus = EventBus([NoReady()], run_id="r")
+    bus.note("step_ready", "a")
+    assert [ev.kind for ev in bus.history] == ["step_ready"]
+    seen: list[str] = []
+
+    async def listen() -> None:
+        async for ev in bus.iterate(replay=False):
+            seen.append(ev.kind)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    bus.note("step_ready", "b")  # an iterator listens now: built as it happens
+    bus.close()
+    await task
+    assert seen == ["step_ready"]
+
+
 async def test_run_started_is_stamped_with_the_run_start() -> None:
     async with Executor([echo]).start([Step(id="a", tool="echo", args={"value": 1})]) as run:
         pass

@@ -21,10 +21,18 @@ _ABANDONED: set[str] = set()
 def process_owner() -> str:
     """This process's lease owner name, `host:pid:random` (new after a fork)."""
     global _owner
-    pid = os.getpid()
-    if _owner is None or _owner[0] != pid:
+    if _owner is None:  # (cleared in a forked child: asking the PID each time is a system call per batch)
+        pid = os.getpid()
         _owner = (pid, f"{HOST}:{pid}:{secrets.token_hex(4)}")
     return _owner[1]
+
+
+def _forget_owner() -> None:
+    global _owner
+    _owner = None
+
+
+os.register_at_fork(after_in_child=_forget_owner)
 
 
 def abandon(run_id: str) -> None:

@@ -152,10 +152,7 @@ _NEXT = "nextval('planweave_changes')"
 # insert the events of the runs that passed, the new blobs, and notify watchers of each run.
 # The arrays go in binary (`%(name)b`): several times faster to send than as text literals.
 _WRITE_BATCH = f"""
-WITH b AS (
-    INSERT INTO blobs (hash, data)
-    SELECT * FROM unnest(%(bh)b::text[], %(bd)b::text[]) ON CONFLICT (hash) DO NOTHING
-), u AS (
+WITH u AS (
     SELECT * FROM unnest(
         %(ids)b::text[], %(steps)b::bigint[], %(calls)b::bigint[], %(tin)b::bigint[], %(tout)b::bigint[],
         %(cost)b::float8[], %(nocost)b::bool[], %(started)b::float8[], %(goal)b::text[], %(status)b::text[],
@@ -182,6 +179,11 @@ WITH b AS (
     SELECT e.* FROM unnest(%(er)b::text[], %(es)b::bigint[], %(ek)b::text[], %(ea)b::float8[], %(esid)b::text[],
                            %(ed)b::text[]) AS e(run_id, seq, kind, at, step_id, data)
     WHERE e.run_id IN (SELECT id FROM fence)
+), b AS (
+    INSERT INTO blobs (hash, data)
+    SELECT x.hash, x.data FROM unnest(%(bh)b::text[], %(bd)b::text[], %(br)b::text[]) AS x(hash, data, run_id)
+    WHERE x.run_id IN (SELECT id FROM fence)
+    ON CONFLICT (hash) DO NOTHING
 )
 SELECT id, pg_notify('{CHANNEL}', id) FROM fence
 """
@@ -625,7 +627,7 @@ class PostgresRunStore(RunStore):
         conn: psycopg.Connection[Any] | None = None
         try:
             conn = self._writer_db() if wait else self._inline_db()
-            blobs: dict[str, str] = {}
+            blobs: list[tuple[str, str, str]] = []  # hash, JSON, the run that refers to it
             cols: dict[str, list[Any]] = {k: [] for k in (
                 "ids", "steps", "calls", "tin", "tout", "cost", "nocost", "started", "goal", "status", "end_at",
                 "error", "answer", "er", "es", "ek", "ea", "esid", "ed")}
@@ -640,7 +642,10 @@ class PostgresRunStore(RunStore):
                 if added is None:
                     added = self._wadded[run_id] = {r[0] for r in conn.execute(
                         "SELECT step_id FROM events WHERE run_id = %s AND kind = %s", (run_id, StepAdded.kind))}
-                batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=blobs)
+                own_blobs: dict[str, str] = {}  # (written only if the run passes the fence)
+                batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=own_blobs)
+                for digest, text in own_blobs.items():
+                    blobs.append((digest, text, run_id))
                 seqs[run_id] = batch.last_seq
                 end = batch.finishes[-1] if batch.finishes else None
                 if end is not None:
@@ -667,7 +672,8 @@ class PostgresRunStore(RunStore):
                     cols["ed"].append(row[5])
             now = time.time()
             params: dict[str, Any] = {
-                **cols, "bh": list(blobs), "bd": list(blobs.values()), "now": now, "expires": now + self.lease_s,
+                **cols, "bh": [b[0] for b in blobs], "bd": [b[1] for b in blobs], "br": [b[2] for b in blobs],
+                "now": now, "expires": now + self.lease_s,
                 "me": process_owner(),
             }
             owned = {r[0] for r in conn.execute(_WRITE_BATCH, params).fetchall()}

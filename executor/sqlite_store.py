@@ -129,6 +129,23 @@ _SUMMARY_COLUMNS = (
 _LEASE_COLUMNS = ", owner, lease_expires"
 _NO_LEASE_COLUMNS = ", '' AS owner, NULL AS lease_expires"  # a read-only schema 1 file
 
+_INSERT = "INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_OWNED = (
+    "INSERT INTO events (run_id, seq, kind, at, step_id, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
+    "WHERE (SELECT owner FROM runs WHERE id = ?1) = (SELECT owner FROM temp.planweave_owner)"
+)
+"""The events' INSERT that fences too: a row is written only while this process owns the run
+(the owner's name is in the connection's temporary table: `_know_owner`)."""
+
+
+def _know_owner(db: sqlite3.Connection) -> None:
+    """Give a writing connection this process's lease owner name, for `_INSERT_OWNED`."""
+    db.execute("PRAGMA temp_store=MEMORY")
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS planweave_owner (owner TEXT NOT NULL)")
+    db.execute("DELETE FROM temp.planweave_owner")
+    db.execute("INSERT INTO temp.planweave_owner (owner) VALUES (?)", (process_owner(),))
+
+
 # SQLite's primary result codes (`sqlite3.Error.sqlite_errorcode & 0xFF`).
 _BUSY, _LOCKED, _READONLY, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 5, 6, 8, 11, 14, 13, 26
 
@@ -484,6 +501,7 @@ class SQLiteRunStore(RunStore):
             try:
                 db = self._open(self.path, uri=False)
                 db.execute("PRAGMA wal_autocheckpoint=0")  # `checkpoint`, outside the write lock
+                _know_owner(db)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             self._wdb = db
@@ -497,6 +515,7 @@ class SQLiteRunStore(RunStore):
                 db = self._open(self.path, uri=False)
                 db.execute("PRAGMA busy_timeout=0")  # never hold a loop up: the thread waits instead
                 db.execute("PRAGMA wal_autocheckpoint=0")  # the thread checkpoints (`checkpoint`)
+                _know_owner(db)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             self._idb = db
@@ -545,18 +564,21 @@ class SQLiteRunStore(RunStore):
                 blobs: dict[str, str] = {}
                 renewed: dict[str, float] = {}
                 for run_id, events in by_run.items():
-                    # Fencing: only the lease's owner writes (a run taken over elsewhere stops here).
-                    # A read, in the write transaction; the lease itself is renewed now and then.
+                    # Fencing: only the lease's owner writes (a run taken over elsewhere stops here),
+                    # checked in the write transaction: by the lease's renewal now and then, else
+                    # by the events' INSERT itself (`_INSERT_OWNED`).
+                    fenced = True
                     if now - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6:
-                        owned = self._renew(db, run_id, now)
+                        if not self._renew(db, run_id, now):
+                            outcome.failed[run_id] = self._lost(db, run_id)
+                            continue
                         renewed[run_id] = now
-                    else:
-                        row = db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-                        owned = row is not None and row[0] == process_owner()
-                    if not owned:
+                        fenced = False
+                    seq = self._write_run(db, run_id, events, blobs, outcome, fenced=fenced)
+                    if seq is None:
                         outcome.failed[run_id] = self._lost(db, run_id)
                         continue
-                    seqs[run_id] = self._write_run(db, run_id, events, blobs, outcome)
+                    seqs[run_id] = seq
                 if blobs:
                     db.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", blobs.items())
                 db.execute("COMMIT")
@@ -586,8 +608,11 @@ class SQLiteRunStore(RunStore):
         events: list[RunEvent],
         blobs: dict[str, str],
         outcome: BatchOutcome,
-    ) -> int:
-        """Insert one run's events of a batch and update its summary; returns its last seq."""
+        *,
+        fenced: bool,
+    ) -> int | None:
+        """Insert one run's events of a batch and update its summary; returns its last seq, or
+        None when `fenced` and this process does not own the run (then nothing was written)."""
         seq = self._wseq.get(run_id)
         if seq is None:
             seq = int(db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0)
@@ -596,7 +621,20 @@ class SQLiteRunStore(RunStore):
             added = self._wadded[run_id] = {
                 r[0] for r in db.execute("SELECT step_id FROM events WHERE run_id = ? AND kind = ?", (run_id, StepAdded.kind))
             }
-        batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=blobs)
+        own_blobs: dict[str, str] = {}
+        batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=own_blobs)
+        rows = batch.rows
+        if fenced:
+            inserted = db.executemany(_INSERT_OWNED, rows).rowcount
+            if inserted != len(rows):
+                if inserted:  # (the owner cannot change inside the transaction)
+                    raise sqlite3.IntegrityError(f"run `{run_id}`: {inserted} of {len(rows)} events written")
+                self._wadded.pop(run_id, None)  # (holds the steps of events that were not written)
+                return None
+        else:
+            db.executemany(_INSERT, rows)
+        if own_blobs:
+            blobs.update(own_blobs)
         if batch.started is not None:
             at, goal = batch.started
             db.execute(
@@ -611,7 +649,6 @@ class SQLiteRunStore(RunStore):
                 (end.status, end.at, end.at, end.error, end.answer, run_id),
             )
             outcome.finished.add(run_id)
-        db.executemany("INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)", batch.rows)
         if batch.counts_changed:
             db.execute(
                 "UPDATE runs SET steps = steps + ?, llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "

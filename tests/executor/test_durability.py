@@ -216,6 +216,33 @@ def test_a_run_taken_over_elsewhere_stops_here(backend: Any) -> None:
     assert "was taken over by `elsewhere:1:beef`" in str(err.value) and err.value.owner == "elsewhere:1:beef"
 
 
+def test_nothing_of_a_taken_over_runs_batch_is_written(backend: Any) -> None:
+    """The batch that finds the run taken over writes none of its events, blobs or counts."""
+    store = backend.open()
+
+    @tool
+    def work(name: str, after: Any = None) -> str:
+        if name == "steal":
+            backend.sql("UPDATE runs SET owner = 'elsewhere:1:beef', lease_expires = 9e12")
+            return "x" * 5000  # a blob-sized output, in the batch that must not be written
+        return name
+
+    steps = [Step(id="first", tool="work", args={"name": "first"}),
+             Step(id="steal", tool="work", args={"name": "steal", "after": "${first}"}),
+             Step(id="next", tool="work", args={"name": "next", "after": "${steal}"})]
+    with pytest.raises(RunLeasedError):
+        Executor([work]).run_sync(steps, subscribers=[store.recorder()])
+    [(run_id, done)] = backend.sql("SELECT id, steps FROM runs")
+    kinds = [(k, sid) for k, sid in backend.sql("SELECT kind, step_id FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]
+    assert ("step_succeeded", "first") in kinds
+    # (`steal`'s start may have been written before it took the run away: nothing after that is)
+    assert ("step_succeeded", "steal") not in kinds
+    assert not any(sid == "next" for k, sid in kinds if k != "step_added")
+    assert backend.sql("SELECT COUNT(*) FROM blobs") == [(0,)]
+    assert done == 3  # the steps added before; nothing from the lost batch
+    store.close()
+
+
 def test_a_read_only_store_reads_and_refuses_to_record(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     writable = SQLiteRunStore(path)

@@ -366,6 +366,8 @@ def _json_number(value: Any) -> str | None:
     if kind is int:
         return str(value) if -(1 << 53) < value < (1 << 53) else None
     if kind is float:
+        if 1e-4 <= value < 1e16:  # (the usual duration: `repr` writes it as pydantic-core does)
+            return repr(value)
         text = repr(value)
         if "e" in text:  # (the same shortest digits as pydantic-core: only the notation differs)
             return _exponent(text)
@@ -428,7 +430,10 @@ def dump_step(step: Step) -> dict[str, Any]:
     """`step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})`, the same dict,
     several times faster for the usual step (fields of plain JSON values: read directly); any
     other value (a nested model, a tuple, an object, a non-finite float) takes pydantic's way."""
-    fields = _STEP_FIELDS or _step_fields()
+    given = frozenset(step.model_fields_set)
+    fields = _FIELDS_TO_DUMP.get(given)
+    if fields is None:
+        fields = _fields_to_dump(given)
     values = step.__dict__
     out: dict[str, Any] = {}
     for name, default, model in fields:
@@ -449,12 +454,15 @@ def _pydantic_dump(step: Step) -> dict[str, Any]:
     return step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
 
 
-_STEP_FIELDS: list[tuple[str, Any, bool]] = []
 _REQUIRED = object()
+_FIELDS_TO_DUMP: dict[frozenset[str], tuple[tuple[str, Any, bool], ...]] = {}
 
 
-def _step_fields() -> list[tuple[str, Any, bool]]:
-    """(name, default, default is a pydantic model) for each dumped field of `Step`."""
+def _fields_to_dump(given: frozenset[str]) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, default, default is a pydantic model) of the fields of `Step` that a step whose
+    set fields are `given` may hold other than their default, in declaration order: those set
+    (assigning a field later adds it to the set), and those whose default could have been
+    changed in place (a list, a dict). Worked out once for each set of fields."""
     fields = []
     for name, info in Step.model_fields.items():
         if name == "handler":
@@ -462,9 +470,13 @@ def _step_fields() -> list[tuple[str, Any, bool]]:
         default = info.get_default(call_default_factory=True)
         if default is PydanticUndefined:
             default = _REQUIRED
-        fields.append((name, default, isinstance(default, BaseModel)))
-    _STEP_FIELDS[:] = fields
-    return _STEP_FIELDS
+        immutable = isinstance(default, (str, int, float, bool, type(None), tuple, frozenset))
+        if name in given or not immutable:
+            fields.append((name, default, isinstance(default, BaseModel)))
+    if len(_FIELDS_TO_DUMP) >= 1024:  # (a few shapes in practice)
+        _FIELDS_TO_DUMP.clear()
+    _FIELDS_TO_DUMP[given] = out = tuple(fields)
+    return out
 
 
 def _plain(value: Any, depth: int) -> bool:

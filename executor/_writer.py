@@ -127,7 +127,9 @@ class EventWriter:
         self._tie = itertools.count()
         self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self.closed = False
+        """The thread has stopped: nothing submitted from now on is written."""
+        self._flushing = 0  # threads waiting in `flush` (woken by `_advance`)
         self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
         self._inline_commits = 0
         self._control_pending = False  # `_pending` holds a `call`: loops leave it to the thread
@@ -143,7 +145,7 @@ class EventWriter:
 
         run_id = recorder.run_id
         assert run_id is not None
-        if self._closed:
+        if self.closed:
             raise StoreError(f"the run store was closed; run `{run_id}` cannot be recorded (open the store again).")
         other = self._recorders.get(run_id)
         if other is not None and other is not recorder and other.failure is None:
@@ -153,11 +155,6 @@ class EventWriter:
             )
         self._recorders[run_id] = recorder
         self._start()
-
-    @property
-    def closed(self) -> bool:
-        """The thread has stopped: nothing submitted from now on is written."""
-        return self._closed
 
     def submit(self, run_id: str, event: RunEvent) -> int:
         """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
@@ -181,9 +178,8 @@ class EventWriter:
 
     def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
         """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
-        with self._cond:
-            if self.committed >= mark or self._closed:
-                return True
+        if self.committed >= mark or self.closed:  # (both only ever grow: no lock needed to see them)
+            return True
         if self._write_inline() and self.committed >= mark:
             return True
         with self._cond:
@@ -197,7 +193,7 @@ class EventWriter:
         """Commit the few gathered events on the calling thread if nobody is writing; True if done."""
         pending = self._pending
         if (not pending or len(pending) > INLINE_MAX or self._control_pending or self._thread is None
-                or self._closed):
+                or self.closed):
             return False  # (a call waiting to run goes to the thread, with the events around it)
         if not self._write_lock.acquire(blocking=False):
             return False
@@ -226,12 +222,16 @@ class EventWriter:
         target = self._last
         self._wake.set()
         with self._cond:
-            return self._cond.wait_for(lambda: self.committed >= target or self._closed, timeout_s)
+            self._flushing += 1
+            try:
+                return self._cond.wait_for(lambda: self.committed >= target or self.closed, timeout_s)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout_s: float | None = 10.0) -> None:
         """Write what is queued, then stop the thread."""
         thread = self._thread
-        if thread is None or self._closed:
+        if thread is None or self.closed:
             return
         self._stopping = True
         self._wake.set()
@@ -294,7 +294,7 @@ class EventWriter:
             for recorder in list(self._recorders.values()):
                 recorder.fail(StoreError(f"the run store's writer thread stopped: {type(exc).__name__}: {exc}"))
         finally:
-            self._closed = True
+            self.closed = True
             try:
                 self.sink.close_writer()
             finally:
@@ -358,12 +358,13 @@ class EventWriter:
             while waiters and waiters[0][0] <= self.committed:
                 _, _, loop, callback = heapq.heappop(waiters)
                 self._reached.append((loop, callback))
-            self._cond.notify_all()
+            if self._flushing:
+                self._cond.notify_all()
 
     def _wake_waiters(self) -> None:
+        if not self._reached:  # (what this thread's own `_advance` added is seen without the lock)
+            return
         with self._cond:
-            if not self._reached:
-                return
             reached, self._reached = self._reached, []
         wake: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
         for loop, callback in reached:

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from planweave.executor.durability import Journal
-from planweave.executor.events import EVENT_TYPES, RunEvent, StepReady, event_from_dict
+from planweave.executor.events import EVENT_TYPES, RunEvent, StepAdded, StepReady, StepStarted, StepSucceeded, event_from_dict
 from planweave.executor.plan import Step
 from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.state import RunState
@@ -616,6 +616,10 @@ class RunStore(ABC):
         return report
 
 
+_USUAL = frozenset({StepAdded, StepStarted, StepSucceeded})
+"""The events every step records (never a run's last event): `Recorder` hands them over at once."""
+
+
 def _release(store: RunStore, run_id: str) -> None:
     try:
         store.release(run_id)
@@ -662,9 +666,12 @@ class Recorder(Journal):
         return self._writer.committed if self._writer is not None else self._last
 
     def __call__(self, event: object) -> None:
+        writer = self._writer
+        if writer is not None and self.failure is None and not writer.closed and type(event) in _USUAL:
+            self._last = writer.submit(event.run_id, event)  # type: ignore[attr-defined,arg-type]  # (a step event)
+            return
         if self.failure is not None or not isinstance(event, RunEvent) or type(event) is StepReady:
             return  # (`step_ready` is not stored: a ready step that never started is pending on resume)
-        writer = self._writer
         if writer is None:
             self.run_id = event.run_id
             goal = str(getattr(event, "goal", "") or "")

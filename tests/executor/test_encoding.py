@@ -43,6 +43,24 @@ def test_dump_step_is_pydantics_dump(step: Step) -> None:
     assert list(dumped) == list(expected)  # the same key order: the same stored JSON
 
 
+def changed_after_validation() -> list[Step]:
+    assigned = Step(id="a", tool="t")
+    assigned.description = "set later"  # (pydantic counts an assigned field as set)
+    assigned.approval = False  # assigned its default: still left out
+    grown = Step(id="a", tool="t")
+    grown.depends_on.append("x")  # a default list changed in place
+    grown.args["k"] = "v"
+    retried = Step(id="a", tool="t")
+    retried.retry = RetryPolicy.exponential(3)
+    return [assigned, grown, retried]
+
+
+@pytest.mark.parametrize("step", changed_after_validation(), ids=range(3))
+def test_a_step_changed_after_validation_is_dumped_as_pydantic_dumps_it(step: Step) -> None:
+    expected = step.model_dump(mode="json", exclude_defaults=True, exclude={"handler"})
+    assert dump_step(step) == expected and list(dump_step(step)) == list(expected)
+
+
 def test_a_value_pydantic_cannot_dump_fails_the_same_way() -> None:
     step = Step(id="a", tool="t", args={"obj": Opaque()})
     with pytest.raises(PydanticSerializationError):

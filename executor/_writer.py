@@ -176,11 +176,16 @@ class EventWriter:
         self._wake.set()
         return number
 
-    def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
-        """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
+    def commit_now(self, mark: int) -> bool:
+        """True when event `mark` is written, perhaps by the calling thread at once (a few events,
+        nobody else writing, the store not busy: see `_write_inline`); False when it must wait."""
         if self.committed >= mark or self.closed:  # (both only ever grow: no lock needed to see them)
             return True
-        if self._write_inline() and self.committed >= mark:
+        return self._write_inline() and self.committed >= mark
+
+    def when_committed(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
+        """True when event `mark` is written; else call `callback` on `loop` once it is, and return False."""
+        if self.commit_now(mark):
             return True
         with self._cond:
             if self.committed >= mark:

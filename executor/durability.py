@@ -48,6 +48,12 @@ class Journal(ABC):
     def mark(self) -> int:
         """The number of the last event handed over (0 before any)."""
 
+    def durable_now(self, mark: int) -> bool:
+        """True when event `mark` is durable (or failed) now, perhaps made so at once (a few
+        events committed on the calling thread), without waiting for anything; else False
+        (then `when_durable` waits for it)."""
+        return self.failure is not None or self.committed >= mark
+
     @abstractmethod
     def when_durable(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
         """True when event `mark` is already durable (or failed); else call `callback` on `loop`

@@ -329,11 +329,11 @@ class Run(StepAttempts):
         event `need` (the success of its last input) is durable."""
         journal = self._journal
         if journal is not None:
+            if need > journal.committed and not journal.durable_now(need):
+                self._hold(node, need)
+                return
             if journal.failure is not None:
                 self._on_journal_failure()  # fail closed: no step starts unrecorded
-                return
-            if need > journal.committed:
-                self._hold(node, need)
                 return
         c = node.c
         if c.condition is not None and not condition_checked:

@@ -694,6 +694,11 @@ class Recorder(Journal):
     def mark(self) -> int:
         return self._last
 
+    def durable_now(self, mark: int) -> bool:
+        if self.failure is not None or self._writer is None:
+            return True
+        return self._writer.commit_now(mark)
+
     def when_durable(self, mark: int, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
         if self.failure is not None or self._writer is None:
             return True

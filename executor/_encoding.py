@@ -369,23 +369,21 @@ def _json_number(value: Any) -> str | None:
         if 1e-4 <= value < 1e16:  # (the usual duration: `repr` writes it as pydantic-core does)
             return repr(value)
         text = repr(value)
-        if "e" in text:  # (the same shortest digits as pydantic-core: only the notation differs)
-            return _exponent(text)
-        return None if "n" in text else text  # (no JSON has inf or nan)
+        if "n" in text:
+            return None  # (no JSON has inf or nan)
+        return _exponent(text) if "e" in text else text  # (pydantic-core's shortest digits, its notation)
     return None
 
 
-def _exponent(text: str) -> str | None:
+def _exponent(text: str) -> str:
     """A float's `repr` in exponent notation as pydantic-core writes it: `1e-6` for `1e-06`,
-    `0.00001` for `1e-05`, `1e+16` as it is; None for inf and nan (no JSON has them)."""
-    if "n" in text:
-        return None
-    mantissa, _, exponent = text.partition("e")
-    power = int(exponent)
-    if power == -5:  # 1.25e-05 -> 0.0000125
-        sign = "-" if mantissa[0] == "-" else ""
-        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
-    return f"{mantissa}e{power:+d}" if power > 0 else f"{mantissa}e{power}"
+    `0.00001` for `1e-05`, `1e+16` as it is."""
+    if text.endswith("e-05"):  # 1.25e-05 -> 0.0000125
+        mantissa = text[:-4]
+        if mantissa[0] == "-":
+            return f"-0.0000{mantissa[1:].replace('.', '')}"
+        return f"0.0000{mantissa.replace('.', '')}"
+    return text.replace("e-0", "e-")
 
 
 def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:
@@ -393,9 +391,8 @@ def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:
     if type(step_id) is not str or type(tool) is not str or type(step) is not Step or type(deps) is not list:
         return None
     dumped = dump_step(step)
-    for key in dumped:
-        if key not in _STEP_PLAIN:
-            return None  # arguments, a description, ...: masked the general way
+    if not _STEP_PLAIN.issuperset(dumped):
+        return None  # arguments, a description, ...: masked the general way
     text = dumps({"tool": tool, "step": dumped, "deps": deps})
     return None if len(text) > BLOB_THRESHOLD else (step_id, text)
 
@@ -444,7 +441,7 @@ def dump_step(step: Step) -> dict[str, Any]:
             return _pydantic_dump(step)
         if value is default or (value == default and type(value) is type(default)):
             continue
-        if not _plain(value, 0):
+        if type(value) is not str and not _plain(value, 0):
             return _pydantic_dump(step)
         out[name] = value
     return out

@@ -309,8 +309,9 @@ class EventWriter:
     def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
         """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
         events: list[tuple[str, RunEvent]] = []
+        recorders = self._recorders
         for number, run_id, item in batch:
-            if isinstance(item, _Control):
+            if run_id is None:  # a `_Control`
                 self._flush_events(events, number - 1)
                 events = []
                 try:
@@ -319,8 +320,7 @@ class EventWriter:
                     log.exception("a run store call on the writer thread failed")
                 self._advance(number)
                 continue
-            assert run_id is not None
-            recorder = self._recorders.get(run_id)
+            recorder = recorders.get(run_id)
             if recorder is not None and recorder.failure is not None:
                 continue  # the run has stopped: nothing after its failure is written
             events.append((run_id, item))

@@ -65,6 +65,12 @@ thread does not wake every `LINGER_S`, taking the GIL from them, for nothing).""
 INLINE_MAX = 64
 """Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
 
+BACKLOG = 512
+"""Events gathered that wake the thread at once (more than a loop would commit itself: a run of
+many independent steps has them written while it runs, not all at its end)."""
+
+_WAKE_AT = frozenset({BACKLOG, MAX_BATCH})
+
 CHECKPOINT_EVERY = 256
 """Commits made by loops between two calls of the sink's `checkpoint` (by the thread, when it
 next wakes: waking it for that would take the write lock from the loops at random)."""
@@ -162,7 +168,7 @@ class EventWriter:
             self._last = number = self._last + 1
             pending = self._pending
             pending.append((number, run_id, event))
-            if len(pending) >= MAX_BATCH:
+            if len(pending) in _WAKE_AT:
                 self._wake.set()
         return number
 
@@ -263,7 +269,7 @@ class EventWriter:
         checkpointed = 0
         try:
             while True:
-                loops_commit = time.monotonic() - self._inline_at < LOOP_LINGER_S
+                loops_commit = time.monotonic() - self._inline_at < LOOP_LINGER_S and len(self._pending) <= INLINE_MAX
                 woken = self._wake.wait(
                     (LOOP_LINGER_S if loops_commit else LINGER_S) if self._pending else self.heartbeat_s
                 )
@@ -273,7 +279,9 @@ class EventWriter:
                 # (a chain of steps), it goes with their next commit rather than in a
                 # commit of its own that would hold their next one up.
                 wrote = False
-                if woken or stop or time.monotonic() - self._inline_at >= LOOP_LINGER_S:
+                if (woken or stop or len(self._pending) > INLINE_MAX
+                        or time.monotonic() - self._inline_at >= LOOP_LINGER_S):
+                    # (more than a loop would commit itself: write them now, while the loops run)
                     with self._write_lock:
                         with self._submit_lock:
                             batch, self._pending = self._pending, []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -129,13 +130,42 @@ _SUMMARY_COLUMNS = (
 _LEASE_COLUMNS = ", owner, lease_expires"
 _NO_LEASE_COLUMNS = ", '' AS owner, NULL AS lease_expires"  # a read-only schema 1 file
 
-_INSERT = "INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES (?, ?, ?, ?, ?, ?)"
-_INSERT_OWNED = (
-    "INSERT INTO events (run_id, seq, kind, at, step_id, data) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
-    "WHERE (SELECT owner FROM runs WHERE id = ?1) = (SELECT owner FROM temp.planweave_owner)"
-)
-"""The events' INSERT that fences too: a row is written only while this process owns the run
-(the owner's name is in the connection's temporary table: `_know_owner`)."""
+_CHUNKS = (64, 16, 4, 1)
+"""Rows per INSERT statement: a batch's rows go in statements of these sizes, largest first.
+One statement for many rows, not one per row (`executemany`): the sqlite3 module lets go of
+the GIL around each statement, and a writer thread taking it back once per row would wait for
+the event loop each time."""
+
+
+def _insert_sql(rows: int, *, fenced: bool) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    if not fenced:
+        return f"INSERT INTO events (run_id, seq, kind, at, step_id, data) VALUES {values}"
+    # Fencing too: the rows are written only while this process owns the run (its owner name is
+    # in the connection's temporary table, `_know_owner`; the run id is the last parameter).
+    return (
+        f"INSERT INTO events (run_id, seq, kind, at, step_id, data) SELECT * FROM (VALUES {values}) "
+        "WHERE (SELECT owner FROM runs WHERE id = ?) = (SELECT owner FROM temp.planweave_owner)"
+    )
+
+
+_INSERTS = {(size, fenced): _insert_sql(size, fenced=fenced) for size in _CHUNKS for fenced in (False, True)}
+
+
+def _insert_rows(db: sqlite3.Connection, run_id: str, rows: list[Any], *, fenced: bool) -> int:
+    """Insert one run's rows, in a few statements (`_CHUNKS`); returns how many were written."""
+    written = done = 0
+    left = len(rows)
+    for size in _CHUNKS:
+        sql = _INSERTS[size, fenced]
+        while left >= size:
+            params = list(itertools.chain.from_iterable(rows[done : done + size]))
+            if fenced:
+                params.append(run_id)
+            written += db.execute(sql, params).rowcount
+            done += size
+            left -= size
+    return written
 
 
 def _know_owner(db: sqlite3.Connection) -> None:
@@ -624,15 +654,12 @@ class SQLiteRunStore(RunStore):
         own_blobs: dict[str, str] = {}
         batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=own_blobs)
         rows = batch.rows
-        if fenced:
-            inserted = db.executemany(_INSERT_OWNED, rows).rowcount
-            if inserted != len(rows):
-                if inserted:  # (the owner cannot change inside the transaction)
-                    raise sqlite3.IntegrityError(f"run `{run_id}`: {inserted} of {len(rows)} events written")
-                self._wadded.pop(run_id, None)  # (holds the steps of events that were not written)
-                return None
-        else:
-            db.executemany(_INSERT, rows)
+        inserted = _insert_rows(db, run_id, rows, fenced=fenced)
+        if inserted != len(rows):
+            if inserted or not fenced:  # (the owner cannot change inside the transaction)
+                raise sqlite3.IntegrityError(f"run `{run_id}`: {inserted} of {len(rows)} events written")
+            self._wadded.pop(run_id, None)  # (holds the steps of events that were not written)
+            return None
         if own_blobs:
             blobs.update(own_blobs)
         if batch.started is not None:

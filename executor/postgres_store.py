@@ -761,7 +761,12 @@ class PostgresRunStore(RunStore):
         return summary_from_row(rows[0], time.time())
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,))
+        return self.events_after(run_id, 0)
+
+    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT kind, at, step_id, data FROM events WHERE run_id = %s AND seq > %s ORDER BY seq", (run_id, after)
+        )
         texts: dict[str, str] = {}
         wanted = blob_refs(r[3] for r in rows if '"$blob"' in r[3])
         if wanted:

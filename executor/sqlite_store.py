@@ -745,7 +745,12 @@ class SQLiteRunStore(RunStore):
         return summary_from_row(rows[0], time.time())
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._read("SELECT kind, at, step_id, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
+        return self.events_after(run_id, 0)
+
+    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT kind, at, step_id, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
+        )
         blobs: dict[str, Any] = {}
 
         def get(digest: str) -> Any:

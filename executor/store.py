@@ -484,6 +484,11 @@ class RunStore(ABC):
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """Every event of the run in order, with large values resolved."""
 
+    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        """The run's events after its first `after` (events are numbered 1, 2, ... in order):
+        `events(run_id)[after:]`, read without the ones before (following a long run)."""
+        return self.events(run_id)[after:]
+
     def get_run(self, run_id: str) -> RunRecord:
         summary = self.summary(run_id)
         return RunRecord(summary=summary, events=self.events(summary.id))

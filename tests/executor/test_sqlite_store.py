@@ -237,3 +237,18 @@ def test_a_batch_of_any_size_is_written_whole_and_in_order(backend: Any, count: 
         assert isinstance(lost.failed.get("r1"), RunLeasedError)
     assert backend.sql("SELECT COUNT(*) FROM events WHERE run_id = ?", ("r1",)) == [(count,)]
     store.close()
+
+
+def test_events_after_reads_the_rest_of_a_run(backend: Any) -> None:
+    """What following a run reads on each change: the events after those already sent."""
+    store = backend.open()
+    result = Executor([echo]).run_sync(
+        [Step(id=f"s{i}", tool="echo", args={"text": "x" * (600 if i == 2 else 1)}) for i in range(4)],
+        subscribers=[store.recorder()],
+    )
+    every = store.events(result.run_id)
+    assert len(every) > 8
+    for after in (0, 1, 5, len(every) - 1, len(every), len(every) + 3):
+        assert store.events_after(result.run_id, after) == every[after:]
+    assert any(e.get("output") == "x" * 600 for e in store.events_after(result.run_id, 5))  # (a blob, resolved)
+    store.close()

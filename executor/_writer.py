@@ -62,6 +62,10 @@ LOOP_LINGER_S = 0.1
 """The same while loops commit events themselves: those go with their next commit (and this
 thread does not wake every `LINGER_S`, taking the GIL from them, for nothing)."""
 
+VISIBLE_S = 0.25
+"""Longest an event nobody waits for (a long step's start) stays unwritten while its run lives:
+other processes following the run see it within about this."""
+
 INLINE_MAX = 64
 """Most events a waiting loop commits itself (more go to the thread: the loop stays responsive)."""
 
@@ -270,9 +274,11 @@ class EventWriter:
         try:
             while True:
                 loops_commit = time.monotonic() - self._inline_at < LOOP_LINGER_S and len(self._pending) <= INLINE_MAX
-                woken = self._wake.wait(
-                    (LOOP_LINGER_S if loops_commit else LINGER_S) if self._pending else self.heartbeat_s
-                )
+                if self._pending:
+                    timeout = LOOP_LINGER_S if loops_commit else LINGER_S
+                else:  # (an event submitted meanwhile wakes nobody: while runs live, look again soon)
+                    timeout = min(self.heartbeat_s, VISIBLE_S) if self._recorders else self.heartbeat_s
+                woken = self._wake.wait(timeout)
                 self._wake.clear()
                 stop = self._stopping
                 # Nobody waits for what has gathered: while loops commit events themselves

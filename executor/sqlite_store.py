@@ -169,7 +169,9 @@ def _insert_rows(db: sqlite3.Connection, run_id: str, rows: list[Any], *, fenced
 
 
 def _know_owner(db: sqlite3.Connection) -> None:
-    """Give a writing connection this process's lease owner name, for `_INSERT_OWNED`."""
+    """Give a writing connection this process's lease owner name, for the fenced INSERT; its
+    events need no foreign-key check either (the fence finds the run's row, or writes nothing)."""
+    db.execute("PRAGMA foreign_keys=OFF")
     db.execute("PRAGMA temp_store=MEMORY")
     db.execute("CREATE TEMP TABLE IF NOT EXISTS planweave_owner (owner TEXT NOT NULL)")
     db.execute("DELETE FROM temp.planweave_owner")
@@ -596,7 +598,7 @@ class SQLiteRunStore(RunStore):
                 for run_id, events in by_run.items():
                     # Fencing: only the lease's owner writes (a run taken over elsewhere stops here),
                     # checked in the write transaction: by the lease's renewal now and then, else
-                    # by the events' INSERT itself (`_INSERT_OWNED`).
+                    # by the events' INSERT itself (`_insert_sql`).
                     fenced = True
                     if now - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6:
                         if not self._renew(db, run_id, now):

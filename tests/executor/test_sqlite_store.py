@@ -252,3 +252,48 @@ def test_events_after_reads_the_rest_of_a_run(backend: Any) -> None:
         assert store.events_after(result.run_id, after) == every[after:]
     assert any(e.get("output") == "x" * 600 for e in store.events_after(result.run_id, 5))  # (a blob, resolved)
     store.close()
+
+
+def test_a_long_steps_start_is_written_while_it_runs(backend: Any) -> None:
+    """Nobody waits for a step's start to be durable, yet another process following the run
+    sees it soon (the writer looks again every `VISIBLE_S` while a run lives), not only when
+    the step ends or the lease is renewed (every third of the lease: 10 s by default)."""
+    import threading
+
+    store = backend.open()
+    seen = threading.Event()
+
+    @tool
+    def slow() -> str:
+        """Runs until the test saw its start in the store."""
+        seen.wait(30)
+        return "done"
+
+    @tool
+    def first() -> str:
+        time.sleep(0.5)  # (meanwhile the writer writes this step's start and goes idle)
+        return "ok"
+
+    def started() -> bool:
+        rows = backend.sql("SELECT COUNT(*) FROM events WHERE kind = 'step_started' AND step_id = 'slow'")
+        return rows[0][0] == 1
+
+    saw_it: list[bool] = []
+
+    def watch() -> None:
+        try:
+            wait_until(started, "`slow`'s start in the store", timeout_s=5)
+            saw_it.append(True)
+        finally:
+            seen.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = Executor([first, slow]).run_sync(
+        [Step(id="first", tool="first"), Step(id="slow", tool="slow", depends_on=["first"])],
+        subscribers=[store.recorder()],
+    )
+    watcher.join()
+    assert result.ok
+    assert saw_it == [True]  # (while `slow` ran: it waits for this)
+    store.close()

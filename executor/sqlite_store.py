@@ -130,8 +130,9 @@ _SUMMARY_COLUMNS = (
 _LEASE_COLUMNS = ", owner, lease_expires"
 _NO_LEASE_COLUMNS = ", '' AS owner, NULL AS lease_expires"  # a read-only schema 1 file
 
-_CHUNKS = (64, 16, 4, 1)
-"""Rows per INSERT statement: a batch's rows go in statements of these sizes, largest first.
+_CHUNKS = (64, 16, 4, 2, 1)
+"""Rows per INSERT statement: a batch's rows go in statements of these sizes, largest first (a
+step's start and success, in a chain of steps, take one statement).
 One statement for many rows, not one per row (`executemany`): the sqlite3 module lets go of
 the GIL around each statement, and a writer thread taking it back once per row would wait for
 the event loop each time."""

@@ -46,6 +46,15 @@ TOOLS = textwrap.dedent(
         return name.upper()
 
     @tool
+    async def doom(ctx: ToolContext, name: str) -> str:
+        """Kill this process (a step that crashes whatever runs it) while `FX_DOOM` is set."""
+        note(ctx, "start")
+        if os.environ.get("FX_DOOM"):
+            os.kill(os.getpid(), 9)
+        note(ctx, "done")
+        return name.upper()
+
+    @tool
     async def gated(ctx: ToolContext, name: str) -> str:
         """Wait until the gate file exists, then return the value (logged when it starts and ends)."""
         note(ctx, "start")
@@ -78,6 +87,17 @@ GATED = textwrap.dedent(
     """
 )
 
+POISON = textwrap.dedent(
+    """
+    name: poison
+    inputs:
+      who: nobody
+    steps:
+      - {id: a, tool: fetch, args: {name: "${inputs.who}-a"}}
+      - {id: b, tool: doom, args: {name: "${a}-b"}}
+    """
+)
+
 ASKS = textwrap.dedent(
     """
     name: asks
@@ -98,7 +118,7 @@ class Place:
         self.log = tmp_path / "effects.log"
         self.gate = tmp_path / "gate"
         (self.dir / "fx_tools.py").write_text(TOOLS)
-        for name, text in (("fast.yaml", FAST), ("gated.yaml", GATED), ("asks.yaml", ASKS)):
+        for name, text in (("fast.yaml", FAST), ("gated.yaml", GATED), ("asks.yaml", ASKS), ("poison.yaml", POISON)):
             (self.dir / name).write_text(text)
         self.env = {**os.environ, "PLANWEAVE_HOME": str(self.home), "FX_LOG": str(self.log), "FX_GATE": str(self.gate),
                     "PLANWEAVE_LEASE_S": "10", "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -257,6 +277,8 @@ def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_succes
     assert f"took over run {run_id} (gated): its owner stopped" in out
     effects = any_place.effects()
     assert [e for e in effects if e[2] == "a"] == [(str(first.pid), run_id, "a", "done")]  # recorded: never again
+    assert [(e["takeover"], e["owner_died"]) for e in any_place.store().events(run_id)
+            if e["kind"] == "run_taken_over"] == [(1, True)]  # counts toward the take-over cap
     assert [e for e in effects if e[2] == "b" and e[3] == "done"] == [(str(second.pid), run_id, "b", "done")]
     assert any_place.outputs(run_id) == {"a": "KIM-A", "b": "KIM-A-B"}
 
@@ -276,10 +298,61 @@ def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finish
     out, err = stop(second, signal.SIGINT)
     assert second.returncode == 0, err
     assert f"took over run {run_id} (gated)" in out
+    taken = [e for e in any_place.store().events(run_id) if e["kind"] == "run_taken_over"]
+    assert [(e["takeover"], e["owner_died"]) for e in taken] == [(1, False)]  # stopped on purpose: not a death
     effects = any_place.effects()
     assert [e[0] for e in effects if e[2] == "a"] == [str(first.pid)]
     assert [e[0] for e in effects if e[2] == "b" and e[3] == "done"] == [str(second.pid)]
     assert any_place.outputs(run_id) == {"a": "ANN-A", "b": "ANN-A-B"}
+
+
+def test_a_run_that_kills_every_worker_taking_it_is_given_up_then_retried_by_hand(any_place: Place) -> None:
+    any_place.env.update(FX_DOOM="1", PLANWEAVE_MAX_TAKEOVERS="1")  # (default 3: the same, with more processes)
+    run_id = any_place.detach("poison.yaml", "who=pat")
+    dead = []
+    for _ in range(2):  # it runs queued, then is taken over once: both workers die in step `b`
+        worker = any_place.worker()
+        assert worker.wait(120) == -signal.SIGKILL
+        dead.append(str(worker.pid))
+    last = any_place.worker()
+    wait_until(lambda: any_place.status(run_id) == "failed", "the third worker gave up on the run", timeout_s=90)
+    out, err = stop(last)
+    assert last.returncode == 0, err
+    summary = any_place.store().summary(run_id)
+    assert summary.error == (
+        f"run `{run_id}` was not taken over again: its process stopped without finishing it 2 times (the worker or "
+        "replica running it died each time, perhaps killed by one of its steps; at most 1 take-overs, "
+        f"`PLANWEAVE_MAX_TAKEOVERS`). Find the cause in the run (`planweave show {run_id}`: the step that was "
+        f"running), then retry it by hand with `planweave resume --force {run_id}`."
+    )
+    assert f"gave up run {run_id} (poison)" in out and "1 given up" in out
+    assert [e[0] for e in any_place.effects() if e[2] == "b"] == dead  # the third worker ran nothing
+    kinds = [e["kind"] for e in any_place.store().events(run_id)]
+    assert kinds.count("run_taken_over") == 1 and kinds[-1] == "run_given_up"
+
+    del any_place.env["FX_DOOM"]  # the cause is fixed: the retry the message names finishes it
+    resumed = any_place.cli("resume", "--force", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert any_place.status(run_id) == "succeeded"
+    assert any_place.outputs(run_id) == {"a": "PAT-A", "b": "PAT-A-B"}
+    assert [e[0] for e in any_place.effects() if e[2] == "a"] == [dead[0]]  # recorded: never again
+
+
+def test_the_take_over_cap_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from planweave.planner.errors import ConfigError
+    from planweave.planner.worker import default_max_takeovers
+
+    monkeypatch.delenv("PLANWEAVE_MAX_TAKEOVERS", raising=False)
+    assert default_max_takeovers() == 3
+    monkeypatch.setenv("PLANWEAVE_MAX_TAKEOVERS", "0")
+    assert default_max_takeovers() == 0
+    monkeypatch.setenv("PLANWEAVE_MAX_TAKEOVERS", "many")
+    with pytest.raises(ConfigError) as caught:
+        default_max_takeovers()
+    assert str(caught.value) == (
+        "PLANWEAVE_MAX_TAKEOVERS is `many`; set it to how many times a run whose process died may be taken over "
+        "(a whole number, 0 or more; default 3), or unset it."
+    )
 
 
 def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> None:

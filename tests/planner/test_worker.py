@@ -423,6 +423,38 @@ async def test_take_over_once_starts_what_it_takes_and_counts_it(tmp_path: Path,
     store.close()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+async def test_other_processes_events_do_not_make_a_worker_rescan_the_store(
+    store_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    from planweave.executor.events import StepProgressed
+    from planweave.planner.worker import Worker, enqueue_workflow
+
+    monkeypatch.setenv("FX_LOG", str(tmp_path / "effects.log"))
+    (tmp_path / "fx_tools.py").write_text(TOOLS)
+    (tmp_path / "fast.yaml").write_text(FAST)
+    location = request.getfixturevalue("pg_fresh_url") if store_kind == "postgresql" else tmp_path / "runs.db"
+    store, busy = open_store(location), open_store(location)  # the worker's, and another process's stand-in
+    worker = Worker(store, poll_s=300)  # no timed re-scan during the test: only what wakes it counts
+    stop = asyncio.Event()
+    loop = asyncio.ensure_future(worker.run(stop))
+    try:
+        await asyncio.to_thread(wait_until, lambda: worker.stats.scans == 1, "the first scan")
+        busy.begin("busy", kind="workflow", name="busy", goal="", meta={})
+        for n in range(60):  # a run elsewhere records its progress: one commit each
+            await asyncio.to_thread(busy.append, StepProgressed(run_id="busy", step_id="s", message=f"{n}"))
+        queued = enqueue_workflow(busy, tmp_path / "fast.yaml", {"who": "q"}, meta={"tool_specs": [str(tmp_path / "fx_tools.py")]})
+        await asyncio.to_thread(wait_until, lambda: store.summary(queued).status == "succeeded", "the queued run ran")
+        assert worker.stats.started == 1
+        assert worker.stats.scans == 1  # the writes made it look for queued runs only, never re-scan everything
+        assert 1 <= worker.stats.queued_scans <= 62  # at most one look a write (fewer: 0.2 s apart at least)
+    finally:
+        stop.set()
+        await loop
+        busy.close()
+        store.close()
+
+
 SERVICE_RUN = textwrap.dedent(
     """
     import asyncio, sys

@@ -9,12 +9,15 @@ answers with the run's narration (`chat.Narration`) as OpenAI's chat completion 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,8 +25,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from planweave.executor.events import RunEvent
-from planweave.executor.store import RunStore, StoreError
+from planweave.executor.events import EVENT_TYPES, RunEvent, event_from_dict
+from planweave.executor.store import RunLeasedError, RunRecord, RunStore, RunSummary, StoreError
 from planweave.planner.core import Planner
 from planweave.planner.result import PlannerResult
 from planweave.planner.serve._errors import APIError, bug, hide_paths
@@ -35,7 +38,7 @@ from planweave.planner.serve.chat import (
 )
 from planweave.planner.serve.follow import follow, follow_over
 from planweave.planner.serve.tasks import background_task
-from planweave.planner.serve.turns import ChatTurn, marker, read_turn
+from planweave.planner.serve.turns import ChatTurn, ask_text, marker, read_turn
 from planweave.tools.errors import PlanweaveError
 
 if TYPE_CHECKING:
@@ -70,21 +73,30 @@ async def chat_completion(runs: Runs, body: ChatRequest, request: Request) -> Re
         if turn.reply is not None:  # the waiting run's request was not answered: ask again
             assert turn.waiting_run is not None
             return _direct_reply(
-                body, config, turn.reply + marker(turn.waiting_run, turn.session_id), turn.waiting_run
+                body, config, turn.reply + marker(turn.waiting_run, turn.session_id, turn.step_id), turn.waiting_run
             )
-        start = _turn_start(planner, turn, slot.run_id)
-        run_id = turn.waiting_run or slot.run_id
-        footer = marker(run_id, turn.session_id)
+        if turn.waiting_run is not None and turn.answer is not None and planner.store is not None:
+            # Claimed before it continues: of two replicas given the answer at once, one continues
+            # the run and the other follows it (as it does a run already going on).
+            if not await asyncio.to_thread(_claim_answered, planner.store, turn.waiting_run, turn.step_id):
+                turn.followed_run, turn.waiting_run, turn.answer = turn.waiting_run, None, None
+        run_id = turn.followed_run or turn.waiting_run or slot.run_id
         reply = ChatReply(body.reasoning_format or config.reasoning)
+        events: Callable[[], _ChatEvents]
+        if turn.followed_run is not None:
+            events = partial(_followed_events, runs, turn.followed_run, turn.session_id, reply)
+        else:
+            events = partial(_chat_events, runs, goal, run_id, reply, _turn_start(planner, turn, slot.run_id),
+                             turn.session_id)
         base = {"id": f"chatcmpl-{run_id}", "created": int(time.time()), "model": config.model_id}
         headers = {"X-Planweave-Run-Id": run_id}
         if body.stream:
             usage_chunk = bool(body.stream_options and body.stream_options.include_usage)
-            stream = _chat_stream(runs, goal, run_id, reply, base, usage_chunk, start, footer)
+            stream = _chat_stream(run_id, reply, base, usage_chunk, events)
             response = AdmittedStream(stream, slot, headers, grace_s=stream_grace(config))
             held = None  # the response releases it now
             return response
-        result: PlannerResult | None = None
+        result: PlannerResult | RunSummary | None = None
         try:
             async with anyio.create_task_group() as tg:
 
@@ -93,8 +105,8 @@ async def chat_completion(runs: Runs, body: ChatRequest, request: Request) -> Re
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(cancel_on_disconnect)
-                async with aclosing(_chat_events(runs, goal, run_id, reply, start, footer)) as events:
-                    async for _, final in events:
+                async with aclosing(events()) as items:
+                    async for _, final in items:
                         result = final
                 tg.cancel_scope.cancel()
         except Interrupted as exc:
@@ -116,12 +128,36 @@ async def chat_completion(runs: Runs, body: ChatRequest, request: Request) -> Re
 
 
 
+def _claim_answered(store: RunStore, run_id: str, step_id: str | None) -> bool:
+    """Claim the waiting run an answer continues; False (and nothing held) when another process
+    holds it, or it no longer waits for that step's answer (someone answered it meanwhile)."""
+    try:
+        store.claim(run_id)
+    except RunLeasedError:
+        return False
+    record = store.get_run(run_id)
+    if record.summary.status == "waiting" and (step_id is None or step_id in record.resume_state().requests):
+        return True
+    store.release(run_id)
+    return False
+
+
 def _turn_start(planner: Planner, turn: ChatTurn, run_id: str) -> Start:
-    """How a chat turn's run starts: the answer continues the waiting run, else a new run of the goal
-    with the earlier turns as its conversation, in the conversation's session."""
+    """How a chat turn's run starts: the answer continues the waiting run (claimed already), else a
+    new run of the goal with the earlier turns as its conversation, in the conversation's session."""
     if turn.waiting_run is not None and turn.answer is not None:
-        waiting, answer, step = turn.waiting_run, turn.answer, turn.step_id
-        return lambda subscribers: planner.respond(waiting, answer, step_id=step, subscribers=subscribers)
+        waiting, answer, step, store = turn.waiting_run, turn.answer, turn.step_id, planner.store
+
+        async def respond(subscribers: list[Callable[[RunEvent], object]]) -> PlannerResult:
+            try:
+                return await planner.respond(waiting, answer, step_id=step, subscribers=subscribers)
+            except BaseException:
+                if store is not None:  # it did not get going: let go of the claim at once
+                    with contextlib.suppress(StoreError):
+                        await asyncio.to_thread(store.release, waiting)
+                raise
+
+        return respond
     return lambda subscribers: planner.run(
         turn.goal, run_id=run_id, subscribers=subscribers, conversation=turn.conversation, session_id=turn.session_id
     )
@@ -165,18 +201,23 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+_ChatEvents = AsyncGenerator[tuple[dict[str, str] | None, PlannerResult | RunSummary | None], None]
+"""(delta, None) for each piece of a chat reply, then (None, what it ended with)."""
+
+
 async def _chat_events(
-    runs: Runs, goal: str, run_id: str, reply: ChatReply, start: Start | None = None, footer: str = ""
-) -> AsyncGenerator[tuple[dict[str, str] | None, PlannerResult | None], None]:
+    runs: Runs, goal: str, run_id: str, reply: ChatReply, start: Start | None = None, session_id: str = ""
+) -> _ChatEvents:
     """(delta, None) for each piece of the reply, then (None, result); a planweave error that stops
-    the run from starting becomes the reply's text (and the result None). `footer` ends the reply of
-    a run left waiting (the marker that lets the next message answer it)."""
+    the run from starting becomes the reply's text (and the result None). The reply of a run left
+    waiting ends with the marker that lets the next message answer it (`turns.marker`)."""
     narration = Narration()
     try:
         async with aclosing(runs.drive(goal, run_id, start=start)) as items:
             async for item in items:
                 if isinstance(item, PlannerResult):
-                    waits = footer if item.status == "waiting" else ""
+                    asked = item.requests[0].step_id if item.requests else None
+                    waits = marker(run_id, session_id, asked) if item.status == "waiting" else ""
                     for kind, text in narration.finish(final_text(item) + waits):
                         yield reply.delta(kind, text), None
                     yield reply.close(), None
@@ -188,6 +229,67 @@ async def _chat_events(
         yield reply.delta("answer", f"planweave could not run this request: {exc}"), None
         yield reply.close(), None
         yield None, None
+
+
+_ALREADY_GOING = (
+    "*(This message came after the run had already been answered, so it was not used: it was sent twice, or "
+    "from another window. Here is where the run stands.)*\n\n"
+)
+
+
+async def _followed_events(runs: Runs, run_id: str, session_id: str, reply: ChatReply) -> _ChatEvents:
+    """The reply to a message whose run went on without it (`ChatTurn.followed_run`): the run
+    followed through the store (`follow`), on whichever replica or worker runs it, narrated as its
+    own reply is, to where it stops; then what it ended with, or what it asks now (with the marker)."""
+    store = runs.planner.store
+    assert store is not None
+    narration = Narration()
+    try:
+        record = await runs.metrics.timed("follow", store.get_run, run_id)
+        for data in record.events:  # what the reply continues from (narrated before)
+            if (event := _event(data)) is not None:
+                with contextlib.suppress(Exception):
+                    narration.state.apply(event)
+        async with aclosing(follow(store, run_id, after=len(record.events), metrics=runs.metrics)) as followed:
+            async for _, data in followed:
+                if (event := _event(data)) is not None:
+                    for kind, text in narration.feed(event):
+                        yield reply.delta(kind, text), None
+        record = await runs.metrics.timed("follow", store.get_run, run_id)
+    except StoreError as exc:
+        yield reply.delta("answer", f"planweave could not follow run `{run_id}`: {hide_paths(str(exc))}"), None
+        yield reply.close(), None
+        yield None, None
+        return
+    for kind, text in narration.finish(_ALREADY_GOING + _recorded_text(record, session_id)):
+        yield reply.delta(kind, text), None
+    yield reply.close(), None
+    yield None, record.summary
+
+
+def _event(data: dict[str, Any]) -> RunEvent | None:
+    """A recorded event as its class (None for a kind this process does not know)."""
+    if data.get("kind") not in EVENT_TYPES:
+        return None
+    try:
+        return event_from_dict(data)
+    except Exception:  # a record this version cannot read back: narrate nothing for it
+        return None
+
+
+def _recorded_text(record: RunRecord, session_id: str) -> str:
+    """What a run's reply ends with, from its record: its answer, why it failed, or what it asks."""
+    summary = record.summary
+    if summary.status == "waiting":
+        requests = list(record.resume_state().requests.values())
+        step = requests[0].step_id if requests else None
+        return ask_text(requests) + marker(summary.id, session_id, step)
+    if summary.status == "failed":
+        return f"The run failed: {summary.error or 'no reason was recorded'}"
+    if summary.status == "interrupted":
+        return (f"The run was interrupted and no service takes it over; resume it with "
+                f"`planweave resume {summary.id}`.")
+    return summary.answer or f"The run ended ({summary.status}) without an answer."
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -221,18 +323,17 @@ def _store(planner: Planner) -> RunStore:
 
 
 async def _chat_stream(
-    runs: Runs, goal: str, run_id: str, reply: ChatReply, base: dict[str, Any], usage_chunk: bool,
-    start: Start | None = None, footer: str = "",
+    run_id: str, reply: ChatReply, base: dict[str, Any], usage_chunk: bool, events: Callable[[], _ChatEvents]
 ) -> AsyncGenerator[str, None]:
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return json_text({**base, "object": "chat.completion.chunk", "choices": [choice], **extra})
 
     yield chunk({"role": "assistant", "content": ""})
-    result: PlannerResult | None = None
+    result: PlannerResult | RunSummary | None = None
     try:
-        async with aclosing(_chat_events(runs, goal, run_id, reply, start, footer)) as events:
-            async for delta, final in events:
+        async with aclosing(events()) as items:
+            async for delta, final in items:
                 if delta:
                     yield chunk(delta)
                 result = final or result

@@ -270,6 +270,74 @@ def test_an_approval_asked_on_one_replica_is_answered_on_the_other(cluster: Clus
     assert len(cluster.model.chat_requests) - calls == 2  # one plan, one join: answering planned nothing again
 
 
+ASK_HOLD_SEND = Reply.json_obj({
+    "rationale": "ask, hold, then send",
+    "steps": [
+        {"id": "q", "tool": "ask_user", "args": {"question": "Include the appendix?", "choices": ["yes", "no"]}},
+        {"id": "h", "tool": "hold", "args": {"label": "${q}"}},
+        {"id": "s", "tool": "send", "args": {"to": "bob"}, "depends_on": ["h"]},
+    ],
+    "answer": None,
+})
+
+ALREADY_ANSWERED = (
+    "*(This message came after the run had already been answered, so it was not used: it was sent twice, or "
+    "from another window. Here is where the run stands.)*\n\n"
+)
+
+
+def test_an_answer_sent_twice_follows_the_run_instead_of_starting_a_goal_or_answering_the_next_question(
+    cluster: Cluster, pair: tuple[Replica, Replica]
+) -> None:
+    a, b = pair
+    hold = cluster.tmp / "hold"
+    calls, effects = len(cluster.model.chat_requests), len(cluster.side_effects())
+    cluster.model.enqueue(ASK_HOLD_SEND, finish("Sent, with the appendix."))
+    history: list[dict[str, Any]] = [{"role": "user", "content": "send the report"}]
+    asked, run_id = a.chat(history)
+    assert visible(asked) == "Include the appendix?\n\nChoices: `yes`, `no`."
+    history += [{"role": "assistant", "content": asked}, {"role": "user", "content": "yes"}]
+    replies: dict[str, tuple[str, str]] = {}
+
+    def send(name: str, replica: Replica) -> threading.Thread:
+        thread = threading.Thread(target=lambda: replies.update({name: replica.chat(history)}), daemon=True)
+        thread.start()
+        return thread
+
+    hold.touch()
+    try:
+        first = send("first", a)  # A continues the run with the answer, and holds in step `h`
+        wait_until(lambda: cluster.side_effects()[effects:] == ["yes"], "A's run reached step `h`", timeout_s=60)
+        follows = 'planweave_store_seconds_count{op="follow"}'
+        before = b.metrics().get(follows, 0.0)
+        again = send("again", b)  # the same message again (a retry, another window), to B meanwhile
+        wait_until(lambda: b.metrics().get(follows, 0.0) > before, "B follows the run A holds", timeout_s=60)
+        assert cluster.store.summary(run_id).status == "running"
+    finally:
+        hold.unlink(missing_ok=True)
+    for thread in (first, again):
+        thread.join(120)
+        assert not thread.is_alive(), "a reply did not come"
+    approve = 'Step `s` wants to run `send` with `{"to": "bob"}`.'
+    assert replies["first"][1] == replies["again"][1] == run_id
+    assert visible(replies["first"][0]).startswith(approve)
+    # B followed the run to where it stopped, and says that the message was not used.
+    assert visible(replies["again"][0]) == ALREADY_ANSWERED + visible(replies["first"][0])
+    assert "[//]: # (planweave run=" in replies["again"][0]  # its reply can be answered, like A's
+
+    # Sent once more, now that the run asks something else: not an approval of `send`.
+    late, late_run = a.chat(history)
+    assert late_run == run_id and visible(late) == ALREADY_ANSWERED + visible(replies["first"][0])
+    assert cluster.store.summary(run_id).status == "waiting"
+    assert cluster.side_effects()[effects:] == ["yes"]  # nothing ran again, nothing was sent
+
+    history += [{"role": "assistant", "content": replies["again"][0]}, {"role": "user", "content": "yes"}]
+    done, done_run = b.chat(history)  # the approval, answered from B's reply
+    assert done_run == run_id and visible(done) == "Sent, with the appendix."
+    assert cluster.side_effects()[effects:] == ["yes", "sent bob"]
+    assert len(cluster.model.chat_requests) - calls == 2  # one plan, one join: no message became a new goal
+
+
 HOLD_PLAN = Reply.json_obj({
     "rationale": "mark, then hold",
     "steps": [

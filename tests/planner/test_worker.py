@@ -143,6 +143,19 @@ class Place:
         assert f"`planweave show {run_id}`" in done.stderr and "`planweave worker`" in done.stderr
         return run_id
 
+    def enqueue(self, workflow: str, *inputs: str, tools: str = "fx_tools.py") -> str:
+        """Queue a run as `exec --detach` does, in this process (`enqueue_workflow`, which it calls):
+        the command itself is tested once, in `test_exec_detach_queues_the_run_and_a_worker_runs_it`."""
+        from planweave.planner.worker import enqueue_workflow
+
+        specs = [str(self.dir / t) if t.endswith(".py") else t for t in tools.split(",")]
+        store = self.store()
+        try:
+            return enqueue_workflow(store, self.dir / workflow, dict(i.split("=", 1) for i in inputs),
+                                    meta={"tool_specs": specs, "workspace": str(self.dir)})
+        finally:
+            store.close()
+
     def worker(self, *args: str) -> subprocess.Popen[str]:
         return self.spawn("worker", *args)
 
@@ -245,7 +258,7 @@ def test_exec_detach_refuses_bad_input_and_records_nothing(place: Place) -> None
 
 def test_two_workers_run_six_queued_runs_exactly_once(any_place: Place) -> None:
     any_place.env["FX_SLEEP"] = "0.1"  # long enough for both workers to be busy at once
-    run_ids = [any_place.detach("fast.yaml", f"who=w{i}") for i in range(6)]
+    run_ids = [any_place.enqueue("fast.yaml", f"who=w{i}") for i in range(6)]
     workers = [any_place.worker("--concurrency", "2") for _ in range(2)]
     for run_id in run_ids:
         wait_until(lambda: any_place.status(run_id) == "succeeded", f"run {run_id} succeeded", timeout_s=120)
@@ -260,7 +273,7 @@ def test_two_workers_run_six_queued_runs_exactly_once(any_place: Place) -> None:
 
 
 def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_successes(any_place: Place) -> None:
-    run_id = any_place.detach("gated.yaml", "who=kim")
+    run_id = any_place.enqueue("gated.yaml", "who=kim")
     first = any_place.worker()
     wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
     second = any_place.worker()
@@ -284,7 +297,7 @@ def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_succes
 
 
 def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finishes_it(any_place: Place) -> None:
-    run_id = any_place.detach("gated.yaml", "who=ann")
+    run_id = any_place.enqueue("gated.yaml", "who=ann")
     first = any_place.worker("--grace", "0.2")
     wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
     out, err = stop(first, signal.SIGTERM)
@@ -308,7 +321,7 @@ def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finish
 
 def test_a_run_that_kills_every_worker_taking_it_is_given_up_then_retried_by_hand(any_place: Place) -> None:
     any_place.env.update(FX_DOOM="1", PLANWEAVE_MAX_TAKEOVERS="1")  # (default 3: the same, with more processes)
-    run_id = any_place.detach("poison.yaml", "who=pat")
+    run_id = any_place.enqueue("poison.yaml", "who=pat")
     dead = []
     for _ in range(2):  # it runs queued, then is taken over once: both workers die in step `b`
         worker = any_place.worker()
@@ -367,10 +380,10 @@ def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> N
     assert interrupted.status == "interrupted" and "takeover" not in interrupted.meta
     place.gate.touch()
 
-    asks = place.detach("asks.yaml", tools="fx_tools.py,ask_user")
+    asks = place.enqueue("asks.yaml", tools="fx_tools.py,ask_user")
     worker = place.worker()
     wait_until(lambda: place.status(asks) == "waiting", "the queued run asked its question", timeout_s=90)
-    marker = place.detach("fast.yaml", "who=last")  # queued after: once it ran, the worker scanned again
+    marker = place.enqueue("fast.yaml", "who=last")  # queued after: once it ran, the worker scanned again
     wait_until(lambda: place.status(marker) == "succeeded", "the worker ran the later run", timeout_s=90)
     out, err = stop(worker)
     assert worker.returncode == 0, err
@@ -383,7 +396,7 @@ def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> N
 
 
 def test_runs_lists_queued_runs(place: Place) -> None:
-    run_id = place.detach("fast.yaml")
+    run_id = place.enqueue("fast.yaml")
     listed = place.cli("runs", "--status", "queued", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]

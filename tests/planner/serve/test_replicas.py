@@ -107,6 +107,12 @@ class Cluster:
     children: ChildProcesses
     tmp: Path
     _store: RunStore | None = None
+    _pair: tuple[Replica, Replica] | None = None
+
+    def close(self) -> None:
+        self.children.kill_all()  # before the database is dropped under them
+        if self._store is not None:
+            self._store.close()
 
     @property
     def store(self) -> RunStore:
@@ -152,25 +158,43 @@ def _ready(replica: Replica) -> bool:
         return False
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Replicas on one SQLite file, then on one PostgreSQL database of their own (other tests'
-    runs on the session's database must not be taken over by these replicas, nor theirs by them)."""
-    tmp = tmp_path_factory.mktemp(f"replicas-{request.param}")
-    (tmp / "tools.py").write_text(TOOLS)
-    children = ChildProcesses()
+class Clusters:
+    """The clusters of this module's tests, one per store, each started on first use and kept until
+    the test session ends (so that however the tests are ordered, each store's replicas start once)."""
+
+    def __init__(self, stack: ExitStack, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.stack = stack
+        self.tmp_path_factory = tmp_path_factory
+        self.clusters: dict[str, Cluster] = {}
+
+    def get(self, kind: str, request: pytest.FixtureRequest) -> Cluster:
+        """Replicas on one SQLite file, or on one PostgreSQL database of their own (other tests'
+        runs on the session's database must not be taken over by these replicas, nor theirs by them)."""
+        if kind not in self.clusters:
+            tmp = self.tmp_path_factory.mktemp(f"replicas-{kind}")
+            (tmp / "tools.py").write_text(TOOLS)
+            location = str(tmp / "home")
+            if kind == "postgresql":
+                location = self.stack.enter_context(_own_database(request.getfixturevalue("pg_url")))
+            model = self.stack.enter_context(FakeModelServer())
+            cluster = Cluster(location, model, ChildProcesses(), tmp)
+            self.stack.callback(cluster.close)  # (before the database is dropped and the model stops)
+            self.clusters[kind] = cluster
+        return self.clusters[kind]
+
+
+@pytest.fixture(scope="session")
+def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
+    """Session-scoped, not module-scoped: under xdist the module's tests may reach their worker
+    between other modules' tests, and a module fixture would then start its replicas again."""
     with ExitStack() as stack:
-        location = str(tmp / "home")
-        if request.param == "postgresql":
-            location = stack.enter_context(_own_database(request.getfixturevalue("pg_url")))
-        with FakeModelServer() as model:
-            cluster = Cluster(location, model, children, tmp)
-            try:
-                yield cluster
-            finally:
-                children.kill_all()  # before the database is dropped under them
-                if cluster._store is not None:
-                    cluster._store.close()
+        yield Clusters(stack, tmp_path_factory)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, clusters: Clusters) -> Cluster:
+    """The replicas' shared store (SQLite, then PostgreSQL), its fake model, and how to start replicas."""
+    return clusters.get(request.param, request)
 
 
 @contextmanager
@@ -189,10 +213,12 @@ def _own_database(pg_url: str) -> Iterator[str]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pair(cluster: Cluster) -> tuple[Replica, Replica]:
-    """Two replicas on the one store."""
-    return cluster.start(), cluster.start()
+    """Two replicas on the one store (started once per store, for the whole session)."""
+    if cluster._pair is None:
+        cluster._pair = (cluster.start(), cluster.start())
+    return cluster._pair
 
 
 def visible(content: str) -> str:

@@ -203,13 +203,16 @@ def _own_database(pg_url: str) -> Iterator[str]:
 
     import psycopg
 
+    # Through the server's `postgres` database: the session's `pg_url` database may be dropped first
+    # (this cluster is set up before it, so it is torn down after it).
+    server = pg_url.rsplit("/", 1)[0]
     name = f"replicas_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
+    with psycopg.connect(server + "/postgres", autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield pg_url.rsplit("/", 1)[0] + "/" + name
+        yield server + "/" + name
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
+        with psycopg.connect(server + "/postgres", autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

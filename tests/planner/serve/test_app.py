@@ -626,6 +626,7 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "PLANWEAVE_HOME": str(tmp_path / "home"), **extra}
 
 
+@pytest.mark.timeout(180)  # a server start and three held imports: past 60 s on a loaded 2-core machine
 def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_path: Path) -> None:
     """The app, the planner and the model libraries are built on worker threads: while they load
     (here held at their imports by a sitecustomize gate, then let go one by one: the app, the

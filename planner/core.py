@@ -40,6 +40,7 @@ from planweave.planner.result import PlannerResult
 from planweave.planner.run import PlannerRun
 from planweave.planner.state import PlannerState
 from planweave.planner.tracing.subscriber import TracingConfig
+from planweave.planner.worker import given_up
 from planweave.tools.base import Tool, ToolRegistry
 from planweave.tools.mcp import MCPServer
 
@@ -266,7 +267,7 @@ class Planner:
             raise ConfigError(
                 f"run `{summary.id}` ran a workflow file, not a goal; resume it with `planweave resume {summary.id}`."
             )
-        if summary.status in FINAL_STATUSES:
+        if summary.status in FINAL_STATUSES and not given_up(record.events):  # (given up: retried by hand)
             raise ConfigError(
                 f"run `{summary.id}` already ended ({summary.status}); nothing to resume. "
                 f"Start a new run with the same goal instead."

@@ -427,7 +427,9 @@ class Resumption:
 def prepare_resume(
     store: RunStore, run_id: str, *, force: bool = False, overrides: ResumeOverrides | None = None
 ) -> Resumption:
-    """Claim a run that has not ended and rebuild its settings (recorded, or `overrides`).
+    """Claim a run that has not ended and rebuild its settings (recorded, or `overrides`). With
+    `force`, also a run that workers gave up on (`failed`: its process died too often, see
+    `planweave.planner.worker`), to retry it by hand.
 
     Raises `ConfigError` when the run already ended or cannot be resumed (its secret inputs are
     not stored), `RunLeasedError` when a live process owns it (unless `force`: then it is taken
@@ -435,7 +437,7 @@ def prepare_resume(
     no longer loads or checks."""
     given = overrides or ResumeOverrides()
     summary = store.summary(run_id)
-    if summary.status in FINAL_STATUSES:
+    if summary.status in FINAL_STATUSES and not (force and _given_up(store, summary)):
         raise ConfigError(f"run `{summary.id}` already ended ({summary.status}); nothing to resume.")
     # Atomic: of two resumes of one run, one gets the lease; the other stops here (`RunLeasedError`).
     lease = store.claim(summary.id, force=force)
@@ -465,6 +467,12 @@ def prepare_resume(
     else:
         _prepare_planner(resumption, given)
     return resumption
+
+
+def _given_up(store: RunStore, summary: RunSummary) -> bool:
+    from planweave.planner.worker import given_up
+
+    return summary.status == "failed" and given_up(store.events(summary.id))
 
 
 def _prepare_workflow(resumption: Resumption, given: ResumeOverrides) -> None:

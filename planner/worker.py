@@ -18,9 +18,21 @@ atomically (`RunStore.claim`): of several workers (or `serve` replicas) on one s
 one gets it, the others skip it. A taken run resumes from its record (`resume_run`), so a step
 whose success was recorded never runs again.
 
-The loop wakes when the store changes (`RunStore.wait_changed`: PostgreSQL's LISTEN/NOTIFY,
-polling on SQLite), and re-scans every `poll_s` (a third of the store's lease by default)
-because a lease expiring writes nothing.
+Poison runs: a run whose step kills its process (a segfaulting library, the OOM killer) would
+kill every worker that takes it over. Each take-over of a run whose owner died without
+finishing it is recorded in the run (a `run_taken_over` event); a run taken over
+`max_takeovers` times (`PLANWEAVE_MAX_TAKEOVERS`, default 3) is not taken again: it is recorded
+`failed`, with a reason that says so and how to retry it by hand (`planweave resume --force ID`).
+A run stopped on purpose (a worker or replica shutting down records it `interrupted` after its
+last event) does not count.
+
+When it scans: a full scan (queued runs and runs whose owner died) at start, every `poll_s` (a
+third of the store's lease by default: a lease expiring writes nothing), and when a slot frees
+while runs were left over. In between it wakes on the store's writes (`RunStore.wait_changed`:
+PostgreSQL's LISTEN/NOTIFY, polling on SQLite), which runs in flight make all the time, and then
+only looks for queued runs (one query on the indexed status), at most every 0.2 s. A store that
+can say when a run's *status* changed (`StatusWatch`: `status_marker`, `wait_status_changed`)
+wakes it only then, and each wake is a full scan.
 """
 
 from __future__ import annotations
@@ -28,25 +40,108 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from planweave.executor.events import RunEvent, SummaryUpdate, register_event_type
 from planweave.executor.store import RunLeasedError, RunStore, RunSummary, StoreError
 from planweave.tools.errors import ConfigError, PlanweaveError, SetupError
 
 if TYPE_CHECKING:
     from planweave.planner.resuming import Resumed
 
-__all__ = ["Worker", "WorkerEvent", "WorkerStats", "enqueue_workflow", "takes"]
+__all__ = [
+    "DEFAULT_MAX_TAKEOVERS", "MAX_TAKEOVERS_ENV", "RunGivenUp", "RunTakenOver", "StatusWatch", "Worker", "WorkerEvent",
+    "WorkerStats", "default_max_takeovers", "enqueue_workflow", "given_up", "takeovers", "takes",
+]
 
 log = logging.getLogger("planweave.worker")
 
 DEFAULT_GRACE_S = 5.0
 _FALLBACK_LEASE_S = 30.0
+_MIN_SCAN_S = 0.2
+"""Runs in flight write all the time: look for queued runs at most this often."""
+
+MAX_TAKEOVERS_ENV = "PLANWEAVE_MAX_TAKEOVERS"
+DEFAULT_MAX_TAKEOVERS = 3
+
+_LAST_EVENT = {"planner": "planner_finished", "workflow": "run_finished"}
+"""The event a run of each kind records last: a run stopped on purpose ends on it, a dead owner's does not."""
+
+
+def default_max_takeovers() -> int:
+    """`$PLANWEAVE_MAX_TAKEOVERS` (how often a run whose owner died may be taken over), else 3."""
+    text = os.environ.get(MAX_TAKEOVERS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_TAKEOVERS
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"{MAX_TAKEOVERS_ENV} is `{text}`; set it to how many times a run whose process died may be taken "
+            f"over (a whole number, 0 or more; default {DEFAULT_MAX_TAKEOVERS}), or unset it."
+        )
+    return value
+
+
+@register_event_type
+@dataclass(slots=True, kw_only=True)
+class RunTakenOver(RunEvent):
+    """A worker or replica took the run over (recorded before it continues the run)."""
+
+    kind: ClassVar[str] = "run_taken_over"
+    takeover: int
+    """Which take-over this is, from 1."""
+    owner_died: bool
+    """Its last owner stopped without finishing it (killed, crashed, hung): these count toward the cap."""
+    by: str = ""
+    """The process that took it over (`host:pid`)."""
+
+
+@register_event_type
+@dataclass(slots=True, kw_only=True)
+class RunGivenUp(RunEvent):
+    """The run's owners died too often (`max_takeovers`): it is not taken over again, and ends `failed`.
+
+    `planweave resume --force ID` (or `Planner.resume`) still continues it, by hand."""
+
+    kind: ClassVar[str] = "run_given_up"
+    reason: str
+    takeovers: int
+    """How many times its owner had died."""
+
+    def summary_update(self) -> SummaryUpdate:
+        return SummaryUpdate(status="failed", error=self.reason)
+
+
+def given_up(events: list[dict[str, Any]]) -> bool:
+    """Whether the run ended because workers gave up on it (its last event is `run_given_up`)."""
+    return bool(events) and events[-1].get("kind") == RunGivenUp.kind
+
+
+def takeovers(events: list[dict[str, Any]]) -> int:
+    """How many times the run was taken over from an owner that died (its `run_taken_over` events)."""
+    return sum(1 for e in events if e.get("kind") == RunTakenOver.kind and e.get("owner_died"))
+
+
+@runtime_checkable
+class StatusWatch(Protocol):
+    """What a store offers so that workers wake only when a run's status changes (not on every event).
+
+    Neither store has it yet (see `Worker`): `status_marker()` differs after any run's status,
+    owner or lease changed (a run queued, claimed, released, ended, recorded `interrupted`), and
+    `wait_status_changed` waits for that (PostgreSQL: a notification sent only by those writes)."""
+
+    def status_marker(self) -> Hashable: ...
+
+    async def wait_status_changed(self, marker: Hashable, *, timeout_s: float) -> Hashable: ...
 
 
 @dataclass(slots=True)
@@ -63,6 +158,12 @@ class WorkerStats:
     """Runs it stopped on shutdown, recorded `interrupted` for another worker to finish."""
     refused: int = 0
     """Runs that could not start (their file is gone, a setting is wrong): recorded `failed`."""
+    gave_up: int = 0
+    """Runs taken over `max_takeovers` times already (each owner died): recorded `failed`, not run."""
+    scans: int = 0
+    """Full scans of the store (queued runs and runs whose owner died)."""
+    queued_scans: int = 0
+    """Scans for queued runs only (after other processes' writes)."""
     running: int = 0
     """Runs in flight now."""
 
@@ -71,7 +172,7 @@ class WorkerStats:
 class WorkerEvent:
     """One thing a worker did to a run, for a log line (`Worker(on_event=...)`)."""
 
-    kind: Literal["started", "finished", "interrupted", "refused"]
+    kind: Literal["started", "finished", "interrupted", "refused", "gave_up"]
     run_id: str
     name: str
     """The run's workflow name or goal label."""
@@ -80,7 +181,7 @@ class WorkerEvent:
     status: str | None = None
     """For `finished`: how the run ended (`succeeded`, `waiting`, ...)."""
     error: str | None = None
-    """For `refused`, failed and `interrupted` runs (a store error): why."""
+    """For `refused`, `gave_up`, failed and `interrupted` runs (a store error): why."""
 
 
 Resume = Callable[[RunStore, str], Awaitable[Any]]
@@ -112,6 +213,8 @@ class Worker:
             recorded `interrupted` (another worker finishes them).
         on_event: called with a `WorkerEvent` when a run starts, finishes, is interrupted or refused.
         resume: how a claimed run is continued (default `resume_run`: its recorded settings).
+        max_takeovers: how many times a run whose owner died may be taken over before it is
+            recorded `failed` instead (default `$PLANWEAVE_MAX_TAKEOVERS`, else 3; 0: never).
     """
 
     def __init__(
@@ -123,14 +226,18 @@ class Worker:
         grace_s: float = DEFAULT_GRACE_S,
         on_event: Callable[[WorkerEvent], object] | None = None,
         resume: Resume | None = None,
+        max_takeovers: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise SetupError(f"a worker's concurrency must be at least 1 (got {concurrency}).")
+        if max_takeovers is not None and max_takeovers < 0:
+            raise SetupError(f"a worker's max_takeovers must be 0 or more (got {max_takeovers}).")
         self.store = store
         self.concurrency = concurrency
+        self.max_takeovers = max_takeovers if max_takeovers is not None else default_max_takeovers()
         lease_s = float(getattr(store, "lease_s", _FALLBACK_LEASE_S))
         self.poll_s = poll_s if poll_s is not None else max(0.05, lease_s / 3)
-        self._min_scan_s = min(0.2, self.poll_s)
+        self._min_scan_s = min(_MIN_SCAN_S, self.poll_s)
         self.grace_s = grace_s
         self.on_event = on_event
         self.resume = resume or _default_resume
@@ -140,18 +247,25 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._interrupting: set[str] = set()
+        self._left_over = False  # the last scan found more runs to take than free slots
 
     # --- public -----------------------------------------------------------------------------
 
-    async def take_over_once(self) -> list[str]:
+    async def take_over_once(self, *, queued_only: bool = False) -> list[str]:
         """Scan the store once and start every run this worker takes, up to its free slots;
-        returns the ids of the runs it started (they run in the background, in `tasks`)."""
+        returns the ids of the runs it started (they run in the background, in `tasks`).
+        `queued_only`: look for queued runs only (one cheap query), not for runs whose owner died."""
         if self._stopping:
             return []
         free = self.concurrency - len(self.tasks)
         if free <= 0:
             return []
-        candidates = await asyncio.to_thread(self._candidates)
+        candidates = await asyncio.to_thread(self._candidates, queued_only)
+        if queued_only:
+            self.stats.queued_scans += 1
+        else:
+            self.stats.scans += 1
+        self._left_over = len([c for c in candidates if c.id not in self.tasks]) > free
         started: list[str] = []
         for summary in candidates:
             if len(started) >= free or self._stopping:
@@ -168,7 +282,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Take runs until `stop` is set; then stop taking, give runs in flight `grace_s` to
         finish, and record the others `interrupted` (resumable: another worker takes them)."""
+        watch_status = isinstance(self.store, StatusWatch)
         marker: Hashable = None
+        full_scan = True
+        next_full = 0.0
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -176,32 +293,54 @@ class Worker:
                 self._slot_freed.clear()  # (before the scan: a run ending during it wakes the wait below)
                 try:
                     if marker is None:
-                        marker = await asyncio.to_thread(self.store.change_marker, None)
-                    await self.take_over_once()
+                        marker = await asyncio.to_thread(self._marker, watch_status)
+                    full_scan = full_scan or scanned >= next_full
+                    await self.take_over_once(queued_only=not full_scan)
+                    if full_scan:
+                        next_full = scanned + self.poll_s
                 except StoreError as exc:  # the store is down for now: try again at the next scan
                     log.warning("the worker could not scan the run store: %s", exc)
+                full_scan = False
                 full = len(self.tasks) >= self.concurrency
                 # Full: only a freed slot (or stop) matters. Else: a change in the store (a new run,
                 # a run that ended), or the re-scan timer (a lease expiring writes nothing).
+                timeout = max(0.0, next_full - time.monotonic())
                 watch = asyncio.ensure_future(
-                    asyncio.sleep(self.poll_s) if full
-                    else self.store.wait_changed(marker, None, timeout_s=self.poll_s)
+                    asyncio.sleep(timeout) if full
+                    else self._wait(marker, watch_status, timeout)
                 )
                 freed = asyncio.ensure_future(self._slot_freed.wait())
                 await asyncio.wait([stopped, watch, freed], return_when=asyncio.FIRST_COMPLETED)
                 for future in (watch, freed):
                     if not future.done():
                         future.cancel()
+                changed = False
                 if not full and watch.done() and not watch.cancelled() and watch.exception() is None:
+                    changed = watch.result() != marker
                     marker = watch.result()
-                # Runs in flight here write to the store all the time: scan at most this often.
-                pause = self._min_scan_s - (time.monotonic() - scanned)
-                if pause > 0 and not stop.is_set():
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stopped), pause)
+                # A freed slot with runs left over, or a status change, calls for a full scan; the
+                # other processes' writes only for a look at the queue.
+                full_scan = (freed.done() and self._left_over) or (changed and watch_status)
+                if not full_scan:
+                    pause = self._min_scan_s - (time.monotonic() - scanned)
+                    if pause > 0 and not stop.is_set():
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(stopped), pause)
         finally:
             stopped.cancel()
             await self.shutdown(self.grace_s)
+
+    def _marker(self, watch_status: bool) -> Hashable:
+        store = self.store
+        if watch_status and isinstance(store, StatusWatch):
+            return store.status_marker()
+        return store.change_marker(None)
+
+    async def _wait(self, marker: Hashable, watch_status: bool, timeout_s: float) -> Hashable:
+        store = self.store
+        if watch_status and isinstance(store, StatusWatch):
+            return await store.wait_status_changed(marker, timeout_s=timeout_s)
+        return await store.wait_changed(marker, None, timeout_s=timeout_s)
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking runs; give those in flight `grace_s` to finish, then stop them and record
@@ -219,9 +358,11 @@ class Worker:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _candidates(self) -> list[RunSummary]:
+    def _candidates(self, queued_only: bool = False) -> list[RunSummary]:
         queued = self.store.list_runs(status="queued", limit=None)
-        interrupted = [r for r in self.store.list_runs(status="interrupted", limit=None) if takes(r)]
+        interrupted = [] if queued_only else [
+            r for r in self.store.list_runs(status="interrupted", limit=None) if takes(r)
+        ]
         return sorted([*queued, *interrupted], key=lambda r: r.created_at)  # oldest first
 
     def _claim(self, summary: RunSummary) -> RunSummary | None:
@@ -258,6 +399,12 @@ class Worker:
     async def _execute(self, summary: RunSummary) -> None:
         run_id, name = summary.id, summary.name or summary.goal[:60]
         try:
+            if summary.status != "queued":
+                reason = await asyncio.to_thread(self._note_takeover, summary)
+                if reason is not None:
+                    self.stats.gave_up += 1
+                    self._emit(WorkerEvent("gave_up", run_id, name, error=reason))
+                    return
             result = await self.resume(self.store, run_id)
         except asyncio.CancelledError:
             if run_id in self._interrupting:
@@ -312,6 +459,31 @@ class Worker:
         # After the run's own last events (`cancelled`) are written, or they would overwrite this.
         self.store.writer().flush(timeout_s=30)
         self.store.set_status(run_id, "interrupted", error="the worker stopped")
+
+    def _note_takeover(self, summary: RunSummary) -> str | None:
+        """Record this take-over in the run (before it continues); or, when its owners already died
+        `max_takeovers` times, the reason it is not taken over again (it is then recorded `failed`)."""
+        from planweave.executor._leases import process_owner
+
+        events = self.store.events(summary.id)
+        last = events[-1].get("kind") if events else None
+        owner_died = last != _LAST_EVENT.get(summary.kind, "run_finished")
+        died = takeovers(events) + (1 if owner_died else 0)
+        if owner_died and died > self.max_takeovers:
+            reason = (
+                f"run `{summary.id}` was not taken over again: its process stopped without finishing it {died} times "
+                f"(the worker or replica running it died each time, perhaps killed by one of its steps; at most "
+                f"{self.max_takeovers} take-overs, `{MAX_TAKEOVERS_ENV}`). Find the cause in the run "
+                f"(`planweave show {summary.id}`: the step that was running), then retry it by hand with "
+                f"`planweave resume --force {summary.id}`."
+            )
+            self.store.append(RunGivenUp(run_id=summary.id, reason=reason, takeovers=died - 1))
+            self.store.release(summary.id)
+            return reason
+        count = sum(1 for e in events if e.get("kind") == RunTakenOver.kind) + 1
+        self.store.append(RunTakenOver(run_id=summary.id, takeover=count, owner_died=owner_died,
+                                       by=process_owner().rsplit(":", 1)[0]))
+        return None
 
     def _refuse(self, run_id: str, reason: str) -> None:
         try:

@@ -1021,6 +1021,11 @@ def worker_(
         typer.Option("--grace", min=0.0, help="On SIGINT/SIGTERM, seconds runs in flight get to finish before they "
                      "are stopped and recorded `interrupted` (another worker finishes them)."),
     ] = 5.0,
+    max_takeovers: Annotated[
+        Optional[int],
+        typer.Option("--max-takeovers", min=0, help="How many times a run whose process died may be taken over "
+                     "before it is recorded `failed` (default: $PLANWEAVE_MAX_TAKEOVERS, else 3)."),
+    ] = None,
 ) -> None:
     """Run queued runs (`exec --detach`, the API) and finish service runs whose owner died, until SIGINT/SIGTERM.
 
@@ -1037,7 +1042,7 @@ def worker_(
         os.environ[STORE_URL_ENV] = store  # as `planweave --store URL worker`: what its runs open uses it too
     run_store = open_run_store()
     log = WorkerLog(console())
-    worker = Worker(run_store, concurrency=concurrency, grace_s=grace, on_event=log)
+    worker = Worker(run_store, concurrency=concurrency, grace_s=grace, on_event=log, max_takeovers=max_takeovers)
 
     async def serve() -> None:
         stop = asyncio.Event()

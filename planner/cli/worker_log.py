@@ -1,4 +1,4 @@
-"""What `planweave worker` prints: one line per run it takes, finishes, interrupts or refuses.
+"""What `planweave worker` prints: one line per run it takes, finishes, interrupts, refuses or gives up.
 
 Names and errors come from the store (workflow files, tools, models): terminal escapes are
 stripped, rich markup is escaped, and known secrets are masked before anything is printed.
@@ -45,7 +45,8 @@ class WorkerLog:
 
     def stopped(self, stats: WorkerStats) -> None:
         self._line(f"stopped: {stats.started} started ({stats.taken_over} taken over), {stats.finished} finished, "
-                   f"{stats.interrupted} interrupted, {stats.refused} refused")
+                   f"{stats.interrupted} interrupted, {stats.refused} refused"
+                   + (f", {stats.gave_up} given up" if stats.gave_up else ""))
 
     def __call__(self, event: WorkerEvent) -> None:
         run = f"run [bold]{self._safe(event.run_id)}[/bold] ({self._safe(event.name or '-')})"
@@ -62,5 +63,7 @@ class WorkerLog:
             self._line(f"interrupted {run}: [magenta]{self._safe(event.error)}[/magenta] (taken again later)")
         elif event.kind == "interrupted":
             self._line(f"interrupted {run}: recorded [magenta]interrupted[/magenta] for another worker to finish")
+        elif event.kind == "gave_up":
+            self._line(f"gave up {run}: [red]{self._safe(event.error or 'its owners died too often')}[/red] (recorded failed)")
         else:
             self._line(f"refused {run}: [red]{self._safe(event.error or 'it cannot start')}[/red] (recorded failed)")

@@ -43,6 +43,7 @@ from planweave.executor.events import (
 )
 from planweave.executor.plan import Step
 from planweave.executor.requests import InputAnswered, InputRequested
+from planweave.executor.store import RunSummary
 from planweave.planner.events import AnswerDelta, Decision, LLMCalled, PlanRejected, PlanUpdated
 from planweave.planner.state import PlannerState
 from planweave.tools.errors import SetupError
@@ -322,14 +323,20 @@ class ChatReply:
         return message
 
 
-def completion_usage(result: PlannerResult | None) -> dict[str, int]:
-    tin, tout = (result.usage.input_tokens, result.usage.output_tokens) if result else (0, 0)
+def completion_usage(result: PlannerResult | RunSummary | None) -> dict[str, int]:
+    """The tokens this request's run used (none for a run it only followed: `RunSummary`)."""
+    if result is None or isinstance(result, RunSummary):
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    tin, tout = result.usage.input_tokens, result.usage.output_tokens
     return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
-def planweave_fields(run_id: str, result: PlannerResult | None) -> dict[str, Any]:
-    """planweave's own fields on the last chunk / the completion (clients ignore unknown fields)."""
+def planweave_fields(run_id: str, result: PlannerResult | RunSummary | None) -> dict[str, Any]:
+    """planweave's own fields on the last chunk / the completion (clients ignore unknown fields); for a
+    run the request followed (`RunSummary`), the whole run's."""
     if result is None:
         return {"run_id": run_id, "status": "failed"}
+    if isinstance(result, RunSummary):
+        return {"run_id": run_id, "status": result.status, "cost_usd": result.cost_usd, "llm_calls": result.llm_calls}
     return {"run_id": run_id, "status": result.status, "cost_usd": result.usage.cost_usd,
             "llm_calls": result.usage.llm_calls}

@@ -9,6 +9,11 @@ store is the one place all of them write, so the follower reads it, and between 
 tight loop. The events are the recorded ones, as `GET /v1/runs/{id}` exports them (the live
 stream of `POST /v1/runs` also carries a few unrecorded ones, such as plan text as it streams).
 
+Each read after the first asks only for the events after the last one sent (`events_after`): a
+store with `events_after(run_id, after)` (`ReadsEventsAfter`: one range query on the events'
+`(run_id, seq)` key) answers that alone; the stores that lack it yet are read whole and sliced. A
+wake that changed nothing in the run (the periodic one of a quiet run) reads only its summary.
+
 It ends when the run does: a final status, `waiting` (nothing happens until someone answers;
 follow again afterwards, from the last event number), or `interrupted` when no service will take
 the run over (it lacks `meta["takeover"]`). An interrupted run a service may take over is
@@ -18,12 +23,12 @@ followed on: it goes on recording when a replica or worker takes it over.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from planweave.executor.store import FINAL_STATUSES, RunStore, RunSummary
 from planweave.planner.serve.ops import Metrics
 
-__all__ = ["FOLLOW_WAIT_S", "follow", "follow_over"]
+__all__ = ["FOLLOW_WAIT_S", "ReadsEventsAfter", "events_after", "follow", "follow_over"]
 
 FOLLOW_WAIT_S = 15.0
 """Longest wait between two reads of a quiet run (a change wakes the follower at once)."""
@@ -31,8 +36,27 @@ FOLLOW_WAIT_S = 15.0
 _SETTLE_S = 2.0
 """How long a run that ended without its last event stays quiet before the follower ends."""
 
+_NEVER = object()
+
 _LAST_EVENT = {"planner": "planner_finished", "workflow": "run_finished"}
 """The event a run of each kind records last (its recorder releases the run's lease after it)."""
+
+
+@runtime_checkable
+class ReadsEventsAfter(Protocol):
+    """A store that reads a run's events after a given one (the follower's incremental read)."""
+
+    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        """The run's events after its `after`-th (they are numbered from 1, in order)."""
+        ...
+
+
+def events_after(store: RunStore, run_id: str, after: int) -> list[dict[str, Any]]:
+    """The run's events after its `after`-th: through `ReadsEventsAfter` when the store has it,
+    else the whole run read and sliced."""
+    if isinstance(store, ReadsEventsAfter):
+        return store.events_after(run_id, after)
+    return store.events(run_id)[after:]
 
 
 def follow_over(summary: RunSummary) -> bool:
@@ -48,19 +72,28 @@ async def follow(
     """(number, event) for the run's events after the `after`-th, as they are recorded, until
     `follow_over`. `StoreError` when the run is unknown (before anything is yielded)."""
     marker = await metrics.timed("follow", store.change_marker, run_id)
+    read_at: Any = _NEVER  # the marker the events were last read at
+    last: str | None = None  # the kind of the last event sent (or read)
+    probed = False
     settled = False
     while True:
         # Read after taking the marker: a change made meanwhile is read now and wakes the next wait.
         summary = await metrics.timed("follow", store.summary, run_id)
-        events = await metrics.timed("follow", store.events, run_id)
-        for number in range(after + 1, len(events) + 1):
-            yield number, events[number - 1]
-        after = max(after, len(events))
+        if marker != read_at:
+            read_at = marker
+            new = await metrics.timed("follow", events_after, store, run_id, after)
+            for offset, event in enumerate(new, start=after + 1):
+                yield offset, event
+            after += len(new)
+            last = new[-1]["kind"] if new else last
+            if last is None and after and not probed:  # resumed after the last event: what was it?
+                probed = True
+                tail = await metrics.timed("follow", events_after, store, run_id, after - 1)
+                last = tail[-1]["kind"] if tail else None
         if follow_over(summary):
             # A run's status says it ended a moment before its last event is written (a planner
             # run's own `planner_finished` follows the executor's `run_finished`): end on that
             # event, or once the run stays quiet (a status set without events, an interruption).
-            last = events[-1]["kind"] if events else None
             if last == _LAST_EVENT.get(summary.kind, "run_finished") or summary.status == "interrupted" or settled:
                 return
             previous = marker

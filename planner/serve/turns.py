@@ -4,13 +4,20 @@ Chat front ends send the whole conversation with every request and keep no state
 a reply that leaves a run waiting ends with a marker, a Markdown comment the front end does
 not show:
 
-    [//]: # (planweave run=RUN_ID session=SESSION_ID)
+    [//]: # (planweave run=RUN_ID session=SESSION_ID step=STEP_ID)
 
 The next request carries it back in the assistant's last message, and the user's new message
 answers it (`read_answer`: yes / no and why / JSON arguments / the
 answer to a question) and the same run continues, with no new plan; a message that does not
 answer it is asked again. Otherwise the message is a new goal, planned with the earlier turns
-as a conversation. Runs of one conversation share its session id (`planweave runs --session`):
+as a conversation.
+
+An answer can arrive after the question was already answered: the same message sent twice (a
+front end's retry, a double click, a second window), to this replica or another. Then the run is
+going on already (`running`, or `interrupted` until a replica takes it over) or waits for
+something else (`step=` names what the marker's reply asked): the message does not start a new
+goal nor answer the next question; it is the run's (`ChatTurn.followed_run`), and the reply
+follows the run to where it stops, as the first answer's reply does. Runs of one conversation share its session id (`planweave runs --session`):
 a marker's, else one derived from the conversation's opening (its system and first user
 messages; two conversations that open with the very same words share it).
 """
@@ -25,20 +32,22 @@ from dataclasses import dataclass, field
 
 from planweave.executor.errors import AnswerError
 from planweave.executor.requests import InputAnswer, InputRequest, check_answer
-from planweave.executor.store import RunStore, StoreError
+from planweave.executor.store import RunStore, RunSummary, StoreError
 from planweave.planner.serve.chat import ChatMessage, _text
 
-__all__ = ["ChatTurn", "ask_text", "marker", "read_answer", "read_turn"]
+__all__ = ["ChatTurn", "ask_text", "going_on", "marker", "read_answer", "read_turn"]
 
-_MARKER = re.compile(r"\[//\]: # \(planweave run=(\w+) session=(\w+)\)")
+_MARKER = re.compile(r"\[//\]: # \(planweave run=(\w+) session=(\w+)(?: step=([A-Za-z0-9_-]+))?\)")
 _YES = frozenset({"y", "yes", "ok", "okay", "approve", "approved", "go", "go ahead", "sure", "yes please", "do it",
                   "run it", "yep", "confirm", "confirmed"})
 _NO = re.compile(r"^\s*(?:no|n|nope|deny|denied|don't|do not|stop|cancel|skip it|skip)\b[\s,.:;!-]*(.*)$", re.I | re.S)
 
 
-def marker(run_id: str, session_id: str) -> str:
-    """The invisible line that ends each reply (Markdown renders a link definition as nothing)."""
-    return f"\n\n[//]: # (planweave run={run_id} session={session_id})"
+def marker(run_id: str, session_id: str, step_id: str | None = None) -> str:
+    """The invisible line that ends each reply that leaves a run waiting (Markdown renders a link
+    definition as nothing); `step_id`: the step whose request the reply asks."""
+    step = f" step={step_id}" if step_id else ""
+    return f"\n\n[//]: # (planweave run={run_id} session={session_id}{step})"
 
 
 @dataclass
@@ -54,6 +63,9 @@ class ChatTurn:
     answer: InputAnswer | None = None
     reply: str | None = None
     """Answered without a run: the message did not answer the waiting run's request (asked again)."""
+    followed_run: str | None = None
+    """The run this message belongs to, which already went on without it (its request was answered
+    before this message came: a message sent twice): the reply follows it."""
 
 
 def ask_text(requests: Sequence[InputRequest]) -> str:
@@ -99,7 +111,7 @@ def read_answer(request: InputRequest, text: str) -> InputAnswer | str:
     return f"I need a yes or a no before going on.\n\n{ask_text([request])}"
 
 
-def _markers(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+def _markers(messages: Sequence[ChatMessage]) -> list[tuple[str, str, str]]:
     found = []
     for i, m in enumerate(messages):
         if m.role == "assistant":
@@ -117,6 +129,14 @@ def _opening_id(messages: Sequence[ChatMessage]) -> str:
     return hashlib.sha256("\n".join(opening).encode()).hexdigest()[:16]
 
 
+def going_on(summary: RunSummary) -> bool:
+    """Whether the run goes on without anyone answering: a process holds it (`running`), or a
+    replica or worker will take it over (`queued`, or `interrupted` with `meta["takeover"]`)."""
+    return summary.status in ("running", "queued") or (
+        summary.status == "interrupted" and summary.meta.get("takeover") is True
+    )
+
+
 def read_turn(messages: Sequence[ChatMessage], goal: str, conversation: list[dict[str, str]],
               store: RunStore | None) -> ChatTurn:
     """What the last message is: the answer to the run the previous reply left waiting, or a new goal."""
@@ -129,15 +149,22 @@ def read_turn(messages: Sequence[ChatMessage], goal: str, conversation: list[dic
     found = _MARKER.findall(_text(last_assistant, 0))
     if not found:
         return turn
-    run_id = found[-1][0]
+    run_id, asked = found[-1][0], found[-1][2] or None
     try:
         record = store.get_run(run_id)
     except StoreError:
         return turn
-    if record.summary.status != "waiting":
+    summary = record.summary
+    if going_on(summary):
+        turn.followed_run = summary.id
+        return turn
+    if summary.status != "waiting":
         return turn
     requests = list(record.resume_state().requests.values())
     if not requests:
+        return turn
+    if asked is not None and all(r.step_id != asked for r in requests):
+        turn.followed_run = summary.id  # answered already: it waits for something else now
         return turn
     answer = read_answer(requests[0], goal)
     turn.waiting_run, turn.step_id = record.summary.id, requests[0].step_id

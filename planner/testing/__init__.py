@@ -15,6 +15,7 @@ Example::
 """
 
 from planweave.planner.testing.fake_server import FakeModelServer, ReplyHandler, ReplyLike
+from planweave.planner.testing.gated_server import GatedServer
 from planweave.planner.testing.processes import ChildProcesses
 from planweave.planner.testing.records import RecordedRequest
 from planweave.planner.testing.search_server import FakeSearchServer, SearchRequest
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_MALFORMED_BODY",
     "FakeModelServer",
     "FakeSearchServer",
+    "GatedServer",
     "HttpError",
     "JsonPath",
     "RecordedRequest",

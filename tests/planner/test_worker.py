@@ -46,6 +46,15 @@ TOOLS = textwrap.dedent(
         return name.upper()
 
     @tool
+    async def doom(ctx: ToolContext, name: str) -> str:
+        """Kill this process (a step that crashes whatever runs it) while `FX_DOOM` is set."""
+        note(ctx, "start")
+        if os.environ.get("FX_DOOM"):
+            os.kill(os.getpid(), 9)
+        note(ctx, "done")
+        return name.upper()
+
+    @tool
     async def gated(ctx: ToolContext, name: str) -> str:
         """Wait until the gate file exists, then return the value (logged when it starts and ends)."""
         note(ctx, "start")
@@ -78,6 +87,17 @@ GATED = textwrap.dedent(
     """
 )
 
+POISON = textwrap.dedent(
+    """
+    name: poison
+    inputs:
+      who: nobody
+    steps:
+      - {id: a, tool: fetch, args: {name: "${inputs.who}-a"}}
+      - {id: b, tool: doom, args: {name: "${a}-b"}}
+    """
+)
+
 ASKS = textwrap.dedent(
     """
     name: asks
@@ -98,7 +118,7 @@ class Place:
         self.log = tmp_path / "effects.log"
         self.gate = tmp_path / "gate"
         (self.dir / "fx_tools.py").write_text(TOOLS)
-        for name, text in (("fast.yaml", FAST), ("gated.yaml", GATED), ("asks.yaml", ASKS)):
+        for name, text in (("fast.yaml", FAST), ("gated.yaml", GATED), ("asks.yaml", ASKS), ("poison.yaml", POISON)):
             (self.dir / name).write_text(text)
         self.env = {**os.environ, "PLANWEAVE_HOME": str(self.home), "FX_LOG": str(self.log), "FX_GATE": str(self.gate),
                     "PLANWEAVE_LEASE_S": "10", "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -122,6 +142,19 @@ class Place:
         run_id = done.stdout.strip()
         assert f"`planweave show {run_id}`" in done.stderr and "`planweave worker`" in done.stderr
         return run_id
+
+    def enqueue(self, workflow: str, *inputs: str, tools: str = "fx_tools.py") -> str:
+        """Queue a run as `exec --detach` does, in this process (`enqueue_workflow`, which it calls):
+        the command itself is tested once, in `test_exec_detach_queues_the_run_and_a_worker_runs_it`."""
+        from planweave.planner.worker import enqueue_workflow
+
+        specs = [str(self.dir / t) if t.endswith(".py") else t for t in tools.split(",")]
+        store = self.store()
+        try:
+            return enqueue_workflow(store, self.dir / workflow, dict(i.split("=", 1) for i in inputs),
+                                    meta={"tool_specs": specs, "workspace": str(self.dir)})
+        finally:
+            store.close()
 
     def worker(self, *args: str) -> subprocess.Popen[str]:
         return self.spawn("worker", *args)
@@ -225,7 +258,7 @@ def test_exec_detach_refuses_bad_input_and_records_nothing(place: Place) -> None
 
 def test_two_workers_run_six_queued_runs_exactly_once(any_place: Place) -> None:
     any_place.env["FX_SLEEP"] = "0.1"  # long enough for both workers to be busy at once
-    run_ids = [any_place.detach("fast.yaml", f"who=w{i}") for i in range(6)]
+    run_ids = [any_place.enqueue("fast.yaml", f"who=w{i}") for i in range(6)]
     workers = [any_place.worker("--concurrency", "2") for _ in range(2)]
     for run_id in run_ids:
         wait_until(lambda: any_place.status(run_id) == "succeeded", f"run {run_id} succeeded", timeout_s=120)
@@ -240,7 +273,7 @@ def test_two_workers_run_six_queued_runs_exactly_once(any_place: Place) -> None:
 
 
 def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_successes(any_place: Place) -> None:
-    run_id = any_place.detach("gated.yaml", "who=kim")
+    run_id = any_place.enqueue("gated.yaml", "who=kim")
     first = any_place.worker()
     wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
     second = any_place.worker()
@@ -257,12 +290,14 @@ def test_a_worker_killed_mid_run_is_taken_over_without_rerunning_recorded_succes
     assert f"took over run {run_id} (gated): its owner stopped" in out
     effects = any_place.effects()
     assert [e for e in effects if e[2] == "a"] == [(str(first.pid), run_id, "a", "done")]  # recorded: never again
+    assert [(e["takeover"], e["owner_died"]) for e in any_place.store().events(run_id)
+            if e["kind"] == "run_taken_over"] == [(1, True)]  # counts toward the take-over cap
     assert [e for e in effects if e[2] == "b" and e[3] == "done"] == [(str(second.pid), run_id, "b", "done")]
     assert any_place.outputs(run_id) == {"a": "KIM-A", "b": "KIM-A-B"}
 
 
 def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finishes_it(any_place: Place) -> None:
-    run_id = any_place.detach("gated.yaml", "who=ann")
+    run_id = any_place.enqueue("gated.yaml", "who=ann")
     first = any_place.worker("--grace", "0.2")
     wait_until(lambda: any(e[2] == "b" and e[3] == "start" for e in any_place.effects()), "step b started", timeout_s=90)
     out, err = stop(first, signal.SIGTERM)
@@ -276,10 +311,61 @@ def test_sigterm_records_the_run_in_flight_interrupted_and_another_worker_finish
     out, err = stop(second, signal.SIGINT)
     assert second.returncode == 0, err
     assert f"took over run {run_id} (gated)" in out
+    taken = [e for e in any_place.store().events(run_id) if e["kind"] == "run_taken_over"]
+    assert [(e["takeover"], e["owner_died"]) for e in taken] == [(1, False)]  # stopped on purpose: not a death
     effects = any_place.effects()
     assert [e[0] for e in effects if e[2] == "a"] == [str(first.pid)]
     assert [e[0] for e in effects if e[2] == "b" and e[3] == "done"] == [str(second.pid)]
     assert any_place.outputs(run_id) == {"a": "ANN-A", "b": "ANN-A-B"}
+
+
+def test_a_run_that_kills_every_worker_taking_it_is_given_up_then_retried_by_hand(any_place: Place) -> None:
+    any_place.env.update(FX_DOOM="1", PLANWEAVE_MAX_TAKEOVERS="1")  # (default 3: the same, with more processes)
+    run_id = any_place.enqueue("poison.yaml", "who=pat")
+    dead = []
+    for _ in range(2):  # it runs queued, then is taken over once: both workers die in step `b`
+        worker = any_place.worker()
+        assert worker.wait(120) == -signal.SIGKILL
+        dead.append(str(worker.pid))
+    last = any_place.worker()
+    wait_until(lambda: any_place.status(run_id) == "failed", "the third worker gave up on the run", timeout_s=90)
+    out, err = stop(last)
+    assert last.returncode == 0, err
+    summary = any_place.store().summary(run_id)
+    assert summary.error == (
+        f"run `{run_id}` was not taken over again: its process stopped without finishing it 2 times (the worker or "
+        "replica running it died each time, perhaps killed by one of its steps; at most 1 take-overs, "
+        f"`PLANWEAVE_MAX_TAKEOVERS`). Find the cause in the run (`planweave show {run_id}`: the step that was "
+        f"running), then retry it by hand with `planweave resume --force {run_id}`."
+    )
+    assert f"gave up run {run_id} (poison)" in out and "1 given up" in out
+    assert [e[0] for e in any_place.effects() if e[2] == "b"] == dead  # the third worker ran nothing
+    kinds = [e["kind"] for e in any_place.store().events(run_id)]
+    assert kinds.count("run_taken_over") == 1 and kinds[-1] == "run_given_up"
+
+    del any_place.env["FX_DOOM"]  # the cause is fixed: the retry the message names finishes it
+    resumed = any_place.cli("resume", "--force", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert any_place.status(run_id) == "succeeded"
+    assert any_place.outputs(run_id) == {"a": "PAT-A", "b": "PAT-A-B"}
+    assert [e[0] for e in any_place.effects() if e[2] == "a"] == [dead[0]]  # recorded: never again
+
+
+def test_the_take_over_cap_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from planweave.planner.errors import ConfigError
+    from planweave.planner.worker import default_max_takeovers
+
+    monkeypatch.delenv("PLANWEAVE_MAX_TAKEOVERS", raising=False)
+    assert default_max_takeovers() == 3
+    monkeypatch.setenv("PLANWEAVE_MAX_TAKEOVERS", "0")
+    assert default_max_takeovers() == 0
+    monkeypatch.setenv("PLANWEAVE_MAX_TAKEOVERS", "many")
+    with pytest.raises(ConfigError) as caught:
+        default_max_takeovers()
+    assert str(caught.value) == (
+        "PLANWEAVE_MAX_TAKEOVERS is `many`; set it to how many times a run whose process died may be taken over "
+        "(a whole number, 0 or more; default 3), or unset it."
+    )
 
 
 def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> None:
@@ -294,10 +380,10 @@ def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> N
     assert interrupted.status == "interrupted" and "takeover" not in interrupted.meta
     place.gate.touch()
 
-    asks = place.detach("asks.yaml", tools="fx_tools.py,ask_user")
+    asks = place.enqueue("asks.yaml", tools="fx_tools.py,ask_user")
     worker = place.worker()
     wait_until(lambda: place.status(asks) == "waiting", "the queued run asked its question", timeout_s=90)
-    marker = place.detach("fast.yaml", "who=last")  # queued after: once it ran, the worker scanned again
+    marker = place.enqueue("fast.yaml", "who=last")  # queued after: once it ran, the worker scanned again
     wait_until(lambda: place.status(marker) == "succeeded", "the worker ran the later run", timeout_s=90)
     out, err = stop(worker)
     assert worker.returncode == 0, err
@@ -310,7 +396,7 @@ def test_a_worker_leaves_terminal_runs_and_waiting_runs_alone(place: Place) -> N
 
 
 def test_runs_lists_queued_runs(place: Place) -> None:
-    run_id = place.detach("fast.yaml")
+    run_id = place.enqueue("fast.yaml")
     listed = place.cli("runs", "--status", "queued", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]
@@ -348,6 +434,38 @@ async def test_take_over_once_starts_what_it_takes_and_counts_it(tmp_path: Path,
     assert [(e.kind, e.run_id) for e in events[:2]] == [("started", good), ("started", doomed)]
     assert {(e.kind, e.run_id, e.status) for e in events[2:]} == {("finished", good, "succeeded"), ("refused", doomed, None)}
     store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+async def test_other_processes_events_do_not_make_a_worker_rescan_the_store(
+    store_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    from planweave.executor.events import StepProgressed
+    from planweave.planner.worker import Worker, enqueue_workflow
+
+    monkeypatch.setenv("FX_LOG", str(tmp_path / "effects.log"))
+    (tmp_path / "fx_tools.py").write_text(TOOLS)
+    (tmp_path / "fast.yaml").write_text(FAST)
+    location = request.getfixturevalue("pg_fresh_url") if store_kind == "postgresql" else tmp_path / "runs.db"
+    store, busy = open_store(location), open_store(location)  # the worker's, and another process's stand-in
+    worker = Worker(store, poll_s=300)  # no timed re-scan during the test: only what wakes it counts
+    stop = asyncio.Event()
+    loop = asyncio.ensure_future(worker.run(stop))
+    try:
+        await asyncio.to_thread(wait_until, lambda: worker.stats.scans == 1, "the first scan")
+        busy.begin("busy", kind="workflow", name="busy", goal="", meta={})
+        for n in range(60):  # a run elsewhere records its progress: one commit each
+            await asyncio.to_thread(busy.append, StepProgressed(run_id="busy", step_id="s", message=f"{n}"))
+        queued = enqueue_workflow(busy, tmp_path / "fast.yaml", {"who": "q"}, meta={"tool_specs": [str(tmp_path / "fx_tools.py")]})
+        await asyncio.to_thread(wait_until, lambda: store.summary(queued).status == "succeeded", "the queued run ran")
+        assert worker.stats.started == 1
+        assert worker.stats.scans == 1  # the writes made it look for queued runs only, never re-scan everything
+        assert 1 <= worker.stats.queued_scans <= 62  # at most one look a write (fewer: 0.2 s apart at least)
+    finally:
+        stop.set()
+        await loop
+        busy.close()
+        store.close()
 
 
 SERVICE_RUN = textwrap.dedent(

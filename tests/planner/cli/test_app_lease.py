@@ -8,54 +8,22 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from planweave.executor.store import open_store
-from planweave.planner.testing import ChildProcesses, wait_until
+from planweave.planner.testing import ChildProcesses, GatedServer, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class SlowServer:
-    """A real HTTP server on 127.0.0.1 whose answers wait until `release` is set."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                outer.release.wait(60)
-                body = b"fetched"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/slow"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def slow() -> Iterator[SlowServer]:
-    server = SlowServer()
-    yield server
-    server.release.set()
-    server.server.shutdown()
-    server.server.server_close()
+def slow() -> Iterator[GatedServer]:
+    """Every answer waits until `release` is set."""
+    with GatedServer() as server:
+        yield server
 
 
 def planweave(children: ChildProcesses, home: Path, *args: str) -> subprocess.Popen[str]:
@@ -66,10 +34,10 @@ def planweave(children: ChildProcesses, home: Path, *args: str) -> subprocess.Po
     )
 
 
-def interrupted_run(children: ChildProcesses, home: Path, tmp_path: Path, slow: SlowServer) -> str:
+def interrupted_run(children: ChildProcesses, home: Path, tmp_path: Path, slow: GatedServer) -> str:
     """A workflow run killed (SIGKILL) while its one step waits for the slow server."""
     wf = tmp_path / "slow.yaml"
-    wf.write_text(f"name: slow\nsteps:\n  - {{id: fetch, tool: http_get, args: {{url: '{slow.url}'}}}}\n")
+    wf.write_text(f"name: slow\nsteps:\n  - {{id: fetch, tool: http_get, args: {{url: '{slow.url('/slow')}'}}}}\n")
     first = planweave(children, home, "exec", str(wf), "--tools", "http_get", "--allow-private-hosts",
                       "--http-timeout", "120", "--json")
     wait_until(lambda: len(slow.requests) == 1, "the first run's step reached the server", timeout_s=60)
@@ -80,7 +48,7 @@ def interrupted_run(children: ChildProcesses, home: Path, tmp_path: Path, slow: 
     return runs[0].id
 
 
-def test_two_concurrent_resumes_run_the_steps_once(tmp_path: Path, children: ChildProcesses, slow: SlowServer) -> None:
+def test_two_concurrent_resumes_run_the_steps_once(tmp_path: Path, children: ChildProcesses, slow: GatedServer) -> None:
     home = tmp_path / "home"
     run_id = interrupted_run(children, home, tmp_path, slow)
 
@@ -102,7 +70,7 @@ def test_two_concurrent_resumes_run_the_steps_once(tmp_path: Path, children: Chi
 
 
 def test_resume_force_takes_a_live_run_over_and_the_old_owner_stops(
-    tmp_path: Path, children: ChildProcesses, slow: SlowServer
+    tmp_path: Path, children: ChildProcesses, slow: GatedServer
 ) -> None:
     home = tmp_path / "home"
     run_id = interrupted_run(children, home, tmp_path, slow)

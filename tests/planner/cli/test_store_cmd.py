@@ -10,55 +10,22 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from planweave.executor.store import open_store
-from planweave.planner.testing import ChildProcesses, wait_until
+from planweave.planner.testing import ChildProcesses, GatedServer, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class Server:
-    """`/fast` answers at once; `/slow` waits until `release` is set. Records every path asked."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                if self.path == "/slow":
-                    outer.release.wait(60)
-                body = self.path.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.release.set()
-    s.server.shutdown()
-    s.server.server_close()
+def server() -> Iterator[GatedServer]:
+    """`/fast` answers at once; `/slow` waits until `release` is set."""
+    with GatedServer(hold=("/slow",)) as gated:
+        yield gated
 
 
 def planweave(children: ChildProcesses, home: Path, *args: str) -> subprocess.Popen[str]:
@@ -75,7 +42,7 @@ def finished(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def killed_run(children: ChildProcesses, home: Path, tmp_path: Path, server: Server, url: str) -> str:
+def killed_run(children: ChildProcesses, home: Path, tmp_path: Path, server: GatedServer, url: str) -> str:
     """`planweave --store URL exec` of fast -> slow, SIGKILLed while `slow` waits for the server."""
     wf = tmp_path / "two.yaml"
     wf.write_text(
@@ -94,7 +61,7 @@ def killed_run(children: ChildProcesses, home: Path, tmp_path: Path, server: Ser
 
 
 def test_exec_killed_and_resumed_on_postgres_reruns_no_recorded_success(
-    tmp_path: Path, children: ChildProcesses, server: Server, pg_fresh_url: str
+    tmp_path: Path, children: ChildProcesses, server: GatedServer, pg_fresh_url: str
 ) -> None:
     home = tmp_path / "home"
     run_id = killed_run(children, home, tmp_path, server, pg_fresh_url)
@@ -109,7 +76,7 @@ def test_exec_killed_and_resumed_on_postgres_reruns_no_recorded_success(
 
 
 def test_two_resumes_of_one_run_on_postgres_execute_it_once(
-    tmp_path: Path, children: ChildProcesses, server: Server, pg_fresh_url: str
+    tmp_path: Path, children: ChildProcesses, server: GatedServer, pg_fresh_url: str
 ) -> None:
     home = tmp_path / "home"
     run_id = killed_run(children, home, tmp_path, server, pg_fresh_url)
@@ -129,7 +96,7 @@ def test_two_resumes_of_one_run_on_postgres_execute_it_once(
 
 
 def test_runs_round_trip_sqlite_postgres_sqlite(
-    tmp_path: Path, children: ChildProcesses, server: Server, pg_fresh_url: str
+    tmp_path: Path, children: ChildProcesses, server: GatedServer, pg_fresh_url: str
 ) -> None:
     home, back = tmp_path / "home", tmp_path / "back"
     wf = tmp_path / "wf.yaml"

@@ -342,10 +342,7 @@ def test_a_client_that_disconnects_cancels_its_run(start: StartServer) -> None:
         seen += chunk.choices[0].delta.content or "" if chunk.choices else ""
         if "planned `sleep`" in seen:
             break
-    deadline = time.monotonic() + 20
-    while NAPPING.get("state") != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: NAPPING.get("state") == "running", "the `nap` step started")
     run_id = stream.response.headers["x-planweave-run-id"]
     stream.close()
     live.wait_status(run_id, "cancelled")
@@ -602,11 +599,12 @@ import os, sys, time
 
 
 class _Hold:
-    \"\"\"Holds every import of the module `PLANWEAVE_TEST_HOLD` names until the file `PLANWEAVE_TEST_GATE` names exists.\"\"\"
+    \"\"\"Holds every import of each module `PLANWEAVE_TEST_HOLD` names (comma-separated) until the file
+    `PLANWEAVE_TEST_GATE`/<module> exists.\"\"\"
 
     def find_spec(self, name, path=None, target=None):
-        if name == os.environ["PLANWEAVE_TEST_HOLD"]:
-            while not os.path.exists(os.environ["PLANWEAVE_TEST_GATE"]):
+        if name in os.environ["PLANWEAVE_TEST_HOLD"].split(","):
+            while not os.path.exists(os.path.join(os.environ["PLANWEAVE_TEST_GATE"], name)):
                 time.sleep(0.01)
         return None
 
@@ -628,19 +626,13 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**env, "PLANWEAVE_HOME": str(tmp_path / "home"), **extra}
 
 
-@pytest.mark.parametrize(
-    "held",
-    [
-        "instructor",  # the model libraries
-        "planweave.planner.core",  # the planner (and with it the executor, networkx and the tools)
-        "fastapi",  # the app itself
-    ],
-)
-def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_path: Path, held: str) -> None:
-    """The app, the planner and the model libraries are built on worker threads: while one of them
-    loads (here held at its import by a sitecustomize gate) `/health` answers "loading", so the port
-    is served before they are imported and the event loop is free; chat and model requests made
-    meanwhile wait for them and then succeed; then `/health` says "ready"."""
+@pytest.mark.timeout(180)  # a server start and three held imports: past 60 s on a loaded 2-core machine
+def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_path: Path) -> None:
+    """The app, the planner and the model libraries are built on worker threads: while they load
+    (here held at their imports by a sitecustomize gate, then let go one by one: the app, the
+    planner, the model libraries) `/health` answers "loading", so the port is served before they
+    are imported and the event loop is free; a chat request made meanwhile waits for all of them,
+    listing the model waits for the app and the planner only; then `/health` says "ready"."""
     import signal
     import subprocess
     import sys
@@ -648,9 +640,11 @@ def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_pat
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_GATE)
-    gate = tmp_path / "gate"
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    held = ["fastapi", "planweave.planner.core", "instructor"]  # the app; the planner (the executor, networkx, the tools); the model libraries
     port = free_port()
-    env = cli_env(tmp_path, PYTHONPATH=str(site), PLANWEAVE_TEST_GATE=str(gate), PLANWEAVE_TEST_HOLD=held)
+    env = cli_env(tmp_path, PYTHONPATH=str(site), PLANWEAVE_TEST_GATE=str(gates), PLANWEAVE_TEST_HOLD=",".join(held))
     log = (tmp_path / "stderr.txt").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "planweave", "serve", "--port", str(port), "--workspace", str(tmp_path), "--no-record"],
@@ -658,14 +652,14 @@ def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_pat
     )
     root = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        def health() -> httpx.Response | None:
+            assert proc.poll() is None, "the server exited"
             try:
-                first = httpx.get(root + "/health")
-                break
+                return httpx.get(root + "/health")
             except httpx.TransportError:
-                time.sleep(0.05)
+                return None
+
+        first = wait_until(health, "the server answers /health", timeout_s=120)
         assert first.status_code == 200 and first.json() == {"status": "ok", "models": "loading"}
 
         replies: list[httpx.Response] = []
@@ -676,23 +670,27 @@ def test_cli_serve_answers_health_while_the_app_and_model_libraries_load(tmp_pat
         )
         chat.start()
         listing = threading.Thread(target=lambda: models.append(httpx.get(root + "/v1/models", timeout=120)))
-        if held != "instructor":  # listing the model needs the app and planner, not the model libraries
-            listing.start()
-        # `held` is still held, so the requests wait; the loop answers all the same.
+        listing.start()
+        # Everything is held, so the requests wait; the loop answers all the same.
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "loading"}
+        (gates / "fastapi").touch()  # the app builds, up to the planner
         assert httpx.get(root + "/health").json() == {"status": "ok", "models": "loading"}
         assert chat.is_alive() and not replies
+        (gates / "planweave.planner.core").touch()  # the app is built: listing the model needs no more
+        listing.join(120)
+        assert models and models[0].json()["data"][0]["planner_model"] == "planweave/offline"
+        assert chat.is_alive() and not replies  # the chat needs the model libraries, still held
+        assert httpx.get(root + "/health").json() == {"status": "ok", "models": "loading"}
 
-        gate.touch()
+        (gates / "instructor").touch()
         chat.join(120)
         assert replies and replies[0].status_code == 200, replies and replies[0].text
         content = replies[0].json()["choices"][0]["message"]["content"]
         assert "256" in content.partition("</think>")[2]
-        if held != "instructor":
-            listing.join(120)
-            assert models and models[0].json()["data"][0]["planner_model"] == "planweave/offline"
         assert httpx.get(root + "/health").json() == {"status": "ok", "models": "ready"}
     finally:
-        gate.touch()
+        for name in held:
+            (gates / name).touch()
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         log.seek(0)

@@ -33,7 +33,8 @@ from .frontends import (
 ROOT = Path(__file__).resolve().parents[3]
 
 # One xdist worker runs the whole module, so each module-scoped server starts once, not once per worker.
-pytestmark = pytest.mark.xdist_group("serve-conversations")
+pytestmark = [pytest.mark.xdist_group("serve-conversations"), pytest.mark.timeout(180)]
+# (a server's start counts in its first test's time: on a loaded 2-core machine, past the default 60 s)
 
 TOOLS = textwrap.dedent(
     '''
@@ -85,15 +86,19 @@ def served(tmp_path: Path, *args: str) -> Iterator[openai.OpenAI]:
         log.close()
 
 
-@pytest.fixture(scope="module")
+# The servers are session-scoped, not module-scoped: under xdist this module's tests may reach their
+# worker between other modules' tests, and a module fixture would then start its server again.
+
+
+@pytest.fixture(scope="session")
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[openai.OpenAI, Path]]:
-    """One server planning with the offline model, for the whole module (each start costs seconds)."""
+    """One server planning with the offline model, for every test (each start costs seconds)."""
     home = tmp_path_factory.mktemp("offline")
     with served(home) as client:
         yield client, home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[openai.OpenAI, Path, FakeModelServer]]:
     """One server planning with a scripted model (each test enqueues its replies) and the `send` tool."""
     home = tmp_path_factory.mktemp("scripted")

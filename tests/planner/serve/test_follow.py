@@ -75,3 +75,63 @@ def test_a_follower_resumes_after_the_last_event_it_got(tmp_path: Path) -> None:
         return [item async for item in follow(store, "done-run", after=len(recorded) - 2, metrics=Metrics())]
 
     assert asyncio.run(rest()) == [(len(recorded) - 1, recorded[-2]), (len(recorded), recorded[-1])]
+
+
+class _CountingStore(SQLiteRunStore):
+    """A SQLite store with `events_after` (`follow.ReadsEventsAfter`), noting every read of events."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads: list[int | None] = []
+        """`after` of each `events_after`; None for each whole-run `events` read."""
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        self.reads.append(None)
+        return super().events(run_id)
+
+    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        found = super().events(run_id)[after:]
+        self.reads.append(after)
+        return found
+
+
+def test_a_follower_reads_only_the_events_after_the_last_one_it_sent(tmp_path: Path) -> None:
+    writer_store = SQLiteRunStore(tmp_path / "runs.db")
+    reader_store = _CountingStore(tmp_path / "runs.db")
+    gates = [threading.Event() for _ in range(3)]
+
+    @tool
+    def gate(label: str) -> str:
+        """Wait until this step's gate opens."""
+        gates[int(label)].wait(30)
+        return label
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        steps = [Step(id=f"s{i}", tool="gate", args={"label": str(i)}, depends_on=[f"s{i - 1}"] if i else [])
+                 for i in range(3)]
+        running = asyncio.create_task(Executor([gate]).run(steps, run_id="r", subscribers=[writer_store.recorder()]))
+        while True:  # the run exists in the store once its first event is committed
+            try:
+                reader_store.summary("r")
+                break
+            except Exception:
+                await asyncio.sleep(0.01)
+        got: list[tuple[int, dict[str, Any]]] = []
+        # The run goes on in parts: each step waits until the follower has read the previous one's
+        # success (a commit the next step waits for), so the follower reads the run several times.
+        async for number, event in follow(reader_store, "r", after=0, metrics=Metrics(), wait_s=5):
+            got.append((number, event))
+            if event["kind"] == "step_added" and event["step_id"] == "s0":
+                gates[0].set()
+            if event["kind"] == "step_succeeded" and event["step_id"] != "s2":
+                gates[int(event["step_id"][1]) + 1].set()
+        await running
+        return got
+
+    got = asyncio.run(scenario())
+    recorded = reader_store.events("r")
+    assert [e for _, e in got] == recorded and [n for n, _ in got] == list(range(1, len(recorded) + 1))
+    reads = reader_store.reads[:-1]  # (the last: this test's own whole read)
+    assert None not in reads  # never the whole run again
+    assert len(reads) >= 3 and reads == sorted(reads) and reads[0] == 0  # each read starts where the last left off
+    assert set(reads) <= {n for n, _ in got} | {0}  # ... after an event it had sent

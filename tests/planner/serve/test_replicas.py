@@ -107,6 +107,12 @@ class Cluster:
     children: ChildProcesses
     tmp: Path
     _store: RunStore | None = None
+    _pair: tuple[Replica, Replica] | None = None
+
+    def close(self) -> None:
+        self.children.kill_all()  # before the database is dropped under them
+        if self._store is not None:
+            self._store.close()
 
     @property
     def store(self) -> RunStore:
@@ -152,25 +158,43 @@ def _ready(replica: Replica) -> bool:
         return False
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Replicas on one SQLite file, then on one PostgreSQL database of their own (other tests'
-    runs on the session's database must not be taken over by these replicas, nor theirs by them)."""
-    tmp = tmp_path_factory.mktemp(f"replicas-{request.param}")
-    (tmp / "tools.py").write_text(TOOLS)
-    children = ChildProcesses()
+class Clusters:
+    """The clusters of this module's tests, one per store, each started on first use and kept until
+    the test session ends (so that however the tests are ordered, each store's replicas start once)."""
+
+    def __init__(self, stack: ExitStack, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.stack = stack
+        self.tmp_path_factory = tmp_path_factory
+        self.clusters: dict[str, Cluster] = {}
+
+    def get(self, kind: str, request: pytest.FixtureRequest) -> Cluster:
+        """Replicas on one SQLite file, or on one PostgreSQL database of their own (other tests'
+        runs on the session's database must not be taken over by these replicas, nor theirs by them)."""
+        if kind not in self.clusters:
+            tmp = self.tmp_path_factory.mktemp(f"replicas-{kind}")
+            (tmp / "tools.py").write_text(TOOLS)
+            location = str(tmp / "home")
+            if kind == "postgresql":
+                location = self.stack.enter_context(_own_database(request.getfixturevalue("pg_url")))
+            model = self.stack.enter_context(FakeModelServer())
+            cluster = Cluster(location, model, ChildProcesses(), tmp)
+            self.stack.callback(cluster.close)  # (before the database is dropped and the model stops)
+            self.clusters[kind] = cluster
+        return self.clusters[kind]
+
+
+@pytest.fixture(scope="session")
+def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
+    """Session-scoped, not module-scoped: under xdist the module's tests may reach their worker
+    between other modules' tests, and a module fixture would then start its replicas again."""
     with ExitStack() as stack:
-        location = str(tmp / "home")
-        if request.param == "postgresql":
-            location = stack.enter_context(_own_database(request.getfixturevalue("pg_url")))
-        with FakeModelServer() as model:
-            cluster = Cluster(location, model, children, tmp)
-            try:
-                yield cluster
-            finally:
-                children.kill_all()  # before the database is dropped under them
-                if cluster._store is not None:
-                    cluster._store.close()
+        yield Clusters(stack, tmp_path_factory)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, clusters: Clusters) -> Cluster:
+    """The replicas' shared store (SQLite, then PostgreSQL), its fake model, and how to start replicas."""
+    return clusters.get(request.param, request)
 
 
 @contextmanager
@@ -179,20 +203,25 @@ def _own_database(pg_url: str) -> Iterator[str]:
 
     import psycopg
 
+    # Through the server's `postgres` database: the session's `pg_url` database may be dropped first
+    # (this cluster is set up before it, so it is torn down after it).
+    server = pg_url.rsplit("/", 1)[0]
     name = f"replicas_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
+    with psycopg.connect(server + "/postgres", autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield pg_url.rsplit("/", 1)[0] + "/" + name
+        yield server + "/" + name
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
+        with psycopg.connect(server + "/postgres", autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pair(cluster: Cluster) -> tuple[Replica, Replica]:
-    """Two replicas on the one store."""
-    return cluster.start(), cluster.start()
+    """Two replicas on the one store (started once per store, for the whole session)."""
+    if cluster._pair is None:
+        cluster._pair = (cluster.start(), cluster.start())
+    return cluster._pair
 
 
 def visible(content: str) -> str:
@@ -268,6 +297,74 @@ def test_an_approval_asked_on_one_replica_is_answered_on_the_other(cluster: Clus
     assert cluster.side_effects()[effects:] == ["sent bob"]
     assert cluster.store.summary(run_id).status == "succeeded"
     assert len(cluster.model.chat_requests) - calls == 2  # one plan, one join: answering planned nothing again
+
+
+ASK_HOLD_SEND = Reply.json_obj({
+    "rationale": "ask, hold, then send",
+    "steps": [
+        {"id": "q", "tool": "ask_user", "args": {"question": "Include the appendix?", "choices": ["yes", "no"]}},
+        {"id": "h", "tool": "hold", "args": {"label": "${q}"}},
+        {"id": "s", "tool": "send", "args": {"to": "bob"}, "depends_on": ["h"]},
+    ],
+    "answer": None,
+})
+
+ALREADY_ANSWERED = (
+    "*(This message came after the run had already been answered, so it was not used: it was sent twice, or "
+    "from another window. Here is where the run stands.)*\n\n"
+)
+
+
+def test_an_answer_sent_twice_follows_the_run_instead_of_starting_a_goal_or_answering_the_next_question(
+    cluster: Cluster, pair: tuple[Replica, Replica]
+) -> None:
+    a, b = pair
+    hold = cluster.tmp / "hold"
+    calls, effects = len(cluster.model.chat_requests), len(cluster.side_effects())
+    cluster.model.enqueue(ASK_HOLD_SEND, finish("Sent, with the appendix."))
+    history: list[dict[str, Any]] = [{"role": "user", "content": "send the report"}]
+    asked, run_id = a.chat(history)
+    assert visible(asked) == "Include the appendix?\n\nChoices: `yes`, `no`."
+    history += [{"role": "assistant", "content": asked}, {"role": "user", "content": "yes"}]
+    replies: dict[str, tuple[str, str]] = {}
+
+    def send(name: str, replica: Replica) -> threading.Thread:
+        thread = threading.Thread(target=lambda: replies.update({name: replica.chat(history)}), daemon=True)
+        thread.start()
+        return thread
+
+    hold.touch()
+    try:
+        first = send("first", a)  # A continues the run with the answer, and holds in step `h`
+        wait_until(lambda: cluster.side_effects()[effects:] == ["yes"], "A's run reached step `h`", timeout_s=60)
+        follows = 'planweave_store_seconds_count{op="follow"}'
+        before = b.metrics().get(follows, 0.0)
+        again = send("again", b)  # the same message again (a retry, another window), to B meanwhile
+        wait_until(lambda: b.metrics().get(follows, 0.0) > before, "B follows the run A holds", timeout_s=60)
+        assert cluster.store.summary(run_id).status == "running"
+    finally:
+        hold.unlink(missing_ok=True)
+    for thread in (first, again):
+        thread.join(120)
+        assert not thread.is_alive(), "a reply did not come"
+    approve = 'Step `s` wants to run `send` with `{"to": "bob"}`.'
+    assert replies["first"][1] == replies["again"][1] == run_id
+    assert visible(replies["first"][0]).startswith(approve)
+    # B followed the run to where it stopped, and says that the message was not used.
+    assert visible(replies["again"][0]) == ALREADY_ANSWERED + visible(replies["first"][0])
+    assert "[//]: # (planweave run=" in replies["again"][0]  # its reply can be answered, like A's
+
+    # Sent once more, now that the run asks something else: not an approval of `send`.
+    late, late_run = a.chat(history)
+    assert late_run == run_id and visible(late) == ALREADY_ANSWERED + visible(replies["first"][0])
+    assert cluster.store.summary(run_id).status == "waiting"
+    assert cluster.side_effects()[effects:] == ["yes"]  # nothing ran again, nothing was sent
+
+    history += [{"role": "assistant", "content": replies["again"][0]}, {"role": "user", "content": "yes"}]
+    done, done_run = b.chat(history)  # the approval, answered from B's reply
+    assert done_run == run_id and visible(done) == "Sent, with the appendix."
+    assert cluster.side_effects()[effects:] == ["yes", "sent bob"]
+    assert len(cluster.model.chat_requests) - calls == 2  # one plan, one join: no message became a new goal
 
 
 HOLD_PLAN = Reply.json_obj({

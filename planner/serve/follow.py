@@ -9,10 +9,9 @@ store is the one place all of them write, so the follower reads it, and between 
 tight loop. The events are the recorded ones, as `GET /v1/runs/{id}` exports them (the live
 stream of `POST /v1/runs` also carries a few unrecorded ones, such as plan text as it streams).
 
-Each read after the first asks only for the events after the last one sent (`events_after`): a
-store with `events_after(run_id, after)` (`ReadsEventsAfter`: one range query on the events'
-`(run_id, seq)` key) answers that alone; the stores that lack it yet are read whole and sliced. A
-wake that changed nothing in the run (the periodic one of a quiet run) reads only its summary.
+Each read after the first asks only for the events after the last one sent
+(`RunStore.events_after`: one range query on the events' `(run_id, seq)` key). A wake that
+changed nothing in the run (the periodic one of a quiet run) reads only its summary.
 
 It ends when the run does: a final status, `waiting` (nothing happens until someone answers;
 follow again afterwards, from the last event number), or `interrupted` when no service will take
@@ -23,12 +22,12 @@ followed on: it goes on recording when a replica or worker takes it over.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from planweave.executor.store import FINAL_STATUSES, RunStore, RunSummary
 from planweave.planner.serve.ops import Metrics
 
-__all__ = ["FOLLOW_WAIT_S", "ReadsEventsAfter", "events_after", "follow", "follow_over"]
+__all__ = ["FOLLOW_WAIT_S", "follow", "follow_over"]
 
 FOLLOW_WAIT_S = 15.0
 """Longest wait between two reads of a quiet run (a change wakes the follower at once)."""
@@ -40,23 +39,6 @@ _NEVER = object()
 
 _LAST_EVENT = {"planner": "planner_finished", "workflow": "run_finished"}
 """The event a run of each kind records last (its recorder releases the run's lease after it)."""
-
-
-@runtime_checkable
-class ReadsEventsAfter(Protocol):
-    """A store that reads a run's events after a given one (the follower's incremental read)."""
-
-    def events_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
-        """The run's events after its `after`-th (they are numbered from 1, in order)."""
-        ...
-
-
-def events_after(store: RunStore, run_id: str, after: int) -> list[dict[str, Any]]:
-    """The run's events after its `after`-th: through `ReadsEventsAfter` when the store has it,
-    else the whole run read and sliced."""
-    if isinstance(store, ReadsEventsAfter):
-        return store.events_after(run_id, after)
-    return store.events(run_id)[after:]
 
 
 def follow_over(summary: RunSummary) -> bool:
@@ -81,14 +63,14 @@ async def follow(
         summary = await metrics.timed("follow", store.summary, run_id)
         if marker != read_at:
             read_at = marker
-            new = await metrics.timed("follow", events_after, store, run_id, after)
+            new = await metrics.timed("follow", store.events_after, run_id, after)
             for offset, event in enumerate(new, start=after + 1):
                 yield offset, event
             after += len(new)
             last = new[-1]["kind"] if new else last
             if last is None and after and not probed:  # resumed after the last event: what was it?
                 probed = True
-                tail = await metrics.timed("follow", events_after, store, run_id, after - 1)
+                tail = await metrics.timed("follow", store.events_after, run_id, after - 1)
                 last = tail[-1]["kind"] if tail else None
         if follow_over(summary):
             # A run's status says it ended a moment before its last event is written (a planner

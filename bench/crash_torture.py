@@ -92,6 +92,8 @@ WORKFLOW_ANSWER = "A1-A2-A3+B1+B2+B3+" + str([i.upper() for i in ITEMS])
 PLAN_STEPS: list[list[Any]] = [[f"s{i}", "fetch", {"name": f"s{i}"}] for i in range(1, 11)]
 PLAN_STEPS.append(["all", "combine", {"parts": [f"${{s{i}}}" for i in range(1, 11)]}])
 PLANNER_ANSWER = "+".join(f"S{i}" for i in range(1, 11))
+PLAN_PAUSE_S = 2.0
+"""How long a first plan stream pauses half-way (what a run not killed then waits)."""
 
 
 @dataclass
@@ -141,13 +143,16 @@ def _recorded_successes(events: list[dict[str, Any]]) -> set[str]:
 
 
 def _cut_off_round(home: Path) -> bool:
-    """The run's last planning round was cut off while its plan streamed."""
+    """The run's last planning round was cut off while its plan streamed (or would be, if the
+    run were killed now: some of its steps are recorded, the round's end is not)."""
     from planweave.planner.state import PlannerState
 
     store = _store(home)
     try:
-        [summary] = store.list_runs()
-        state = store.get_run(summary.id).state(PlannerState)
+        runs = store.list_runs()
+        if not runs:
+            return False
+        state = store.get_run(runs[0].id).state(PlannerState)
     finally:
         store.close()
     return bool(state.unplanned_steps())
@@ -179,14 +184,19 @@ class _Trial:
         return subprocess.Popen([sys.executable, "-m", "planweave", *args], env=self.env, cwd=self.dir,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
-    def run_until_killed(self, proc: subprocess.Popen[str], more_events: int, *, resume: bool) -> tuple[bool, str]:
-        """Wait until `more_events` more events are recorded, then SIGKILL; (killed, stdout)."""
+    def run_until_killed(
+        self, proc: subprocess.Popen[str], more_events: int, *, resume: bool, mid_plan: bool = False
+    ) -> tuple[bool, str]:
+        """Wait until `more_events` more events are recorded (with `mid_plan`, until the plan is
+        part-way streamed instead), then SIGKILL; (killed, stdout)."""
         start = len(_events(self.home)) if self.home.exists() else 0
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if self.home.exists() and len(_events(self.home)) >= start + more_events:
+            if self.home.exists() and (
+                _cut_off_round(self.home) if mid_plan else len(_events(self.home)) >= start + more_events
+            ):
                 break
-            time.sleep(0.01)
+            time.sleep(0.05 if mid_plan else 0.01)  # reading the planner's state costs more than counting
         if proc.poll() is not None:
             out, err = proc.communicate()
             if proc.returncode != 0:
@@ -225,9 +235,12 @@ class _Trial:
         finally:
             store.close()
 
-    def play(self, first: list[str], resume_extra: list[str]) -> dict[str, Any] | None:
-        """Start, kill, resume (killing some resumes) until done; the final result JSON."""
-        killed, out = self.run_until_killed(self.spawn(first), self.rng.randint(2, 30), resume=False)
+    def play(self, first: list[str], resume_extra: list[str], *, mid_plan: bool = False) -> dict[str, Any] | None:
+        """Start, kill, resume (killing some resumes) until done; the final result JSON.
+
+        With `mid_plan`, the first kill lands while the plan streams (not at a random event)."""
+        more_events = self.rng.randint(2, 30)
+        killed, out = self.run_until_killed(self.spawn(first), more_events, resume=False, mid_plan=mid_plan)
         while killed:
             ended = self.recorded_result()
             if ended is not None:  # killed after the run had ended, on its way out: nothing to resume
@@ -282,10 +295,14 @@ def planner_trial(directory: Path, rng: random.Random, counts: Counts, server: A
     counts.trials += 1
     counts.planner_trials += 1
     trial = _Trial(directory, rng, counts, kind="planner")
+    # The first planner trial is killed while its plan streams (the first plan pauses half-way,
+    # `fake_model`), so a kill mid plan stream happens however loaded the machine is; the
+    # others at a random event, like the workflow trials.
     result = trial.play(
         ["run", f"torture {directory.name}: fetch ten and combine", "--model", "openai/fake", "--api-base",
          server.base_url, "--tools", str(trial.tools), "--json"],
         [],
+        mid_plan=counts.planner_trials == 1,
     )  # fmt: skip
     trial.check_effects()
     if result is None:
@@ -309,7 +326,9 @@ def fake_model(counts: Counts) -> Any:
                 counts.joins_on_partial_plan += 1
             return Reply.json_obj({"action": "finish", "answer": "done", "reason": ""})
         if "was cut off" not in asked:  # a first plan round (a cut-off one is finished in a later user message)
-            return Reply.json_obj({"steps": PLAN_STEPS, "rationale": "fetch ten, then combine"})
+            # Half-way, the stream pauses: a window in which a kill lands mid plan on any machine.
+            plan = Reply.json_obj({"steps": PLAN_STEPS, "rationale": "fetch ten, then combine"})
+            return plan.with_pause_after_json(("steps", len(PLAN_STEPS) // 2), PLAN_PAUSE_S)
         rest = [s for s in PLAN_STEPS if f"`{s[0]}`" not in asked]
         return Reply.json_obj({"steps": rest, "rationale": "the rest"})
 

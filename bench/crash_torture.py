@@ -138,24 +138,54 @@ def _events(home: Path) -> list[dict[str, Any]]:
         store.close()
 
 
+def _events_so_far(home: Path) -> list[dict[str, Any]]:
+    """`_events` for polling while the run writes: opened read-only, so a poll never takes the
+    write lock (a writable open migrates, in `BEGIN IMMEDIATE`: a poller descheduled there on a
+    loaded machine held the run's writes up for the store's whole busy timeout). A store not
+    created yet, or half-way, has no events so far."""
+    import planweave.planner.events  # noqa: F401
+    from planweave.executor.sqlite_store import SQLiteRunStore
+    from planweave.executor.store import StoreError
+
+    if not (home / "runs.db").exists():
+        return []
+    try:
+        store = SQLiteRunStore(home / "runs.db", read_only=True)
+    except StoreError:
+        return []
+    try:
+        runs = store.list_runs()
+        return store.events(runs[0].id) if runs else []
+    except StoreError:
+        return []
+    finally:
+        store.close()
+
+
 def _recorded_successes(events: list[dict[str, Any]]) -> set[str]:
     return {e["step_id"] for e in events if e["kind"] in ("step_succeeded", "step_restored")}
 
 
 def _cut_off_round(home: Path) -> bool:
-    """The run's last planning round was cut off while its plan streamed (or would be, if the
-    run were killed now: some of its steps are recorded, the round's end is not)."""
+    """The run's last planning round was cut off while its plan streamed."""
     from planweave.planner.state import PlannerState
 
     store = _store(home)
     try:
-        runs = store.list_runs()
-        if not runs:
-            return False
-        state = store.get_run(runs[0].id).state(PlannerState)
+        [summary] = store.list_runs()
+        state = store.get_run(summary.id).state(PlannerState)
     finally:
         store.close()
     return bool(state.unplanned_steps())
+
+
+def _plan_streaming(events: list[dict[str, Any]]) -> bool:
+    """Some steps of a plan are recorded, the end of their round is not: a kill now cuts it off.
+    (What `_cut_off_round` reads from the folded state, from the raw events: as cheap to poll
+    as counting them.)"""
+    added = {e["step_id"] for e in events if e["kind"] == "step_added"}
+    planned = {sid for e in events if e["kind"] == "plan_updated" for sid in e["step_ids"]}
+    return bool(added - planned)
 
 
 def _log(path: Path) -> list[tuple[str, str, str]]:
@@ -189,14 +219,14 @@ class _Trial:
     ) -> tuple[bool, str]:
         """Wait until `more_events` more events are recorded (with `mid_plan`, until the plan is
         part-way streamed instead), then SIGKILL; (killed, stdout)."""
-        start = len(_events(self.home)) if self.home.exists() else 0
+        start = len(_events_so_far(self.home))
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if self.home.exists() and (
-                _cut_off_round(self.home) if mid_plan else len(_events(self.home)) >= start + more_events
-            ):
-                break
-            time.sleep(0.05 if mid_plan else 0.01)  # reading the planner's state costs more than counting
+            if self.home.exists():
+                events = _events_so_far(self.home)
+                if _plan_streaming(events) if mid_plan else len(events) >= start + more_events:
+                    break
+            time.sleep(0.01)
         if proc.poll() is not None:
             out, err = proc.communicate()
             if proc.returncode != 0:

@@ -92,6 +92,8 @@ WORKFLOW_ANSWER = "A1-A2-A3+B1+B2+B3+" + str([i.upper() for i in ITEMS])
 PLAN_STEPS: list[list[Any]] = [[f"s{i}", "fetch", {"name": f"s{i}"}] for i in range(1, 11)]
 PLAN_STEPS.append(["all", "combine", {"parts": [f"${{s{i}}}" for i in range(1, 11)]}])
 PLANNER_ANSWER = "+".join(f"S{i}" for i in range(1, 11))
+PLAN_PAUSE_S = 2.0
+"""How long a first plan stream pauses half-way (what a run not killed then waits)."""
 
 
 @dataclass
@@ -136,6 +138,30 @@ def _events(home: Path) -> list[dict[str, Any]]:
         store.close()
 
 
+def _events_so_far(home: Path) -> list[dict[str, Any]]:
+    """`_events` for polling while the run writes: opened read-only, so a poll never takes the
+    write lock (a writable open migrates, in `BEGIN IMMEDIATE`: a poller descheduled there on a
+    loaded machine held the run's writes up for the store's whole busy timeout). A store not
+    created yet, or half-way, has no events so far."""
+    import planweave.planner.events  # noqa: F401
+    from planweave.executor.sqlite_store import SQLiteRunStore
+    from planweave.executor.store import StoreError
+
+    if not (home / "runs.db").exists():
+        return []
+    try:
+        store = SQLiteRunStore(home / "runs.db", read_only=True)
+    except StoreError:
+        return []
+    try:
+        runs = store.list_runs()
+        return store.events(runs[0].id) if runs else []
+    except StoreError:
+        return []
+    finally:
+        store.close()
+
+
 def _recorded_successes(events: list[dict[str, Any]]) -> set[str]:
     return {e["step_id"] for e in events if e["kind"] in ("step_succeeded", "step_restored")}
 
@@ -151,6 +177,15 @@ def _cut_off_round(home: Path) -> bool:
     finally:
         store.close()
     return bool(state.unplanned_steps())
+
+
+def _plan_streaming(events: list[dict[str, Any]]) -> bool:
+    """Some steps of a plan are recorded, the end of their round is not: a kill now cuts it off.
+    (What `_cut_off_round` reads from the folded state, from the raw events: as cheap to poll
+    as counting them.)"""
+    added = {e["step_id"] for e in events if e["kind"] == "step_added"}
+    planned = {sid for e in events if e["kind"] == "plan_updated" for sid in e["step_ids"]}
+    return bool(added - planned)
 
 
 def _log(path: Path) -> list[tuple[str, str, str]]:
@@ -179,13 +214,18 @@ class _Trial:
         return subprocess.Popen([sys.executable, "-m", "planweave", *args], env=self.env, cwd=self.dir,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
-    def run_until_killed(self, proc: subprocess.Popen[str], more_events: int, *, resume: bool) -> tuple[bool, str]:
-        """Wait until `more_events` more events are recorded, then SIGKILL; (killed, stdout)."""
-        start = len(_events(self.home)) if self.home.exists() else 0
+    def run_until_killed(
+        self, proc: subprocess.Popen[str], more_events: int, *, resume: bool, mid_plan: bool = False
+    ) -> tuple[bool, str]:
+        """Wait until `more_events` more events are recorded (with `mid_plan`, until the plan is
+        part-way streamed instead), then SIGKILL; (killed, stdout)."""
+        start = len(_events_so_far(self.home))
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if self.home.exists() and len(_events(self.home)) >= start + more_events:
-                break
+            if self.home.exists():
+                events = _events_so_far(self.home)
+                if _plan_streaming(events) if mid_plan else len(events) >= start + more_events:
+                    break
             time.sleep(0.01)
         if proc.poll() is not None:
             out, err = proc.communicate()
@@ -225,9 +265,12 @@ class _Trial:
         finally:
             store.close()
 
-    def play(self, first: list[str], resume_extra: list[str]) -> dict[str, Any] | None:
-        """Start, kill, resume (killing some resumes) until done; the final result JSON."""
-        killed, out = self.run_until_killed(self.spawn(first), self.rng.randint(2, 30), resume=False)
+    def play(self, first: list[str], resume_extra: list[str], *, mid_plan: bool = False) -> dict[str, Any] | None:
+        """Start, kill, resume (killing some resumes) until done; the final result JSON.
+
+        With `mid_plan`, the first kill lands while the plan streams (not at a random event)."""
+        more_events = self.rng.randint(2, 30)
+        killed, out = self.run_until_killed(self.spawn(first), more_events, resume=False, mid_plan=mid_plan)
         while killed:
             ended = self.recorded_result()
             if ended is not None:  # killed after the run had ended, on its way out: nothing to resume
@@ -282,10 +325,14 @@ def planner_trial(directory: Path, rng: random.Random, counts: Counts, server: A
     counts.trials += 1
     counts.planner_trials += 1
     trial = _Trial(directory, rng, counts, kind="planner")
+    # The first planner trial is killed while its plan streams (the first plan pauses half-way,
+    # `fake_model`), so a kill mid plan stream happens however loaded the machine is; the
+    # others at a random event, like the workflow trials.
     result = trial.play(
         ["run", f"torture {directory.name}: fetch ten and combine", "--model", "openai/fake", "--api-base",
          server.base_url, "--tools", str(trial.tools), "--json"],
         [],
+        mid_plan=counts.planner_trials == 1,
     )  # fmt: skip
     trial.check_effects()
     if result is None:
@@ -309,7 +356,9 @@ def fake_model(counts: Counts) -> Any:
                 counts.joins_on_partial_plan += 1
             return Reply.json_obj({"action": "finish", "answer": "done", "reason": ""})
         if "was cut off" not in asked:  # a first plan round (a cut-off one is finished in a later user message)
-            return Reply.json_obj({"steps": PLAN_STEPS, "rationale": "fetch ten, then combine"})
+            # Half-way, the stream pauses: a window in which a kill lands mid plan on any machine.
+            plan = Reply.json_obj({"steps": PLAN_STEPS, "rationale": "fetch ten, then combine"})
+            return plan.with_pause_after_json(("steps", len(PLAN_STEPS) // 2), PLAN_PAUSE_S)
         rest = [s for s in PLAN_STEPS if f"`{s[0]}`" not in asked]
         return Reply.json_obj({"steps": rest, "rationale": "the rest"})
 

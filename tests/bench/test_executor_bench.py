@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "executor_overhead.py"
 
 
@@ -35,6 +37,8 @@ def assert_stat(stat: dict[str, Any]) -> None:
     assert 0 < stat["min"] <= stat["median"]
 
 
+# A whole (quick) benchmark: well over a minute when three test sessions share two cores.
+@pytest.mark.timeout(240)
 def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
     bench = load_script()
     out = tmp_path / "executor_overhead.json"

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "startup.py"
 
 
@@ -29,6 +31,8 @@ def load_script() -> ModuleType:
     return module
 
 
+# A whole (quick) benchmark: well over a minute when three test sessions share two cores.
+@pytest.mark.timeout(240)
 def test_quick_run_writes_expected_json(tmp_path: Path, capsys: Any) -> None:
     bench = load_script()
     out = tmp_path / "startup.json"

@@ -37,12 +37,13 @@ def load_script() -> ModuleType:
 @pytest.mark.timeout(600)
 def test_sigkill_at_random_points_never_reruns_a_recorded_success(tmp_path: Path) -> None:
     torture = load_script()
-    # 5 workflow + 3 planner trials (was 9 + 3: ~45 s more, no more kinds of kill). With this
-    # seed they kill mid plan stream 3 times and during resume 3 times; longer soaks: the script.
-    counts = torture.run_torture(5, 3, seed=20261202, directory=tmp_path)
+    # 4 workflow + 2 planner trials (was 9 + 3, then 5 + 3: no more kinds of kill). The first
+    # planner trial is killed while its plan streams, on any machine; with this seed the others
+    # kill during resume too. Longer soaks: the script.
+    counts = torture.run_torture(4, 2, seed=20261202, directory=tmp_path)
     print("\ncrash torture:", json.dumps(asdict(counts)))
     assert counts.failures == []
-    assert counts.trials == 8 and counts.kills >= 4
+    assert counts.trials == 6 and counts.kills >= 3
     assert counts.kills_mid_plan >= 1 and counts.kills_during_resume >= 1
     assert counts.reruns_of_recorded_successes == 0
     assert counts.changed_keys == 0

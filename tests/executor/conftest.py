@@ -82,11 +82,12 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """A fresh, empty database of each kind (PostgreSQL: a new database on the session's server)."""
+    """A fresh, empty database of each kind (PostgreSQL: a new schema, alone on the search path,
+    in the session's database)."""
     if request.param == "sqlite":
         b = Backend("sqlite", str(tmp_path / "runs.db"))
     else:
-        b = Backend("postgres", request.getfixturevalue("pg_fresh_url"))
+        b = Backend("postgres", request.getfixturevalue("pg_fresh_schema_url"))
     try:
         yield b
     finally:

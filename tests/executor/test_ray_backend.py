@@ -105,7 +105,9 @@ def hang(marker: str) -> str:
         for _ in range(600):
             time.sleep(0.05)
     except BaseException as exc:
-        Path(marker + ".stop").write_text(type(exc).__name__)
+        # Whole or not at all (a test reads it as soon as it exists): written aside, then renamed.
+        Path(marker + ".stop.tmp").write_text(type(exc).__name__)
+        os.replace(marker + ".stop.tmp", marker + ".stop")
         raise
     return "never"
 

@@ -283,25 +283,26 @@ def test_a_failed_workflow_says_why_once_in_every_mode(tmp_path: Path) -> None:
     assert "division by zero" in json.loads(as_json.stdout)["steps"]["div"]["error"]
 
 
-def test_a_failed_planner_run_says_why_once_in_every_mode(tmp_path: Path) -> None:
+# One test per mode (each a `planweave run` process): run side by side on the test workers.
+@pytest.mark.parametrize("mode", [[], ["--quiet"], ["--json"]], ids=["piped", "quiet", "json"])
+def test_a_failed_planner_run_says_why_once_in_every_mode(tmp_path: Path, mode: list[str]) -> None:
     from planweave.planner.testing import FakeModelServer, Reply
     from planweave.planner.testing.replies import HttpError
 
-    for mode in ([], ["--quiet"], ["--json"]):
-        with FakeModelServer() as server:
-            server.enqueue(Reply(error=HttpError(status=401, message="Incorrect API key provided")))
-            proc = subprocess.run(
-                [sys.executable, "-m", "planweave", "run", "six times seven", "--model", "openai/fake",
-                 "--api-base", server.base_url, *mode],
-                capture_output=True, text=True, cwd=ROOT, timeout=300, env=_fake_env(tmp_path),
-            )
-        assert proc.returncode == 1, proc.stderr
-        if mode == ["--json"]:
-            assert json.loads(proc.stdout)["error"] and "planweave: failed:" not in proc.stderr
-            continue
-        said = [line for line in (proc.stdout + proc.stderr).splitlines() if "planweave: failed:" in line]
-        assert len(said) == 1, (mode, proc.stdout, proc.stderr)
-        assert "API key" in said[0] or "401" in said[0]
+    with FakeModelServer() as server:
+        server.enqueue(Reply(error=HttpError(status=401, message="Incorrect API key provided")))
+        proc = subprocess.run(
+            [sys.executable, "-m", "planweave", "run", "six times seven", "--model", "openai/fake",
+             "--api-base", server.base_url, *mode],
+            capture_output=True, text=True, cwd=ROOT, timeout=300, env=_fake_env(tmp_path),
+        )
+    assert proc.returncode == 1, proc.stderr
+    if mode == ["--json"]:
+        assert json.loads(proc.stdout)["error"] and "planweave: failed:" not in proc.stderr
+        return
+    said = [line for line in (proc.stdout + proc.stderr).splitlines() if "planweave: failed:" in line]
+    assert len(said) == 1, (mode, proc.stdout, proc.stderr)
+    assert "API key" in said[0] or "401" in said[0]
 
 
 def test_http_hints_name_the_cli_flags(tmp_path: Path) -> None:

@@ -93,24 +93,27 @@ def test_resume_takes_allow_failed_steps(tmp_path: Path, workflow: Path) -> None
     assert allowed.stderr == "planweave: partial: step `div` failed: division by zero in `1/0`.\n"
 
 
-def test_run_offline_goal_whose_only_step_failed_is_partial_in_every_mode(tmp_path: Path) -> None:
-    piped = cli(tmp_path, "run", "what is 1/0", "--workspace", str(tmp_path))
-    assert piped.returncode == 1, piped.stderr
-    closing = piped.stdout.strip().splitlines()[-1]
-    assert closing.startswith("partial in ")
-    said = [line for line in (piped.stdout + piped.stderr).splitlines() if "division by zero" in line]
-    assert said[-1] == "planweave: partial: step `p1` failed: division by zero in `1/0`."
-    assert "planweave: partial:" not in piped.stdout
-
-    quiet = cli(tmp_path, "run", "what is 1/0", "--quiet", "--allow-failed-steps")
-    assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr.strip().splitlines()[-1] == "planweave: partial: step `p1` failed: division by zero in `1/0`."
-
-    as_json = cli(tmp_path, "run", "read missing.txt", "--workspace", str(tmp_path), "--json")
-    assert as_json.returncode == 1
-    data = json.loads(as_json.stdout)
-    assert data["status"] == "partial" and data["failed_steps"] == ["p1"]
-    assert "`missing.txt` does not exist" in data["error"]
+# One test per mode (each a `planweave run` process): run side by side on the test workers.
+@pytest.mark.parametrize("mode", ["piped", "quiet", "json"])
+def test_run_offline_goal_whose_only_step_failed_is_partial_in_every_mode(tmp_path: Path, mode: str) -> None:
+    if mode == "piped":
+        piped = cli(tmp_path, "run", "what is 1/0", "--workspace", str(tmp_path))
+        assert piped.returncode == 1, piped.stderr
+        closing = piped.stdout.strip().splitlines()[-1]
+        assert closing.startswith("partial in ")
+        said = [line for line in (piped.stdout + piped.stderr).splitlines() if "division by zero" in line]
+        assert said[-1] == "planweave: partial: step `p1` failed: division by zero in `1/0`."
+        assert "planweave: partial:" not in piped.stdout
+    elif mode == "quiet":
+        quiet = cli(tmp_path, "run", "what is 1/0", "--quiet", "--allow-failed-steps")
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr.strip().splitlines()[-1] == "planweave: partial: step `p1` failed: division by zero in `1/0`."
+    else:
+        as_json = cli(tmp_path, "run", "read missing.txt", "--workspace", str(tmp_path), "--json")
+        assert as_json.returncode == 1
+        data = json.loads(as_json.stdout)
+        assert data["status"] == "partial" and data["failed_steps"] == ["p1"]
+        assert "`missing.txt` does not exist" in data["error"]
 
 
 def test_run_with_an_empty_plan_is_re_asked_then_fails(tmp_path: Path) -> None:

@@ -208,7 +208,8 @@ def test_lifecycle_and_urls(http: httpx.Client) -> None:
     srv.stop()
     srv.stop()  # idempotent
     assert not srv.running
-    assert not [t for t in threading.enumerate() if t.name.startswith("fake-model-server")]
+    # (its own threads: another test's server may still run in this process)
+    assert not [t for t in threading.enumerate() if t.name == f"fake-model-server-{port}"]
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
     with pytest.raises(RuntimeError):

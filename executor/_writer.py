@@ -95,7 +95,11 @@ class BatchOutcome:
 class BatchSink(Protocol):
     """What the writer thread writes to (`SQLiteRunStore`); called on the writer thread only."""
 
-    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome: ...
+    def write_batch(
+        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+    ) -> BatchOutcome:
+        """Write `items` in one transaction; in the same transaction, give up this process's lease
+        of each run in `release` (after its events: the run's last one is among them or before)."""
 
     def checkpoint(self) -> None:
         """Copy the log back if it has grown (called outside the write lock: a loop's
@@ -104,6 +108,15 @@ class BatchSink(Protocol):
     def renew_leases(self, run_ids: list[str]) -> dict[str, StoreError]: ...
 
     def close_writer(self) -> None: ...
+
+
+class _Release:
+    """Give up the lease of a run, in the transaction of the events before it (`EventWriter.release`)."""
+
+    __slots__ = ()
+
+
+_RELEASE = _Release()
 
 
 class _Control:
@@ -174,6 +187,14 @@ class EventWriter:
             pending.append((number, run_id, event))
             if len(pending) in _WAKE_AT:
                 self._wake.set()
+        return number
+
+    def release(self, run_id: str) -> int:
+        """Give up this process's lease of `run_id` once the events queued so far for it are
+        written, in their transaction (the run's last event is queued); returns a number as `submit`."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            self._pending.append((number, run_id, _RELEASE))
         return number
 
     def call(self, fn: Callable[[], object]) -> int:
@@ -323,11 +344,13 @@ class EventWriter:
     def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
         """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
         events: list[tuple[str, RunEvent]] = []
+        releases: set[str] = set()
         recorders = self._recorders
         for number, run_id, item in batch:
             if run_id is None:  # a `_Control`
-                self._flush_events(events, number - 1)
+                self._flush_events(events, number - 1, releases)
                 events = []
+                releases = set()
                 try:
                     item.fn()
                 except Exception:
@@ -337,12 +360,17 @@ class EventWriter:
             recorder = recorders.get(run_id)
             if recorder is not None and recorder.failure is not None:
                 continue  # the run has stopped: nothing after its failure is written
-            events.append((run_id, item))
-        return self._flush_events(events, batch[-1][0], wait=wait)
+            if item is _RELEASE:
+                releases.add(run_id)
+            else:
+                events.append((run_id, item))
+        return self._flush_events(events, batch[-1][0], releases, wait=wait)
 
-    def _flush_events(self, events: list[tuple[str, RunEvent]], number: int, *, wait: bool = True) -> bool:
-        if events:
-            outcome = self.sink.write_batch(events, wait=wait)
+    def _flush_events(
+        self, events: list[tuple[str, RunEvent]], number: int, releases: set[str], *, wait: bool = True
+    ) -> bool:
+        if events or releases:
+            outcome = self.sink.write_batch(events, wait=wait, release=frozenset(releases))
             if outcome.busy:
                 return False
             self.batches += 1

@@ -75,6 +75,7 @@ from planweave.executor.store import (
     StoreLockedError,
     StoreReadOnlyError,
     DEFAULT_LEASE_S,
+    _release_failed,
     default_lease_s,
     mask_url,
 )
@@ -156,11 +157,12 @@ WITH u AS (
     SELECT * FROM unnest(
         %(ids)b::text[], %(steps)b::bigint[], %(calls)b::bigint[], %(tin)b::bigint[], %(tout)b::bigint[],
         %(cost)b::float8[], %(nocost)b::bool[], %(started)b::float8[], %(goal)b::text[], %(status)b::text[],
-        %(end_at)b::float8[], %(error)b::text[], %(answer)b::text[]
-    ) AS u(id, steps, calls, tin, tout, cost, nocost, started, goal, status, end_at, error, answer)
+        %(end_at)b::float8[], %(error)b::text[], %(answer)b::text[], %(release)b::bool[]
+    ) AS u(id, steps, calls, tin, tout, cost, nocost, started, goal, status, end_at, error, answer, release)
 ), fence AS (
     UPDATE runs r SET
-        heartbeat = %(now)b, lease_expires = %(expires)b, changed = {_NEXT},
+        heartbeat = %(now)b, lease_expires = CASE WHEN u.release THEN %(now)b ELSE %(expires)b END,
+        changed = {_NEXT},
         steps = r.steps + u.steps, llm_calls = r.llm_calls + u.calls,
         input_tokens = r.input_tokens + u.tin, output_tokens = r.output_tokens + u.tout,
         cost_usd = CASE WHEN u.nocost THEN NULL ELSE r.cost_usd + u.cost END,
@@ -609,10 +611,12 @@ class PostgresRunStore(RunStore):
                 conn.close()
         self._wdb = self._idb = None
 
-    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome:
-        """Write the events in one statement (one round trip, one transaction). `wait=False` (a
-        loop writing a few events itself) does not wait for another process's row lock: then
-        `busy` says so."""
+    def write_batch(
+        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+    ) -> BatchOutcome:
+        """Write the events in one statement (one round trip, one transaction), giving up this
+        process's lease of the runs in `release` in it. `wait=False` (a loop writing a few events
+        itself) does not wait for another process's row lock: then `busy` says so."""
         by_run: dict[str, list[RunEvent]] = {}
         for run_id, event in items:
             events = by_run.get(run_id)
@@ -620,9 +624,13 @@ class PostgresRunStore(RunStore):
                 by_run[run_id] = [event]
             else:
                 events.append(event)
-        return self._write_runs(by_run, wait=wait, retry=True)
+        for run_id in release:
+            by_run.setdefault(run_id, [])  # (a run's row is updated even without events)
+        return self._write_runs(by_run, release, wait=wait, retry=True)
 
-    def _write_runs(self, by_run: dict[str, list[RunEvent]], *, wait: bool, retry: bool) -> BatchOutcome:
+    def _write_runs(
+        self, by_run: dict[str, list[RunEvent]], release: frozenset[str], *, wait: bool, retry: bool
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         conn: psycopg.Connection[Any] | None = None
         try:
@@ -630,7 +638,7 @@ class PostgresRunStore(RunStore):
             blobs: list[tuple[str, str, str]] = []  # hash, JSON, the run that refers to it
             cols: dict[str, list[Any]] = {k: [] for k in (
                 "ids", "steps", "calls", "tin", "tout", "cost", "nocost", "started", "goal", "status", "end_at",
-                "error", "answer", "er", "es", "ek", "ea", "esid", "ed")}
+                "error", "answer", "release", "er", "es", "ek", "ea", "esid", "ed")}
             seqs: dict[str, int] = {}
             finishing: set[str] = set()
             for run_id, events in by_run.items():
@@ -663,6 +671,7 @@ class PostgresRunStore(RunStore):
                 cols["end_at"].append(end.at if end else None)
                 cols["error"].append(next((f.error for f in reversed(batch.finishes) if f.error is not None), None))
                 cols["answer"].append(next((f.answer for f in reversed(batch.finishes) if f.answer is not None), None))
+                cols["release"].append(run_id in release)
                 for row in batch.rows:
                     cols["er"].append(row[0])
                     cols["es"].append(row[1])
@@ -677,8 +686,8 @@ class PostgresRunStore(RunStore):
                 "me": process_owner(),
             }
             owned = {r[0] for r in conn.execute(_WRITE_BATCH, params).fetchall()}
-            for run_id in by_run:
-                if run_id not in owned:
+            for run_id, events in by_run.items():
+                if run_id not in owned and (events or run_id not in release):
                     outcome.failed[run_id] = self._lost(conn, run_id)
                     self._wadded.pop(run_id, None)
                     seqs.pop(run_id, None)
@@ -693,13 +702,15 @@ class PostgresRunStore(RunStore):
                 # The server dropped an idle connection (a restart, a failover): once more on a new
                 # one. Never twice: had the lost statement committed, its events' (run, seq) keys
                 # make the second attempt fail rather than write them again.
-                return self._write_runs(by_run, wait=wait, retry=False)
+                return self._write_runs(by_run, release, wait=wait, retry=False)
             if not wait and getattr(exc, "sqlstate", None) in _LOCKED:
                 outcome.busy = True
                 return outcome
             error = exc if isinstance(exc, StoreError) else self._error(exc)
-            for run_id in by_run:
-                outcome.failed.setdefault(run_id, error)
+            for run_id, events in by_run.items():
+                if events or run_id not in release:
+                    outcome.failed.setdefault(run_id, error)
+            _release_failed(release, {r for r, events in by_run.items() if events}, error)
             outcome.finished.clear()
             return outcome
         outcome.finished.update(r for r in finishing if r in owned)

@@ -67,6 +67,7 @@ from planweave.executor.store import (
     StoreLockedError,
     StoreReadOnlyError,
     DEFAULT_LEASE_S,
+    _release_failed,
     default_lease_s,
 )
 
@@ -573,9 +574,12 @@ class SQLiteRunStore(RunStore):
                 db.close()
         self._wdb = self._idb = None
 
-    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True) -> BatchOutcome:
-        """Write the events in one transaction. `wait=False` (a loop writing a few events itself)
-        uses a connection that does not wait for another process's lock: then `busy` says so."""
+    def write_batch(
+        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+    ) -> BatchOutcome:
+        """Write the events in one transaction, and give up this process's lease of the runs in
+        `release` in it. `wait=False` (a loop writing a few events itself) uses a connection that
+        does not wait for another process's lock: then `busy` says so."""
         outcome = BatchOutcome()
         by_run: dict[str, list[RunEvent]] = {}
         for run_id, event in items:
@@ -588,6 +592,7 @@ class SQLiteRunStore(RunStore):
             db = self._writer_db() if wait else self._inline_db()
         except StoreError as exc:
             outcome.failed = dict.fromkeys(by_run, exc)
+            _release_failed(release, by_run, exc)
             return outcome
         seqs: dict[str, int] = {}
         try:
@@ -614,6 +619,10 @@ class SQLiteRunStore(RunStore):
                     seqs[run_id] = seq
                 if blobs:
                     db.executemany("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", blobs.items())
+                for run_id in release:
+                    if run_id not in outcome.failed:
+                        db.execute("UPDATE runs SET lease_expires = ? WHERE id = ? AND owner = ?",
+                                   (now, run_id, process_owner()))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -628,6 +637,7 @@ class SQLiteRunStore(RunStore):
             error = self._error(exc)
             for run_id in by_run:
                 outcome.failed.setdefault(run_id, error)
+            _release_failed(release, by_run, error)
             outcome.finished.clear()
             return outcome
         self._wseq.update(seqs)

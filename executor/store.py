@@ -38,14 +38,13 @@ Errors (all `StoreError`, a `SetupError`, except the last):
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import statistics
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -445,9 +444,9 @@ class RunStore(ABC):
             raise box[0]
 
     @abstractmethod
-    def write_batch(self, items: list[tuple[str, RunEvent]]) -> Any:
-        """Write `(run id, event)` pairs in one transaction (on the writer thread); returns a
-        `planweave.executor._writer.BatchOutcome`."""
+    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()) -> Any:
+        """Write `(run id, event)` pairs in one transaction (on the writer thread), giving up this
+        process's lease of the runs in `release` in it; returns a `planweave.executor._writer.BatchOutcome`."""
 
     @abstractmethod
     def set_status(self, run_id: str, status: StoredStatus, *, error: str | None = None) -> None:
@@ -621,15 +620,16 @@ class RunStore(ABC):
         return report
 
 
+def _release_failed(release: Iterable[str], written: Container[str], error: BaseException) -> None:
+    """Say that a batch could not give up the leases of `release` (the runs among `written` fail
+    with their events; a lease given up alone just expires by itself)."""
+    for run_id in release:
+        if run_id not in written:
+            log.warning("could not release the lease of run `%s`: %s (it expires by itself)", run_id, error)
+
+
 _USUAL = frozenset({StepAdded, StepStarted, StepSucceeded})
 """The events every step records (never a run's last event): `Recorder` hands them over at once."""
-
-
-def _release(store: RunStore, run_id: str) -> None:
-    try:
-        store.release(run_id)
-    except StoreError as exc:  # not fatal: the lease expires by itself
-        log.warning("could not release the lease of run `%s`: %s", run_id, exc)
 
 
 class Recorder(Journal):
@@ -692,9 +692,9 @@ class Recorder(Journal):
             return
         self._last = writer.submit(event.run_id, event)
         if event.kind == self.last_event:
-            # The run is over here (ended, or `waiting` for people): give up the lease once its
-            # last event is written (the writer runs this after it), so `wait_durable` covers it.
-            self._last = writer.call(functools.partial(_release, self.store, event.run_id))
+            # The run is over here (ended, or `waiting` for people): give up the lease in the
+            # transaction that writes its last event, so `wait_durable` covers it.
+            self._last = writer.release(event.run_id)
 
     def mark(self) -> int:
         return self._last

@@ -58,6 +58,28 @@ def test_a_step_starts_only_once_its_inputs_are_durable(backend: Any) -> None:
     assert store.summary(run_id).status == "succeeded"  # the run returned once its end was durable
 
 
+def test_a_finished_run_gives_up_its_lease_with_its_last_event(backend: Any) -> None:
+    import time
+
+    store = backend.open()
+    run_id = "lease-" + secrets.token_hex(4)
+    steps = [Step(id=f"s{i}", tool="noop", depends_on=[f"s{i - 1}"] if i else []) for i in range(5)]
+
+    @tool
+    def noop() -> None:
+        """Do nothing."""
+
+    before = time.time()
+    result = Executor([noop]).run_sync(steps, run_id=run_id, subscribers=[store.recorder()])
+    assert result.ok
+    writer = store.writer()
+    batches = writer.batches
+    # As the run returned (no flush, no wait): the lease ended then, so another process can go on at once.
+    ((expires, status),) = backend.sql("SELECT lease_expires, status FROM runs WHERE id = ?", (run_id,))
+    assert status == "succeeded" and before <= expires <= time.time()
+    assert writer.batches == batches  # (nothing was left to write for it)
+
+
 async def test_steps_with_nothing_pending_do_not_wait_for_a_stuck_store(backend: Any) -> None:
     store = backend.open(busy_timeout_s=60)  # the writer waits for the lock all along
     held: list[Any] = []

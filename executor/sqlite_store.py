@@ -23,6 +23,7 @@ give the space back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -54,7 +55,7 @@ from planweave.executor._encoding import (
     run_filters,
     summary_from_row,
 )
-from planweave.executor.events import RunEvent, StepAdded
+from planweave.executor.events import RunEvent, StepAdded, StepStarted, StepSucceeded
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -152,6 +153,16 @@ def _insert_sql(rows: int, *, fenced: bool) -> str:
 
 
 _INSERTS = {(size, fenced): _insert_sql(size, fenced=fenced) for size in _CHUNKS for fenced in (False, True)}
+
+_ONE_STATEMENT = 16
+_STEP_RUNS = frozenset({StepStarted, StepSucceeded})
+"""Events a step's run makes that change nothing but the log (no steps added, no summary)."""
+"""Most events a loop's commit writes without BEGIN and COMMIT (`SQLiteRunStore._write_one_statement`)."""
+
+
+@functools.cache
+def _one_statement(rows: int) -> str:
+    return _insert_sql(rows, fenced=True)
 
 
 def _insert_rows(db: sqlite3.Connection, run_id: str, rows: list[Any], *, fenced: bool) -> int:
@@ -594,6 +605,10 @@ class SQLiteRunStore(RunStore):
             outcome.failed = dict.fromkeys(by_run, exc)
             _release_failed(release, by_run, exc)
             return outcome
+        if not wait and not release and len(by_run) == 1:
+            done = self._write_one_statement(db, by_run, outcome)
+            if done is not None:
+                return done
         seqs: dict[str, int] = {}
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -642,6 +657,42 @@ class SQLiteRunStore(RunStore):
             return outcome
         self._wseq.update(seqs)
         self._wrenewed.update(renewed)
+        return outcome
+
+    def _write_one_statement(
+        self, db: sqlite3.Connection, by_run: dict[str, list[RunEvent]], outcome: BatchOutcome
+    ) -> BatchOutcome | None:
+        """The usual batch of a loop's own commit (a step's start and success, in a chain of
+        steps): a few plain events of one run whose lease was renewed lately, nothing else to
+        update. Written by one fenced INSERT, its own transaction: no BEGIN and COMMIT around it.
+        None when the batch is not of that kind (nothing was written: the caller writes it)."""
+        ((run_id, events),) = by_run.items()
+        seq, added = self._wseq.get(run_id), self._wadded.get(run_id)
+        if (seq is None or added is None or len(events) > _ONE_STATEMENT
+                or time.time() - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6
+                or not all(type(event) in _STEP_RUNS for event in events)):
+            return None
+        blobs: dict[str, str] = {}
+        batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=blobs)
+        rows = batch.rows
+        if blobs or batch.started is not None or batch.finishes or batch.counts_changed or not rows:
+            return None  # (the caller encodes them again: encoding changed nothing here)
+        params = list(itertools.chain.from_iterable(rows))
+        params.append(run_id)
+        try:
+            inserted = db.execute(_one_statement(len(rows)), params).rowcount
+        except sqlite3.Error as exc:
+            self._wadded.pop(run_id, None)
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (_BUSY, _LOCKED):
+                outcome.busy = True
+            else:
+                outcome.failed[run_id] = self._error(exc)
+            return outcome
+        if inserted != len(rows):  # (one statement: all or nothing) the run was taken over
+            self._wadded.pop(run_id, None)
+            outcome.failed[run_id] = self._lost(db, run_id)
+            return outcome
+        self._wseq[run_id] = batch.last_seq
         return outcome
 
     def _write_run(

@@ -34,6 +34,7 @@ __all__ = [
     "dump_step",
     "dumps",
     "encode_events",
+    "encode_step_runs",
 ]
 
 BLOB_THRESHOLD = 512
@@ -144,6 +145,27 @@ def encode_events(
             out.finishes.append(Finish(update.status, at, texts["error"], texts["answer"]))
     out.last_seq = seq
     return out
+
+
+def encode_step_runs(run_id: str, events: Iterable[Any], *, seq: int) -> list[Any] | None:
+    """The rows of a few plain events of a step's run (its start and success), numbered from
+    `seq + 1`, flattened into one INSERT's parameters (run id, seq, kind, at, step id, data per
+    row): the rows `encode_events` writes, when they need nothing else (no masking, no blob, no
+    summary change). None when one of them does: then `encode_events` is the way."""
+    params: list[Any] = []
+    for event in events:
+        cls = type(event)
+        if cls is StepStarted:
+            row = _fast_step_started(event)
+        elif cls is StepSucceeded:
+            row = _fast_step_succeeded(event)
+        else:
+            return None
+        if row is None:
+            return None
+        seq += 1
+        params += (run_id, seq, cls.kind, event.at, row[0], row[1])
+    return params
 
 
 def _encode_data(

@@ -50,12 +50,13 @@ from planweave.executor._encoding import (
     decode_event,
     dumps,
     encode_events,
+    encode_step_runs,
     escape_like,
     keep_status,
     run_filters,
     summary_from_row,
 )
-from planweave.executor.events import RunEvent, StepAdded, StepStarted, StepSucceeded
+from planweave.executor.events import RunEvent, StepAdded
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -155,8 +156,6 @@ def _insert_sql(rows: int, *, fenced: bool) -> str:
 _INSERTS = {(size, fenced): _insert_sql(size, fenced=fenced) for size in _CHUNKS for fenced in (False, True)}
 
 _ONE_STATEMENT = 16
-_STEP_RUNS = frozenset({StepStarted, StepSucceeded})
-"""Events a step's run makes that change nothing but the log (no steps added, no summary)."""
 """Most events a loop's commit writes without BEGIN and COMMIT (`SQLiteRunStore._write_one_statement`)."""
 
 
@@ -667,32 +666,27 @@ class SQLiteRunStore(RunStore):
         update. Written by one fenced INSERT, its own transaction: no BEGIN and COMMIT around it.
         None when the batch is not of that kind (nothing was written: the caller writes it)."""
         ((run_id, events),) = by_run.items()
-        seq, added = self._wseq.get(run_id), self._wadded.get(run_id)
-        if (seq is None or added is None or len(events) > _ONE_STATEMENT
-                or time.time() - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6
-                or not all(type(event) in _STEP_RUNS for event in events)):
+        seq = self._wseq.get(run_id)
+        if (seq is None or run_id not in self._wadded or len(events) > _ONE_STATEMENT
+                or time.time() - self._wrenewed.get(run_id, 0.0) >= self.lease_s / 6):
             return None
-        blobs: dict[str, str] = {}
-        batch = encode_events(run_id, events, seq=seq, added=added, mask=self.mask, blobs=blobs)
-        rows = batch.rows
-        if blobs or batch.started is not None or batch.finishes or batch.counts_changed or not rows:
-            return None  # (the caller encodes them again: encoding changed nothing here)
-        params = list(itertools.chain.from_iterable(rows))
-        params.append(run_id)
+        params = encode_step_runs(run_id, events, seq=seq)
+        if params is None:
+            return None
+        params.append(run_id)  # (the fence's)
         try:
-            inserted = db.execute(_one_statement(len(rows)), params).rowcount
+            inserted = db.execute(_one_statement(len(events)), params).rowcount
         except sqlite3.Error as exc:
-            self._wadded.pop(run_id, None)
             if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (_BUSY, _LOCKED):
                 outcome.busy = True
             else:
                 outcome.failed[run_id] = self._error(exc)
             return outcome
-        if inserted != len(rows):  # (one statement: all or nothing) the run was taken over
+        if inserted != len(events):  # (one statement: all or nothing) the run was taken over
             self._wadded.pop(run_id, None)
             outcome.failed[run_id] = self._lost(db, run_id)
             return outcome
-        self._wseq[run_id] = batch.last_seq
+        self._wseq[run_id] = seq + len(events)
         return outcome
 
     def _write_run(

@@ -9,7 +9,15 @@ import struct
 import pytest
 from pydantic_core import PydanticSerializationError, to_json
 
-from planweave.executor._encoding import _encode_data, _json_number, _spec, dump_step, dumps, encode_events
+from planweave.executor._encoding import (
+    _encode_data,
+    _json_number,
+    _spec,
+    dump_step,
+    dumps,
+    encode_events,
+    encode_step_runs,
+)
 from planweave.executor.events import RunEvent, StepAdded, StepStarted, StepSucceeded
 from planweave.executor.masking import Masker
 from planweave.executor.plan import RetryPolicy, Step
@@ -103,6 +111,22 @@ def test_the_fast_encoders_write_what_the_general_way_writes(event: RunEvent) ->
     rows = encode_events("r", [event], seq=0, added=set(), mask=masker, blobs={}).rows
     assert rows[0][4:] == (step_id, general)
     assert "sk-secret" not in rows[0][5]
+
+
+def test_a_steps_plain_events_are_one_inserts_parameters_or_none() -> None:
+    """`encode_step_runs` (a loop's one-statement commit) writes the rows `encode_events` writes,
+    and declines any batch that needs more than rows (masking, a blob, a summary change)."""
+    masker = Masker.from_env()
+    plain = [e for e in FAST_EVENTS if type(e) in (StepStarted, StepSucceeded) and _spec(type(e)).fast(e) is not None]
+    assert len(plain) > 20
+    params = encode_step_runs("r", plain, seq=41)
+    rows = encode_events("r", plain, seq=41, added=set(), mask=masker, blobs={}).rows
+    assert params == [value for row in rows for value in row] and rows[0][1] == 42
+    step = Step(id="a", tool="t")
+    for odd in (StepStarted(run_id="r", step_id="a", tool="t", attempt=1, args={"q": "x"}),  # masked
+                StepSucceeded(run_id="r", step_id="a", output="text", attempts=1, duration_s=1.0),  # masked
+                StepAdded(run_id="r", step_id="a", tool="t", step=step, deps=[])):  # adds a step
+        assert encode_step_runs("r", [plain[0], odd], seq=0) is None
 
 
 def test_the_fast_encoders_take_the_usual_step_events() -> None:

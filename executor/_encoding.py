@@ -20,7 +20,16 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, to_json
 
 from planweave.executor._leases import lease_live
-from planweave.executor.events import RunEvent, RunStarted, StepAdded, StepReady, StepStarted, StepSucceeded
+from planweave.executor.events import (
+    Noted,
+    RunEvent,
+    RunStarted,
+    StepAdded,
+    StepReady,
+    StepStarted,
+    StepSucceeded,
+    build_noted,
+)
 from planweave.executor.plan import Step
 from planweave.executor.store import RunSummary
 
@@ -80,7 +89,7 @@ class EncodedBatch:
 
 def encode_events(
     run_id: str,
-    events: Iterable[RunEvent],
+    events: Iterable[RunEvent | Noted],
     *,
     seq: int,
     added: set[str],
@@ -103,6 +112,14 @@ def encode_events(
     rows = out.rows
     specs = _SPECS
     for event in events:
+        if isinstance(event, tuple):  # unbuilt (`Noted`): the usual ones are written from their fields
+            kind, at, fields = event
+            encode = _NOTED_ROWS.get(kind)
+            if encode is not None and (row := encode(*fields)) is not None:
+                seq += 1
+                rows.append((run_id, seq, kind, at, row[0], row[1]))
+                continue  # (a step's start or success: nothing for the summary)
+            event = build_noted(run_id, event)
         if type(event) is StepReady:
             continue  # transient: not stored (a ready step that never started is pending on resume)
         spec = specs.get(type(event)) or _spec(type(event))
@@ -147,24 +164,27 @@ def encode_events(
     return out
 
 
-def encode_step_runs(run_id: str, events: Iterable[Any], *, seq: int) -> list[Any] | None:
+def encode_step_runs(run_id: str, events: Iterable[RunEvent | Noted], *, seq: int) -> list[Any] | None:
     """The rows of a few plain events of a step's run (its start and success), numbered from
     `seq + 1`, flattened into one INSERT's parameters (run id, seq, kind, at, step id, data per
     row): the rows `encode_events` writes, when they need nothing else (no masking, no blob, no
     summary change). None when one of them does: then `encode_events` is the way."""
     params: list[Any] = []
     for event in events:
-        cls = type(event)
-        if cls is StepStarted:
-            row = _fast_step_started(event)
-        elif cls is StepSucceeded:
-            row = _fast_step_succeeded(event)
+        if isinstance(event, tuple):  # unbuilt (`Noted`)
+            kind, at, fields = event
+            encode = _NOTED_ROWS.get(kind)
+            row = encode(*fields) if encode is not None else None
+        elif type(event) is StepStarted:  # (exactly: a subclass may have more fields)
+            kind, at, row = event.kind, event.at, _fast_step_started(event)
+        elif type(event) is StepSucceeded:
+            kind, at, row = event.kind, event.at, _fast_step_succeeded(event)
         else:
             return None
         if row is None:
             return None
         seq += 1
-        params += (run_id, seq, cls.kind, event.at, row[0], row[1])
+        params += (run_id, seq, kind, at, row[0], row[1])
     return params
 
 
@@ -420,7 +440,10 @@ def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:
 
 
 def _fast_step_started(event: StepStarted) -> tuple[str, str] | None:
-    step_id, tool, attempt, args = event.step_id, event.tool, event.attempt, event.args
+    return _started_row(event.step_id, event.tool, event.attempt, event.args)
+
+
+def _started_row(step_id: Any, tool: Any, attempt: Any, args: Any) -> tuple[str, str] | None:
     if type(step_id) is not str or type(tool) is not str or type(attempt) is not int or type(args) is not dict or args:
         return None  # (arguments are masked: the general way)
     text = f'{{"tool":{_json_str(tool)},"attempt":{attempt},"args":{{}}}}'
@@ -428,14 +451,24 @@ def _fast_step_started(event: StepStarted) -> tuple[str, str] | None:
 
 
 def _fast_step_succeeded(event: StepSucceeded) -> tuple[str, str] | None:
-    step_id, attempts = event.step_id, event.attempts
+    return _succeeded_row(event.step_id, event.output, event.attempts, event.duration_s)
+
+
+def _succeeded_row(step_id: Any, output: Any, attempts: Any, duration_s: Any) -> tuple[str, str] | None:
     if type(step_id) is not str or type(attempts) is not int:
         return None
-    output = _json_number(event.output)  # (text, lists, ...: masked, perhaps a blob: the general way)
-    duration = _json_number(event.duration_s)
-    if output is None or duration is None:
+    out = _json_number(output)  # (text, lists, ...: masked, perhaps a blob: the general way)
+    duration = _json_number(duration_s)
+    if out is None or duration is None:
         return None
-    return step_id, f'{{"output":{output},"attempts":{attempts},"duration_s":{duration}}}'
+    return step_id, f'{{"output":{out},"attempts":{attempts},"duration_s":{duration}}}'
+
+
+_NOTED_ROWS: dict[str, Callable[..., tuple[str, str] | None]] = {
+    StepStarted.kind: _started_row,
+    StepSucceeded.kind: _succeeded_row,
+}
+"""The fast encoders of the kinds a recorder takes unbuilt (`Recorder.noted_kinds`), from the fields."""
 
 
 _FAST: dict[type[RunEvent], Callable[[Any], tuple[str, str] | None]] = {

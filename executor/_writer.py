@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from planweave.executor.events import RunEvent
+from planweave.executor.events import Noted, RunEvent
 
 if TYPE_CHECKING:
     from planweave.executor.store import Recorder, StoreError
@@ -96,7 +96,7 @@ class BatchSink(Protocol):
     """What the writer thread writes to (`SQLiteRunStore`); called on the writer thread only."""
 
     def write_batch(
-        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+        self, items: list[tuple[str, RunEvent | Noted]], *, wait: bool = True, release: frozenset[str] = frozenset()
     ) -> BatchOutcome:
         """Write `items` in one transaction; in the same transaction, give up this process's lease
         of each run in `release` (after its events: the run's last one is among them or before)."""
@@ -179,7 +179,7 @@ class EventWriter:
         self._recorders[run_id] = recorder
         self._start()
 
-    def submit(self, run_id: str, event: RunEvent) -> int:
+    def submit(self, run_id: str, event: RunEvent | Noted) -> int:
         """Queue `event` for writing; returns its number (durable once `committed` reaches it)."""
         with self._submit_lock:
             self._last = number = self._last + 1
@@ -343,7 +343,7 @@ class EventWriter:
 
     def _write(self, batch: list[tuple[int, str | None, Any]], *, wait: bool = True) -> bool:
         """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
-        events: list[tuple[str, RunEvent]] = []
+        events: list[tuple[str, RunEvent | Noted]] = []
         releases: set[str] = set()
         recorders = self._recorders
         for number, run_id, item in batch:
@@ -367,7 +367,7 @@ class EventWriter:
         return self._flush_events(events, batch[-1][0], releases, wait=wait)
 
     def _flush_events(
-        self, events: list[tuple[str, RunEvent]], number: int, releases: set[str], *, wait: bool = True
+        self, events: list[tuple[str, RunEvent | Noted]], number: int, releases: set[str], *, wait: bool = True
     ) -> bool:
         if events or releases:
             outcome = self.sink.write_batch(events, wait=wait, release=frozenset(releases))

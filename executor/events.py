@@ -31,6 +31,7 @@ from planweave.tools.errors import ConfigError
 __all__ = [
     "EVENT_TYPES",
     "EventBus",
+    "Noted",
     "RunEvent",
     "RunFinished",
     "RunStarted",
@@ -47,6 +48,7 @@ __all__ = [
     "StepSucceeded",
     "Subscriber",
     "SummaryUpdate",
+    "build_noted",
     "event_from_dict",
     "register_event_type",
 ]
@@ -298,7 +300,22 @@ A subscriber that has no use for some kinds of event can say so with an `ignored
 attribute (a frozenset of kinds, e.g. the run store's recorder ignores `step_ready`): when
 every subscriber ignores a kind and no iterator is listening, such events are not built for
 them at all (the history still keeps them, built when it is read).
+
+Likewise a subscriber that can take some kinds unbuilt says so with a `noted_kinds` attribute
+(a frozenset) and a method `noted(run_id, kind, at, fields)`, where `fields` are the event's
+fields after `run_id` and `at`, in declaration order (`build_noted` builds the event from
+them). When every subscriber takes a kind so and no iterator is listening, its events are
+handed over unbuilt (the run store's recorder writes a step's start and success this way).
 """
+
+Noted = tuple[str, float, tuple[Any, ...]]
+"""An event not built: its kind, time and fields after `run_id` and `at` (see `Subscriber`)."""
+
+
+def build_noted(run_id: str, noted: Noted) -> RunEvent:
+    """The event `noted` stands for."""
+    kind, at, fields = noted
+    return _MAKERS[kind](run_id, at, *fields)
 
 
 def _name(fn: Subscriber) -> str:
@@ -371,7 +388,7 @@ class EventBus:
     """
 
     __slots__ = (
-        "_subscribers", "_queues", "_history", "_built", "_closed", "_pending", "_unwanted", "active", "live",
+        "_subscribers", "_queues", "_history", "_built", "_closed", "_pending", "_unwanted", "_noted", "active", "live",
         "run_id", "subscriber_errors",
     )
 
@@ -394,6 +411,7 @@ class EventBus:
         self.live = bool(self._subscribers)
         """True when a subscriber or an iterator needs each event as it happens."""
         self._unwanted: frozenset[str] = frozenset()  # kinds every listener ignores (`_listeners_changed`)
+        self._noted: frozenset[str] = frozenset()  # kinds every listener takes unbuilt (`_listeners_changed`)
         self._listeners_changed()
 
     @property
@@ -416,16 +434,21 @@ class EventBus:
         return unsubscribe
 
     def _listeners_changed(self) -> None:
-        """Work out the kinds of event no listener needs as they happen (see `Subscriber`)."""
-        unwanted: frozenset[str] | None = None
+        """Work out the kinds of event no listener needs as they happen, and those every listener
+        takes unbuilt (see `Subscriber`)."""
+        self._unwanted = self._common("ignored_kinds")
+        self._noted = self._common("noted_kinds")
+
+    def _common(self, attribute: str) -> frozenset[str]:
+        """The kinds in the `attribute` of every subscriber (none while an iterator listens)."""
+        common: frozenset[str] | None = None
         if not self._queues:
             for fn in self._subscribers:
-                ignored = getattr(fn, "ignored_kinds", None)
-                if not isinstance(ignored, frozenset):
-                    unwanted = None
-                    break
-                unwanted = ignored if unwanted is None else unwanted & ignored
-        self._unwanted = unwanted or frozenset()
+                kinds = getattr(fn, attribute, None)
+                if not isinstance(kinds, frozenset):
+                    return frozenset()
+                common = kinds if common is None else common & kinds
+        return common or frozenset()
 
     @property
     def history(self) -> list[RunEvent]:
@@ -478,9 +501,23 @@ class EventBus:
         """Emit an event of `kind` with `fields` (those after `run_id` and `at`, in declaration order),
         timestamped now; when only the history keeps it, store it unbuilt."""
         if self.live and kind not in self._unwanted:
-            self.emit(_MAKERS[kind](self.run_id, time.time(), *fields))
+            if kind in self._noted:
+                self._hand_over(kind, time.time(), fields)
+            else:
+                self.emit(_MAKERS[kind](self.run_id, time.time(), *fields))
         elif self._history is not None:
             self._history += (kind, time.time(), *fields)
+
+    def _hand_over(self, kind: str, at: float, fields: tuple[Any, ...]) -> None:
+        """Give every subscriber the event unbuilt (each takes `kind` so); the history keeps it unbuilt too."""
+        if self._history is not None:
+            self._history += (kind, at, *fields)
+        run_id = self.run_id
+        for fn in self._subscribers:
+            try:
+                fn.noted(run_id, kind, at, fields)  # type: ignore[attr-defined]  # (it has `noted_kinds`)
+            except Exception:  # a broken observer must never break the run
+                self._report(fn, _MAKERS[kind](run_id, at, *fields))
 
     def defer(self, build: Callable[[str, float], list[RunEvent]]) -> None:
         """Emit the events `build(run_id, at)` returns (for example one per step of a batch),
@@ -535,7 +572,7 @@ class EventBus:
         else:
             self._queues.append(q)
             self.live = True
-            self._unwanted = frozenset()  # an iterator takes every event as it happens
+            self._unwanted = self._noted = frozenset()  # an iterator takes every event as it happens, built
         self.active = True
         try:
             while True:

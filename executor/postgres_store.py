@@ -62,7 +62,7 @@ from planweave.executor._encoding import (
 )
 from planweave.executor._leases import HOST, abandon, lease_live, process_owner, resume
 from planweave.executor._writer import BatchOutcome, EventWriter
-from planweave.executor.events import RunEvent, StepAdded
+from planweave.executor.events import Noted, RunEvent, StepAdded
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -612,12 +612,12 @@ class PostgresRunStore(RunStore):
         self._wdb = self._idb = None
 
     def write_batch(
-        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+        self, items: list[tuple[str, RunEvent | Noted]], *, wait: bool = True, release: frozenset[str] = frozenset()
     ) -> BatchOutcome:
         """Write the events in one statement (one round trip, one transaction), giving up this
         process's lease of the runs in `release` in it. `wait=False` (a loop writing a few events
         itself) does not wait for another process's row lock: then `busy` says so."""
-        by_run: dict[str, list[RunEvent]] = {}
+        by_run: dict[str, list[RunEvent | Noted]] = {}
         for run_id, event in items:
             events = by_run.get(run_id)
             if events is None:
@@ -629,7 +629,7 @@ class PostgresRunStore(RunStore):
         return self._write_runs(by_run, release, wait=wait, retry=True)
 
     def _write_runs(
-        self, by_run: dict[str, list[RunEvent]], release: frozenset[str], *, wait: bool, retry: bool
+        self, by_run: dict[str, list[RunEvent | Noted]], release: frozenset[str], *, wait: bool, retry: bool
     ) -> BatchOutcome:
         outcome = BatchOutcome()
         conn: psycopg.Connection[Any] | None = None

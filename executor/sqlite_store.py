@@ -56,7 +56,7 @@ from planweave.executor._encoding import (
     run_filters,
     summary_from_row,
 )
-from planweave.executor.events import RunEvent, StepAdded
+from planweave.executor.events import Noted, RunEvent, StepAdded
 from planweave.executor.store import (
     FINAL_STATUSES,
     Lease,
@@ -585,13 +585,13 @@ class SQLiteRunStore(RunStore):
         self._wdb = self._idb = None
 
     def write_batch(
-        self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()
+        self, items: list[tuple[str, RunEvent | Noted]], *, wait: bool = True, release: frozenset[str] = frozenset()
     ) -> BatchOutcome:
         """Write the events in one transaction, and give up this process's lease of the runs in
         `release` in it. `wait=False` (a loop writing a few events itself) uses a connection that
         does not wait for another process's lock: then `busy` says so."""
         outcome = BatchOutcome()
-        by_run: dict[str, list[RunEvent]] = {}
+        by_run: dict[str, list[RunEvent | Noted]] = {}
         for run_id, event in items:
             events = by_run.get(run_id)
             if events is None:
@@ -659,7 +659,7 @@ class SQLiteRunStore(RunStore):
         return outcome
 
     def _write_one_statement(
-        self, db: sqlite3.Connection, by_run: dict[str, list[RunEvent]], outcome: BatchOutcome
+        self, db: sqlite3.Connection, by_run: dict[str, list[RunEvent | Noted]], outcome: BatchOutcome
     ) -> BatchOutcome | None:
         """The usual batch of a loop's own commit (a step's start and success, in a chain of
         steps): a few plain events of one run whose lease was renewed lately, nothing else to
@@ -693,7 +693,7 @@ class SQLiteRunStore(RunStore):
         self,
         db: sqlite3.Connection,
         run_id: str,
-        events: list[RunEvent],
+        events: list[RunEvent | Noted],
         blobs: dict[str, str],
         outcome: BatchOutcome,
         *,

@@ -52,7 +52,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from planweave.executor.durability import Journal
-from planweave.executor.events import EVENT_TYPES, RunEvent, StepAdded, StepReady, StepStarted, StepSucceeded, event_from_dict
+from planweave.executor.events import (
+    EVENT_TYPES,
+    Noted,
+    RunEvent,
+    StepAdded,
+    StepReady,
+    StepStarted,
+    StepSucceeded,
+    build_noted,
+    event_from_dict,
+)
 from planweave.executor.plan import Step
 from planweave.executor.requests import InputAnswer, InputRequest
 from planweave.executor.state import RunState
@@ -444,7 +454,7 @@ class RunStore(ABC):
             raise box[0]
 
     @abstractmethod
-    def write_batch(self, items: list[tuple[str, RunEvent]], *, wait: bool = True, release: frozenset[str] = frozenset()) -> Any:
+    def write_batch(self, items: list[tuple[str, RunEvent | Noted]], *, wait: bool = True, release: frozenset[str] = frozenset()) -> Any:
         """Write `(run id, event)` pairs in one transaction (on the writer thread), giving up this
         process's lease of the runs in `release` in it; returns a `planweave.executor._writer.BatchOutcome`."""
 
@@ -644,6 +654,8 @@ class Recorder(Journal):
 
     ignored_kinds: ClassVar[frozenset[str]] = frozenset({StepReady.kind})
     """Not stored (a ready step that never started is pending on resume): the run need not build them for it."""
+    noted_kinds: ClassVar[frozenset[str]] = frozenset({StepStarted.kind, StepSucceeded.kind})
+    """Taken unbuilt (`noted`): the writer writes their rows from the fields."""
 
     def __init__(
         self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any], last_event: str = "run_finished"
@@ -695,6 +707,14 @@ class Recorder(Journal):
             # The run is over here (ended, or `waiting` for people): give up the lease in the
             # transaction that writes its last event, so `wait_durable` covers it.
             self._last = writer.release(event.run_id)
+
+    def noted(self, run_id: str, kind: str, at: float, fields: tuple[Any, ...]) -> None:
+        """Take an event unbuilt (a step's start or success: see `planweave.executor.events.Subscriber`)."""
+        writer = self._writer
+        if writer is not None and self.failure is None and not writer.closed:
+            self._last = writer.submit(run_id, (kind, at, fields))
+        else:  # (not begun, failed or closed: the general way says what to do)
+            self(build_noted(run_id, (kind, at, fields)))
 
     def mark(self) -> int:
         return self._last

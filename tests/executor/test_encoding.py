@@ -129,6 +129,24 @@ def test_a_steps_plain_events_are_one_inserts_parameters_or_none() -> None:
         assert encode_step_runs("r", [plain[0], odd], seq=0) is None
 
 
+def test_unbuilt_events_are_stored_as_the_events_they_stand_for() -> None:
+    """A recorder takes a step's start and success unbuilt (`Noted`): whatever their fields, the
+    rows are those of the built events (masked, as blobs, ... the general way when needed)."""
+    masker = Masker.from_env()
+    built = [e for e in FAST_EVENTS if type(e) in (StepStarted, StepSucceeded)]
+    built.append(StepSucceeded(run_id="r", step_id="a", output="x" * 2000, attempts=2, duration_s=1.0))  # a blob
+    names = {StepStarted: ("step_id", "tool", "attempt", "args"), StepSucceeded: ("step_id", "output", "attempts", "duration_s")}
+    unbuilt = [(e.kind, e.at, tuple(getattr(e, n) for n in names[type(e)])) for e in built]
+    blobs_built: dict[str, str] = {}
+    blobs_unbuilt: dict[str, str] = {}
+    rows = encode_events("r", built, seq=3, added=set(), mask=masker, blobs=blobs_built).rows
+    assert encode_events("r", unbuilt, seq=3, added=set(), mask=masker, blobs=blobs_unbuilt).rows == rows
+    assert blobs_unbuilt == blobs_built and len(blobs_built) == 1
+    plain = [u for u, e in zip(unbuilt, built) if _spec(type(e)).fast(e) is not None]
+    assert encode_step_runs("r", plain, seq=3) == [value for row in encode_events(
+        "r", plain, seq=3, added=set(), mask=masker, blobs={}).rows for value in row]
+
+
 def test_the_fast_encoders_take_the_usual_step_events() -> None:
     step = Step(id="a", tool="t", depends_on=["x"])
     for event in (StepAdded(run_id="r", step_id="a", tool="t", step=step, deps=["x"]),

@@ -14,7 +14,7 @@ import pytest
 import planweave.executor
 from planweave.tools.errors import ConfigError
 from planweave.executor import Executor, RunEvent, Step, StepAdded
-from planweave.executor.events import EVENT_TYPES, EventBus, event_from_dict, register_event_type
+from planweave.executor.events import EVENT_TYPES, EventBus, build_noted, event_from_dict, register_event_type
 from planweave.planner.testing import await_until
 from planweave.tools import tool
 
@@ -175,6 +175,62 @@ async def test_an_ignored_kind_still_reaches_a_subscriber_or_iterator_that_wants
     bus.close()
     await task
     assert seen == ["step_ready"]
+
+
+class Unbuilt(list[RunEvent]):
+    """A subscriber that takes a step's start and success unbuilt (as the run store's recorder
+    does), and builds them itself to compare."""
+
+    noted_kinds: ClassVar[frozenset[str]] = frozenset({"step_started", "step_succeeded"})
+
+    def __init__(self, *, broken: bool = False) -> None:
+        super().__init__()
+        self.broken = broken
+        self.unbuilt = 0
+
+    def __call__(self, event: RunEvent) -> None:
+        self.append(event)
+
+    def noted(self, run_id: str, kind: str, at: float, fields: tuple[Any, ...]) -> None:
+        if self.broken:
+            raise RuntimeError("noted observer bug")
+        self.unbuilt += 1
+        self.append(build_noted(run_id, (kind, at, fields)))
+
+
+async def test_kinds_every_subscriber_takes_unbuilt_are_handed_over_unbuilt_and_kept() -> None:
+    ex = Executor([echo, boom])
+    unbuilt = Unbuilt()
+    async with ex.start(plan(), completed={"old": 1}, run_id="r", subscribers=[unbuilt]) as run:
+        pass
+    starts_and_successes = [ev for ev in run.history if ev.kind in Unbuilt.noted_kinds]
+    assert unbuilt.unbuilt == len(starts_and_successes) >= 2
+    assert list(unbuilt) == run.history  # the same events, field for field, as the history builds them
+    both, plain = Unbuilt(), []
+    await ex.run(plan(), completed={"old": 1}, run_id="r", subscribers=[both, plain.append])
+    assert both.unbuilt == 0 and both == plain  # one subscriber wants them built: built for all
+    bus = EventBus([Unbuilt()], run_id="r")
+    seen: list[RunEvent] = []
+
+    async def listen() -> None:
+        async for ev in bus.iterate(replay=False):
+            seen.append(ev)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    bus.note("step_started", "a", "echo", 1, {})  # an iterator listens: built as it happens
+    bus.close()
+    await task
+    assert [ev.kind for ev in seen] == ["step_started"] and bus.subscribers[0].unbuilt == 0  # type: ignore[attr-defined]
+
+
+def test_a_failing_unbuilt_subscriber_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus([Unbuilt(broken=True)], run_id="r")
+    with caplog.at_level(logging.ERROR, logger="planweave.events"):
+        bus.note("step_succeeded", "a", 1, 1, 0.5)
+    assert bus.subscriber_errors == 1
+    assert "failed on a `step_succeeded` event of run `r`" in caplog.text
+    assert [ev.kind for ev in bus.history] == ["step_succeeded"]
 
 
 async def test_run_started_is_stamped_with_the_run_start() -> None:

@@ -1,10 +1,10 @@
 """What does recording a run cost, and how does it compare with LangGraph's SQLite checkpointer?
 
-    python bench/recording.py                  # full run: 2,000-step chain and fan-out
+    python bench/recording.py                  # full run: 2,000-step chain and fan-out (about a minute)
     python bench/recording.py --quick          # smoke test: 100 steps, 1 repeat
     python bench/recording.py --no-langgraph   # planweave only (LangGraph: pip install -e '.[bench]')
 
-Side by side in one process, on the same graphs of no-op async tools (see bench/README.md):
+Side by side in one run, on the same graphs of no-op async tools (see bench/README.md):
 
 1. planweave unrecorded: `await executor.run(steps)`.
 2. planweave recorded: the same with `subscribers=[store.recorder()]` on a `SQLiteRunStore`
@@ -17,6 +17,10 @@ Side by side in one process, on the same graphs of no-op async tools (see bench/
 Graphs: `chain` (N steps, each depending on the previous one) and `fanout` (one root and N
 dependents; per-step numbers divide by N + 1). Opening the store or the saver is not timed;
 building the `Step`s and the `StateGraph` is not timed either.
+
+Each configuration of each graph is measured in a fresh Python process of its own (this
+script with `--worker`), after a warm-up run there: what one configuration leaves behind
+(LangGraph's chain keeps hundreds of megabytes of objects and pages) does not slow the next.
 
 Reported: microseconds per step (best and median of the repeats, `gc.collect()` between
 them), recorded / unrecorded, LangGraph / planweave recorded, and bytes stored per step
@@ -34,6 +38,7 @@ import operator
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,9 +220,46 @@ async def measure(
     }
 
 
+FLOOR = "floor: one bare SQLite commit per step"
+
+
+async def measure_config(graph_name: str, config: str, n: int, repeats: int) -> dict[str, Any]:
+    """Measure one configuration of one graph in this process, after a warm-up run of it."""
+    graph = GRAPHS[graph_name](n)
+    steps = len(graph)
+    if config == FLOOR:
+        async def run_once(folder: Path) -> tuple[float, int]:
+            return time_commit_floor(n, folder)
+    elif config.startswith("langgraph"):
+        async def run_once(folder: Path) -> tuple[float, int]:
+            return await time_langgraph(graph, folder)
+        warm: Callable[[Path], Awaitable[tuple[float, int]]] = lambda f: time_langgraph(chain_graph(10), f)
+    else:
+        recorded = config == "planweave recorded"
+
+        async def run_once(folder: Path) -> tuple[float, int]:
+            return await time_planweave(graph, recorded, folder)
+        warm = lambda f: time_planweave(chain_graph(10), recorded, f)
+    if config != FLOOR:  # imports, the first store or saver, the first compile
+        with tempfile.TemporaryDirectory() as folder:
+            await warm(Path(folder))
+    return await measure(run_once, steps, repeats)
+
+
+def measure_in_worker(graph_name: str, config: str, n: int, repeats: int) -> dict[str, Any]:
+    """`measure_config` in a fresh Python process (this script, `--worker`)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", graph_name, config, "-n", str(n),
+               "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the benchmark worker for {graph_name} / {config} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     n = args.n or (100 if args.quick else 2000)
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 10)
     lg_repeats = args.lg_repeats or (1 if args.quick else 2)
     use_langgraph = not args.no_langgraph and version("langgraph-checkpoint-sqlite") is not None
     results: dict[str, Any] = {
@@ -235,27 +277,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                      "quick": args.quick, "langgraph": use_langgraph},
         "graphs": {},
     }
-    # Warm-up: imports, the first store, the first compile.
-    with tempfile.TemporaryDirectory() as folder:
-        await time_planweave(chain_graph(10), True, Path(folder))
-        if use_langgraph:
-            await time_langgraph(chain_graph(10), Path(folder))
     for name, make in GRAPHS.items():
-        graph = make(n)
-        steps = len(graph)
-        entry: dict[str, Any] = {"steps": steps, "configs": {}}
+        entry: dict[str, Any] = {"steps": len(make(n)), "configs": {}}
         for config in CONFIGS:
-            if config.startswith("langgraph"):
-                if not use_langgraph:
-                    continue
-                run_once: Callable[[Path], Awaitable[tuple[float, int]]] = lambda f, g=graph: time_langgraph(g, f)
-                count = lg_repeats
-            else:
-                recorded = config == "planweave recorded"
-                run_once = lambda f, g=graph, r=recorded: time_planweave(g, r, f)
-                count = repeats
+            if config.startswith("langgraph") and not use_langgraph:
+                continue
+            count = lg_repeats if config.startswith("langgraph") else repeats
             print(f"{name}: {config} ...", flush=True)
-            entry["configs"][config] = await measure(run_once, steps, count)
+            entry["configs"][config] = measure_in_worker(name, config, n, count)
         configs = entry["configs"]
         recorded_us = configs["planweave recorded"]["us_per_step"]["min"]
         entry["recorded_over_unrecorded"] = recorded_us / configs["planweave unrecorded"]["us_per_step"]["min"]
@@ -263,12 +292,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             entry["langgraph_over_recorded"] = configs[CONFIGS[2]]["us_per_step"]["min"] / recorded_us
         results["graphs"][name] = entry
     # What no recording of the chain can go below on this machine, measured in the same run.
-    print("floor: one bare SQLite commit per step ...", flush=True)
-
-    async def floor_once(folder: Path) -> tuple[float, int]:
-        return time_commit_floor(n, folder)
-
-    commit = await measure(floor_once, n, repeats)
+    print(f"{FLOOR} ...", flush=True)
+    commit = measure_in_worker("chain", FLOOR, n, repeats)
     unrecorded = results["graphs"]["chain"]["configs"]["planweave unrecorded"]["us_per_step"]["min"]
     results["floor"] = {
         "commit_us": commit["us_per_step"],
@@ -338,15 +363,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke test")
     p.add_argument("--no-langgraph", action="store_true", help="planweave only")
     p.add_argument("-n", type=int, default=None, help="steps in the chain and the fan-out (default 2000; quick 100)")
-    p.add_argument("--repeats", type=int, default=None, help="planweave repeats (default 5)")
+    p.add_argument("--repeats", type=int, default=None, help="planweave repeats (default 10)")
     p.add_argument("--lg-repeats", type=int, default=None, help="LangGraph repeats (default 2: its runs take seconds)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)})")
+    p.add_argument("--worker", nargs=2, metavar=("GRAPH", "CONFIG"), help=argparse.SUPPRESS)  # one measurement, as JSON
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the tables, write the JSON; returns the results."""
     args = parse_args(argv)
+    if args.worker:
+        graph_name, config = args.worker
+        result = asyncio.run(measure_config(graph_name, config, args.n, args.repeats))
+        print(json.dumps(result))
+        return result
     results = asyncio.run(amain(args))
     print()
     print(render(results))

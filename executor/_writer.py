@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from planweave.executor.events import Noted, RunEvent
+from planweave.executor.events import Noted, NotedBatch, RunEvent
 
 if TYPE_CHECKING:
     from planweave.executor.store import Recorder, StoreError
@@ -155,7 +155,7 @@ class EventWriter:
         self._flushing = 0  # threads waiting in `flush` (woken by `_advance`)
         self._write_lock = threading.Lock()  # held while a batch is written (by the thread or a loop)
         self._inline_commits = 0
-        self._control_pending = False  # `_pending` holds a `call`: loops leave it to the thread
+        self._control_pending = False  # `_pending` holds a `call` or a batch: loops leave it to the thread
         self._inline_at = 0.0  # when a loop last committed events itself (`time.monotonic()`)
 
     # --- any thread ------------------------------------------------------------------------------
@@ -187,6 +187,15 @@ class EventWriter:
             pending.append((number, run_id, event))
             if len(pending) in _WAKE_AT:
                 self._wake.set()
+        return number
+
+    def submit_batch(self, run_id: str, batch: NotedBatch) -> int:
+        """Queue a batch of events, built when written (by the thread: it may hold thousands);
+        returns its number, as `submit`."""
+        with self._submit_lock:
+            self._last = number = self._last + 1
+            self._pending.append((number, run_id, batch))
+            self._control_pending = True
         return number
 
     def release(self, run_id: str) -> int:
@@ -362,6 +371,8 @@ class EventWriter:
                 continue  # the run has stopped: nothing after its failure is written
             if item is _RELEASE:
                 releases.add(run_id)
+            elif type(item) is NotedBatch:  # (built now: they live only while written)
+                events += [(run_id, event) for event in item.build(run_id, item.at)]
             else:
                 events.append((run_id, item))
         return self._flush_events(events, batch[-1][0], releases, wait=wait)

@@ -32,6 +32,7 @@ __all__ = [
     "EVENT_TYPES",
     "EventBus",
     "Noted",
+    "NotedBatch",
     "RunEvent",
     "RunFinished",
     "RunStarted",
@@ -306,10 +307,22 @@ Likewise a subscriber that can take some kinds unbuilt says so with a `noted_kin
 fields after `run_id` and `at`, in declaration order (`build_noted` builds the event from
 them). When every subscriber takes a kind so and no iterator is listening, its events are
 handed over unbuilt (the run store's recorder writes a step's start and success this way).
+A batch of such events (a plan's steps being added) comes to `noted_batch(run_id, kind, at,
+build)` instead: `build(run_id, at)` returns the events, to be built when they are needed.
 """
 
 Noted = tuple[str, float, tuple[Any, ...]]
 """An event not built: its kind, time and fields after `run_id` and `at` (see `Subscriber`)."""
+
+
+class NotedBatch:
+    """A batch of events not built (`EventBus.defer`): `build(run_id, at)` returns them."""
+
+    __slots__ = ("at", "build")
+
+    def __init__(self, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+        self.at = at
+        self.build = build
 
 
 def build_noted(run_id: str, noted: Noted) -> RunEvent:
@@ -519,12 +532,24 @@ class EventBus:
             except Exception:  # a broken observer must never break the run
                 self._report(fn, _MAKERS[kind](run_id, at, *fields))
 
-    def defer(self, build: Callable[[str, float], list[RunEvent]]) -> None:
-        """Emit the events `build(run_id, at)` returns (for example one per step of a batch),
-        calling it only when someone listens now or reads the history later."""
-        if self.live:
-            for event in build(self.run_id, time.time()):
-                self.emit(event)
+    def defer(self, kind: str, build: Callable[[str, float], list[RunEvent]]) -> None:
+        """Emit the events of `kind` that `build(run_id, at)` returns (for example one per step of
+        a batch), calling it only when a listener needs them built or the history is read."""
+        if self.live and kind not in self._unwanted:
+            if kind not in self._noted:
+                for event in build(self.run_id, time.time()):
+                    self.emit(event)
+                return
+            at = time.time()
+            if self._history is not None:
+                self._history += (_DEFERRED, at, build)
+            for fn in self._subscribers:
+                try:
+                    fn.noted_batch(self.run_id, kind, at, build)  # type: ignore[attr-defined]  # (it has `noted_kinds`)
+                except Exception:  # a broken observer must never break the run
+                    self.subscriber_errors += 1
+                    log.error("event subscriber `%s` failed on a batch of `%s` events of run `%s`; the run goes on "
+                              "without it for them", _name(fn), kind, self.run_id, exc_info=True)
         elif self._history is not None:
             self._history += (_DEFERRED, time.time(), build)
 

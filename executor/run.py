@@ -294,7 +294,7 @@ class Run(StepAttempts):
             new.append(node)
         self._unfinished += len(new)
         if self._bus.active and new:
-            self._bus.defer(functools.partial(_added_events, tuple(compiled)))
+            self._bus.defer(StepAdded.kind, functools.partial(_added_events, tuple(compiled)))
         if self._closed and not new:
             return
         # Restored outputs first, so the joins below see them as succeeded.

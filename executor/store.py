@@ -55,6 +55,7 @@ from planweave.executor.durability import Journal
 from planweave.executor.events import (
     EVENT_TYPES,
     Noted,
+    NotedBatch,
     RunEvent,
     StepAdded,
     StepReady,
@@ -654,8 +655,9 @@ class Recorder(Journal):
 
     ignored_kinds: ClassVar[frozenset[str]] = frozenset({StepReady.kind})
     """Not stored (a ready step that never started is pending on resume): the run need not build them for it."""
-    noted_kinds: ClassVar[frozenset[str]] = frozenset({StepStarted.kind, StepSucceeded.kind})
-    """Taken unbuilt (`noted`): the writer writes their rows from the fields."""
+    noted_kinds: ClassVar[frozenset[str]] = frozenset({StepAdded.kind, StepStarted.kind, StepSucceeded.kind})
+    """Taken unbuilt (`noted`, `noted_batch`): the writer writes their rows from the fields, and
+    builds a plan's `step_added` events when it writes them (they are not kept meanwhile)."""
 
     def __init__(
         self, store: RunStore, *, kind: str, name: str, meta: dict[str, Any], last_event: str = "run_finished"
@@ -715,6 +717,15 @@ class Recorder(Journal):
             self._last = writer.submit(run_id, (kind, at, fields))
         else:  # (not begun, failed or closed: the general way says what to do)
             self(build_noted(run_id, (kind, at, fields)))
+
+    def noted_batch(self, run_id: str, kind: str, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+        """Take a batch of events unbuilt (a plan's steps being added: see `planweave.executor.events.Subscriber`)."""
+        writer = self._writer
+        if writer is not None and self.failure is None and not writer.closed:
+            self._last = writer.submit_batch(run_id, NotedBatch(at, build))
+        else:
+            for event in build(run_id, at):
+                self(event)
 
     def mark(self) -> int:
         return self._last

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -127,7 +128,7 @@ def test_note_builds_each_event_kind_with_its_fields_in_order() -> None:
 def test_without_listeners_events_are_built_when_read() -> None:
     bus = EventBus(run_id="r")
     bus.note("step_ready", "a")
-    bus.defer(lambda run_id, at: [StepAdded(run_id=run_id, at=at, step_id="b", tool="t", step={})])
+    bus.defer("step_added", lambda run_id, at: [StepAdded(run_id=run_id, at=at, step_id="b", tool="t", step={})])
     assert [(type(ev).__name__, ev.run_id) for ev in bus.history] == [("StepReady", "r"), ("StepAdded", "r")]
     assert EventBus(keep_history=False).history == []
 
@@ -178,15 +179,16 @@ async def test_an_ignored_kind_still_reaches_a_subscriber_or_iterator_that_wants
 
 
 class Unbuilt(list[RunEvent]):
-    """A subscriber that takes a step's start and success unbuilt (as the run store's recorder
-    does), and builds them itself to compare."""
+    """A subscriber that takes a step's start and success, and a plan's steps being added,
+    unbuilt (as the run store's recorder does), and builds them itself to compare."""
 
-    noted_kinds: ClassVar[frozenset[str]] = frozenset({"step_started", "step_succeeded"})
+    noted_kinds: ClassVar[frozenset[str]] = frozenset({"step_added", "step_started", "step_succeeded"})
 
     def __init__(self, *, broken: bool = False) -> None:
         super().__init__()
         self.broken = broken
         self.unbuilt = 0
+        self.batches: list[int] = []
 
     def __call__(self, event: RunEvent) -> None:
         self.append(event)
@@ -197,18 +199,27 @@ class Unbuilt(list[RunEvent]):
         self.unbuilt += 1
         self.append(build_noted(run_id, (kind, at, fields)))
 
+    def noted_batch(self, run_id: str, kind: str, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+        if self.broken:
+            raise RuntimeError("noted batch observer bug")
+        events = build(run_id, at)
+        assert {ev.kind for ev in events} == {kind}
+        self.batches.append(len(events))
+        self.extend(events)
+
 
 async def test_kinds_every_subscriber_takes_unbuilt_are_handed_over_unbuilt_and_kept() -> None:
     ex = Executor([echo, boom])
     unbuilt = Unbuilt()
     async with ex.start(plan(), completed={"old": 1}, run_id="r", subscribers=[unbuilt]) as run:
         pass
-    starts_and_successes = [ev for ev in run.history if ev.kind in Unbuilt.noted_kinds]
+    starts_and_successes = [ev for ev in run.history if ev.kind in ("step_started", "step_succeeded")]
     assert unbuilt.unbuilt == len(starts_and_successes) >= 2
+    assert unbuilt.batches == [sum(ev.kind == "step_added" for ev in run.history)]  # the plan's steps: one batch
     assert list(unbuilt) == run.history  # the same events, field for field, as the history builds them
     both, plain = Unbuilt(), []
     await ex.run(plan(), completed={"old": 1}, run_id="r", subscribers=[both, plain.append])
-    assert both.unbuilt == 0 and both == plain  # one subscriber wants them built: built for all
+    assert both.unbuilt == 0 and not both.batches and both == plain  # one subscriber wants them built: built for all
     bus = EventBus([Unbuilt()], run_id="r")
     seen: list[RunEvent] = []
 
@@ -228,9 +239,11 @@ def test_a_failing_unbuilt_subscriber_is_logged_and_counted(caplog: pytest.LogCa
     bus = EventBus([Unbuilt(broken=True)], run_id="r")
     with caplog.at_level(logging.ERROR, logger="planweave.events"):
         bus.note("step_succeeded", "a", 1, 1, 0.5)
-    assert bus.subscriber_errors == 1
+        bus.defer("step_added", lambda run_id, at: [StepAdded(run_id=run_id, at=at, step_id="b", tool="t", step={})])
+    assert bus.subscriber_errors == 2
     assert "failed on a `step_succeeded` event of run `r`" in caplog.text
-    assert [ev.kind for ev in bus.history] == ["step_succeeded"]
+    assert "failed on a batch of `step_added` events of run `r`" in caplog.text
+    assert [ev.kind for ev in bus.history] == ["step_succeeded", "step_added"]
 
 
 async def test_run_started_is_stamped_with_the_run_start() -> None:

@@ -118,7 +118,10 @@ def encode_events(
             if encode is not None and (row := encode(*fields)) is not None:
                 seq += 1
                 rows.append((run_id, seq, kind, at, row[0], row[1]))
-                continue  # (a step's start or success: nothing for the summary)
+                if kind == _STEP_ADDED and row[0] not in added:  # (the others change no summary)
+                    added.add(row[0])
+                    out.new_steps += 1
+                continue
             event = build_noted(run_id, event)
         if type(event) is StepReady:
             continue  # transient: not stored (a ready step that never started is pending on resume)
@@ -329,6 +332,7 @@ _STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_f
 """Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
 
 _PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
+_STEP_ADDED = StepAdded.kind
 
 
 class _Spec(NamedTuple):
@@ -429,7 +433,10 @@ def _exponent(text: str) -> str:
 
 
 def _fast_step_added(event: StepAdded) -> tuple[str, str] | None:
-    step_id, tool, step, deps = event.step_id, event.tool, event.step, event.deps
+    return _added_row(event.step_id, event.tool, event.step, event.deps)
+
+
+def _added_row(step_id: Any, tool: Any, step: Any, deps: Any) -> tuple[str, str] | None:
     if type(step_id) is not str or type(tool) is not str or type(step) is not Step or type(deps) is not list:
         return None
     dumped = dump_step(step)
@@ -465,6 +472,7 @@ def _succeeded_row(step_id: Any, output: Any, attempts: Any, duration_s: Any) ->
 
 
 _NOTED_ROWS: dict[str, Callable[..., tuple[str, str] | None]] = {
+    StepAdded.kind: _added_row,
     StepStarted.kind: _started_row,
     StepSucceeded.kind: _succeeded_row,
 }

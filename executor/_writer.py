@@ -371,8 +371,8 @@ class EventWriter:
                 continue  # the run has stopped: nothing after its failure is written
             if item is _RELEASE:
                 releases.add(run_id)
-            elif type(item) is NotedBatch:  # (built now: they live only while written)
-                events += [(run_id, event) for event in item.build(run_id, item.at)]
+            elif type(item) is NotedBatch:  # (made now: they live only while written)
+                events += [(run_id, event) for event in item.unbuilt(run_id)]
             else:
                 events.append((run_id, item))
         return self._flush_events(events, batch[-1][0], releases, wait=wait)

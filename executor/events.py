@@ -307,8 +307,8 @@ Likewise a subscriber that can take some kinds unbuilt says so with a `noted_kin
 fields after `run_id` and `at`, in declaration order (`build_noted` builds the event from
 them). When every subscriber takes a kind so and no iterator is listening, its events are
 handed over unbuilt (the run store's recorder writes a step's start and success this way).
-A batch of such events (a plan's steps being added) comes to `noted_batch(run_id, kind, at,
-build)` instead: `build(run_id, at)` returns the events, to be built when they are needed.
+A batch of such events (a plan's steps being added) comes to `noted_batch(run_id, batch)`
+instead: a `NotedBatch` that builds them, or gives their fields, when they are needed.
 """
 
 Noted = tuple[str, float, tuple[Any, ...]]
@@ -316,13 +316,26 @@ Noted = tuple[str, float, tuple[Any, ...]]
 
 
 class NotedBatch:
-    """A batch of events not built (`EventBus.defer`): `build(run_id, at)` returns them."""
+    """A batch of events not built (`EventBus.defer`): `build(run_id, at)` returns them, and
+    `fields()` (when given) the fields of each, as `noted` takes them."""
 
-    __slots__ = ("at", "build")
+    __slots__ = ("kind", "at", "build", "fields")
 
-    def __init__(self, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+    def __init__(
+        self, kind: str, at: float, build: Callable[[str, float], list[RunEvent]],
+        fields: Callable[[], list[tuple[Any, ...]]] | None = None,
+    ) -> None:
+        self.kind = kind
         self.at = at
         self.build = build
+        self.fields = fields
+
+    def unbuilt(self, run_id: str) -> list[RunEvent | Noted]:
+        """The events, unbuilt when their fields can be had."""
+        if self.fields is None:
+            return list(self.build(run_id, self.at))
+        kind, at = self.kind, self.at
+        return [(kind, at, fields) for fields in self.fields()]
 
 
 def build_noted(run_id: str, noted: Noted) -> RunEvent:
@@ -377,6 +390,9 @@ _MAKERS: dict[str, Callable[..., RunEvent]] = {
     ),
     "step_cache_hit": lambda run_id, at, step_id, tool, key, age_s, item: StepCacheHit(
         run_id=run_id, at=at, step_id=step_id, tool=tool, key=key, age_s=age_s, item=item
+    ),
+    "step_added": lambda run_id, at, step_id, tool, step, deps: StepAdded(
+        run_id=run_id, at=at, step_id=step_id, tool=tool, step=step, deps=list(deps)
     ),
     "run_finished": lambda run_id, at, status, duration_s, error: RunFinished(
         run_id=run_id, at=at, status=status, duration_s=duration_s, error=error
@@ -532,9 +548,13 @@ class EventBus:
             except Exception:  # a broken observer must never break the run
                 self._report(fn, _MAKERS[kind](run_id, at, *fields))
 
-    def defer(self, kind: str, build: Callable[[str, float], list[RunEvent]]) -> None:
+    def defer(
+        self, kind: str, build: Callable[[str, float], list[RunEvent]],
+        fields: Callable[[], list[tuple[Any, ...]]] | None = None,
+    ) -> None:
         """Emit the events of `kind` that `build(run_id, at)` returns (for example one per step of
-        a batch), calling it only when a listener needs them built or the history is read."""
+        a batch), calling it only when a listener needs them built or the history is read;
+        `fields()`, when given, returns their fields instead (for subscribers taking them unbuilt)."""
         if self.live and kind not in self._unwanted:
             if kind not in self._noted:
                 for event in build(self.run_id, time.time()):
@@ -543,9 +563,10 @@ class EventBus:
             at = time.time()
             if self._history is not None:
                 self._history += (_DEFERRED, at, build)
+            batch = NotedBatch(kind, at, build, fields)
             for fn in self._subscribers:
                 try:
-                    fn.noted_batch(self.run_id, kind, at, build)  # type: ignore[attr-defined]  # (it has `noted_kinds`)
+                    fn.noted_batch(self.run_id, batch)  # type: ignore[attr-defined]  # (it has `noted_kinds`)
                 except Exception:  # a broken observer must never break the run
                     self.subscriber_errors += 1
                     log.error("event subscriber `%s` failed on a batch of `%s` events of run `%s`; the run goes on "

@@ -56,6 +56,18 @@ def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) ->
     return events
 
 
+def _added_fields(compiled: tuple[CompiledStep, ...]) -> list[tuple[str, str, Step, list[str]]]:
+    """The fields of those `StepAdded` (for a subscriber taking them unbuilt: it only reads them)."""
+    ordered: dict[frozenset[str], list[str]] = {}
+    fields = []
+    for c in compiled:
+        deps = ordered.get(c.deps)
+        if deps is None:
+            deps = ordered[c.deps] = sorted(c.deps)
+        fields.append((c.step.id, c.step.action, c.step, deps))
+    return fields
+
+
 class Run(StepAttempts):
     """One execution of a growing plan graph. Create with `Executor.start`."""
 
@@ -294,7 +306,8 @@ class Run(StepAttempts):
             new.append(node)
         self._unfinished += len(new)
         if self._bus.active and new:
-            self._bus.defer(StepAdded.kind, functools.partial(_added_events, tuple(compiled)))
+            batch = tuple(compiled)
+            self._bus.defer(StepAdded.kind, functools.partial(_added_events, batch), functools.partial(_added_fields, batch))
         if self._closed and not new:
             return
         # Restored outputs first, so the joins below see them as succeeded.

@@ -718,13 +718,13 @@ class Recorder(Journal):
         else:  # (not begun, failed or closed: the general way says what to do)
             self(build_noted(run_id, (kind, at, fields)))
 
-    def noted_batch(self, run_id: str, kind: str, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+    def noted_batch(self, run_id: str, batch: NotedBatch) -> None:
         """Take a batch of events unbuilt (a plan's steps being added: see `planweave.executor.events.Subscriber`)."""
         writer = self._writer
         if writer is not None and self.failure is None and not writer.closed:
-            self._last = writer.submit_batch(run_id, NotedBatch(at, build))
+            self._last = writer.submit_batch(run_id, batch)
         else:
-            for event in build(run_id, at):
+            for event in batch.build(run_id, batch.at):
                 self(event)
 
     def mark(self) -> int:

@@ -133,14 +133,21 @@ def test_unbuilt_events_are_stored_as_the_events_they_stand_for() -> None:
     """A recorder takes a step's start and success unbuilt (`Noted`): whatever their fields, the
     rows are those of the built events (masked, as blobs, ... the general way when needed)."""
     masker = Masker.from_env()
-    built = [e for e in FAST_EVENTS if type(e) in (StepStarted, StepSucceeded)]
+    built: list[RunEvent] = [e for e in FAST_EVENTS if type(e) in (StepStarted, StepSucceeded)]
     built.append(StepSucceeded(run_id="r", step_id="a", output="x" * 2000, attempts=2, duration_s=1.0))  # a blob
-    names = {StepStarted: ("step_id", "tool", "attempt", "args"), StepSucceeded: ("step_id", "output", "attempts", "duration_s")}
+    built += [StepAdded(run_id="r", step_id=f"n{i}", tool=step.tool or "t", step=step, deps=sorted(step.depends_on))
+              for i, step in enumerate(STEPS[:-1])]  # (arguments masked, a retry policy, ...: the general way)
+    built.append(StepAdded(run_id="r", step_id="n0", tool="t", step=STEPS[0], deps=[]))  # a step counts once
+    names = {StepStarted: ("step_id", "tool", "attempt", "args"), StepSucceeded: ("step_id", "output", "attempts", "duration_s"),
+             StepAdded: ("step_id", "tool", "step", "deps")}
     unbuilt = [(e.kind, e.at, tuple(getattr(e, n) for n in names[type(e)])) for e in built]
     blobs_built: dict[str, str] = {}
     blobs_unbuilt: dict[str, str] = {}
-    rows = encode_events("r", built, seq=3, added=set(), mask=masker, blobs=blobs_built).rows
-    assert encode_events("r", unbuilt, seq=3, added=set(), mask=masker, blobs=blobs_unbuilt).rows == rows
+    added_built, added_unbuilt = {"old"}, {"old"}
+    batch = encode_events("r", built, seq=3, added=added_built, mask=masker, blobs=blobs_built)
+    again = encode_events("r", unbuilt, seq=3, added=added_unbuilt, mask=masker, blobs=blobs_unbuilt)
+    assert again.rows == batch.rows and again.last_seq == batch.last_seq
+    assert again.new_steps == batch.new_steps == len(STEPS) - 1 and added_unbuilt == added_built
     assert blobs_unbuilt == blobs_built and len(blobs_built) == 1
     plain = [u for u, e in zip(unbuilt, built) if _spec(type(e)).fast(e) is not None]
     assert encode_step_runs("r", plain, seq=3) == [value for row in encode_events(

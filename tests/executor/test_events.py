@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +14,7 @@ import pytest
 import planweave.executor
 from planweave.tools.errors import ConfigError
 from planweave.executor import Executor, RunEvent, Step, StepAdded
-from planweave.executor.events import EVENT_TYPES, EventBus, build_noted, event_from_dict, register_event_type
+from planweave.executor.events import EVENT_TYPES, EventBus, NotedBatch, build_noted, event_from_dict, register_event_type
 from planweave.planner.testing import await_until
 from planweave.tools import tool
 
@@ -199,11 +198,12 @@ class Unbuilt(list[RunEvent]):
         self.unbuilt += 1
         self.append(build_noted(run_id, (kind, at, fields)))
 
-    def noted_batch(self, run_id: str, kind: str, at: float, build: Callable[[str, float], list[RunEvent]]) -> None:
+    def noted_batch(self, run_id: str, batch: NotedBatch) -> None:
         if self.broken:
             raise RuntimeError("noted batch observer bug")
-        events = build(run_id, at)
-        assert {ev.kind for ev in events} == {kind}
+        events = batch.build(run_id, batch.at)
+        assert {ev.kind for ev in events} == {batch.kind}
+        assert batch.fields is None or [build_noted(run_id, noted) for noted in batch.unbuilt(run_id)] == events
         self.batches.append(len(events))
         self.extend(events)
 

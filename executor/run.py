@@ -342,9 +342,14 @@ class Run(StepAttempts):
         event `need` (the success of its last input) is durable."""
         journal = self._journal
         if journal is not None:
-            if need > journal.committed and not journal.durable_now(need):
-                self._hold(node, need)
-                return
+            if need > journal.committed:
+                held = self._held.get(need)
+                if held is not None:  # (others wait for that event already: no need to ask again)
+                    held.append(node)
+                    return
+                if not journal.durable_now(need):
+                    self._hold(node, need)
+                    return
             if journal.failure is not None:
                 self._on_journal_failure()  # fail closed: no step starts unrecorded
                 return

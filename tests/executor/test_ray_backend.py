@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ def hang(marker: str) -> str:
     """Write `marker.start`, then wait; write `marker.stop` with the exception that ends the wait."""
     import time
 
-    Path(marker + ".start").write_text(str(os.getpid()))
+    Path(marker + ".start.tmp").write_text(str(os.getpid()))  # (whole or not at all, as `.stop`)
+    os.replace(marker + ".start.tmp", marker + ".start")
     try:
         for _ in range(2400):  # (2 minutes: longer than the backend's cancel takes, forced or not)
             time.sleep(0.05)
@@ -112,18 +114,29 @@ def hang(marker: str) -> str:
     return "never"
 
 
-def ended_by_its_cancel(marker: str) -> bool:
+def ended_by_its_cancel(marker: str, *, may_not_start: bool = False) -> bool:
     """The `hang` task behind `marker` was ended by its cancellation: interrupted (it wrote
     `KeyboardInterrupt`), or, when that cancel never reached it, its worker process killed by the
-    backend's forced cancel. A task left running has neither (its worker lives, no marker)."""
+    backend's forced cancel. A task left running has neither (its worker lives, no marker).
+    `may_not_start`: a task cancelled before it started (a loaded machine starts workers
+    slowly) ended too, once it has not started for `_NEVER_S` after the cancel."""
     stop = Path(marker + ".stop")
     if stop.exists():
         return stop.read_text() == "KeyboardInterrupt"
+    start = Path(marker + ".start")
+    if not start.exists():
+        first = _unstarted.setdefault(marker, time.monotonic())
+        return may_not_start and time.monotonic() - first >= _NEVER_S
     try:
-        os.kill(int(Path(marker + ".start").read_text()), 0)
+        os.kill(int(start.read_text()), 0)
     except ProcessLookupError:
         return True
     return False
+
+
+_unstarted: dict[str, float] = {}
+_NEVER_S = 20.0
+"""A cancelled task not started this long after its cancel never will (its lease went back)."""
 
 
 def _gauge_actor() -> Any:
@@ -250,8 +263,9 @@ async def test_a_step_timeout_interrupts_its_ray_task(backend: RayBackend, tmp_p
         [Step(id="h", tool="hang", args={"marker": marker}, timeout_s=1.0, retry={"max_attempts": 1})]
     )
     assert result.steps["h"].status == "failed" and "timed out after 1s" in (result.steps["h"].error or "")
-    # The worker's call was interrupted, not left running.
-    wait_until(lambda: ended_by_its_cancel(marker), "the Ray task ended by its cancellation", timeout_s=120)
+    # The worker's call was interrupted, not left running (or, cancelled before it started, never ran).
+    wait_until(lambda: ended_by_its_cancel(marker, may_not_start=True), "the Ray task ended by its cancellation",
+               timeout_s=120)
 
 
 async def test_a_cancelled_run_cancels_its_ray_tasks(backend: RayBackend, tmp_path: Path) -> None:

@@ -174,10 +174,14 @@ def encode_step_runs(run_id: str, events: Iterable[RunEvent | Noted], *, seq: in
     summary change). None when one of them does: then `encode_events` is the way."""
     params: list[Any] = []
     for event in events:
-        if isinstance(event, tuple):  # unbuilt (`Noted`)
+        if isinstance(event, tuple):  # unbuilt (`Noted`): a step's start or success only
             kind, at, fields = event
-            encode = _NOTED_ROWS.get(kind)
-            row = encode(*fields) if encode is not None else None
+            if kind == _STARTED:
+                row = _started_row(*fields)
+            elif kind == _SUCCEEDED:
+                row = _succeeded_row(*fields)
+            else:
+                return None  # (`step_added` changes the summary: `encode_events` counts it)
         elif type(event) is StepStarted:  # (exactly: a subclass may have more fields)
             kind, at, row = event.kind, event.at, _fast_step_started(event)
         elif type(event) is StepSucceeded:
@@ -332,7 +336,7 @@ _STEP_PLAIN = frozenset({"id", "tool", "depends_on", "retry", "timeout_s", "on_f
 """Keys of a step (in `StepAdded`) that hold no user text: the rest (its arguments, ...) is masked."""
 
 _PLAIN_EVENT, _ADDS_STEP, _STARTS_RUN, _COUNTS = range(4)
-_STEP_ADDED = StepAdded.kind
+_STEP_ADDED, _STARTED, _SUCCEEDED = StepAdded.kind, StepStarted.kind, StepSucceeded.kind
 
 
 class _Spec(NamedTuple):

@@ -149,6 +149,7 @@ class EventWriter:
         self._reached: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []  # to wake
         self._tie = itertools.count()
         self._recorders: dict[str, Recorder] = {}  # live runs: failures go to them, leases are renewed
+        self._failed: set[str] = set()  # runs whose recording failed: what they queued meanwhile is dropped
         self._thread: threading.Thread | None = None
         self.closed = False
         """The thread has stopped: nothing submitted from now on is written."""
@@ -177,6 +178,7 @@ class EventWriter:
                 run_id=run_id, owner="this process", expires_at=None,
             )
         self._recorders[run_id] = recorder
+        self._failed.discard(run_id)  # (recorded again: resumed)
         self._start()
 
     def submit(self, run_id: str, event: RunEvent | Noted) -> int:
@@ -354,7 +356,7 @@ class EventWriter:
         """Write `batch` (the caller holds `_write_lock`); False when `wait=False` found the store busy."""
         events: list[tuple[str, RunEvent | Noted]] = []
         releases: set[str] = set()
-        recorders = self._recorders
+        recorders, failed = self._recorders, self._failed
         for number, run_id, item in batch:
             if run_id is None:  # a `_Control`
                 self._flush_events(events, number - 1, releases)
@@ -366,9 +368,11 @@ class EventWriter:
                     log.exception("a run store call on the writer thread failed")
                 self._advance(number)
                 continue
+            if run_id in failed:
+                continue  # the run has stopped: nothing after its failure is written (nor its lease given up)
             recorder = recorders.get(run_id)
             if recorder is not None and recorder.failure is not None:
-                continue  # the run has stopped: nothing after its failure is written
+                continue
             if item is _RELEASE:
                 releases.add(run_id)
             elif type(item) is NotedBatch:  # (made now: they live only while written)
@@ -386,6 +390,7 @@ class EventWriter:
                 return False
             self.batches += 1
             for run_id, error in outcome.failed.items():
+                self._failed.add(run_id)
                 recorder = self._recorders.pop(run_id, None)
                 if recorder is not None:
                     recorder.fail(error)
@@ -401,6 +406,7 @@ class EventWriter:
         if not run_ids:
             return
         for run_id, error in self.sink.renew_leases(run_ids).items():
+            self._failed.add(run_id)
             recorder = self._recorders.pop(run_id, None)
             if recorder is not None:
                 recorder.fail(error)

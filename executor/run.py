@@ -44,21 +44,10 @@ _BURST = 256
 """Most step tasks created per turn of the event loop (see `Run._next_burst`)."""
 
 
-def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) -> list[RunEvent]:
-    """`StepAdded` for each step of a batch (built only when someone needs them)."""
-    ordered: dict[frozenset[str], list[str]] = {}  # a dependency set shared by many steps is sorted once
-    events: list[RunEvent] = []
-    for c in compiled:
-        deps = ordered.get(c.deps)
-        if deps is None:
-            deps = ordered[c.deps] = sorted(c.deps)
-        events.append(StepAdded(run_id=run_id, at=at, step_id=c.step.id, tool=c.step.action, step=c.step, deps=list(deps)))
-    return events
-
-
 def _added_fields(compiled: tuple[CompiledStep, ...]) -> list[tuple[str, str, Step, list[str]]]:
-    """The fields of those `StepAdded` (for a subscriber taking them unbuilt: it only reads them)."""
-    ordered: dict[frozenset[str], list[str]] = {}
+    """The fields of a `StepAdded` for each step of a batch (for a subscriber taking them unbuilt:
+    it only reads them; steps with the same dependencies share one sorted list)."""
+    ordered: dict[frozenset[str], list[str]] = {}  # a dependency set shared by many steps is sorted once
     fields = []
     for c in compiled:
         deps = ordered.get(c.deps)
@@ -66,6 +55,14 @@ def _added_fields(compiled: tuple[CompiledStep, ...]) -> list[tuple[str, str, St
             deps = ordered[c.deps] = sorted(c.deps)
         fields.append((c.step.id, c.step.action, c.step, deps))
     return fields
+
+
+def _added_events(compiled: tuple[CompiledStep, ...], run_id: str, at: float) -> list[RunEvent]:
+    """`StepAdded` for each step of a batch (built only when someone needs them)."""
+    return [
+        StepAdded(run_id=run_id, at=at, step_id=sid, tool=tool, step=step, deps=list(deps))
+        for sid, tool, step, deps in _added_fields(compiled)
+    ]
 
 
 class Run(StepAttempts):
